@@ -1,0 +1,206 @@
+"""Turns a decoded record (a dict from JSON or Avro) into an Interaction, or a Rejection with a stable reason.
+
+The reasons are part of the dead-letter contract (README, "Dead letters"); never rename one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from cem.domain.enrich import device_of, sentiment
+from cem.domain.identifiers import IdentifierRules, normalise_all
+from cem.domain.model import SURVEY_SCALES, Interaction, Rejection
+
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+MAX_EVENT_ID_CHARS = 128
+MAX_SHORT_FIELD_CHARS = 256
+MAX_PROPERTY_VALUE_CHARS = 4_096
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    channels: frozenset[str]
+    min_event_ms: int
+    max_future_skew_ms: int
+    max_text_chars: int = 20_000
+    max_identifiers: int = 50
+    max_properties: int = 200
+
+
+def build_interaction(
+    record: Any, topic_channel: str | None, rules: IdentifierRules, limits: Limits, now_ms: int
+) -> Interaction | Rejection:
+    if not isinstance(record, dict):
+        return Rejection("not_an_object", type(record).__name__)
+
+    event_id = record.get("event_id")
+    if event_id is None or event_id == "":
+        return Rejection("missing_field", "event_id")
+    if not isinstance(event_id, str):
+        return Rejection("wrong_type", "event_id must be a string")
+    if len(event_id) > MAX_EVENT_ID_CHARS or not event_id.strip():
+        return Rejection("invalid_event_id", f"event_id must be 1..{MAX_EVENT_ID_CHARS} visible characters")
+
+    channel = record.get("channel", topic_channel)
+    if channel is None:
+        return Rejection("missing_field", "channel")
+    if not isinstance(channel, str):
+        return Rejection("wrong_type", "channel must be a string")
+    if channel not in limits.channels:
+        return Rejection("unknown_channel", channel[:64])
+    if topic_channel is not None and channel != topic_channel:
+        return Rejection("channel_mismatch", f"record says {channel[:64]!r}, topic is cem.raw.{topic_channel}")
+
+    event_type = record.get("type")
+    if event_type is None or event_type == "":
+        return Rejection("missing_field", "type")
+    if not isinstance(event_type, str):
+        return Rejection("wrong_type", "type must be a string")
+    if not TYPE_PATTERN.match(event_type):
+        return Rejection("invalid_type", "type must match " + TYPE_PATTERN.pattern)
+
+    if record.get("occurred_at") is None:
+        return Rejection("missing_field", "occurred_at")
+    occurred_ms = parse_event_time(record["occurred_at"])
+    if occurred_ms is None:
+        return Rejection("invalid_timestamp", "occurred_at must be ISO-8601 UTC or epoch milliseconds")
+    if occurred_ms < limits.min_event_ms:
+        return Rejection("timestamp_too_old", str(occurred_ms))
+    if occurred_ms > now_ms + limits.max_future_skew_ms:
+        return Rejection("timestamp_in_future", str(occurred_ms))
+
+    raw_ids = record.get("identifiers")
+    if raw_ids is None or raw_ids == {}:
+        return Rejection("missing_field", "identifiers")
+    if not isinstance(raw_ids, dict) or not all(isinstance(v, str) for v in raw_ids.values()):
+        return Rejection("wrong_type", "identifiers must be a map of type to string")
+    if len(raw_ids) > limits.max_identifiers:
+        return Rejection("too_many_identifiers", f"{len(raw_ids)} > {limits.max_identifiers}")
+    unknown = sorted(set(raw_ids) - set(rules.types))
+    if unknown:
+        return Rejection("unknown_identifier_type", ",".join(unknown)[:200])
+    identifiers = normalise_all(raw_ids, rules)
+    if not identifiers:
+        return Rejection("no_valid_identifier", "every identifier is empty, a placeholder or malformed")
+
+    text = record.get("text")
+    if text is not None:
+        if not isinstance(text, str):
+            return Rejection("wrong_type", "text must be a string")
+        if len(text) > limits.max_text_chars:
+            return Rejection("text_too_long", f"{len(text)} > {limits.max_text_chars} characters")
+
+    issue_ref = record.get("issue_ref")
+    if issue_ref is not None:
+        if not isinstance(issue_ref, str):
+            return Rejection("wrong_type", "issue_ref must be a string")
+        if len(issue_ref) > MAX_SHORT_FIELD_CHARS:
+            return Rejection("field_too_long", "issue_ref")
+        issue_ref = issue_ref.strip() or None
+
+    survey = record.get("survey")
+    survey_kind: str | None = None
+    survey_score: int | None = None
+    if survey is not None:
+        checked = _check_survey(survey)
+        if isinstance(checked, Rejection):
+            return checked
+        survey_kind, survey_score = checked
+
+    properties = _check_properties(record.get("properties"), limits)
+    if isinstance(properties, Rejection):
+        return properties
+
+    device, os_family, browser = device_of(properties.get("user_agent", ""))
+    return Interaction(
+        event_id=event_id,
+        channel=channel,
+        type=event_type,
+        occurred_ms=occurred_ms,
+        identifiers=identifiers,
+        fingerprint=content_fingerprint(
+            (channel, event_type, occurred_ms, identifiers, text, issue_ref, survey_kind, survey_score, properties)
+        ),
+        text=text,
+        issue_ref=issue_ref,
+        survey_kind=survey_kind,
+        survey_score=survey_score,
+        properties=properties,
+        sentiment=sentiment(text),
+        device=device,
+        os=os_family,
+        browser=browser,
+    )
+
+
+def parse_event_time(value: Any) -> int | None:
+    """Epoch milliseconds from an ISO-8601 string (naive means UTC), epoch milliseconds, or a datetime."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value == value and abs(value) < 1e15 else None
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (moment - EPOCH) // ONE_MS  # integer arithmetic: float timestamps lose the last millisecond
+    if isinstance(value, str) and 0 < len(value) <= 40:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        return parse_event_time(moment)
+    return None
+
+
+def content_fingerprint(content: tuple[Any, ...]) -> str:
+    """Same event_id and same fingerprint: a natural duplicate (a retry). Different fingerprint: a conflict.
+    Taken over the normalised content, so a retry re-encoded as Avro instead of JSON is still natural."""
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=8).hexdigest()
+
+
+def _check_survey(survey: Any) -> tuple[str, int] | Rejection:
+    if not isinstance(survey, dict):
+        return Rejection("wrong_type", "survey must be an object")
+    kind, score = survey.get("kind"), survey.get("score")
+    if kind not in SURVEY_SCALES:
+        return Rejection("invalid_survey", f"kind must be one of {sorted(SURVEY_SCALES)}")
+    if isinstance(score, bool) or not isinstance(score, int | float) or score != int(score):
+        return Rejection("invalid_survey", "score must be a whole number")
+    low, high = SURVEY_SCALES[kind]
+    if not low <= score <= high:
+        return Rejection("invalid_survey", f"{kind} score must be {low}..{high}")
+    return kind, int(score)
+
+
+def _check_properties(properties: Any, limits: Limits) -> dict[str, str] | Rejection:
+    if properties is None:
+        return {}
+    if not isinstance(properties, dict):
+        return Rejection("wrong_type", "properties must be a map of strings")
+    if len(properties) > limits.max_properties:
+        return Rejection("too_many_properties", f"{len(properties)} > {limits.max_properties}")
+    out: dict[str, str] = {}
+    for key, value in properties.items():
+        # JSON producers send numbers and booleans for order_total and the like; the contract is strings.
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = repr(value)
+        elif value is None:
+            continue
+        elif not isinstance(value, str):
+            return Rejection("wrong_type", f"properties.{str(key)[:64]} must be a string")
+        if len(key) > MAX_SHORT_FIELD_CHARS or len(value) > MAX_PROPERTY_VALUE_CHARS:
+            return Rejection("field_too_long", f"properties.{str(key)[:64]}")
+        out[key] = value
+    return out

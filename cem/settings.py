@@ -1,0 +1,100 @@
+"""The one settings object. Every knob is a `CEM_*` environment variable; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+CHANNELS: tuple[str, ...] = (
+    "web",
+    "mobile",
+    "email",
+    "call_center",
+    "chat",
+    "social",
+    "store",
+    "commerce",
+    "support",
+    "survey",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Connections
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    clickhouse_url: str = "clickhouse://default:@127.0.0.1:9000/cem"
+    web_port: int = 6066
+    # Worker identity and state
+    app_id: str = "cem"
+    state_dir: str = ".cem-state"
+    topic_partitions: int = 4
+    # Processing
+    dedup_window_days: float = 7.0
+    session_gap_minutes: float = 30.0
+    fcr_window_days: float = 7.0
+    max_future_skew_hours: float = 24.0
+    min_event_time: str = "2000-01-01T00:00:00Z"
+    phone_default_region: str = "US"
+    max_record_bytes: int = 1_048_576
+    max_text_chars: int = 20_000
+    max_identifiers: int = 50
+    max_properties: int = 200
+    # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit
+    ingest_batch_max: int = 2_000
+    ingest_batch_seconds: float = 0.2
+    sink_batch_max: int = 50_000
+    sink_flush_seconds: float = 1.0
+    sink_retry_max_seconds: float = 10.0
+    # Kafka consumer group liveness (short in tests)
+    session_timeout_seconds: float = 30.0
+    heartbeat_interval_seconds: float = 3.0
+    log_level: str = "WARNING"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "CEM_" + f.name.upper()
+            if key in env:
+                values[f.name] = _coerce(hints[f.name], env[key], key)
+        values.update(overrides)
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        return {"CEM_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def raw_topics(self) -> list[str]:
+        return [raw_topic(c) for c in CHANNELS]
+
+
+def raw_topic(channel: str) -> str:
+    return f"cem.raw.{channel}"
+
+
+DEADLETTER_TOPIC = "cem.deadletter"
+RESOLVE_TOPIC = "cem.resolve"
+
+
+def _coerce(kind: Any, text: str, key: str) -> Any:
+    try:
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is bool:
+            return text.strip().lower() in {"1", "true", "yes", "on"}
+        return text
+    except ValueError as exc:
+        raise ValueError(f"{key}={text!r} is not a valid {kind.__name__}") from exc
