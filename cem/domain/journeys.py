@@ -1,0 +1,159 @@
+"""Sessions and service journeys, in event time.
+
+A session is a maximal run of one customer's digital (web, mobile) events with no gap longer than the session
+gap. Adding an event can only extend a session or bridge two into one, never split one, so folding events in
+any arrival order gives the same sessions as folding them in time order; bridged sessions keep the earliest
+session's id and the other id becomes an alias.
+
+A service journey is every event sharing an issue_ref. Journeys keep their member event ids, so folding an
+event twice (a replay) changes nothing.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from dataclasses import dataclass, field
+
+from cem.domain.model import stable_id
+
+# Events that mark the state of an issue rather than the customer contacting us about it.
+NON_CONTACT_TYPES = frozenset({"ticket_resolved", "survey_response"})
+RESOLUTION_TYPE = "ticket_resolved"
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    customer_id: str
+    start_ms: int
+    end_ms: int
+    events: int
+    channels: set[str] = field(default_factory=set)
+
+    def __lt__(self, other: Session) -> bool:
+        return (self.start_ms, self.session_id) < (other.start_ms, other.session_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAlias:
+    from_id: str
+    into_id: str
+
+
+class SessionBook:
+    """Every customer's sessions, sorted by start."""
+
+    def __init__(self, gap_ms: int) -> None:
+        self.gap_ms = gap_ms
+        self.by_customer: dict[str, list[Session]] = {}
+
+    def add(
+        self, customer_id: str, event_id: str, occurred_ms: int, channel: str
+    ) -> tuple[Session, list[SessionAlias]]:
+        sessions = self.by_customer.setdefault(customer_id, [])
+        touching = self._touching(sessions, occurred_ms, occurred_ms)
+        if not touching:
+            session = Session(stable_id("s", event_id), customer_id, occurred_ms, occurred_ms, 0)
+            insort(sessions, session)
+            touching = [session]
+        session, aliases = self._coalesce(sessions, touching)
+        session.start_ms = min(session.start_ms, occurred_ms)
+        session.end_ms = max(session.end_ms, occurred_ms)
+        session.events += 1
+        session.channels.add(channel)
+        return session, aliases
+
+    def move_customer(self, from_customer: str, into_customer: str) -> tuple[list[Session], list[SessionAlias]]:
+        """After a customer merge the sessions continue under the survivor; overlapping ones become one."""
+        moved = self.by_customer.pop(from_customer, [])
+        if not moved:
+            return [], []
+        sessions = self.by_customer.setdefault(into_customer, [])
+        changed: dict[str, Session] = {}
+        aliases: list[SessionAlias] = []
+        for session in moved:
+            session.customer_id = into_customer
+            touching = self._touching(sessions, session.start_ms, session.end_ms)
+            insort(sessions, session)
+            kept, new_aliases = self._coalesce(sessions, [*touching, session])
+            aliases.extend(new_aliases)
+            for alias in new_aliases:
+                changed.pop(alias.from_id, None)
+            changed[kept.session_id] = kept
+        return list(changed.values()), aliases
+
+    def _touching(self, sessions: list[Session], start_ms: int, end_ms: int) -> list[Session]:
+        # Sessions are disjoint and sorted, so their ends rise too: walk back from the last one starting in reach.
+        index = bisect_right(sessions, end_ms + self.gap_ms, key=lambda s: s.start_ms)
+        found = []
+        while index > 0 and sessions[index - 1].end_ms + self.gap_ms >= start_ms:
+            index -= 1
+            found.append(sessions[index])
+        return found
+
+    @staticmethod
+    def _coalesce(sessions: list[Session], touching: list[Session]) -> tuple[Session, list[SessionAlias]]:
+        keep = min(touching)
+        aliases = []
+        for other in touching:
+            if other is keep:
+                continue
+            keep.start_ms = min(keep.start_ms, other.start_ms)
+            keep.end_ms = max(keep.end_ms, other.end_ms)
+            keep.events += other.events
+            keep.channels |= other.channels
+            sessions.remove(other)
+            aliases.append(SessionAlias(other.session_id, keep.session_id))
+        return keep, aliases
+
+
+@dataclass(slots=True)
+class ServiceJourney:
+    journey_id: str
+    issue_ref: str
+    customer_id: str
+    customer_since_ms: int  # event time of the event that set customer_id: the earliest one owns the journey
+    events: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # event_id -> (ms, channel, type)
+
+    def add(self, event_id: str, occurred_ms: int, channel: str, event_type: str, customer_id: str) -> None:
+        self.events[event_id] = (occurred_ms, channel, event_type)
+        if occurred_ms < self.customer_since_ms:
+            self.customer_id, self.customer_since_ms = customer_id, occurred_ms
+
+    def metrics(self, fcr_window_ms: int) -> JourneyMetrics:
+        contacts = sorted((ms, ch) for ms, ch, typ in self.events.values() if typ not in NON_CONTACT_TYPES)
+        resolutions = [ms for ms, _, typ in self.events.values() if typ == RESOLUTION_TYPE]
+        all_times = [ms for ms, _, _ in self.events.values()]
+        resolved_ms = min(resolutions) if resolutions else None
+        first_ms = contacts[0][0] if contacts else min(all_times)
+        fcr = False
+        if resolved_ms is not None:
+            before = sum(1 for ms, _ in contacts if ms <= resolved_ms)
+            repeat = any(resolved_ms < ms <= resolved_ms + fcr_window_ms for ms, _ in contacts)
+            fcr = before == 1 and not repeat
+        return JourneyMetrics(
+            started_ms=first_ms,
+            ended_ms=max(all_times),
+            contacts=len(contacts),
+            channels=tuple(sorted({ch for _, ch in contacts})),
+            resolved=resolved_ms is not None,
+            resolved_ms=resolved_ms,
+            fcr=fcr,
+            time_to_resolution_s=None if resolved_ms is None else max(0, resolved_ms - first_ms) / 1000.0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyMetrics:
+    started_ms: int
+    ended_ms: int
+    contacts: int
+    channels: tuple[str, ...]
+    resolved: bool
+    resolved_ms: int | None
+    fcr: bool
+    time_to_resolution_s: float | None
+
+
+def journey_id_for(issue_ref: str) -> str:
+    return stable_id("j", issue_ref)
