@@ -30,11 +30,11 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = field(default="", repr=False)
     kafka_ssl_cafile: str = ""
-    clickhouse_url: str = "clickhouse://default:@127.0.0.1:9000/cem"
+    clickhouse_url: str = "chdb://.cem/warehouse"
     web_port: int = 6066
     # Worker identity and state
     app_id: str = "cem"
-    state_dir: str = ".cem-state"
+    state_dir: str = ".cem"
     topic_partitions: int = 4
     # Processing
     dedup_window_days: float = 7.0

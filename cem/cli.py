@@ -1,0 +1,178 @@
+"""`cem` console command: worker, simulate, publish, demo, sql, migrate, report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cem.settings import CHANNELS, Settings, raw_topic
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cem", description="Real-time customer-experience pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a stream worker (Faust) against CEM_KAFKA_BOOTSTRAP and CEM_CLICKHOUSE_URL")
+    sim = sub.add_parser("simulate", help="generate realistic multichannel traffic and publish it (or save it)")
+    sim.add_argument("--customers", type=int, default=300)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--out", type=Path, help="write records to this file instead of publishing")
+    pub = sub.add_parser("publish", help="publish records: JSON events (one per line) or a `simulate --out` file")
+    pub.add_argument("file", type=Path, nargs="?", help="default: standard input")
+    pub.add_argument("--channel", choices=CHANNELS, help="topic for plain JSON events without a channel field")
+    demo = sub.add_parser("demo", help="embedded broker + embedded ClickHouse + simulated traffic + report")
+    demo.add_argument("--customers", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=7)
+    sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+    sub.add_parser("migrate", help="create or upgrade the warehouse tables")
+    sub.add_parser("report", help="print the customer-experience report from the warehouse")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    if args.command == "worker":
+        return run_worker(settings)
+    if args.command == "simulate":
+        return simulate(settings, args.customers, args.seed, args.out)
+    if args.command == "publish":
+        return publish_file(settings, args.file, args.channel)
+    if args.command == "demo":
+        from cem.demo import run_demo
+
+        return run_demo(settings, args.customers, args.seed)
+    if args.command == "sql":
+        return run_sql(settings, args.query, args.format)
+    if args.command == "migrate":
+        from sinks.clickhouse import connect, migrate
+
+        warehouse = connect(settings.clickhouse_url)
+        print("applied:", ", ".join(migrate(warehouse)) or "nothing, already current")
+        return 0
+    if args.command == "report":
+        from cem.report import print_report
+        from sinks.clickhouse import connect
+
+        print_report(connect(settings.clickhouse_url, read_only=True))
+        return 0
+    return 2
+
+
+def run_worker(settings: Settings) -> int:
+    import logging
+
+    from faust.worker import Worker
+
+    from streams.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper())
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    return 0
+
+
+def simulate(settings: Settings, customers: int, seed: int, out: Path | None) -> int:
+    from cem.simulate import Simulator
+
+    traffic = Simulator(customers=customers, seed=seed, base_time_ms=_sim_base_ms()).run()
+    records = [(r.topic, r.key, r.value) for r in traffic.records]
+    if out is not None:
+        with out.open("wb") as f:
+            for topic, key, value in records:
+                f.write(orjson.dumps({"topic": topic, "key": _b64(key), "value": _b64(value)}) + b"\n")
+    else:
+        asyncio.run(produce(settings, records))
+    print(f"{len(records)} records ({traffic.duplicates_sent} re-sent duplicates, {len(traffic.invalid)} malformed) "
+          f"for {traffic.customers} customers, {len(traffic.person_of_event)} unique valid events, "
+          f"{len(traffic.journeys)} service journeys", file=sys.stderr)
+    return 0
+
+
+def _sim_base_ms() -> int:
+    return (int(time.time()) // 86_400 - 12) * 86_400_000  # midnight UTC twelve days ago: all in the past
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def publish_file(settings: Settings, path: Path | None, channel: str | None) -> int:
+    stream = path.open("rb") if path else sys.stdin.buffer
+    records: list[tuple[str, bytes | None, bytes]] = []
+    for line in stream:
+        if not line.strip():
+            continue
+        item = orjson.loads(line)
+        if isinstance(item, dict) and "topic" in item and "value" in item:
+            key = base64.b64decode(item["key"]) if item.get("key") else None
+            records.append((item["topic"], key, base64.b64decode(item["value"])))
+        else:
+            target = item.get("channel", channel) if isinstance(item, dict) else channel
+            if target not in CHANNELS:
+                print(f"skipping a line with no known channel: {line[:80]!r}", file=sys.stderr)
+                continue
+            records.append((raw_topic(target), None, line.strip()))
+    asyncio.run(produce(settings, records))
+    print(f"published {len(records)} records", file=sys.stderr)
+    return 0
+
+
+async def produce(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]],
+                  max_batch_size: int = 16_384) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
+        max_batch_size=max_batch_size, linger_ms=5, **kafka_client_options(settings),
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """SASL/TLS options for plain aiokafka clients, from settings only."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_password)
+    if "SSL" in settings.kafka_security_protocol.upper():
+        import ssl
+
+        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    return options
+
+
+def run_sql(settings: Settings, query: str, fmt: str) -> int:
+    from sinks.clickhouse import ReadOnlyViolation, connect
+
+    warehouse = connect(settings.clickhouse_url, read_only=True)
+    try:
+        rows = warehouse.query(query)
+    except ReadOnlyViolation as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    if fmt == "json":
+        print(orjson.dumps(rows, default=str).decode())
+    elif fmt == "tsv":
+        for row in rows:
+            print("\t".join(str(v) for v in row))
+    else:
+        from cem.report import format_table
+
+        print(format_table(None, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Prometheus metrics. Counters end in _total, durations are seconds; no identifier ever becomes a label."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter("cem_events_in_total", "Raw records consumed, per channel topic", ["channel"], registry=REGISTRY)
+DEADLETTERED = Counter(
+    "cem_deadletter_total", "Records sent to cem.deadletter, per machine-readable reason", ["reason"],
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "cem_duplicates_dropped_total", "Events dropped because their event_id was already processed", registry=REGISTRY
+)
+CONFLICTS = Counter(
+    "cem_duplicate_conflicts_total",
+    "Duplicates whose payload differed from the first copy (the first copy wins)",
+    registry=REGISTRY,
+)
+EVENTS_RESOLVED = Counter(
+    "cem_events_resolved_total", "Valid events that reached the resolver, duplicates included", registry=REGISTRY
+)
+MERGES = Counter("cem_identities_merged_total", "Customer merges", registry=REGISTRY)
+REFUSED_MERGES = Counter(
+    "cem_identity_merges_refused_total", "Merges refused by a guard, per reason", ["reason"], registry=REGISTRY
+)
+UNLINKED = Counter(
+    "cem_identifiers_unlinked_total", "Identifiers not linked because a per-type limit was reached", ["id_type"],
+    registry=REGISTRY,
+)
+ROWS_WRITTEN = Counter("cem_rows_written_total", "Rows inserted into ClickHouse, per table", ["table"],
+                       registry=REGISTRY)
+SINK_BATCH_SECONDS = Histogram(
+    "cem_sink_batch_duration_seconds",
+    "Time to write one batch to ClickHouse, all tables, retries excluded",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+SINK_FAILURES = Counter("cem_sink_failures_total", "Failed ClickHouse insert attempts (retried)", registry=REGISTRY)
+SINK_UP = Gauge("cem_sink_up", "1 when the last ClickHouse write succeeded, 0 while retrying", registry=REGISTRY)
+SINK_PENDING_EVENTS = Gauge(
+    "cem_sink_pending_events", "Events processed but not yet written (offsets not committed)", registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "cem_consumer_lag_messages", "High watermark minus committed offset", ["topic", "partition"], registry=REGISTRY
+)
+STATE_RESTORE_SECONDS = Gauge(
+    "cem_state_restore_seconds", "Time the last resolver state rebuild from ClickHouse took", registry=REGISTRY
+)
