@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,12 +32,15 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
+from xml.sax.saxutils import escape as xml_escape
 
 __all__ = [
     "CLICKHOUSE_CLIENT",
@@ -65,7 +70,9 @@ CLICKHOUSE_SERVER: Path = Path("/usr/sbin/clickhouse-server")
 CLICKHOUSE_CLIENT: Path = Path("/usr/bin/clickhouse-client")
 LOOPBACK = "127.0.0.1"
 
-_ADDRESS_IN_USE_MARKERS = ("Address already in use", "address already in use", "EADDRINUSE")
+# How Kafka (Java), ClickHouse (Poco) and Tansu (Rust) report a port that is already taken.
+_ADDRESS_IN_USE_MARKERS = ("Address already in use", "Address in use", "AddrInUse", "EADDRINUSE")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class ServiceError(RuntimeError):
@@ -128,11 +135,8 @@ def wait_for_port(
     while True:
         if port_is_open(host, port, timeout=min(1.0, max(0.05, deadline - time.monotonic()))):
             return
-        if process is not None and process.poll() is not None:
-            raise ServiceStartError(
-                f"process {process.pid} exited with code {process.returncode} "
-                f"before {host}:{port} accepted connections"
-            )
+        if process is not None and _has_exited(process):
+            raise ServiceStartError(f"process {process.pid} exited before {host}:{port} accepted connections")
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{host}:{port} did not accept connections within {timeout:.1f}s")
         time.sleep(interval)
@@ -163,9 +167,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(buf)
 
 
-def _kafka_roundtrip(
-    sock: socket.socket, api_key: int, api_version: int, correlation_id: int, body: bytes
-) -> bytes:
+def _kafka_roundtrip(sock: socket.socket, api_key: int, api_version: int, correlation_id: int, body: bytes) -> bytes:
     client_id = b"cem-devservices"
     header = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id
     payload = header + body
@@ -297,18 +299,41 @@ def _tail(path: Path, lines: int = 40) -> str:
             text = fh.read().decode(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(_ANSI_ESCAPE.sub("", text).splitlines()[-lines:])
+
+
+def _has_exited(proc: subprocess.Popen[bytes]) -> bool:
+    """True once ``proc`` has exited, *without* reaping it.
+
+    An unreaped leader (a zombie) keeps its pid and process-group id reserved, so the group can
+    still be signalled safely; after reaping, the number may belong to an unrelated process.
+    """
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped by someone else
+        return True
+
+
+def _wait_exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``proc`` to exit (not reaping it); True if it did."""
+    deadline = time.monotonic() + timeout
+    while not _has_exited(proc):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    # Each child leads its own session/process group (start_new_session=True), pgid == pid.
+    """Signal the child's whole process group (it leads its own: start_new_session=True)."""
+    if proc.returncode is not None:
+        return  # already reaped: its pid/pgid may have been reused
     try:
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
+    except ProcessLookupError:
+        pass
 
 
 class _Service:
@@ -325,6 +350,7 @@ class _Service:
         self.process: subprocess.Popen[bytes] | None = None
         self.last_start_seconds: float | None = None
         self._ports_chosen_by_us = False
+        self._started_once = False
         self._lock = threading.RLock()
 
     # ---- to be provided by subclasses -------------------------------------------------------
@@ -344,6 +370,9 @@ class _Service:
     def _log_files(self) -> list[Path]:
         return [self.stdout_log]
 
+    def _after_exit(self) -> None:
+        """Called once the process has exited and been reaped (stop, kill, failed start)."""
+
     # ---- shared -----------------------------------------------------------------------------
 
     @property
@@ -353,7 +382,7 @@ class _Service:
 
     @property
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and not _has_exited(self.process)
 
     @property
     def pid(self) -> int | None:
@@ -375,7 +404,8 @@ class _Service:
                 return self
             self.workdir.mkdir(parents=True, exist_ok=True)
             began = time.monotonic()
-            attempts = 3 if self._ports_chosen_by_us else 1
+            # Ports are only re-chosen on the very first start: afterwards clients know them.
+            attempts = 3 if self._ports_chosen_by_us and not self._started_once else 1
             for attempt in range(1, attempts + 1):
                 try:
                     self._start_once()
@@ -386,6 +416,7 @@ class _Service:
                         self._choose_ports()
                         continue
                     raise exc
+            self._started_once = True
             self.last_start_seconds = time.monotonic() - began
             return self
 
@@ -402,32 +433,34 @@ class _Service:
         try:
             self._wait_ready(deadline)
         except BaseException as exc:
-            code = self.process.poll()
+            exited = _has_exited(self.process)
             self._terminate(timeout=5.0)
-            state = f"exited with code {code}" if code is not None else "did not become ready"
+            if exited:
+                state = f"exited with code {self.process.returncode} during startup"
+            else:
+                state = f"was not ready within {self.start_timeout:.0f}s"
             raise ServiceStartError(
-                f"{self.name} {state} within {self.start_timeout:.0f}s ({type(exc).__name__}: {exc})\n"
-                f"command: {' '.join(argv)}\n{self.log_tail()}"
+                f"{self.name} {state} ({type(exc).__name__}: {exc})\ncommand: {' '.join(argv)}\n{self.log_tail()}"
             ) from exc
 
     def _check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise ServiceStartError(f"process exited with code {self.process.returncode}")
+        if self.process is not None and _has_exited(self.process):
+            raise ServiceStartError(f"process {self.process.pid} exited")
 
     def _terminate(self, timeout: float) -> None:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
+        if proc.returncode is None:
             _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            if not _wait_exited(proc, timeout):
                 _signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=30)
-        # Reap anything the service left behind in its group.
-        _signal_group(proc, signal.SIGKILL)
+            # Anything the service left behind in its group (the leader is not reaped yet).
+            _wait_exited(proc, 30)
+            _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=30)
         self._forget()
+        self._after_exit()
 
     def _forget(self) -> None:
         with _live_lock:
@@ -447,6 +480,7 @@ class _Service:
             _signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=30)
             self._forget()
+            self._after_exit()
 
     def restart(self) -> Self:
         """Stop (gracefully) and start again on the same ports with the same data."""
@@ -510,7 +544,7 @@ def _wait_kafka_metadata(service: _Service, host: str, port: int, deadline: floa
     while time.monotonic() < deadline:
         service._check_alive()
         try:
-            meta = kafka_metadata(host, port, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            meta = kafka_metadata(host, port, timeout=min(1.0, max(0.5, deadline - time.monotonic())))
             if meta.brokers:
                 return meta
             last_error = ServiceError("metadata lists no brokers yet")
@@ -534,9 +568,7 @@ def fetch_kafka_libs(cache_dir: Path | None = None, *, script: Path = KAFKA_FETC
     env = None
     if cache_dir is not None:
         env = {**os.environ, "CEM_CACHE_DIR": str(cache_dir)}
-    result = subprocess.run(
-        ["bash", str(script)], capture_output=True, text=True, env=env, check=False, timeout=1800
-    )
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=False, timeout=1800)
     if result.returncode != 0:
         raise ServiceError(
             f"{script} failed with code {result.returncode}:\n{result.stderr[-4000:]}{result.stdout[-2000:]}"
@@ -558,6 +590,10 @@ class KafkaBroker(_Service):
 
     Storage lives in ``workdir/data`` and is formatted on the first start only, so
     :meth:`restart`, and :meth:`start` after :meth:`stop`/:meth:`kill`, keep all records.
+
+    With ``cds=True`` (default) JVM start-up uses an AppCDS class archive kept next to the jars
+    (``<libs>/../cds``): the first broker ever to stop gracefully writes it (its stop takes ~2 s
+    longer), every later start saves ~2 s. A stale or unusable archive is ignored by the JVM.
     """
 
     name = "kafka"
@@ -581,11 +617,17 @@ class KafkaBroker(_Service):
         config: Mapping[str, str] | None = None,
         jvm_opts: Sequence[str] | None = None,
         java: str = "java",
+        cds: bool = True,
+        cds_dir: Path | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:
         super().__init__(workdir, start_timeout=start_timeout, stop_timeout=stop_timeout)
         self.libs_dir = Path(libs_dir) if libs_dir is not None else None
+        self.cds = cds
+        self.cds_dir = Path(cds_dir) if cds_dir is not None else None
+        self._cds_archive: Path | None = None
+        self._cds_dump: Path | None = None
         self.extra_config = dict(config or {})
         self.jvm_opts = tuple(jvm_opts) if jvm_opts is not None else self.DEFAULT_JVM_OPTS
         self.java = java
@@ -640,6 +682,10 @@ class KafkaBroker(_Service):
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "group.min.session.timeout.ms": "1000",
+            # After a crash (kill()) the restarted broker cannot re-register until the controller
+            # expires its old session: 5 s instead of 9 s keeps that wait short.
+            "broker.session.timeout.ms": "5000",
+            "broker.heartbeat.interval.ms": "500",
             "num.network.threads": "2",
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
@@ -661,13 +707,60 @@ class KafkaBroker(_Service):
             f"{libs}/*",
         ]
 
+    # ---- AppCDS ------------------------------------------------------------------------------
+
+    def _cds_archive_path(self, libs: Path) -> Path | None:
+        """Archive for this exact JVM + jar set + JVM options (None when CDS is off/unusable)."""
+        java = shutil.which(self.java)
+        if not self.cds or java is None:
+            return None
+        java_real = Path(java).resolve()
+        key = hashlib.sha256()
+        key.update(f"{java_real}:{java_real.stat().st_mtime_ns}\n".encode())
+        key.update("\0".join(self.jvm_opts).encode())
+        for jar in sorted(libs.glob("*.jar")):
+            stat = jar.stat()
+            key.update(f"{jar.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        cds_dir = self.cds_dir if self.cds_dir is not None else libs.parent / "cds"
+        return cds_dir / f"kafka-{key.hexdigest()[:16]}.jsa"
+
+    def _cds_opts(self, *, dump: bool) -> list[str]:
+        quiet = ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+        if self._cds_archive is not None and self._cds_archive.is_file():
+            return [*quiet, "-Xshare:auto", f"-XX:SharedArchiveFile={self._cds_archive}"]
+        if dump and self._cds_dump is not None:
+            return [*quiet, f"-XX:ArchiveClassesAtExit={self._cds_dump}"]
+        return []
+
+    def _after_exit(self) -> None:
+        dump, self._cds_dump = self._cds_dump, None
+        if dump is None or self._cds_archive is None:
+            return
+        proc = self.process
+        # The JVM writes the archive while exiting; a signal death may have cut it short.
+        complete = proc is not None and proc.returncode is not None and proc.returncode >= 0
+        try:
+            if complete and dump.is_file() and dump.stat().st_size > 0:
+                os.replace(dump, self._cds_archive)
+            else:
+                dump.unlink(missing_ok=True)
+        except OSError:
+            dump.unlink(missing_ok=True)
+
+    # ---- life cycle ------------------------------------------------------------------------
+
     def _prepare(self) -> None:
         if self.libs_dir is None:
             self.libs_dir = fetch_kafka_libs()
+        self._cds_archive = self._cds_archive_path(self.libs_dir)
+        self._cds_dump = None
+        if self._cds_archive is not None and not self._cds_archive.is_file():
+            self._cds_archive.parent.mkdir(parents=True, exist_ok=True)
+            self._cds_dump = self._cds_archive.with_name(
+                f"{self._cds_archive.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
-            "".join(f"{key}={value}\n" for key, value in self.server_properties().items())
-        )
+        self.properties_file.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties().items()))
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id_file = self.workdir / "cluster.id"
@@ -676,7 +769,13 @@ class KafkaBroker(_Service):
         cluster_id = cluster_id_file.read_text().strip()
         # A short-lived JVM: C1 only and a small serial heap start noticeably faster.
         argv = [
-            *self._java_base(self.libs_dir, "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+            *self._java_base(
+                self.libs_dir,
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                *self._cds_opts(dump=False),
+            ),
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -694,7 +793,7 @@ class KafkaBroker(_Service):
     def _command(self) -> list[str]:
         assert self.libs_dir is not None
         return [
-            *self._java_base(self.libs_dir, *self.jvm_opts),
+            *self._java_base(self.libs_dir, *self.jvm_opts, *self._cds_opts(dump=True)),
             "kafka.Kafka",
             str(self.properties_file),
         ]
@@ -800,7 +899,8 @@ class ClickHouseServer(_Service):
     @property
     def readonly_url(self) -> str:
         """clickhouse_driver URL of the ``readonly`` user."""
-        return f"clickhouse://readonly:{self.readonly_password}@{LOOPBACK}:{self.tcp_port}/{self.database}"
+        password = urllib.parse.quote(self.readonly_password, safe="")
+        return f"clickhouse://readonly:{password}@{LOOPBACK}:{self.tcp_port}/{self.database}"
 
     @property
     def http_url(self) -> str:
@@ -823,10 +923,15 @@ class ClickHouseServer(_Service):
         return self.log_dir / "clickhouse-server.err.log"
 
     def client(self, *, readonly: bool = False, **kwargs: Any) -> Any:
-        """A ``clickhouse_driver.Client`` for this server (``default`` or ``readonly`` user)."""
+        """A ``clickhouse_driver.Client`` for this server (``default`` or ``readonly`` user).
+
+        ``kwargs`` go to ``Client`` (e.g. ``settings={...}``, ``send_receive_timeout=...``).
+        """
         from clickhouse_driver import Client
 
-        return Client.from_url(self.readonly_url if readonly else self.url, **kwargs)
+        if readonly:
+            kwargs = {"user": "readonly", "password": self.readonly_password, **kwargs}
+        return Client(host=LOOPBACK, port=self.tcp_port, database=self.database, **kwargs)
 
     def _choose_ports(self) -> None:
         self._tcp_port = free_port()
@@ -836,16 +941,18 @@ class ClickHouseServer(_Service):
         return [self.error_log, self.stdout_log]
 
     def render_config(self) -> str:
+        """The server config: ``deploy/clickhouse/config.xml.template`` with values XML-escaped."""
         template = string.Template(CLICKHOUSE_CONFIG_TEMPLATE.read_text())
-        return template.substitute(
-            tcp_port=self.tcp_port,
-            http_port=self.http_port,
-            data_dir=self.data_dir,
-            log_dir=self.log_dir,
-            readonly_password=self.readonly_password,
-            max_memory_usage=self.max_memory_usage,
-            max_concurrent_queries=self.max_concurrent_queries,
-        )
+        values = {
+            "tcp_port": self.tcp_port,
+            "http_port": self.http_port,
+            "data_dir": self.data_dir,
+            "log_dir": self.log_dir,
+            "readonly_password": self.readonly_password,
+            "max_memory_usage": self.max_memory_usage,
+            "max_concurrent_queries": self.max_concurrent_queries,
+        }
+        return template.substitute({key: xml_escape(str(value)) for key, value in values.items()})
 
     def _prepare(self) -> None:
         if not self.binary.exists():
@@ -862,11 +969,22 @@ class ClickHouseServer(_Service):
         from clickhouse_driver import Client
         from clickhouse_driver.errors import Error as ClickHouseError
 
-        # No bare TCP probe first: ClickHouse logs a warning for every connection without data.
+        # First the HTTP /ping endpoint: quiet on both sides while the server is still starting
+        # (a bare TCP probe makes ClickHouse log a warning, and clickhouse_driver logs every
+        # refused connection). Then the real check: SELECT 1 over the native protocol.
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             self._check_alive()
-            client = Client(host=LOOPBACK, port=self.tcp_port, connect_timeout=2, send_receive_timeout=10)
+            try:
+                with urllib.request.urlopen(f"{self.http_url}ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError as exc:
+                last_error = exc
+            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            self._check_alive()
+            client = Client(host=LOOPBACK, port=self.tcp_port, connect_timeout=2, send_receive_timeout=5)
             try:
                 if client.execute("SELECT 1") == [(1,)]:
                     if self.create_database:
