@@ -56,6 +56,7 @@ __all__ = [
     "fetch_kafka_libs",
     "free_port",
     "kafka_metadata",
+    "port_is_open",
     "stop_all",
     "tansu_binary",
     "wait_for_port",
