@@ -38,7 +38,8 @@ HAPPY = ["Thanks, that was quick and easy!", "Great service, the agent was reall
 UNHAPPY = ["This is the third time I call about this, terrible.", "Still broken. Very disappointed.",
            "Awful experience, nobody answers the chat.", "My refund is late and support is useless."]
 NEUTRAL = ["I want to change my delivery address.", "Where is my order?", "How do I reset my password?"]
-PLACEHOLDERS = ["null", "undefined", "anonymous", "0", "", "  ", "NULL", "guest", "00000000-0000-0000-0000-000000000000"]
+PLACEHOLDERS = ["null", "undefined", "anonymous", "0", "", "  ", "NULL", "guest",
+                "00000000-0000-0000-0000-000000000000"]
 
 
 @dataclass

@@ -147,7 +147,7 @@ class ChdbWarehouse:
 
     def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
         names = list(columns)
-        lines = b"\n".join(orjson.dumps(dict(zip(names, row, strict=True))) for row in zip(*columns.values()))
+        lines = b"\n".join(orjson.dumps(dict(zip(names, row, strict=True))) for row in zip(*columns.values(), strict=True))
         self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n" + lines.decode())
 
     def close(self) -> None:
@@ -214,8 +214,10 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         tables["refused_merge_log"] = _columns(
             effects.refused, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
         )
-    aliases = [("customer", a, b) for a, b in effects.customer_aliases]
-    aliases += [("session", s.from_id, s.into_id) for s in effects.session_aliases]
+    # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
+    latest = {("customer", a): b for a, b in effects.customer_aliases}
+    latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
+    aliases = [(kind, alias_id, current) for (kind, alias_id), current in latest.items()]
     if aliases:
         tables["id_aliases"] = {
             "kind": [a[0] for a in aliases],
@@ -227,7 +229,8 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         _session_row(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, s.channels, "")
         for s in effects.sessions.values()
     ]
-    journey_rows += [_session_row(a.from_id, "", 0, 0, 0, set(), a.into_id) for a in effects.session_aliases]
+    journey_rows += [_session_row(a.from_id, "", 0, 0, 0, set(), a.into_id)
+                     for a in {a.from_id: a for a in effects.session_aliases}.values()]
     journey_rows += [
         _service_row(j.journey_id, j.customer_id, j.issue_ref, j.metrics(fcr_window_ms))
         for j in effects.journeys.values()

@@ -214,7 +214,7 @@ def create_app(settings: Settings) -> faust.App:
     status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0}
 
     @app.agent(raw_topics)
-    async def ingest(stream: faust.StreamT) -> None:
+    async def ingest(stream: Any) -> None:
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
             now_ms = int(time.time() * 1000)
             valid: list[Interaction] = []
@@ -240,7 +240,7 @@ def create_app(settings: Settings) -> faust.App:
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
 
     @app.agent(resolve_topic)
-    async def resolve(stream: faust.StreamT) -> None:
+    async def resolve(stream: Any) -> None:
         async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
             events = [Interaction.from_wire(row) for payload in batch for row in orjson.loads(payload)]
             # ClickHouse calls block; a thread keeps heartbeats and the web server alive during an outage.
@@ -248,14 +248,14 @@ def create_app(settings: Settings) -> faust.App:
             status["resolved"] += len(events)
             status["written"] += len(effects.interactions)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         if any(tp.topic == RESOLVE_TOPIC for tp in revoked):
             sink.invalidate()
 
     @app.timer(interval=5.0)
     async def export_lag() -> None:
-        consumer = app.consumer
+        consumer: Any = app.consumer
         for tp in consumer.assignment():
             try:
                 highwater = consumer.highwater(tp)

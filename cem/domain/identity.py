@@ -91,7 +91,9 @@ class IdentityGraph:
         while root in self.parent:
             root = self.parent[root]
         while customer_id != root:  # path compression keeps chains A->B->C at one hop
-            customer_id, self.parent[customer_id] = self.parent[customer_id], root
+            next_id = self.parent[customer_id]
+            self.parent[customer_id] = root
+            customer_id = next_id
         return root
 
     def customer_of(self, identifier: Identifier) -> str | None:

@@ -29,6 +29,7 @@ class Session:
     end_ms: int
     events: int
     channels: set[str] = field(default_factory=set)
+    members: list[str] = field(default_factory=list)  # absorbed session ids, transitively: all alias to this one
 
     def __lt__(self, other: Session) -> bool:
         return (self.start_ms, self.session_id) < (other.start_ms, other.session_id)
@@ -94,7 +95,7 @@ class SessionBook:
     @staticmethod
     def _coalesce(sessions: list[Session], touching: list[Session]) -> tuple[Session, list[SessionAlias]]:
         keep = min(touching)
-        aliases = []
+        aliases: list[SessionAlias] = []
         for other in touching:
             if other is keep:
                 continue
@@ -103,7 +104,9 @@ class SessionBook:
             keep.events += other.events
             keep.channels |= other.channels
             sessions.remove(other)
-            aliases.append(SessionAlias(other.session_id, keep.session_id))
+            absorbed = [other.session_id, *other.members]
+            keep.members.extend(absorbed)
+            aliases.extend(SessionAlias(absorbed_id, keep.session_id) for absorbed_id in absorbed)
         return keep, aliases
 
 

@@ -165,6 +165,10 @@ class Resolver:
             if row.issue_ref:
                 self._fold_journey(row.issue_ref, row, customer_id)
             self.version = max(self.version, row.version)
+        for alias_id, into_id in snapshot.session_aliases:
+            final = restored.get(_follow(session_alias, into_id))
+            if final is not None:
+                final.members.append(alias_id)
 
     def _restore_session(
         self, restored: dict[str, Session], session_id: str, customer_id: str, occurred_ms: int, channel: str

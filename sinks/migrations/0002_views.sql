@@ -17,9 +17,13 @@ SELECT
     journey_id, issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser,
     property_keys, property_values, origin_customer_id, origin_session_id, ingested_ms
 FROM (
-    SELECT * FROM (
-        SELECT *, origin_session_id AS session_id FROM {db}.interaction_log
-    ) ANY LEFT JOIN {db}.session_resolution USING session_id
+    SELECT event_id, channel, type, occurred_at, occurred_ms, origin_customer_id, origin_session_id, journey_id,
+           issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser, property_keys,
+           property_values, ingested_ms, current_session_id
+    FROM (SELECT *, origin_session_id AS session_key FROM {db}.interaction_log) AS log
+    ANY LEFT JOIN (
+        SELECT session_id AS session_key, current_session_id FROM {db}.session_resolution
+    ) AS sessions USING session_key
 ) AS with_sessions
 ANY LEFT JOIN (
     SELECT customer_id AS origin_customer_id, current_customer_id FROM {db}.customer_resolution
