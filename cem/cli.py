@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cem.settings import CHANNELS, Settings, raw_topic
+from cem.settings import CHANNELS, DEADLETTER_TOPIC, RESOLVE_TOPIC, Settings, raw_topic
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +73,7 @@ def run_worker(settings: Settings) -> int:
     from streams.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper())
+    asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
     return 0
@@ -138,6 +139,36 @@ async def produce(settings: Settings, records: Sequence[tuple[str, bytes | None,
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
+    """Create the pipeline's topics if missing, before the consumer subscribes (Faust does not create source
+    topics, and a subscription to a missing topic is ignored until the next metadata refresh)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    wanted = {t: settings.topic_partitions for t in settings.raw_topics}
+    wanted[DEADLETTER_TOPIC] = settings.topic_partitions
+    wanted[RESOLVE_TOPIC] = 1
+    deadline = time.monotonic() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
