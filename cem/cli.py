@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from cem.settings import CHANNELS, DEADLETTER_TOPIC, RESOLVE_TOPIC, Settings, raw_topic
+from cem.settings import CHANNELS, Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +83,7 @@ def simulate(settings: Settings, customers: int, seed: int, out: Path | None) ->
     from cem.simulate import Simulator
 
     traffic = Simulator(customers=customers, seed=seed, base_time_ms=_sim_base_ms()).run()
-    records = [(r.topic, r.key, r.value) for r in traffic.records]
+    records = [(settings.raw_topic(r.channel), r.key, r.value) for r in traffic.records]
     if out is not None:
         with out.open("wb") as f:
             for topic, key, value in records:
@@ -119,7 +119,7 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None) -> 
             if target not in CHANNELS:
                 print(f"skipping a line with no known channel: {line[:80]!r}", file=sys.stderr)
                 continue
-            records.append((raw_topic(target), None, line.strip()))
+            records.append((settings.raw_topic(target), None, line.strip()))
     asyncio.run(produce(settings, records))
     print(f"published {len(records)} records", file=sys.stderr)
     return 0
@@ -148,8 +148,8 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
     from aiokafka.errors import TopicAlreadyExistsError
 
     wanted = {t: settings.topic_partitions for t in settings.raw_topics}
-    wanted[DEADLETTER_TOPIC] = settings.topic_partitions
-    wanted[RESOLVE_TOPIC] = 1
+    wanted[settings.deadletter_topic] = settings.topic_partitions
+    wanted[settings.resolve_topic] = 1
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))

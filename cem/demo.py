@@ -40,7 +40,7 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
                                 session_timeout_seconds=10.0, heartbeat_interval_seconds=1.0)
         print(f"[demo] broker: Tansu at {broker.bootstrap}; warehouse: chdb at {warehouse_dir}")
         traffic = Simulator(customers=customers, seed=seed, base_time_ms=_sim_base_ms()).run()
-        records = [(r.topic, r.key, r.value) for r in traffic.records]
+        records = [(demo_settings.raw_topic(r.channel), r.key, r.value) for r in traffic.records]
         print(f"[demo] simulated {len(records)} records: {len(traffic.person_of_event)} unique valid events from "
               f"{traffic.customers} customers, {traffic.duplicates_sent} re-sent duplicates, "
               f"{len(traffic.invalid)} malformed, delivered out of order")

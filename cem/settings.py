@@ -34,6 +34,7 @@ class Settings:
     web_port: int = 6066
     # Worker identity and state
     app_id: str = "cem"
+    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, <prefix>.deadletter, <prefix>.resolve
     state_dir: str = ".cem"
     topic_partitions: int = 4
     # Processing
@@ -76,15 +77,23 @@ class Settings:
 
     @property
     def raw_topics(self) -> list[str]:
-        return [raw_topic(c) for c in CHANNELS]
+        return [self.raw_topic(c) for c in CHANNELS]
+
+    def raw_topic(self, channel: str) -> str:
+        return f"{self.topic_prefix}.raw.{channel}"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}.deadletter"
+
+    @property
+    def resolve_topic(self) -> str:
+        return f"{self.topic_prefix}.resolve"
 
 
 def raw_topic(channel: str) -> str:
+    """The default topic of a channel (prefix `cem`)."""
     return f"cem.raw.{channel}"
-
-
-DEADLETTER_TOPIC = "cem.deadletter"
-RESOLVE_TOPIC = "cem.resolve"
 
 
 def _coerce(kind: Any, text: str, key: str) -> Any:

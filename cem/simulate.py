@@ -65,9 +65,13 @@ class JourneyTruth:
 
 @dataclass
 class Record:
-    topic: str
+    channel: str
     key: bytes | None
     value: bytes
+
+    @property
+    def topic(self) -> str:
+        return raw_topic(self.channel)
 
 
 @dataclass
@@ -239,11 +243,10 @@ class Simulator:
     def _encode_all(self) -> None:
         rng = self.rng
         for channel, record, _person in self._events:
-            topic = raw_topic(channel)
             key = record["event_id"].encode() if rng.random() < 0.7 else None
-            self.traffic.records.append(Record(topic, key, self._encode(record)))
+            self.traffic.records.append(Record(channel, key, self._encode(record)))
             if rng.random() < self.duplicate_rate:  # a client retry, sometimes re-encoded
-                self.traffic.records.append(Record(topic, key, self._encode(record)))
+                self.traffic.records.append(Record(channel, key, self._encode(record)))
                 self.traffic.duplicates_sent += 1
 
     def _encode(self, record: dict[str, Any]) -> bytes:
@@ -276,7 +279,7 @@ class Simulator:
         ]
         for i in range(self.n_malformed):
             channel, reason, value = samples[i % len(samples)]
-            self.traffic.records.append(Record(raw_topic(channel), None, value))
+            self.traffic.records.append(Record(channel, None, value))
             self.traffic.invalid.append((reason, value))
 
 

@@ -25,7 +25,7 @@ from cem.domain.identifiers import IdentifierRules
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import DAY_MS, Effects, Resolver, ResolverConfig
 from cem.domain.validate import Limits, build_interaction, parse_event_time
-from cem.settings import CHANNELS, DEADLETTER_TOPIC, RESOLVE_TOPIC, Settings
+from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, decode
 from sinks.clickhouse import TABLE_ORDER, Warehouse, connect, effect_columns, load_snapshot, migrate
 from streams import metrics
@@ -207,8 +207,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
-    resolve_topic = app.topic(RESOLVE_TOPIC, partitions=1, key_serializer="raw", value_serializer="raw")
-    deadletter_topic = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
+    resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
+    deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
     ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
     status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0}
@@ -250,7 +250,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        if any(tp.topic == RESOLVE_TOPIC for tp in revoked):
+        if any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
 
     @app.timer(interval=5.0)

@@ -1,0 +1,67 @@
+# cem — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+SOURCES := cem streams schemas sinks tests bench
+
+.PHONY: help install system-deps demo test test-unit test-integration test-faults lint typecheck check bench clean
+
+help:
+	@echo "make demo       run the pipeline on embedded components (Tansu + chdb) and print the report"
+	@echo "make test       install everything the tests need, lint, type-check and run every test"
+	@echo "make test-unit | test-integration | test-faults | lint | typecheck | bench"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
+# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem.
+system-deps:
+	@missing=""; \
+	[ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	bash deploy/kafka/fetch.sh >/dev/null
+
+demo: $(STAMP)
+	$(BIN)/cem demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SOURCES)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy cem streams schemas sinks
+
+check: lint typecheck
+
+test-unit: $(STAMP)
+	$(PYTEST) tests/unit -q
+
+test-integration: $(STAMP) system-deps
+	$(PYTEST) tests/integration -q -m "integration and not faults"
+
+test-faults: $(STAMP) system-deps
+	$(PYTEST) tests -q -m faults
+
+test: $(STAMP) system-deps check
+	$(PYTEST) tests -q -ra
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .cem .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""End to end on the production components: Apache Kafka (KRaft) + a ClickHouse server + real worker processes.
+
+The simulator's ground truth is computed independently of the pipeline; every assertion compares exact values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from cem.harness import WorkerProcess, metric_value, publish, read_topic, wait_until
+from cem.settings import CHANNELS, Settings
+from cem.simulate import Simulator, Traffic
+from sinks.clickhouse import connect
+
+pytestmark = pytest.mark.integration
+BASE_MS = 1_763_078_400_000  # 2025-11-14 00:00 UTC: in the past, inside the accepted range
+
+
+def isolated_settings(kafka: object, clickhouse: object, name: str) -> Settings:
+    tag = f"{name}_{uuid.uuid4().hex[:6]}"
+    url = clickhouse.url.rsplit("/", 1)[0] + f"/{tag}"  # type: ignore[attr-defined]
+    return Settings.from_env(
+        {}, kafka_bootstrap=kafka.bootstrap, clickhouse_url=url, topic_prefix=tag,  # type: ignore[attr-defined]
+        app_id=tag, topic_partitions=4, session_timeout_seconds=6.0, heartbeat_interval_seconds=1.0,
+        ingest_batch_seconds=0.1, sink_flush_seconds=0.3,
+    )
+
+
+def records_of(settings: Settings, traffic: Traffic) -> list[tuple[str, bytes | None, bytes]]:
+    return [(settings.raw_topic(r.channel), r.key, r.value) for r in traffic.records]
+
+
+def drained(worker: WorkerProcess, sent: int) -> bool:
+    status = worker.status() or {}
+    return status.get("consumed", 0) >= sent and status.get("resolved", 0) + status.get("deadlettered", 0) >= sent
+
+
+def grouping(rows: list[tuple]) -> set[frozenset[str]]:  # type: ignore[type-arg]
+    by_customer: dict[str, set[str]] = defaultdict(set)
+    for event_id, customer_id in rows:
+        by_customer[customer_id].add(event_id)
+    return {frozenset(v) for v in by_customer.values()}
+
+
+def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_path: Path) -> None:
+    settings = isolated_settings(kafka, clickhouse, "e2e")
+    traffic = Simulator(customers=120, seed=11, base_time_ms=BASE_MS).run()
+    records = records_of(settings, traffic)
+    unique = len(traffic.person_of_event)
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        publish(settings, records)
+        wait_until(lambda: drained(worker, len(records)), 120, f"worker did not drain:\n{worker.log_tail()}")
+        metrics = worker.metrics_text()
+    finally:
+        worker.stop()
+
+    db = connect(settings.clickhouse_url)
+    name = db.database
+    assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(unique, unique)]
+    rows = db.query(f"SELECT event_id, customer_id FROM {name}.interactions")
+    assert grouping(rows) == traffic.groups()
+    assert db.query(f"SELECT uniqExact(customer_id) FROM {name}.interactions") == [(traffic.customers,)]
+    assert db.query(f"SELECT count() FROM {name}.customers") == [(traffic.customers,)]
+
+    journeys = {r[0]: r[1:] for r in db.query(
+        f"SELECT issue_ref, contacts, channels, resolved, fcr, time_to_resolution_s FROM {name}.journeys "
+        "WHERE kind = 'service'")}
+    assert set(journeys) == set(traffic.journeys)
+    for issue_ref, truth in traffic.journeys.items():
+        contacts, channels, resolved, fcr, ttr = journeys[issue_ref]
+        assert (contacts, tuple(channels), bool(resolved), bool(fcr)) == \
+            (truth.contacts, truth.channels, truth.resolved, truth.fcr), issue_ref
+        assert ttr == truth.time_to_resolution_s, issue_ref
+
+    # Sessions: per person, the number of 30-minute-gap sessions of web and mobile events.
+    person_of_customer = {c: traffic.person_of_event[e] for e, c in rows}
+    sessions = db.query(f"SELECT customer_id, count() FROM {name}.journeys WHERE kind = 'session' GROUP BY customer_id")
+    assert {person_of_customer[c]: n for c, n in sessions} == traffic.sessions_per_person
+
+    # The hourly aggregate equals sums recomputed from the interactions.
+    assert db.query(f"SELECT channel, sum(events) FROM {name}.channel_hourly GROUP BY channel ORDER BY channel") == \
+        db.query(f"SELECT channel, count() FROM {name}.interactions GROUP BY channel ORDER BY channel")
+
+    # Dead letters: each malformed record once, with its specific reason and the original bytes.
+    dead = read_topic(settings, settings.deadletter_topic)
+    assert sorted((d.reason, d.value) for d in dead) == sorted(traffic.invalid)
+    assert all(d.headers.get("cem.source", "").startswith(settings.topic_prefix + ".raw.") for d in dead)
+
+    # Metrics tell the same story.
+    assert metric_value(metrics, "cem_events_in_total") == len(records)
+    assert metric_value(metrics, "cem_deadletter_total") == len(traffic.invalid)
+    assert metric_value(metrics, "cem_deadletter_total", {"reason": "malformed_json"}) == \
+        Counter(r for r, _ in traffic.invalid)["malformed_json"]
+    assert metric_value(metrics, "cem_duplicates_dropped_total") == traffic.duplicates_sent
+    assert metric_value(metrics, "cem_rows_written_total", {"table": "interaction_log"}) == unique
+    assert metric_value(metrics, "cem_identities_merged_total") > 0
+    assert metric_value(metrics, "cem_sink_batch_duration_seconds_count") >= 1
+    assert "cem_consumer_lag_messages" in metrics
+    for channel in {r.channel for r in traffic.records}:
+        assert metric_value(metrics, "cem_events_in_total", {"channel": channel}) > 0
+
+    # A new worker process (state rebuilt from ClickHouse) gets every record again: nothing is counted twice.
+    again = WorkerProcess(settings, tmp_path / "worker2.log").start()
+    try:
+        publish(settings, records)
+        wait_until(lambda: drained(again, len(records)), 120, f"second worker did not drain:\n{again.log_tail()}")
+    finally:
+        again.stop()
+    assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(unique, unique)]
+    assert grouping(db.query(f"SELECT event_id, customer_id FROM {name}.interactions")) == traffic.groups()
+    assert db.query(f"SELECT sum(events) FROM {name}.channel_hourly") == [(unique,)]
+
+
+def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) -> None:
+    """JSON events from a client no project code wrote (kcat, librdkafka) are stitched and counted once."""
+    import shutil
+    import subprocess
+
+    kcat = shutil.which("kcat")
+    assert kcat is not None, "kcat is installed by `make test` (Debian package kcat)"
+    settings = isolated_settings(kafka, clickhouse, "kcat")
+    t = "2025-11-14T10:00:00.000Z"
+    lines = {
+        "web": [  # anonymous browsing, then a login with an email written differently
+            '{"event_id":"k1","channel":"web","type":"page_view","occurred_at":"%s","identifiers":{"anonymous_id":"a-1"}}',
+            '{"event_id":"k2","channel":"web","type":"login","occurred_at":"%s","identifiers":{"anonymous_id":"a-1",'
+            '"email":"  Jane.Doe@Example.COM "}}',
+        ],
+        "call_center": [  # the phone alone: a separate customer until the order below links it
+            '{"event_id":"k3","channel":"call_center","type":"call_ended","occurred_at":"%s",'
+            '"identifiers":{"phone":"(415) 555-0199"},"text":"Terrible wait, still not fixed","issue_ref":"T-1"}',
+        ],
+        "commerce": [  # the bridge: email and phone on one order
+            '{"event_id":"k4","channel":"commerce","type":"purchase","occurred_at":"%s","identifiers":'
+            '{"email":"jane.doe@example.com","phone":"+14155550199"},"properties":{"order_total":"12.50"}}',
+        ],
+        "chat": [  # a placeholder identifier links nobody, and a re-sent event counts once
+            '{"event_id":"k5","channel":"chat","type":"chat_message","occurred_at":"%s","identifiers":'
+            '{"anonymous_id":"null","email":"someone.else@example.com"},"text":"hello"}',
+            '{"event_id":"k5","channel":"chat","type":"chat_message","occurred_at":"%s","identifiers":'
+            '{"anonymous_id":"null","email":"someone.else@example.com"},"text":"hello"}',
+            'this is not json',
+        ],
+    }
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        for channel, items in lines.items():
+            payload = "\n".join(line % t if "%s" in line else line for line in items) + "\n"
+            subprocess.run([kcat, "-P", "-b", settings.kafka_bootstrap, "-t", settings.raw_topic(channel)],
+                           input=payload.encode(), check=True, timeout=60)
+        wait_until(lambda: drained(worker, 7), 90, f"worker did not drain:\n{worker.log_tail()}")
+    db = connect(settings.clickhouse_url)
+    rows = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))
+    assert sorted(rows) == ["k1", "k2", "k3", "k4", "k5"]
+    assert rows["k1"] == rows["k2"] == rows["k3"] == rows["k4"] != rows["k5"]
+    identities = dict(((t, v), c) for t, v, c in db.query(
+        f"SELECT id_type, value, customer_id FROM {db.database}.identities"))
+    assert identities[("email", "jane.doe@example.com")] == rows["k1"]
+    assert identities[("phone", "+14155550199")] == rows["k1"]
+    assert ("anonymous_id", "null") not in identities
+    dead = read_topic(settings, settings.deadletter_topic)
+    assert [(d.reason, d.value) for d in dead] == [("malformed_json", b"this is not json")]
+    assert set(CHANNELS) >= set(lines)
