@@ -164,5 +164,5 @@ def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) ->
     assert identities[("phone", "+14155550199")] == rows["k1"]
     assert ("anonymous_id", "null") not in identities
     dead = read_topic(settings, settings.deadletter_topic)
-    assert [(d.reason, d.value) for d in dead] == [("malformed_json", b"this is not json")]
+    assert [(d.reason, d.value) for d in dead] == [("unknown_encoding", b"this is not json")]
     assert set(CHANNELS) >= set(lines)
