@@ -193,6 +193,9 @@ def run_sql(settings: Settings, query: str, fmt: str) -> int:
     except ReadOnlyViolation as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the engine's own message (syntax, unknown table, readonly) is the useful part
+        print(f"error: {str(exc).splitlines()[0][:500]}", file=sys.stderr)
+        return 1
     if fmt == "json":
         print(orjson.dumps(rows, default=str).decode())
     elif fmt == "tsv":
