@@ -147,7 +147,8 @@ class ChdbWarehouse:
 
     def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
         names = list(columns)
-        lines = b"\n".join(orjson.dumps(dict(zip(names, row, strict=True))) for row in zip(*columns.values(), strict=True))
+        rows = zip(*columns.values(), strict=True)
+        lines = b"\n".join(orjson.dumps(dict(zip(names, row, strict=True))) for row in rows)
         self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n" + lines.decode())
 
     def close(self) -> None:
