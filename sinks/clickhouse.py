@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import orjson
 
 from cem.domain.journeys import JourneyMetrics
+from cem.domain.model import identity_key
 from cem.domain.resolver import Effects, RecentRow, Snapshot
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -189,7 +190,7 @@ def split_statements(script: str) -> list[str]:
 # ---- writing ------------------------------------------------------------------------------------------
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "id_aliases",
-               "journey_log", "interaction_log")
+               "identity_sets", "journey_log", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
@@ -216,7 +217,7 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
             effects.refused, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
         )
     # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
-    latest = {("customer", a): b for a, b in effects.customer_aliases}
+    latest = {("customer", a): b for a, b in effects.customer_aliases.items()}
     latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
     aliases = [(kind, alias_id, current) for (kind, alias_id), current in latest.items()]
     if aliases:
@@ -225,6 +226,17 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
             "alias_id": [a[1] for a in aliases],
             "current_id": [a[2] for a in aliases],
             "version": [v] * len(aliases),
+        }
+    if effects.identity_sets:
+        items = list(effects.identity_sets.items())
+        tables["identity_sets"] = {
+            "identity_key": [identity_key(ids) for ids, _ in items],
+            "id_types": [[t for t, _ in ids] for ids, _ in items],
+            "id_values": [[v for _, v in ids] for ids, _ in items],
+            "first_ms": [first[0] for _, (_, first) in items],
+            "first_event_id": [first[1] for _, (_, first) in items],
+            "customer_id": [owner for _, (owner, _) in items],
+            "version": [v] * len(items),
         }
     journey_rows = [
         _session_row(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, s.channels, "")
@@ -267,6 +279,7 @@ def _interaction_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
         "channel": [e.channel for e in events],
         "type": [e.type for e in events],
         "occurred_ms": [e.occurred_ms for e in events],
+        "identity_key": [identity_key(e.identifiers) for e in events],
         "origin_customer_id": [r.customer_id for r in rows],
         "origin_session_id": [r.session_id for r in rows],
         "journey_id": [r.journey_id for r in rows],
@@ -303,18 +316,12 @@ def _rows_to_columns(names: tuple[str, ...], rows: list[tuple[Any, ...]], versio
 def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
     db = warehouse.database
     snapshot = Snapshot()
-    snapshot.customers = [
-        (str(a), int(b), str(c)) for a, b, c in warehouse.query(
-            f"SELECT customer_id, first_seen_ms, first_event_id FROM {db}.customer_log")
-    ]
-    snapshot.links = [
-        (str(a), str(b), str(c)) for a, b, c in warehouse.query(
-            f"SELECT id_type, value, argMin(customer_id, version) FROM {db}.identity_links GROUP BY id_type, value")
-    ]
-    snapshot.merges = [
-        (str(a), str(b)) for a, b in warehouse.query(
-            f"SELECT from_id, into_id FROM {db}.customer_merges ORDER BY version, seq")
-    ]
+    for key, types, values, first_ms, first_event in warehouse.query(
+        f"SELECT identity_key, any(id_types), any(id_values), min(first_ms), argMin(first_event_id, first_ms) "
+        f"FROM {db}.identity_sets GROUP BY identity_key"
+    ):
+        identifiers = tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True))
+        snapshot.identity_sets[str(key)] = (identifiers, (int(first_ms), str(first_event)))
     snapshot.session_aliases = [
         (str(a), str(b)) for a, b in warehouse.query(
             f"SELECT alias_id, argMax(current_id, version) FROM {db}.id_aliases WHERE kind = 'session' "
@@ -322,10 +329,10 @@ def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
     ]
     snapshot.recent = [
         RecentRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]), str(r[6]), str(r[7]),
-                  str(r[8]), str(r[9]))
+                  str(r[8]), str(r[9]), str(r[10]))
         for r in warehouse.query(
             "SELECT event_id, fingerprint, ingested_ms, version, occurred_ms, channel, type, origin_customer_id, "
-            f"origin_session_id, issue_ref FROM {db}.interaction_log "
+            f"origin_session_id, issue_ref, identity_key FROM {db}.interaction_log "
             f"WHERE ingested_ms >= {int(since_ingested_ms)} OR issue_ref != '' ORDER BY ingested_ms, version")
     ]
     return snapshot

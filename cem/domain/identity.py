@@ -1,19 +1,31 @@
-"""The identity graph: which customer an event belongs to, with merge guards.
+"""The identity graph: which customer an event belongs to, with merge guards, independent of arrival order.
 
-Customers are union-find sets of identifiers. An event links every customer that owns one of its identifiers;
-the customer first seen (earliest event time, then event id) survives a merge. Guards refuse a merge that
-would give one customer more values of a type than its limit (customer_ref: 1, so two CRM ids never merge),
-and stop linking new values of a type once a customer holds its limit of them.
+Semantics (docs/identity.md): the grouping is what you get by taking every distinct identifier set in event-time
+order, (occurred_ms, event_id), and applying `_step` to each:
+
+- the event's strongest identifier (customer_ref, email, phone, social_handle, device_id, anonymous_id) anchors
+  it: the customer owning it, or a new customer when nobody does;
+- every other customer owning one of the event's identifiers joins, oldest first, unless a guard refuses: the
+  merged customer would hold more values of a type than its limit (customer_ref: 1, so two CRM ids never merge);
+- the event's unowned identifiers are linked to its customer while the customer is under the type's limit;
+- when two customers merge, the one first seen (earliest event time) survives.
+
+Events usually arrive in event-time order per customer, and then each is one incremental `_step`. An event older
+than something already folded into the customers it touches triggers a *recompute* of just those customers:
+their identifier sets are replayed in event-time order. So 1 or N workers, and any arrival order, give the same
+grouping (property-tested in tests/unit/test_identity_order.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.model import Identifier, stable_id
 
-# Which identifier decides attribution when an event touches customers that may not merge.
+IdentitySet = tuple[Identifier, ...]  # sorted, normalised, de-duplicated
+EventKey = tuple[int, str]  # (occurred_ms, event_id): the canonical order
+
 IDENTIFIER_PRIORITY: dict[str, int] = {
     "customer_ref": 0,
     "email": 1,
@@ -30,14 +42,17 @@ DEFAULT_TYPE_LIMITS: dict[str, int] = {
     "device_id": 50,
     "anonymous_id": 50,
 }
+NO_LIMIT = 1_000_000
 
 
 @dataclass(slots=True)
 class Customer:
     customer_id: str
-    first_seen: tuple[int, str]  # (event time ms, event id): orders customers for "oldest survives"
+    first_seen: EventKey  # orders customers for "first seen survives"
     counts: dict[str, int] = field(default_factory=dict)  # identifier values held, per type
     members: list[str] = field(default_factory=list)  # customer ids merged into this one, transitively
+    sets: dict[IdentitySet, EventKey] = field(default_factory=dict)  # identifier sets attributed here
+    latest: EventKey = (0, "")  # the newest event key folded into this customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +72,6 @@ class Merge:
     event_id: str
     occurred_ms: int
     rule: str
-    moved_ids: tuple[str, ...]  # every historical id that now resolves to into_id (from_id and its members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +83,19 @@ class RefusedMerge:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Attribution:
-    customer_id: str
-    created: Customer | None
-    links: list[Link]
-    merges: list[Merge]
-    refused: list[RefusedMerge]
-    unlinked: list[tuple[Identifier, str]]  # identifiers that did not link, with the reason
+    customer_id: str = ""
+    created: list[Customer] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    refused: list[RefusedMerge] = field(default_factory=list)
+    unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
+    # Identifier set -> its customer now, for every set whose customer changed (interactions resolve through it).
+    set_customers: dict[IdentitySet, str] = field(default_factory=dict)
+    # Historical customer id -> current id, for every id whose resolution changed.
+    aliases: dict[str, str] = field(default_factory=dict)
+    recomputed: bool = False
 
 
 class IdentityGraph:
@@ -85,7 +104,13 @@ class IdentityGraph:
         self.owner: dict[Identifier, str] = {}
         self.parent: dict[str, str] = {}  # merged customer -> the customer it merged into
         self.customers: dict[str, Customer] = {}  # live (unmerged) customers only
+        self.set_owner: dict[IdentitySet, str] = {}  # identifier set -> the customer it was attributed to
+        self.set_key: dict[IdentitySet, EventKey] = {}  # identifier set -> its earliest event
+        # identifier -> customers with an event carrying it (owned or not): who a late event can affect
+        self.carriers: dict[Identifier, set[str]] = {}
+        self.origins: dict[str, IdentitySet] = {}  # customer id -> identifier set of the event that created it
 
+    # ---- queries ----------------------------------------------------------------------------------------
     def find(self, customer_id: str) -> str:
         root = customer_id
         while root in self.parent:
@@ -100,89 +125,222 @@ class IdentityGraph:
         owner = self.owner.get(identifier)
         return None if owner is None else self.find(owner)
 
-    def attribute(self, event_id: str, occurred_ms: int, identifiers: tuple[Identifier, ...]) -> Attribution:
+    def customer_of_set(self, identifiers: IdentitySet) -> str | None:
+        owner = self.set_owner.get(identifiers)
+        return None if owner is None else self.find(owner)
+
+    # ---- the one entry point ----------------------------------------------------------------------------
+    def attribute(self, event_id: str, occurred_ms: int, identifiers: IdentitySet) -> Attribution:
+        key: EventKey = (occurred_ms, event_id)
+        known = self.set_key.get(identifiers)
+        if known is not None and known <= key:
+            # The same identifier set was already folded in earlier in event time: folding it again changes nothing.
+            return Attribution(customer_id=self.find(self.set_owner[identifiers]))
+        touched = self._touched(identifiers)
+        if known is None and all(self.customers[r].latest < key for r in touched):
+            out = Attribution()
+            self._step(identifiers, key, out)
+            return out
+        return self._recompute(touched, identifiers, key)
+
+    def _touched(self, identifiers: IdentitySet) -> set[str]:
+        roots: set[str] = set()
+        for ident in identifiers:
+            for carrier in self.carriers.get(ident, ()):
+                roots.add(self.find(carrier))
+        if identifiers in self.set_owner:
+            roots.add(self.find(self.set_owner[identifiers]))
+        return roots
+
+    # ---- one sequential step (the reference semantics) ---------------------------------------------------
+    def _step(self, identifiers: IdentitySet, key: EventKey, out: Attribution, record: bool = True) -> str:
+        occurred_ms, event_id = key
         owned: dict[str, int] = {}  # root -> best priority among the event's identifiers it owns
         for ident in identifiers:
             root = self.customer_of(ident)
             if root is not None:
-                rank = IDENTIFIER_PRIORITY.get(ident[0], 99)
-                owned[root] = min(rank, owned.get(root, 99))
+                owned[root] = min(_rank(ident), owned.get(root, NO_LIMIT))
+        strongest = min(identifiers, key=_rank)
+        anchor = self.customer_of(strongest)
+        # What the event itself would add: its identifiers that nobody owns yet, per type.
+        own_counts: dict[str, int] = {}
+        for ident in identifiers:
+            if ident not in self.owner:
+                own_counts[ident[0]] = own_counts.get(ident[0], 0) + 1
 
-        created: Customer | None = None
-        merges: list[Merge] = []
-        refused: list[RefusedMerge] = []
-        if not owned:
-            created = Customer(stable_id("c", event_id), (occurred_ms, event_id))
+        current = anchor
+        for other in sorted((r for r in owned if r != anchor), key=lambda r: self.customers[r].first_seen):
+            base = self.customers[current].counts if current is not None else own_counts
+            reason = self._refusal(base, self.customers[other].counts)
+            if reason is not None:
+                out.refused.append(RefusedMerge(current or stable_id("c", event_id), other, event_id, occurred_ms,
+                                                reason))
+                continue
+            if current is None:
+                current = other  # the event joins its oldest compatible customer
+                continue
+            current = self._merge(current, other, event_id, occurred_ms, out)
+
+        if current is None:
+            created = Customer(stable_id("c", event_id), key)
             self.customers[created.customer_id] = created
+            self.origins[created.customer_id] = identifiers
+            out.created.append(created)
             current = created.customer_id
-        else:
-            # Attribution follows the strongest identifier; the rest join it if the guards allow.
-            anchor = min(owned, key=lambda r: (owned[r], self.customers[r].first_seen))
-            current = anchor
-            others = sorted((r for r in owned if r != anchor), key=lambda r: self.customers[r].first_seen)
-            for other in others:
-                reason = self._merge_refusal(current, other)
-                if reason is not None:
-                    refused.append(RefusedMerge(current, other, event_id, occurred_ms, reason))
-                    continue
-                merge = self._merge(current, other, event_id, occurred_ms)
-                merges.append(merge)
-                current = merge.into_id
 
-        links: list[Link] = []
-        unlinked: list[tuple[Identifier, str]] = []
         customer = self.customers[current]
+        rule = "first_seen" if out.created and out.created[-1] is customer else "shared_identifier"
         for ident in identifiers:
             if ident in self.owner:
                 continue
-            id_type = ident[0]
-            held = customer.counts.get(id_type, 0)
-            if held >= self.type_limits.get(id_type, 1_000_000):
-                unlinked.append((ident, f"limit:{id_type}"))
+            held = customer.counts.get(ident[0], 0)
+            if held >= self.type_limits.get(ident[0], NO_LIMIT):
+                out.unlinked.append((ident, f"limit:{ident[0]}"))
                 continue
-            customer.counts[id_type] = held + 1
+            customer.counts[ident[0]] = held + 1
             self.owner[ident] = current
-            rule = "first_seen" if created is not None else "shared_identifier"
-            links.append(Link(id_type, ident[1], current, event_id, occurred_ms, rule))
-        return Attribution(current, created, links, merges, refused, unlinked)
+            out.links.append(Link(ident[0], ident[1], current, event_id, occurred_ms, rule))
 
-    def _merge_refusal(self, a: str, b: str) -> str | None:
-        counts_a, counts_b = self.customers[a].counts, self.customers[b].counts
+        if record:
+            for ident in identifiers:
+                self.carriers.setdefault(ident, set()).add(current)
+            customer.sets[identifiers] = min(key, customer.sets.get(identifiers, key))
+            self.set_owner[identifiers] = current
+            self.set_key[identifiers] = min(key, self.set_key.get(identifiers, key))
+            out.set_customers[identifiers] = current
+        customer.latest = max(customer.latest, key)
+        out.customer_id = current
+        return current
+
+    def _refusal(self, counts_a: Mapping[str, int], counts_b: Mapping[str, int]) -> str | None:
         for id_type, limit in self.type_limits.items():
             if counts_a.get(id_type, 0) + counts_b.get(id_type, 0) > limit:
                 return "conflicting_customer_ref" if id_type == "customer_ref" else f"limit:{id_type}"
         return None
 
-    def _merge(self, a: str, b: str, event_id: str, occurred_ms: int) -> Merge:
+    def _merge(self, a: str, b: str, event_id: str, occurred_ms: int, out: Attribution) -> str:
         into, loser = (a, b) if self.customers[a].first_seen <= self.customers[b].first_seen else (b, a)
         survivor, gone = self.customers[into], self.customers.pop(loser)
         self.parent[loser] = into
         for id_type, n in gone.counts.items():
             survivor.counts[id_type] = survivor.counts.get(id_type, 0) + n
-        moved = (loser, *gone.members)
-        survivor.members.extend(moved)
-        return Merge(loser, into, event_id, occurred_ms, "shared_identifier", moved)
+        survivor.members.extend((loser, *gone.members))
+        for identifiers, key in gone.sets.items():
+            survivor.sets[identifiers] = min(key, survivor.sets.get(identifiers, key))
+            out.set_customers[identifiers] = into
+        survivor.latest = max(survivor.latest, gone.latest)
+        for moved in (loser, *gone.members):
+            out.aliases[moved] = into
+        out.merges.append(Merge(loser, into, event_id, occurred_ms, "shared_identifier"))
+        return into
 
-    # Rebuilding from the warehouse: the same facts the graph emitted, applied in order.
-    def restore_customer(self, customer_id: str, first_seen: tuple[int, str]) -> None:
-        self.customers.setdefault(customer_id, Customer(customer_id, first_seen))
+    # ---- late events: replay the customers they touch in event-time order ----------------------------
+    def _recompute(self, touched: set[str], identifiers: IdentitySet, key: EventKey) -> Attribution:
+        roots = self._closure(touched)
+        old_root_of_set: dict[IdentitySet, str] = {}
+        old_ids: list[str] = []
+        replay: dict[IdentitySet, EventKey] = {identifiers: key}
+        for root in roots:
+            customer = self.customers.pop(root)
+            old_ids.extend((root, *customer.members))
+            for member_set, member_key in customer.sets.items():
+                old_root_of_set[member_set] = root
+                replay[member_set] = min(member_key, replay.get(member_set, member_key))
+        old_owner = {ident: self.find(owner) for ident, owner in self.owner.items()
+                     if self.find(owner) in roots}
+        for cid in old_ids:
+            self.parent.pop(cid, None)
+        for ident in old_owner:
+            del self.owner[ident]
+        for member_set in replay:
+            self.set_owner.pop(member_set, None)
+            self.set_key.pop(member_set, None)
+            for ident in member_set:
+                holders = self.carriers.get(ident)
+                if holders is not None:
+                    holders.difference_update(old_ids)
+                    if not holders:
+                        del self.carriers[ident]
 
-    def restore_merge(self, from_id: str, into_id: str) -> None:
-        root_from, root_into = self.find(from_id), self.find(into_id)
-        if root_from == root_into or root_from not in self.customers or root_into not in self.customers:
-            return
-        gone = self.customers.pop(root_from)
-        survivor = self.customers[root_into]
-        self.parent[root_from] = root_into
-        for id_type, n in gone.counts.items():
-            survivor.counts[id_type] = survivor.counts.get(id_type, 0) + n
-        survivor.members.extend((root_from, *gone.members))
+        out = Attribution(recomputed=True)
+        scratch = Attribution()
+        for member_set, member_key in sorted(replay.items(), key=lambda item: item[1]):
+            target = out if member_set == identifiers else scratch
+            self._step(member_set, member_key, target)
+        out.customer_id = self.find(self.set_owner[identifiers])
 
-    def restore_link(self, ident: Identifier, customer_id: str) -> None:
-        if ident in self.owner:
-            return
-        self.owner[ident] = customer_id
+        # Report only what changed: new customers, moved links, moved sets, new resolutions of old ids.
+        old_id_set = set(old_ids)
+        out.created = [c for c in scratch.created + out.created if c.customer_id not in old_id_set]
+        out.links = [link for link in scratch.links + out.links
+                     if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
+        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms,
+                          li.rule if (li.id_type, li.value) not in old_owner else "recomputed") for li in out.links]
+        out.merges = [m for m in scratch.merges + out.merges  # merges the replay merely repeated are not news
+                      if old_root_of_set.get(self.origins.get(m.from_id, ())) is None
+                      or old_root_of_set.get(self.origins.get(m.from_id, ()))
+                      != old_root_of_set.get(self.origins.get(m.into_id, ()))]
+        out.set_customers = {}
+        for member_set in replay:
+            now = self.find(self.set_owner[member_set])
+            if old_root_of_set.get(member_set) != now or member_set == identifiers:
+                out.set_customers[member_set] = now
+        for cid in old_ids:
+            if cid not in self.customers and cid not in self.parent:
+                # An old customer that the replay did not re-create lives on as an alias of where its events went.
+                origin = self.origins.get(cid, ())
+                home = self.find(self.set_owner[origin]) if origin in self.set_owner else cid
+                if home != cid:
+                    self.parent[cid] = home
+                    self.customers[home].members.append(cid)
+            out.aliases[cid] = self.find(cid)
+        return out
+
+    def _closure(self, touched: Iterable[str]) -> set[str]:
+        """Every live customer sharing an identifier with an identifier set of `touched`, transitively."""
+        roots: set[str] = set()
+        queue = list(touched)
+        while queue:
+            root = self.find(queue.pop())
+            if root in roots or root not in self.customers:
+                continue
+            roots.add(root)
+            for member_set in self.customers[root].sets:
+                for ident in member_set:
+                    queue.extend(c for c in self.carriers.get(ident, ()) if self.find(c) not in roots)
+        return roots
+
+    # ---- rebuilding from the warehouse --------------------------------------------------------------
+    def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]]) -> None:
+        """Replay distinct identifier sets in event-time order: the same state any arrival order produced."""
+        scratch = Attribution()
+        for identifiers, key in sorted(sets, key=lambda item: item[1]):
+            if identifiers not in self.set_key:
+                self._step(identifiers, key, scratch)
+
+    def forget(self, customer_id: str) -> tuple[list[Identifier], list[IdentitySet]]:
+        """Erase a customer: its identifiers stop linking, so later events with them start a new customer."""
         root = self.find(customer_id)
-        if root in self.customers:
-            counts = self.customers[root].counts
-            counts[ident[0]] = counts.get(ident[0], 0) + 1
+        customer = self.customers.pop(root, None)
+        if customer is None:
+            return [], []
+        identifiers = sorted(ident for ident, owner in self.owner.items() if self.find(owner) == root)
+        for ident in identifiers:
+            del self.owner[ident]
+        sets = list(customer.sets)
+        for member_set in sets:
+            self.set_owner.pop(member_set, None)
+            self.set_key.pop(member_set, None)
+        for cid in (root, *customer.members):
+            self.parent.pop(cid, None)
+        for member_set in sets:
+            for ident in member_set:
+                holders = self.carriers.get(ident, set())
+                holders.difference_update((root, *customer.members))
+                if not holders:
+                    self.carriers.pop(ident, None)
+        return identifiers, sets
+
+
+def _rank(ident: Identifier) -> int:
+    return IDENTIFIER_PRIORITY.get(ident[0], 99)

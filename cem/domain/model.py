@@ -78,3 +78,8 @@ class Rejection:
 def stable_id(prefix: str, *parts: str) -> str:
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
     return f"{prefix}_{digest}"
+
+
+def identity_key(identifiers: tuple[Identifier, ...]) -> str:
+    """A stable, non-reversible name for one identifier set: interaction rows find their customer through it."""
+    return stable_id("k", *(f"{t}:{v}" for t, v in identifiers))

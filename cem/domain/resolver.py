@@ -11,7 +11,7 @@ from bisect import insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cem.domain.identity import Customer, IdentityGraph, Link, Merge, RefusedMerge
+from cem.domain.identity import Customer, EventKey, IdentityGraph, IdentitySet, Link, Merge, RefusedMerge
 from cem.domain.journeys import (
     ServiceJourney,
     Session,
@@ -50,7 +50,10 @@ class Effects:
     links: list[Link] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     refused: list[RefusedMerge] = field(default_factory=list)
-    customer_aliases: list[tuple[str, str]] = field(default_factory=list)  # (historical id, current id)
+    customer_aliases: dict[str, str] = field(default_factory=dict)  # historical id -> current id
+    # identifier set -> (its customer now, its earliest event): how interaction rows find their customer
+    identity_sets: dict[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)
+    recomputes: int = 0
     session_aliases: list[SessionAlias] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)  # latest state of each touched session
     journeys: dict[str, ServiceJourney] = field(default_factory=dict)
@@ -87,21 +90,18 @@ class Resolver:
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
         attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
         customer_id = attribution.customer_id
-        if attribution.created is not None:
-            effects.customers.append(attribution.created)
+        effects.customers.extend(attribution.created)
         effects.links.extend(attribution.links)
+        effects.merges.extend(attribution.merges)
         effects.refused.extend(attribution.refused)
         effects.unlinked.extend(attribution.unlinked)
-        for merge in attribution.merges:
-            effects.merges.append(merge)
-            effects.customer_aliases.extend((moved, merge.into_id) for moved in merge.moved_ids)
-            changed, aliases = self.sessions.move_customer(merge.from_id, merge.into_id)
-            self._note_sessions(effects, changed, aliases)
-            for issue_ref in self.journeys_of.pop(merge.from_id, set()):
-                journey = self.journeys[issue_ref]
-                journey.customer_id = merge.into_id
-                self.journeys_of.setdefault(merge.into_id, set()).add(issue_ref)
-                effects.journeys[journey.journey_id] = journey
+        effects.recomputes += attribution.recomputed
+        for identifiers, owner in attribution.set_customers.items():
+            effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
+        for old_id, current_id in attribution.aliases.items():
+            effects.customer_aliases[old_id] = current_id
+            if old_id != current_id:
+                self._move_customer(old_id, current_id, effects)
 
         session_id = ""
         if event.channel in DIGITAL_CHANNELS:
@@ -115,6 +115,16 @@ class Resolver:
             journey = self._fold_journey(event.issue_ref, event, customer_id)
             effects.journeys[journey_id] = journey
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
+
+    def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
+        """Sessions and journeys of a merged customer continue under the survivor."""
+        changed, aliases = self.sessions.move_customer(from_id, into_id)
+        self._note_sessions(effects, changed, aliases)
+        for issue_ref in self.journeys_of.pop(from_id, set()):
+            journey = self.journeys[issue_ref]
+            journey.customer_id = into_id
+            self.journeys_of.setdefault(into_id, set()).add(issue_ref)
+            effects.journeys[journey.journey_id] = journey
 
     def _fold_journey(self, issue_ref: str, event: Interaction | RecentRow, customer_id: str) -> ServiceJourney:
         journey = self.journeys.get(issue_ref)
@@ -148,17 +158,13 @@ class Resolver:
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild state from warehouse rows (see sinks.clickhouse.load_snapshot)."""
-        for customer_id, first_ms, first_event in snapshot.customers:
-            self.graph.restore_customer(customer_id, (first_ms, first_event))
-        for id_type, value, customer_id in snapshot.links:
-            self.graph.restore_link((id_type, value), customer_id)
-        for from_id, into_id in snapshot.merges:
-            self.graph.restore_merge(from_id, into_id)
+        self.graph.restore(snapshot.identity_sets.values())
         session_alias = dict(snapshot.session_aliases)
         restored: dict[str, Session] = {}
         for row in snapshot.recent:
             self.seen[row.event_id] = (row.fingerprint, row.ingested_ms)
-            customer_id = self.graph.find(row.customer_id)
+            identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
+            customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
                 session_id = _follow(session_alias, row.session_id)
                 self._restore_session(restored, session_id, customer_id, row.occurred_ms, row.channel)
@@ -200,13 +206,12 @@ class RecentRow:
     customer_id: str
     session_id: str
     issue_ref: str
+    identity_key: str
 
 
 @dataclass
 class Snapshot:
-    customers: list[tuple[str, int, str]] = field(default_factory=list)
-    links: list[tuple[str, str, str]] = field(default_factory=list)
-    merges: list[tuple[str, str]] = field(default_factory=list)  # in the order they happened
+    identity_sets: dict[str, tuple[IdentitySet, EventKey]] = field(default_factory=dict)  # by identity_key
     session_aliases: list[tuple[str, str]] = field(default_factory=list)
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
 

@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS {db}.interaction_log (
     type String,
     occurred_ms UInt64,
     occurred_at DateTime('UTC') DEFAULT toDateTime(intDiv(occurred_ms, 1000), 'UTC'),
+    identity_key String,
     origin_customer_id String,
     origin_session_id String,
     journey_id String,
@@ -65,6 +66,30 @@ CREATE TABLE IF NOT EXISTS {db}.refused_merge_log (
     reason String,
     version UInt64
 ) ENGINE = ReplacingMergeTree(version) ORDER BY (event_id, customer_id, other_customer_id);
+
+-- Each distinct identifier set seen on an event, and the customer it belongs to now (the latest version).
+-- Interactions find their customer through their identity_key; a merge or a recompute rewrites the sets moved.
+CREATE TABLE IF NOT EXISTS {db}.identity_sets (
+    identity_key String,
+    id_types Array(String),
+    id_values Array(String),
+    first_ms UInt64,
+    first_event_id String,
+    customer_id String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY identity_key;
+
+-- One row per erasure request (cem forget): what was removed, never the identifier value itself.
+CREATE TABLE IF NOT EXISTS {db}.erasure_log (
+    request_id String,
+    id_type String,
+    value_hash String,
+    customer_id String,
+    identifiers_removed UInt32,
+    events_anonymised UInt32,
+    requested_ms UInt64,
+    completed_ms UInt64
+) ENGINE = MergeTree() ORDER BY request_id;
 
 -- Historical id -> the id it resolves to now, for customers and sessions. The latest version wins.
 CREATE TABLE IF NOT EXISTS {db}.id_aliases (

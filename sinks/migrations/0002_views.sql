@@ -9,41 +9,43 @@ CREATE VIEW IF NOT EXISTS {db}.session_resolution AS
 SELECT alias_id AS session_id, argMax(current_id, version) AS current_session_id
 FROM {db}.id_aliases WHERE kind = 'session' GROUP BY alias_id;
 
+CREATE VIEW IF NOT EXISTS {db}.set_resolution AS
+SELECT identity_key, argMax(customer_id, version) AS set_customer_id
+FROM {db}.identity_sets GROUP BY identity_key;
+
 CREATE VIEW IF NOT EXISTS {db}.interactions AS
 SELECT
     event_id, channel, type, occurred_at, occurred_ms,
-    if(current_customer_id = '', origin_customer_id, current_customer_id) AS customer_id,
+    if(set_customer_id = '', origin_customer_id, set_customer_id) AS customer_id,
     if(current_session_id = '', origin_session_id, current_session_id) AS session_id,
     journey_id, issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser,
-    property_keys, property_values, origin_customer_id, origin_session_id, ingested_ms
+    property_keys, property_values, origin_customer_id, origin_session_id, identity_key, ingested_ms
 FROM (
-    SELECT event_id, channel, type, occurred_at, occurred_ms, origin_customer_id, origin_session_id, journey_id,
-           issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser, property_keys,
+    SELECT event_id, channel, type, occurred_at, occurred_ms, identity_key, origin_customer_id, origin_session_id,
+           journey_id, issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser, property_keys,
            property_values, ingested_ms, current_session_id
     FROM (SELECT *, origin_session_id AS session_key FROM {db}.interaction_log) AS log
     ANY LEFT JOIN (
         SELECT session_id AS session_key, current_session_id FROM {db}.session_resolution
     ) AS sessions USING session_key
 ) AS with_sessions
-ANY LEFT JOIN (
-    SELECT customer_id AS origin_customer_id, current_customer_id FROM {db}.customer_resolution
-) AS customers USING origin_customer_id;
+ANY LEFT JOIN {db}.set_resolution AS sets USING identity_key;
 
 CREATE VIEW IF NOT EXISTS {db}.interactions_resolved AS SELECT * FROM {db}.interactions;
 
 CREATE VIEW IF NOT EXISTS {db}.customers AS
-SELECT customer_id, first_event_id, first_seen_ms, first_seen_at
-FROM (SELECT customer_id, any(first_event_id) AS first_event_id, any(first_seen_ms) AS first_seen_ms,
-             any(first_seen_at) AS first_seen_at
-      FROM {db}.customer_log GROUP BY customer_id)
-WHERE customer_id NOT IN (SELECT customer_id FROM {db}.customer_resolution);
+SELECT customer_id, any(first_event_id) AS first_event_id, min(first_seen_ms) AS first_seen_ms,
+       min(first_seen_at) AS first_seen_at
+FROM {db}.customer_log
+WHERE customer_id IN (SELECT set_customer_id FROM {db}.set_resolution)
+GROUP BY customer_id;
 
 CREATE VIEW IF NOT EXISTS {db}.identities AS
 SELECT id_type, value, if(current_customer_id = '', linked_customer_id, current_customer_id) AS customer_id,
        linked_customer_id, event_id, linked_at, rule
 FROM (
-    SELECT id_type, value, argMin(customer_id, version) AS linked_customer_id, argMin(event_id, version) AS event_id,
-           argMin(linked_at, version) AS linked_at, argMin(rule, version) AS rule
+    SELECT id_type, value, argMax(customer_id, version) AS linked_customer_id, argMax(event_id, version) AS event_id,
+           argMax(linked_at, version) AS linked_at, argMax(rule, version) AS rule
     FROM {db}.identity_links GROUP BY id_type, value
 ) AS links
 ANY LEFT JOIN (
