@@ -44,6 +44,11 @@ class Settings:
     max_future_skew_hours: float = 24.0
     min_event_time: str = "2000-01-01T00:00:00Z"
     phone_default_region: str = "US"
+    # Identity graph (docs/identity.md). Extra identifier types are appended to the priority order, weakest last.
+    identifier_types_extra: str = ""  # e.g. "loyalty_card,store_account"
+    identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
+    blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
+    blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
     max_record_bytes: int = 1_048_576
     max_text_chars: int = 20_000
     max_identifiers: int = 50

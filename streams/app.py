@@ -21,9 +21,9 @@ import faust
 import orjson
 from prometheus_client import generate_latest
 
-from cem.domain.identifiers import IdentifierRules
+from cem.config import identifier_rules, resolver_config
 from cem.domain.model import Interaction, Rejection
-from cem.domain.resolver import DAY_MS, Effects, Resolver, ResolverConfig
+from cem.domain.resolver import Effects, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, decode
@@ -31,14 +31,6 @@ from sinks.clickhouse import TABLE_ORDER, Warehouse, connect, effect_columns, lo
 from streams import metrics
 
 log = logging.getLogger("cem.worker")
-
-
-def resolver_config(settings: Settings) -> ResolverConfig:
-    return ResolverConfig(
-        dedup_window_ms=int(settings.dedup_window_days * DAY_MS),
-        session_gap_ms=int(settings.session_gap_minutes * 60_000),
-        fcr_window_ms=int(settings.fcr_window_days * DAY_MS),
-    )
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -58,7 +50,7 @@ class Ingestor:
     """Raw bytes -> Interaction or a dead letter. Pure apart from the clock it is handed."""
 
     def __init__(self, settings: Settings) -> None:
-        self.rules = IdentifierRules(default_region=settings.phone_default_region)
+        self.rules = identifier_rules(settings)
         self.limits = limits_of(settings)
         self.max_bytes = settings.max_record_bytes
 

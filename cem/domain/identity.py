@@ -271,15 +271,12 @@ class IdentityGraph:
 
         # Report only what changed: new customers, moved links, moved sets, new resolutions of old ids.
         old_id_set = set(old_ids)
-        out.created = [c for c in scratch.created + out.created if c.customer_id not in old_id_set]
-        out.links = [link for link in scratch.links + out.links
-                     if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
+        out.created = [c for c in scratch.created + out.created
+                       if c.customer_id not in old_id_set and self.find(c.customer_id) == c.customer_id]
+        moved_links = [link for link in scratch.links + out.links
+                       if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
         out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms,
-                          li.rule if (li.id_type, li.value) not in old_owner else "recomputed") for li in out.links]
-        out.merges = [m for m in scratch.merges + out.merges  # merges the replay merely repeated are not news
-                      if old_root_of_set.get(self.origins.get(m.from_id, ())) is None
-                      or old_root_of_set.get(self.origins.get(m.from_id, ()))
-                      != old_root_of_set.get(self.origins.get(m.into_id, ()))]
+                          li.rule if (li.id_type, li.value) not in old_owner else "recomputed") for li in moved_links]
         out.set_customers = {}
         for member_set in replay:
             now = self.find(self.set_owner[member_set])
@@ -294,6 +291,9 @@ class IdentityGraph:
                     self.parent[cid] = home
                     self.customers[home].members.append(cid)
             out.aliases[cid] = self.find(cid)
+        # A customer that was live before and is not now merged because of this event.
+        out.merges = [Merge(root, self.find(root), key[1], key[0], "shared_identifier")
+                      for root in sorted(roots) if self.find(root) != root]
         return out
 
     def _closure(self, touched: Iterable[str]) -> set[str]:

@@ -1,0 +1,49 @@
+"""Domain configuration objects built from Settings: the one place CEM_* strings become typed rules."""
+
+from __future__ import annotations
+
+from cem.domain.identifiers import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentifierRules
+from cem.domain.identity import DEFAULT_TYPE_LIMITS, IDENTIFIER_PRIORITY
+from cem.domain.model import IDENTIFIER_TYPES
+from cem.domain.resolver import DAY_MS, ResolverConfig
+from cem.settings import Settings
+
+
+def _items(text: str, sep: str = ",") -> list[str]:
+    return [item.strip() for item in text.split(sep) if item.strip()]
+
+
+def extra_types(settings: Settings) -> tuple[str, ...]:
+    return tuple(t for t in _items(settings.identifier_types_extra) if t not in IDENTIFIER_TYPES)
+
+
+def type_limits(settings: Settings) -> dict[str, int]:
+    limits = dict(DEFAULT_TYPE_LIMITS)
+    for id_type in extra_types(settings):
+        limits.setdefault(id_type, 5)
+    for item in _items(settings.identifier_limits):
+        id_type, _, number = item.partition("=")
+        if not number.strip().isdigit():
+            raise ValueError(f"CEM_IDENTIFIER_LIMITS: {item!r} is not type=number")
+        limits[id_type.strip()] = int(number)
+    return limits
+
+
+def identifier_rules(settings: Settings) -> IdentifierRules:
+    for rank, id_type in enumerate(extra_types(settings), start=len(IDENTIFIER_PRIORITY)):
+        IDENTIFIER_PRIORITY.setdefault(id_type, rank)
+    return IdentifierRules(
+        default_region=settings.phone_default_region,
+        blocked_values=DEFAULT_BLOCKED_VALUES | {v.lower() for v in _items(settings.blocked_values_extra)},
+        blocked_patterns=DEFAULT_BLOCKED_PATTERNS + tuple(_items(settings.blocked_patterns_extra, ";;")),
+        types=IDENTIFIER_TYPES + extra_types(settings),
+    )
+
+
+def resolver_config(settings: Settings) -> ResolverConfig:
+    return ResolverConfig(
+        dedup_window_ms=int(settings.dedup_window_days * DAY_MS),
+        session_gap_ms=int(settings.session_gap_minutes * 60_000),
+        fcr_window_ms=int(settings.fcr_window_days * DAY_MS),
+        type_limits=type_limits(settings),
+    )
