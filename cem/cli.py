@@ -33,6 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+    identity = sub.add_parser("identity", help="inspect the identity graph")
+    identity_sub = identity.add_subparsers(dest="identity_command", required=True)
+    explain = identity_sub.add_parser("explain", help="who an identifier belongs to, and why")
+    explain.add_argument("id_type")
+    explain.add_argument("value")
+    forget = sub.add_parser("forget", help="GDPR erasure of the customer owning an identifier")
+    forget.add_argument("id_type")
+    forget.add_argument("value")
+    forget.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker to apply it")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
@@ -50,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(settings, args.customers, args.seed)
     if args.command == "sql":
         return run_sql(settings, args.query, args.format)
+    if args.command == "identity":
+        from cem.identity_cli import explain_identifier
+
+        return explain_identifier(settings, args.id_type, args.value)
+    if args.command == "forget":
+        from cem.identity_cli import forget_identifier
+
+        return forget_identifier(settings, args.id_type, args.value, args.wait)
     if args.command == "migrate":
         from sinks.clickhouse import connect, migrate
 

@@ -27,7 +27,16 @@ from cem.domain.resolver import Effects, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, decode
-from sinks.clickhouse import TABLE_ORDER, Warehouse, connect, effect_columns, load_snapshot, migrate
+from sinks.clickhouse import (
+    TABLE_ORDER,
+    Warehouse,
+    apply_erasure,
+    connect,
+    effect_columns,
+    load_snapshot,
+    migrate,
+    value_hash,
+)
 from streams import metrics
 
 log = logging.getLogger("cem.worker")
@@ -136,6 +145,37 @@ class ResolverSink:
         self._count(effects, len(events))
         return effects
 
+    def apply_control(self, message: dict[str, Any]) -> None:
+        """Blocking. Today the one control is "forget" (GDPR erasure); retried until it is applied."""
+        if message.get("control") != "forget":
+            log.warning("ignoring unknown control message %r", message.get("control"))
+            return
+        delay = 0.2
+        while True:
+            try:
+                resolver = self._ensure_resolver()
+                warehouse = self._ensure_warehouse()
+                erasure = resolver.forget((str(message["id_type"]), str(message["value"])))
+                anonymised = apply_erasure(warehouse, erasure)
+                warehouse.insert("erasure_log", {
+                    "request_id": [str(message["request_id"])],
+                    "id_type": [str(message["id_type"])],
+                    "value_hash": [value_hash(str(message["value"]))],
+                    "customer_id": [erasure.customer_id],
+                    "identifiers_removed": [len(erasure.identifiers)],
+                    "events_anonymised": [anonymised],
+                    "requested_ms": [int(message.get("requested_ms", 0))],
+                    "completed_ms": [self._now_ms()],
+                })
+                metrics.ERASURES.inc()
+                return
+            except Exception as exc:
+                # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
+                self.invalidate()
+                self._failed(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+
     def _failed(self, exc: Exception) -> None:
         metrics.SINK_FAILURES.inc()
         metrics.SINK_UP.set(0)
@@ -153,6 +193,7 @@ class ResolverSink:
         metrics.DUPLICATES.inc(effects.duplicates)
         metrics.CONFLICTS.inc(effects.conflicts)
         metrics.MERGES.inc(len(effects.merges))
+        metrics.RECOMPUTES.inc(effects.recomputes)
         for refusal in effects.refused:
             metrics.REFUSED_MERGES.labels(refusal.reason).inc()
         for ident, _reason in effects.unlinked:
@@ -233,12 +274,27 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(resolve_topic)
     async def resolve(stream: Any) -> None:
-        async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
-            events = [Interaction.from_wire(row) for payload in batch for row in orjson.loads(payload)]
+        loop = asyncio.get_running_loop()
+
+        async def write(events: list[Interaction]) -> None:
             # ClickHouse calls block; a thread keeps heartbeats and the web server alive during an outage.
-            effects = await asyncio.get_running_loop().run_in_executor(None, sink.process_and_write, events)
+            effects = await loop.run_in_executor(None, sink.process_and_write, events)
             status["resolved"] += len(events)
             status["written"] += len(effects.interactions)
+
+        async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
+            events: list[Interaction] = []
+            for payload in batch:
+                message = orjson.loads(payload)
+                if isinstance(message, dict):  # a control message (cem forget): applied in stream order
+                    if events:
+                        await write(events)
+                        events = []
+                    await loop.run_in_executor(None, sink.apply_control, message)
+                else:
+                    events.extend(Interaction.from_wire(row) for row in message)
+            if events:
+                await write(events)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:

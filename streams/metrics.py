@@ -49,3 +49,9 @@ CONSUMER_LAG = Gauge(
 STATE_RESTORE_SECONDS = Gauge(
     "cem_state_restore_seconds", "Time the last resolver state rebuild from ClickHouse took", registry=REGISTRY
 )
+ERASURES = Counter("cem_erasures_total", "GDPR erasure requests applied (cem forget)", registry=REGISTRY)
+RECOMPUTES = Counter(
+    "cem_identity_recomputes_total",
+    "Late events that made the resolver replay the customers they touch in event-time order",
+    registry=REGISTRY,
+)

@@ -19,7 +19,7 @@ from cem.domain.journeys import (
     SessionBook,
     journey_id_for,
 )
-from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction
+from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
 
 DAY_MS = 86_400_000
 
@@ -116,6 +116,15 @@ class Resolver:
             effects.journeys[journey_id] = journey
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
 
+    def forget(self, identifier: Identifier) -> Erasure:
+        """GDPR erasure of the customer owning `identifier`: its identifiers stop linking anyone, so later events
+        carrying them start a new customer. Seen event ids stay, so replays of its events are not re-inserted."""
+        customer_id = self.graph.customer_of(identifier)
+        if customer_id is None:
+            return Erasure("", [], [])
+        identifiers, sets = self.graph.forget(customer_id)
+        return Erasure(customer_id, identifiers, [identity_key(s) for s in sets])
+
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
         """Sessions and journeys of a merged customer continue under the survivor."""
         changed, aliases = self.sessions.move_customer(from_id, into_id)
@@ -192,6 +201,13 @@ class Resolver:
         session.end_ms = max(session.end_ms, occurred_ms)
         session.events += 1
         session.channels.add(channel)
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    customer_id: str
+    identifiers: list[Identifier]
+    identity_keys: list[str]
 
 
 @dataclass(frozen=True, slots=True)
