@@ -361,9 +361,11 @@ def apply_erasure(warehouse: Warehouse, erasure: Erasure, timeout: float = 120.0
         return 0
     keys = ", ".join(sql_string(k) for k in erasure.identity_keys)
     rows = warehouse.query(f"SELECT count() FROM {db}.interaction_log WHERE identity_key IN ({keys})")
+    # identity_key is cleared too: the same identifiers seen later make a new set row that must not claim these.
     warehouse.command(
-        f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = [], property_values = [], "
-        f"device = '', os = '', browser = '', origin_customer_id = '{FORGOTTEN}' WHERE identity_key IN ({keys})")
+        f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
+        f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
+        f"origin_customer_id = '{FORGOTTEN}' WHERE identity_key IN ({keys})")
     warehouse.command(f"ALTER TABLE {db}.identity_sets DELETE WHERE identity_key IN ({keys})")
     if erasure.identifiers:
         pairs = ", ".join(f"({sql_string(t)}, {sql_string(v)})" for t, v in erasure.identifiers)
