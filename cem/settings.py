@@ -30,7 +30,7 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = field(default="", repr=False)
     kafka_ssl_cafile: str = ""
-    clickhouse_url: str = "chdb://.cem/warehouse"
+    clickhouse_url: str = field(default="chdb://.cem/warehouse", repr=False)  # may hold a password
     web_port: int = 6066
     # Worker identity and state
     app_id: str = "cem"

@@ -70,7 +70,19 @@ def current_version() -> int:
 
 @cache
 def _writers_by_fingerprint() -> dict[bytes, Any]:
-    return {schema_fingerprint(s): s for s in schema_versions().values()}
+    """Decoding reads timestamps as plain longs: validation then judges absurd values with a precise reason,
+    where fastavro's datetime conversion would fail on years outside 1..9999. The canonical form (and so the
+    fingerprint) ignores logical types, so the plain schema names the same writer."""
+    return {schema_fingerprint(s): _without_logical_types(s) for s in schema_versions().values()}
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        plain = {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+        return plain
+    if isinstance(schema, list):
+        return [_without_logical_types(item) for item in schema]
+    return schema
 
 
 def encode_avro(record: dict[str, Any], version: int | None = None) -> bytes:
@@ -106,7 +118,7 @@ def _decode_json(raw: bytes) -> Any:
         message = str(exc)
         if "UTF-8" in message or "surrogates" in message:
             return _fail("invalid_utf8", message[:200])
-        if "recursion" in message.lower():
+        if "recursion" in message.lower() or "depth" in message.lower():
             return _fail("too_deeply_nested", message[:200])
         return _fail("malformed_json", message[:200])
 
@@ -130,7 +142,7 @@ def _decode_avro(raw: bytes) -> Any:
 
 @cache
 def _reader_schema() -> Any:
-    return schema_versions()[current_version()]
+    return _without_logical_types(schema_versions()[current_version()])
 
 
 def _fail(reason: str, detail: str = "") -> Any:

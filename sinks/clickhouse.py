@@ -132,6 +132,8 @@ class ChdbWarehouse:
         self.database = target.database
         self.read_only = read_only
         self._session = session.Session(target.path)
+        if read_only:
+            self._session.query("SET readonly = 1")  # the engine refuses writes in this session from now on
 
     def command(self, sql: str) -> None:
         _guard(self.read_only, sql)
@@ -139,8 +141,7 @@ class ChdbWarehouse:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         _guard(self.read_only, sql)
-        suffix = " SETTINGS readonly = 1" if self.read_only and "settings" not in sql.lower() else ""
-        result = self._session.query(sql.rstrip().rstrip(";") + suffix, "JSONCompact")
+        result = self._session.query(sql.rstrip().rstrip(";"), "JSONCompact")
         raw = result.bytes()
         if not raw:
             return []
@@ -157,8 +158,13 @@ class ChdbWarehouse:
 
 
 def _guard(read_only: bool, sql: str) -> None:
-    if read_only and not READ_ONLY_STATEMENT.match(sql):
+    """Defence in depth: the engine itself also runs read-only sessions with readonly=1."""
+    if not read_only:
+        return
+    if not READ_ONLY_STATEMENT.match(sql):
         raise ReadOnlyViolation("this connection is read-only: only SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN")
+    if ";" in sql.strip().rstrip(";"):
+        raise ReadOnlyViolation("this connection is read-only: one statement at a time")
 
 
 # ---- migrations ---------------------------------------------------------------------------------------

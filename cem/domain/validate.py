@@ -6,6 +6,7 @@ The reasons are part of the dead-letter contract (README, "Dead letters"); never
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -174,7 +175,8 @@ def _check_survey(survey: Any) -> tuple[str, int] | Rejection:
     kind, score = survey.get("kind"), survey.get("score")
     if kind not in SURVEY_SCALES:
         return Rejection("invalid_survey", f"kind must be one of {sorted(SURVEY_SCALES)}")
-    if isinstance(score, bool) or not isinstance(score, int | float) or score != int(score):
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score) \
+            or score != int(score):
         return Rejection("invalid_survey", "score must be a whole number")
     low, high = SURVEY_SCALES[kind]
     if not low <= score <= high:

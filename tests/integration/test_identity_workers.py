@@ -129,7 +129,8 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
         customer = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))["f1"]
         out = explained.stdout
         assert f"belongs to customer {customer}" in out
-        for needle in ("erase.me@example.org", "+14155550100", "anon-77", "Merges (", "by event f4 [shared_identifier]"):
+        needles = ("erase.me@example.org", "+14155550100", "anon-77", "Merges (", "by event f4 [shared_identifier]")
+        for needle in needles:
             assert needle in out, out
 
         forgotten = cem(["forget", "email", "erase.me@example.org"], settings)

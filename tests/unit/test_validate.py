@@ -268,12 +268,6 @@ def test_valid_surveys(survey: dict[str, Any], kind: str, score: int) -> None:
     assert type(event.survey_score) is int
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _check_survey calls int(score) on a non-finite float: build_interaction raises "
-    "(ValueError/OverflowError) instead of returning Rejection('invalid_survey'). Not reachable from JSON "
-    "(orjson refuses NaN/Infinity) or Avro (score is an int), only from direct callers.",
-)
 @pytest.mark.parametrize("score", [float("nan"), float("inf")])
 def test_non_finite_survey_score_is_rejected(score: float) -> None:
     assert reason(rec(survey={"kind": "nps", "score": score})) == "invalid_survey"
@@ -408,12 +402,6 @@ def test_ingestor_reasons(raw: bytes | None, expected: str) -> None:
     assert result.reason == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a well-formed Avro record whose timestamp-millis is outside datetime's range (year < 1 or "
-    "> 9999) is dead-lettered as malformed_avro ('OverflowError: date value out of range') instead of "
-    "timestamp_too_old / timestamp_in_future",
-)
 @pytest.mark.parametrize(
     ("occurred_at", "expected"),
     [(-62_135_596_800_001, "timestamp_too_old"), (253_402_300_800_000, "timestamp_in_future")],
