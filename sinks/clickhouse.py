@@ -211,8 +211,10 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
             "version": [v] * len(effects.customers),
         }
     if effects.links:
+        # A recompute can re-link an identifier linked earlier in the same batch: keep the last, as for aliases.
+        links = list({(link.id_type, link.value): link for link in effects.links}.values())
         tables["identity_links"] = _columns(
-            effects.links, ("id_type", "value", "customer_id", "event_id", "occurred_ms", "rule"), v
+            links, ("id_type", "value", "customer_id", "event_id", "occurred_ms", "rule"), v
         )
     if effects.merges:
         cols = _columns(effects.merges, ("from_id", "into_id", "event_id", "occurred_ms", "rule"), v)

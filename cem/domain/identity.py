@@ -275,8 +275,8 @@ class IdentityGraph:
                        if c.customer_id not in old_id_set and self.find(c.customer_id) == c.customer_id]
         moved_links = [link for link in scratch.links + out.links
                        if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
-        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms,
-                          li.rule if (li.id_type, li.value) not in old_owner else "recomputed") for li in moved_links]
+        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
+                     for li in moved_links]
         out.set_customers = {}
         for member_set in replay:
             now = self.find(self.set_owner[member_set])
