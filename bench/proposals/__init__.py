@@ -1,0 +1,60 @@
+"""Proposed changes to files the benchmark's owner may not edit, applied as patches to benchmark worker
+processes only (`python -m bench.run --with-proposals NAME[,NAME]`), so their end-to-end effect can be measured in
+the same run as the tree's own code. Nothing here is imported by the pipeline itself.
+
+Each proposal rewrites one function from its current source text and fails loudly when that text has changed,
+so a stale proposal can never be measured silently. docs/performance.md describes each one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+
+def _rewrite(owner: Any, name: str, old: str, new: str) -> None:
+    """Replace `old` by `new` in the dedented source of owner.name and install the result."""
+    function = getattr(owner, name)
+    module = inspect.getmodule(function)
+    assert module is not None
+    source = textwrap.dedent(inspect.getsource(function))
+    if old not in source:
+        raise RuntimeError(f"proposal for {owner.__qualname__}.{name} is stale: the code it replaces has changed")
+    namespace: dict[str, Any] = {}
+    exec(compile(source.replace(old, new), module.__file__ or "<proposal>", "exec"), module.__dict__, namespace)
+    setattr(owner, name, namespace[name])
+
+
+def identity_recompute() -> None:
+    """cem/domain/identity.py, IdentityGraph._recompute: find the identifiers the replayed customers own by
+    walking the identifier sets being replayed (the closure's sets plus the event's), instead of scanning the
+    whole `owner` map, and calling find() twice per entry, on every late event. Same result: every identifier a
+    customer owns was linked from one of its identifier sets, and merges move the sets to the survivor."""
+    from cem.domain.identity import IdentityGraph
+
+    _rewrite(
+        IdentityGraph, "_recompute",
+        "    old_owner = {ident: self.find(owner) for ident, owner in self.owner.items()\n"
+        "                 if self.find(owner) in roots}\n",
+        "    old_owner = {}\n"
+        "    for member_set in replay:\n"
+        "        for ident in member_set:\n"
+        "            holder = self.owner.get(ident)\n"
+        "            if holder is not None:\n"
+        "                holder_root = self.find(holder)\n"
+        "                if holder_root in roots:\n"
+        "                    old_owner[ident] = holder_root\n",
+    )
+
+
+PROPOSALS: dict[str, Callable[[], None]] = {
+    "identity_recompute": identity_recompute,
+}
+
+
+def apply(names: list[str]) -> None:
+    for name in names:
+        if name:
+            PROPOSALS[name]()

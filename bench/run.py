@@ -1,0 +1,700 @@
+"""`make bench`: end-to-end throughput, latency, scaling and memory of the pipeline, against the bare-Faust
+ceiling measured in the same run on the same broker.
+
+    python -m bench.run [--events N] [--quick] [--latency-seconds S] [--memory-events M] [--profile] ...
+
+Phases (docs/performance.md explains each method and its resolution):
+  1. bare-Faust ceiling  a tiny Faust app (bench/bare.py) that only decodes the pre-produced records
+  2. throughput          one `cem worker`, first record consumed -> last row visible in ClickHouse
+  3. latency             produce at half of (2), each record's send time against the time its row became
+                         visible (ClickHouse polled every --poll-ms)
+  4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
+  5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
+                         peak RSS (VmHWM) at the end
+
+The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import procstat
+from bench.proposals import PROPOSALS
+from bench.traffic import TrafficSet, many_customers, produce_at_rate, produce_fast, simulated, with_event_ids
+from cem.cli import _sim_base_ms, ensure_topics
+from cem.devservices import ClickHouseServer, KafkaBroker, ensure_clickhouse_installed, free_port, stop_all
+from cem.settings import Settings
+
+RESULTS_DIR = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class BenchWorker:
+    """One `cem worker` process, spawned without waiting, so the benchmark can watch its very first records.
+    With proposals, it is the same worker with bench/proposals patches applied first. (Standalone rather than
+    cem.harness.WorkerProcess, which the test suites evolve for their own needs.)"""
+
+    def __init__(self, settings: Settings, log_path: Path, name: str, proposals: str = "") -> None:
+        self.settings = replace(settings, web_port=free_port())
+        self.log_path = log_path
+        self.name = name
+        self.proposals = proposals
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> BenchWorker:
+        Path(self.settings.state_dir).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.as_env()}
+        command = [sys.executable, "-m", "cem.cli", "worker"]
+        if self.proposals:
+            env["BENCH_PROPOSALS"] = self.proposals
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+            command = [sys.executable, "-m", "bench.proposals.worker"]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True, cwd=REPO)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}{path}", timeout=3) as r:
+                body: bytes = r.read()
+                return body
+        except OSError:
+            return None
+
+    def status(self) -> dict[str, int] | None:
+        body = self._get("/status")
+        return None if body is None else orjson.loads(body)
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples, summed over labels: {metric name: value}."""
+        out: dict[str, float] = {}
+        for line in (self._get("/metrics") or b"").decode().splitlines():
+            if line and not line.startswith("#"):
+                head, _, value = line.rpartition(" ")
+                name = head.partition("{")[0]
+                try:
+                    out[name] = out.get(name, 0.0) + float(value)
+                except ValueError:
+                    continue
+        return out
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            _terminate(self.process, timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="cem-bench-"))
+        self.kafka: KafkaBroker | None = None
+        self.clickhouse: ClickHouseServer | None = None
+        self.result: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": vars(args).copy()}
+        self.base_ms = _sim_base_ms()
+
+    # ---- services and settings ---------------------------------------------------------------------------
+    def start_services(self) -> None:
+        ensure_clickhouse_installed()
+        # A new consumer group waits this long for more members before its first assignment, so the two
+        # workers of the scaling phase start with the final assignment instead of a rebalance mid-run.
+        self.kafka = KafkaBroker(self.workdir / "kafka", config={"group.initial.rebalance.delay.ms": "4000"})
+        self.clickhouse = ClickHouseServer(self.workdir / "clickhouse", max_memory_usage=8_000_000_000)
+        started = time.monotonic()
+        self.kafka.start()
+        self.clickhouse.start()
+        log(f"Kafka {self.kafka.bootstrap} (pid {self.kafka.pid}) and ClickHouse :{self.clickhouse.tcp_port} "
+            f"(pid {self.clickhouse.pid}) up in {time.monotonic() - started:.1f} s; workdir {self.workdir}")
+
+    def settings(self, tag: str) -> Settings:
+        """Isolated topics (prefix), consumer group and database per tag; the database is migrated here, as a
+        production warehouse would be, so the workers' first batch does not pay for the DDL."""
+        from sinks.clickhouse import connect, migrate
+
+        assert self.kafka is not None and self.clickhouse is not None
+        url = self.clickhouse.url.rsplit("/", 1)[0] + f"/{tag}"
+        warehouse = connect(url)
+        try:
+            migrate(warehouse)
+        finally:
+            warehouse.close()
+        return Settings.from_env({}, kafka_bootstrap=self.kafka.bootstrap, clickhouse_url=url, topic_prefix=tag,
+                                 app_id=tag, state_dir=str(self.workdir / "state" / tag))
+
+    def service_pids(self) -> dict[str, int]:
+        assert self.kafka is not None and self.clickhouse is not None
+        assert self.kafka.pid is not None and self.clickhouse.pid is not None
+        return {"kafka": self.kafka.pid, "clickhouse": self.clickhouse.pid, "bench": os.getpid()}
+
+    def client(self) -> Any:
+        assert self.clickhouse is not None
+        return self.clickhouse.client(send_receive_timeout=60)
+
+    def produce(self, settings: Settings, traffic: TrafficSet) -> None:
+        asyncio.run(ensure_topics(settings))
+        started = time.monotonic()
+        rate = asyncio.run(produce_fast(settings, traffic.to_topics(settings)))
+        log(f"produced {len(traffic.records)} records to {settings.topic_prefix}.raw.* in "
+            f"{time.monotonic() - started:.1f} s ({rate:,.0f}/s)")
+
+    def count_rows(self, client: Any, db: str) -> int:
+        return int(client.execute(f"SELECT count() FROM {db}.interaction_log")[0][0])
+
+    def check_unique(self, client: Any, db: str, expected: int) -> dict[str, Any]:
+        (rows, unique), = client.execute(f"SELECT count(), uniqExact(event_id) FROM {db}.interaction_log")
+        (view_rows,), = client.execute(f"SELECT count() FROM {db}.interactions")
+        ok = rows == unique == view_rows == expected
+        check = {"rows": rows, "unique_event_ids": unique, "view_rows": view_rows, "expected_unique_valid": expected,
+                 "ok": ok}
+        log(f"check {db}: rows={rows} unique={unique} view={view_rows} expected={expected} -> "
+            f"{'OK' if ok else 'MISMATCH'}")
+        return check
+
+    # ---- phase 1: the bare-Faust ceiling ---------------------------------------------------------------------
+    def bare_faust(self, settings: Settings, traffic: TrafficSet, mode: str) -> dict[str, Any]:
+        bare = replace(settings, app_id=f"{settings.app_id}_bare_{mode}", web_port=free_port(),
+                       state_dir=str(self.workdir / "state" / f"bare_{mode}"))
+        result_path = self.workdir / f"bare_{mode}.json"
+        env = {**os.environ, **bare.as_env(), "BENCH_EXPECTED": str(len(traffic.records)),
+               "BENCH_RESULT": str(result_path), "BENCH_MODE": mode}
+        Path(bare.state_dir).mkdir(parents=True, exist_ok=True)
+        load = procstat.load_average()
+        with (self.workdir / f"bare_{mode}.log").open("ab") as out:
+            process = subprocess.Popen([sys.executable, "-m", "bench.bare"], env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        first_path = result_path.with_suffix(".first")
+        try:
+            deadline = time.monotonic() + self.args.timeout
+            while not first_path.exists():  # CPU is metered from the first record on, like the workers'
+                if process.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            meter = procstat.CpuMeter({**self.service_pids(), "bare_faust": process.pid}).start()
+            while not result_path.exists():
+                if process.poll() is not None:
+                    raise RuntimeError(f"bare Faust exited with {process.returncode}: "
+                                       f"{(self.workdir / f'bare_{mode}.log').read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError("bare Faust did not consume every record")
+                time.sleep(0.1)
+            cpu = meter.stop()
+            peak = procstat.peak_rss_mb(process.pid)
+        finally:
+            _terminate(process)
+        done = orjson.loads(result_path.read_bytes())
+        seconds = done["last_s"] - done["first_s"]
+        rate = done["count"] / seconds
+        log(f"bare Faust ({mode}): {done['count']} records in {seconds:.2f} s = {rate:,.0f}/s "
+            f"(decoded {done['decoded']}); cpu {cpu}; load {load}")
+        return {"mode": mode, "records": done["count"], "seconds": round(seconds, 3), "events_per_s": round(rate, 1),
+                "cpu_seconds": cpu, "peak_rss_mb": peak, "load_average": load}
+
+    # ---- phase 2 and 4: pipeline throughput ------------------------------------------------------------------
+    def pipeline(self, settings: Settings, traffic: TrafficSet, n_workers: int, label: str,
+                 keep_running: bool = False, rss_samples: bool = False) -> tuple[dict[str, Any], list[BenchWorker]]:
+        client = self.client()
+        db = settings.clickhouse_url.rsplit("/", 1)[-1]
+        workers = [BenchWorker(replace(settings, state_dir=f"{settings.state_dir}/w{i}"),
+                               self.workdir / f"{label}-worker{i}.log", f"{label}-worker{i}", self.args.with_proposals)
+                   for i in range(n_workers)]
+        load = procstat.load_average()
+        for w in workers:
+            w.spawn()
+        profiler: subprocess.Popen[bytes] | None = None
+        try:
+            deadline = time.monotonic() + self.args.timeout
+            t0 = None
+            while t0 is None:  # the first record consumed by any worker
+                for w in workers:
+                    w.check_alive()
+                    if (w.status() or {}).get("consumed", 0) > 0:
+                        t0 = time.time()
+                        break
+                else:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{label}: no worker consumed anything:\n{workers[0].log_tail()}")
+                    time.sleep(0.02)
+            meter = procstat.CpuMeter({**self.service_pids(), **{w.name: w.pid for w in workers}}).start()
+            baseline_rss = {w.name: procstat.rss_mb(w.pid) for w in workers}
+            if self.args.profile and n_workers == 1 and label == "throughput":
+                profiler = self._start_profiler(workers[0].pid, label)
+            samples: list[dict[str, Any]] = []
+            next_sample = 0.0
+            expected = traffic.unique_valid
+            while True:
+                polled = time.time()
+                rows = self.count_rows(client, db)
+                if rows >= expected:
+                    t_end = polled
+                    break
+                for w in workers:
+                    w.check_alive()
+                if rss_samples and polled >= next_sample:
+                    next_sample = polled + 1.0
+                    status = workers[0].status() or {}
+                    samples.append({"t": round(polled - t0, 2), "consumed": status.get("consumed", 0),
+                                    "resolved": status.get("resolved", 0), "rows": rows,
+                                    "rss_mb": procstat.rss_mb(workers[0].pid)})
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{label}: {rows}/{expected} rows after {self.args.timeout} s")
+                time.sleep(0.1)
+            cpu = meter.stop()
+            if profiler is not None:
+                self._stop_profiler(profiler)
+                profiler = None
+            seconds = t_end - t0
+            rate = len(traffic.records) / seconds
+            per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(w.pid),
+                                   "rss_mb": procstat.rss_mb(w.pid), "rss_at_first_record_mb": baseline_rss[w.name],
+                                   "metrics": _worker_metrics(w.metrics())}
+                          for w in workers}
+            check = self.check_unique(client, db, expected)
+            out: dict[str, Any] = {
+                "workers": n_workers, "records": len(traffic.records), "unique_valid": expected,
+                "customers": traffic.customers, "seconds": round(seconds, 3), "events_per_s": round(rate, 1),
+                "cpu_seconds": cpu, "per_worker": per_worker, "check": check, "load_average_before": load,
+                "load_average_after": procstat.load_average(),
+            }
+            if samples:
+                out["rss_samples"] = samples
+            log(f"{label}: {n_workers} worker(s), {len(traffic.records)} records -> {expected} rows in {seconds:.2f} s "
+                f"= {rate:,.0f}/s; cpu {cpu}; peak RSS "
+                f"{ {k: v['peak_rss_mb'] for k, v in per_worker.items()} } MB; load {load}; "
+                f"worker metrics { {k: v['metrics'] for k, v in per_worker.items()} }")
+            if not keep_running:
+                for w in workers:
+                    w.stop()
+            return out, workers
+        except BaseException:
+            if profiler is not None:
+                self._stop_profiler(profiler)
+            for w in workers:
+                w.kill()
+            raise
+        finally:
+            client.disconnect()
+
+    def _start_profiler(self, pid: int, label: str) -> subprocess.Popen[bytes] | None:
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if not py_spy.exists():
+            log("py-spy not found; no profile")
+            return None
+        out = RESULTS_DIR / f"profile-{label}.txt"
+        log(f"py-spy recording worker {pid} -> {out}")
+        return subprocess.Popen([str(py_spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+                                 "--nonblocking", "--threads", "-o", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+        profiler.send_signal(signal.SIGINT)
+        try:
+            profiler.wait(30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+
+    # ---- phase 3: latency at a fixed rate -------------------------------------------------------------------
+    def latency(self, settings: Settings, worker: BenchWorker, rate: float, traffic: TrafficSet,
+                rows_before: int) -> dict[str, Any]:
+        db = settings.clickhouse_url.rsplit("/", 1)[-1]
+        poll_s = self.args.poll_ms / 1000
+        visible_at: dict[str, float] = {}
+        resolved_at: dict[str, float] = {}  # the row's ingested_ms: when the resolver took its batch
+        stop = threading.Event()
+        poll_costs: list[float] = []
+
+        def poll() -> None:
+            # Each batch's interaction rows share one `version`, strictly increasing from batch to batch, and a
+            # batch is written only after the previous one's write returned. So only the newest version can still
+            # be growing; everything older is complete. One cheap GROUP BY per poll finds new or grown versions.
+            client = self.client()
+            (last_version,), = client.execute(f"SELECT max(version) FROM {db}.interaction_log")
+            counts: dict[int, int] = {last_version: 10**12}
+            try:
+                while not stop.is_set():
+                    started = time.time()
+                    grown = []
+                    for v, n in client.execute(f"SELECT version, count() FROM {db}.interaction_log "
+                                               f"WHERE version >= {last_version} GROUP BY version"):
+                        if n > counts.get(v, 0):
+                            counts[v] = n
+                            grown.append(v)
+                    for v in grown:
+                        for event_id, ingested_ms in client.execute(
+                                f"SELECT event_id, ingested_ms FROM {db}.interaction_log WHERE version = {v}"):
+                            visible_at.setdefault(event_id, started)
+                            resolved_at.setdefault(event_id, ingested_ms / 1000)
+                        last_version = max(last_version, v)
+                    poll_costs.append(time.time() - started)
+                    stop.wait(max(0.0, poll_s - (time.time() - started)))
+            finally:
+                client.disconnect()
+
+        load = procstat.load_average()
+        poller = threading.Thread(target=poll, name="latency-poller", daemon=True)
+        poller.start()
+        meter = procstat.CpuMeter({**self.service_pids(), worker.name: worker.pid}).start()
+        metrics_before = worker.metrics()
+        profiler = self._start_profiler(worker.pid, "latency") if self.args.profile else None
+        sent_at: list[float] = []
+        achieved = asyncio.run(produce_at_rate(settings, traffic.to_topics(settings), rate, sent_at))
+        log(f"latency: produced {len(sent_at)} records at {achieved:,.0f}/s (target {rate:,.0f}/s)")
+        first_sent: dict[str, float] = {}
+        for event_id, at in zip(traffic.event_ids, sent_at, strict=True):
+            if event_id is not None and event_id not in first_sent:
+                first_sent[event_id] = at
+        deadline = time.monotonic() + 120
+        while len(visible_at.keys() & first_sent.keys()) < traffic.unique_valid and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        poller.join(10)
+        cpu = meter.stop()
+        if profiler is not None:
+            self._stop_profiler(profiler)
+        metrics_after = worker.metrics()
+        sink = _worker_metrics({k: metrics_after[k] - metrics_before.get(k, 0.0) for k in metrics_after})
+        latencies = sorted(visible_at[e] - t for e, t in first_sent.items() if e in visible_at)
+        # Where the time goes: send -> the resolver takes the batch (ingest batching, the cem.resolve hop, the
+        # resolver's take() wait), then -> the row is visible (resolve, ClickHouse write, poll resolution).
+        to_resolver = sorted(resolved_at[e] - t for e, t in first_sent.items() if e in resolved_at)
+        to_visible = sorted(visible_at[e] - resolved_at[e] for e in first_sent if e in visible_at)
+        # Latency over the run, by send time in 5 s windows: a growing p50 means the pipeline fell behind.
+        start = min(first_sent.values(), default=0.0)
+        windows: dict[int, list[float]] = {}
+        for e, t in first_sent.items():
+            if e in visible_at:
+                windows.setdefault(int((t - start) // 5), []).append(visible_at[e] - t)
+        timeline = [{"from_s": k * 5, "events": len(v), "p50_s": _pct(sorted(v), 50), "p99_s": _pct(sorted(v), 99)}
+                    for k, v in sorted(windows.items())]
+        missing = traffic.unique_valid - len(latencies)
+        client = self.client()
+        try:
+            check = self.check_unique(client, db, rows_before + traffic.unique_valid)
+        finally:
+            client.disconnect()
+        out = {
+            "target_rate": round(rate, 1), "achieved_rate": round(achieved, 1), "records": len(sent_at),
+            "events_measured": len(latencies), "events_missing": missing, "poll_interval_s": poll_s,
+            "poll_query_s_median": round(statistics.median(poll_costs), 4) if poll_costs else None,
+            "p50_s": _pct(latencies, 50), "p95_s": _pct(latencies, 95), "p99_s": _pct(latencies, 99),
+            "max_s": round(latencies[-1], 3) if latencies else None, "cpu_seconds": cpu, "load_average": load,
+            "stages": {"send_to_resolver_p50_s": _pct(to_resolver, 50), "send_to_resolver_p99_s": _pct(to_resolver, 99),
+                       "resolver_to_visible_p50_s": _pct(to_visible, 50),
+                       "resolver_to_visible_p99_s": _pct(to_visible, 99)},
+            "timeline": timeline, "worker_metrics": sink, "check": check,
+        }
+        log(f"latency at {achieved:,.0f}/s: p50 {out['p50_s']} s, p95 {out['p95_s']} s, p99 {out['p99_s']} s, "
+            f"max {out['max_s']} s ({len(latencies)} events, {missing} missing; poll every {poll_s * 1000:.0f} ms, "
+            f"median poll {out['poll_query_s_median']} s); stages {out['stages']}; cpu {cpu}; worker {sink}")
+        log("latency by send time (5 s windows): " + ", ".join(f"{w['from_s']}s:{w['p50_s']}/{w['p99_s']}"
+                                                              for w in timeline))
+        return out
+
+    # ---- the whole run -------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        args = self.args
+        started = time.monotonic()
+        self.result["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
+                                  "cpu": _cpu_model(), "load_average_at_start": procstat.load_average(),
+                                  "git": _git_head()}
+        self.result["code_under_test"] = "tree" + (f" + proposals {args.with_proposals}"
+                                                   if args.with_proposals else "")
+        if args.with_proposals:
+            log(f"WHAT-IF RUN: workers run with bench/proposals patches: {args.with_proposals}")
+        self.start_services()
+        main = simulated(args.events, args.seed, 0, self.base_ms)
+        log(f"simulated {len(main.records)} records: {main.unique_valid} unique valid events, {main.customers} "
+            f"customers, {main.duplicates} re-sent duplicates, {main.malformed} malformed")
+        a = self.settings("bench_a")
+        self.produce(a, main)
+
+        bare = self.bare_faust(a, main, args.bare_mode)
+        self.result["bare_faust"] = bare
+        if args.bare_both:
+            other = "take" if args.bare_mode == "events" else "events"
+            self.result["bare_faust_" + other] = self.bare_faust(a, main, other)
+
+        one, workers = self.pipeline(a, main, 1, "throughput", keep_running=not args.skip_latency)
+        self.result["throughput_1w"] = one
+        self.result["ratio_vs_bare_faust"] = round(one["events_per_s"] / bare["events_per_s"], 3)
+
+        if not args.skip_latency:
+            rate = one["events_per_s"] * args.latency_fraction
+            n = max(1000, int(rate * args.latency_seconds))
+            lat_traffic = with_event_ids(simulated(n, args.seed + 1, 1_000_000, self.base_ms))
+            try:
+                self.result["latency"] = self.latency(a, workers[0], rate, lat_traffic, main.unique_valid)
+            finally:
+                workers[0].stop()
+
+        if not args.skip_scaling:
+            b = self.settings("bench_b")
+            self.produce(b, main)
+            two, _ = self.pipeline(b, main, 2, "scaling")
+            self.result["throughput_2w"] = two
+            self.result["scale_2w"] = round(two["events_per_s"] / one["events_per_s"], 3)
+
+        if args.memory_events > 0:
+            per_customer = max(5, round(args.memory_events / args.memory_customers))
+            mem_traffic = many_customers(args.memory_customers, per_customer, args.seed + 2, 2_000_000, self.base_ms)
+            log(f"memory traffic: {len(mem_traffic.records)} records, {mem_traffic.unique_valid} unique, "
+                f"{mem_traffic.customers} customers")
+            c = self.settings("bench_c")
+            self.produce(c, mem_traffic)
+            mem, _ = self.pipeline(c, mem_traffic, 1, "memory", rss_samples=True)
+            mem["rss_growth"] = _rss_growth(mem)
+            self.result["memory"] = mem
+            log(f"memory: {mem['rss_growth']}")
+
+        self.result["elapsed_s"] = round(time.monotonic() - started, 1)
+        self.result["load_average_at_end"] = procstat.load_average()
+        return self.result
+
+    def close(self) -> None:
+        for service in (self.clickhouse, self.kafka):
+            if service is not None:
+                try:
+                    service.stop()
+                except Exception as exc:  # a service that will not stop must not hide the results
+                    log(f"stopping {service.name}: {exc}")
+        stop_all()
+        if not self.args.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+WORKER_METRICS = ("cem_events_in_total", "cem_events_resolved_total", "cem_duplicates_dropped_total",
+                  "cem_deadletter_total", "cem_identities_merged_total", "cem_identity_recomputes_total",
+                  "cem_sink_batch_duration_seconds_sum", "cem_sink_batch_duration_seconds_count")
+
+
+def _worker_metrics(samples: dict[str, float]) -> dict[str, float]:
+    out = {name: samples[name] for name in WORKER_METRICS if name in samples}
+    count = out.get("cem_sink_batch_duration_seconds_count", 0.0)
+    if count:
+        out["sink_batch_mean_s"] = round(out["cem_sink_batch_duration_seconds_sum"] / count, 4)
+        out["events_per_sink_batch"] = round(out.get("cem_events_resolved_total", 0.0) / count, 1)
+    return out
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))  # nearest-rank percentile
+    return round(values[k], 3)
+
+
+def _rss_growth(mem: dict[str, Any]) -> dict[str, Any]:
+    """MB of RSS per 100k resolved events, fitted (least squares) over the second half of the run, and the
+    peak extrapolated to 1M events."""
+    samples = [s for s in mem.get("rss_samples", []) if s["rss_mb"] is not None and s["resolved"] > 0]
+    peak = next(iter(mem["per_worker"].values()))["peak_rss_mb"]
+    base = next(iter(mem["per_worker"].values()))["rss_at_first_record_mb"]
+    half = samples[len(samples) // 2:]
+    if len(half) < 2:
+        return {"peak_rss_mb": peak, "rss_at_first_record_mb": base}
+    xs = [s["resolved"] for s in half]
+    ys = [s["rss_mb"] for s in half]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    per_100k = slope * 100_000
+    events = mem["records"]
+    return {"peak_rss_mb": peak, "rss_at_first_record_mb": base, "mb_per_100k_events": round(per_100k, 1),
+            "events": events, "customers": mem["customers"],
+            "peak_extrapolated_to_1m_events_mb": round(peak + slope * max(0, 1_000_000 - events), 0)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _git_head() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=False).stdout.split("\n")
+        changed = sorted(line[3:] for line in dirty if line.strip())
+        return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+    except OSError:
+        return ""
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+
+    def add(name: str, value: str, note: str = "") -> None:
+        rows.append((name, value, note))
+
+    bare, one = r["bare_faust"], r["throughput_1w"]
+    add("code under test", r["code_under_test"], f"git {r['machine']['git']}")
+    add("records (unique valid)", f"{one['records']:,} ({one['unique_valid']:,})",
+        f"{one['customers']:,} customers, 5% duplicates, mixed JSON/Avro")
+    add("bare Faust ceiling", f"{bare['events_per_s']:,.0f}/s", f"{bare['mode']} loop, decode only; "
+        f"cpu {_cpu_note(bare['cpu_seconds'], 'bare_faust')}")
+    if "bare_faust_take" in r or "bare_faust_events" in r:
+        other = r.get("bare_faust_take") or r["bare_faust_events"]
+        add(f"bare Faust ({other['mode']})", f"{other['events_per_s']:,.0f}/s", "diagnostic")
+    add("pipeline, 1 worker", f"{one['events_per_s']:,.0f}/s",
+        f"consumed -> rows visible in {one['seconds']:.1f} s; "
+        f"cpu {_cpu_note(one['cpu_seconds'], 'throughput-worker0')}")
+    add("ratio vs bare Faust", f"{r['ratio_vs_bare_faust']:.2f}", "target >= 0.7")
+    if "latency" in r:
+        lat = r["latency"]
+        add("latency p50 / p95 / p99", f"{lat['p50_s']} / {lat['p95_s']} / {lat['p99_s']} s",
+            f"at {lat['achieved_rate']:,.0f}/s, {lat['events_measured']:,} events, poll {lat['poll_interval_s']} s; "
+            "target p99 <= 2 s")
+    if "throughput_2w" in r:
+        two = r["throughput_2w"]
+        add("pipeline, 2 workers", f"{two['events_per_s']:,.0f}/s",
+            f"cpu {_cpu_note(two['cpu_seconds'], 'scaling-worker0', 'scaling-worker1')}")
+        add("scale 2w / 1w", f"{r['scale_2w']:.2f}", "target >= 1.7 (2 cores shared with Kafka and ClickHouse)")
+    if "memory" in r:
+        g = r["memory"]["rss_growth"]
+        add("memory: peak RSS", f"{g['peak_rss_mb']:.0f} MB",
+            f"{r['memory']['records']:,} events / {r['memory']['customers']:,} customers; "
+            f"{g.get('mb_per_100k_events', '?')} MB per 100k events; "
+            f"~{g.get('peak_extrapolated_to_1m_events_mb', '?')} MB at 1M")
+    checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
+    add("self-check rows == unique valid", "OK" if all(checks) else "FAILED", f"{len(checks)} phases")
+    add("load average start / end", f"{r['machine']['load_average_at_start']} / {r.get('load_average_at_end')}",
+        f"{r['machine']['cores']} cores")
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{width[0]}}  {b:>{width[1]}}  {c}" for a, b, c in rows]
+    rule = "-" * min(120, max(len(line) for line in lines))
+    return "\n".join([rule, *lines, rule])
+
+
+def _cpu_note(cpu: dict[str, float], *workers: str) -> str:
+    parts = [f"{w.rsplit('-', 1)[-1]} {cpu.get(w, 0):.1f}s" for w in workers if w in cpu]
+    parts += [f"kafka {cpu.get('kafka', 0):.1f}s", f"clickhouse {cpu.get('clickhouse', 0):.1f}s",
+              f"other {cpu.get('other_processes', 0):.1f}s", f"wall {cpu.get('wall', 0):.1f}s"]
+    return ", ".join(parts)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=200_000, help="records pre-produced for phases 1, 2 and 4")
+    p.add_argument("--quick", action="store_true", help="small smoke run: 20k events, 10 s latency, 20k memory")
+    p.add_argument("--latency-seconds", type=float, default=30.0, help="how long the fixed-rate produce lasts")
+    p.add_argument("--latency-fraction", type=float, default=0.5, help="fixed rate as a fraction of phase 2")
+    p.add_argument("--poll-ms", type=float, default=50.0, help="ClickHouse poll interval of the latency phase")
+    p.add_argument("--memory-events", type=int, default=200_000, help="events of the memory phase (0: skip)")
+    p.add_argument("--memory-customers", type=int, default=0, help="customers of the memory phase "
+                   "(default: events / 5, the 1M-events-from-200k-customers density)")
+    p.add_argument("--bare-mode", choices=["events", "take"], default="events",
+                   help="bare agent loop: one turn per record (default) or take_events batches")
+    p.add_argument("--bare-both", action="store_true", help="also measure the other bare-Faust loop")
+    p.add_argument("--skip-latency", action="store_true")
+    p.add_argument("--skip-scaling", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the worker during the throughput and latency phases "
+                   "(bench/results/profile-<phase>.txt, collapsed stacks; summarise with python -m bench.profile)")
+    p.add_argument("--with-proposals", default="", metavar="NAME[,NAME]",
+                   help="what-if: run the workers with these bench/proposals patches applied ("
+                   + ", ".join(PROPOSALS) + "); the summary says so")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds any one phase may take")
+    p.add_argument("--workdir", help="keep services' data here instead of a temp dir")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events = min(args.events, 20_000)
+        args.latency_seconds = min(args.latency_seconds, 10.0)
+        args.memory_events = min(args.memory_events, 20_000)
+    unknown = [n for n in args.with_proposals.split(",") if n and n not in PROPOSALS]
+    if unknown:
+        p.error(f"unknown proposals {unknown}; known: {sorted(PROPOSALS)}")
+    if args.memory_customers <= 0:
+        args.memory_customers = max(1, args.memory_events // 5)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Producing right after topic creation meets NotLeaderForPartition until the partitions are loaded; aiokafka
+    # retries those, and its warnings would bury the benchmark's own output.
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    bench = Bench(args)
+    try:
+        result = bench.run()
+    except BaseException:
+        log(f"failed; logs kept in {bench.workdir}")
+        args.keep = True
+        raise
+    finally:
+        bench.close()
+    result["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in result["config"].items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(summary_table(result))
+    print(f"results: {args.out}")
+    checks_ok = all(v["check"]["ok"] for v in result.values() if isinstance(v, dict) and "check" in v)
+    p99 = result.get("latency", {}).get("p99_s")
+    print(f"ratio_vs_bare_faust={result['ratio_vs_bare_faust']:.2f} "
+          f"p99_latency_s={p99 if p99 is not None else float('nan'):.2f} "
+          f"scale_2w={result.get('scale_2w', float('nan')):.2f}", flush=True)
+    return 0 if checks_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

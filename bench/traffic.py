@@ -1,0 +1,210 @@
+"""Benchmark traffic: the project's simulator, scaled, with identifiers that stay unique at any size, and a
+compact generator of many customers with few events each for the memory run. Plus fast and rate-limited
+producers.
+
+cem.simulate.Simulator derives phones and issue refs from the person index (phone numbers repeat every 10,000
+people), which is right for the tests' few hundred customers but would merge unrelated people at benchmark
+scale. BenchSimulator keeps everything else (channels, identity links, placeholders, duplicates, re-encodings,
+malformed records, out-of-order delivery) and only makes identifiers unique per (offset + index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cem.settings import Settings
+from cem.simulate import HAPPY, NEUTRAL, UNHAPPY, USER_AGENTS, Person, Simulator, iso
+from schemas.codec import DecodeError, decode, encode_avro, encode_json
+
+RawRecord = tuple[str, bytes | None, bytes]  # (channel, key, value)
+EVENTS_PER_CUSTOMER = 17.7  # what Simulator produces on average, measured (records incl. duplicates: ~18.6)
+
+
+def unique_phone(n: int) -> str:
+    """A distinct, well-formed phone number for every n < 8,000,000, written in the simulator's styles."""
+    block, line = divmod(n, 10_000)
+    if n % 2:
+        return f"+1 (415) {200 + block % 800:03d}-{line:04d}"
+    return f"+44 20 7{block % 1000:03d} {line:04d}"
+
+
+class BenchSimulator(Simulator):
+    """Simulator whose people are numbered from `offset`, with identifiers unique across offsets."""
+
+    def __init__(self, customers: int, seed: int, offset: int, base_time_ms: int, **kwargs: Any) -> None:
+        super().__init__(customers=customers, seed=seed, base_time_ms=base_time_ms, **kwargs)
+        self.offset = offset
+
+    def _person(self, i: int) -> Person:
+        n = self.offset + i
+        return Person(
+            index=n,  # issue refs (CASE-<index>-<k>) stay unique across traffic sets too
+            anonymous_id=f"anon-{self._uuid()}",
+            device_id=f"dev-{self._uuid()}",
+            email=f"Customer.{n}@Example.org " if n % 5 == 0 else f"customer.{n}@example.org",
+            phone=unique_phone(n),
+            customer_ref=f"CRM-{1_000_000 + n}" if n % 3 else None,
+            social=f"twitter:@cust{n}" if n % 4 == 0 else None,
+        )
+
+
+@dataclass
+class TrafficSet:
+    records: list[RawRecord]
+    unique_valid: int  # rows interaction_log must end with
+    customers: int
+    duplicates: int
+    malformed: int
+    event_ids: list[str | None] = field(default_factory=list)  # per record (None for malformed ones)
+
+    def to_topics(self, settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
+        return [(settings.raw_topic(c), k, v) for c, k, v in self.records]
+
+
+def simulated(events: int, seed: int, offset: int, base_time_ms: int) -> TrafficSet:
+    customers = max(1, round(events / EVENTS_PER_CUSTOMER))
+    traffic = BenchSimulator(customers, seed, offset, base_time_ms).run()
+    return TrafficSet(
+        records=[(r.channel, r.key, r.value) for r in traffic.records],
+        unique_valid=len(traffic.person_of_event),
+        customers=traffic.customers,
+        duplicates=traffic.duplicates_sent,
+        malformed=len(traffic.invalid),
+    )
+
+
+def with_event_ids(traffic: TrafficSet, max_bytes: int = 1_048_576) -> TrafficSet:
+    ids: list[str | None] = []
+    for _channel, _key, value in traffic.records:
+        try:
+            record = decode(value, max_bytes)
+            event_id = record.get("event_id") if isinstance(record, dict) else None
+            ids.append(event_id if isinstance(event_id, str) and event_id else None)
+        except DecodeError:
+            ids.append(None)
+    traffic.event_ids = ids
+    return traffic
+
+
+def many_customers(customers: int, events_per_customer: int, seed: int, offset: int, base_time_ms: int,
+                   duplicate_rate: float = 0.05) -> TrafficSet:
+    """Many customers, few events each (the memory run: 1M events from 200k customers is 5 per customer).
+
+    Each customer browses anonymously, logs in on the web (anonymous id + email) and in the app (device id +
+    email + CRM id), orders (email + phone + CRM id), and then has service contacts, e-mail engagement or
+    surveys, so the identity graph, sessions and journeys all hold state. Half JSON, half Avro."""
+    rng = random.Random(seed)
+    day_ms = 86_400_000
+    records: list[RawRecord] = []
+    unique = 0
+    duplicates = 0
+
+    def uid() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128)))
+
+    def emit(channel: str, record: dict[str, Any]) -> None:
+        nonlocal unique, duplicates
+        unique += 1
+        copies = 2 if rng.random() < duplicate_rate else 1
+        duplicates += copies - 1
+        for _ in range(copies):
+            if rng.random() < 0.5:
+                value = encode_json({**record, "occurred_at": iso(record["occurred_at"])})
+            else:
+                value = encode_avro({"text": None, "issue_ref": None, "survey": None, **record})
+            records.append((channel, record["event_id"].encode(), value))
+
+    for i in range(customers):
+        n = offset + i
+        email = f"customer.{n}@example.org"
+        anon, device = f"anon-{uid()}", f"dev-{uid()}"
+        crm = f"CRM-{1_000_000 + n}" if n % 3 else None
+        t = base_time_ms + rng.randrange(0, 5 * day_ms)
+        plan = ["page_view", "web_login", "app_login", "purchase"]
+        plan += [rng.choice(["ticket", "email_open", "survey", "page_view"]) for _ in range(events_per_customer - 4)]
+        for step in plan[:events_per_customer]:
+            t += rng.randint(10, 3_600) * 1000
+            base = {"event_id": uid(), "occurred_at": t, "properties": {}}
+            if step == "page_view":
+                emit("web", {**base, "channel": "web", "type": "page_view", "identifiers": {"anonymous_id": anon},
+                             "properties": {"url": f"/p/{rng.randint(1, 50)}", "user_agent": rng.choice(USER_AGENTS)}})
+            elif step == "web_login":
+                emit("web", {**base, "channel": "web", "type": "login",
+                             "identifiers": {"anonymous_id": anon, "email": email}})
+            elif step == "app_login":
+                ids = {"device_id": device, "email": email, **({"customer_ref": crm} if crm else {})}
+                emit("mobile", {**base, "channel": "mobile", "type": "login", "identifiers": ids,
+                                "properties": {"app_version": "5.2.1"}})
+            elif step == "purchase":
+                ids = {"email": email, "phone": unique_phone(n), **({"customer_ref": crm} if crm else {})}
+                emit("commerce", {**base, "channel": "commerce", "type": "purchase", "identifiers": ids,
+                                  "properties": {"order_total": f"{rng.randint(5, 500)}.00", "currency": "EUR"}})
+            elif step == "ticket":
+                emit("support", {**base, "channel": "support", "type": "ticket_opened", "identifiers": {"email": email},
+                                 "issue_ref": f"CASE-{n}-{rng.randint(0, 9)}", "text": rng.choice(UNHAPPY + NEUTRAL)})
+            elif step == "survey":
+                emit("survey", {**base, "channel": "survey", "type": "survey_response", "identifiers": {"email": email},
+                                "survey": {"kind": "csat", "score": rng.randint(1, 5)}, "text": rng.choice(HAPPY)})
+            else:
+                emit("email", {**base, "channel": "email", "type": "email_open", "identifiers": {"email": email},
+                               "properties": {"campaign": f"cmp-{rng.randint(1, 5)}"}})
+    rng.shuffle(records)
+    return TrafficSet(records, unique, customers, duplicates, 0)
+
+
+# ---- producing ------------------------------------------------------------------------------------------
+def _producer(settings: Settings, max_batch_size: int, linger_ms: int) -> Any:
+    from aiokafka import AIOKafkaProducer
+
+    from cem.cli import kafka_client_options
+
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
+                            max_batch_size=max_batch_size, linger_ms=linger_ms, **kafka_client_options(settings))
+
+
+async def produce_fast(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]]) -> float:
+    """Produce everything as fast as aiokafka batches it (large batches); returns records/s."""
+    producer = _producer(settings, 262_144, 20)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for topic, key, value in records:
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 50_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(records) / (time.perf_counter() - started)
+
+
+async def produce_at_rate(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]], rate: float,
+                          sent_at: list[float], on_tick: Callable[[int], None] | None = None) -> float:
+    """Produce at a fixed rate (records/s), recording each record's wall-clock send time (time.time(), taken
+    when the record is handed to the producer, whose linger is 5 ms). Returns the achieved rate."""
+    producer = _producer(settings, 65_536, 5)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        pending = []
+        for i, (topic, key, value) in enumerate(records):
+            due = started + i / rate
+            ahead = due - time.monotonic()
+            if ahead > 0.002:
+                await asyncio.sleep(ahead)
+            sent_at.append(time.time())
+            pending.append(await producer.send(topic, value, key=key))
+            if on_tick is not None and i % 1000 == 0:
+                on_tick(i)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(records) / (time.monotonic() - started)
