@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,18 +21,48 @@ import orjson
 from cem.devservices import free_port
 from cem.settings import Settings
 
+# What the tests use instead of the production defaults: a dead worker is noticed within seconds, and small
+# batches keep several of them in flight, so a fault lands between batches as well as inside one.
+TEST_OVERRIDES: dict[str, Any] = {
+    "topic_partitions": 4,
+    "session_timeout_seconds": 6.0,
+    "heartbeat_interval_seconds": 1.0,
+    "ingest_batch_seconds": 0.1,
+    "sink_flush_seconds": 0.3,
+}
+
+
+def isolated_settings(kafka_bootstrap: str, clickhouse_url: str, name: str, state_dir: Path | None = None,
+                      **overrides: Any) -> Settings:
+    """Settings with their own topics (prefix), consumer group (app id) and ClickHouse database, so tests can
+    share one broker and one server without seeing each other's data. `clickhouse_url` is any URL of the
+    server (its database part is replaced); `overrides` win over TEST_OVERRIDES."""
+    tag = f"{name}_{uuid.uuid4().hex[:6]}"
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/{tag}"
+    values: dict[str, Any] = {**TEST_OVERRIDES, **overrides}
+    if state_dir is not None:
+        values["state_dir"] = str(state_dir)
+    return Settings.from_env({}, kafka_bootstrap=kafka_bootstrap, clickhouse_url=url, topic_prefix=tag, app_id=tag,
+                             **values)
+
 
 class WorkerProcess:
     """One `cem worker` OS process with its own web port and log file."""
 
-    def __init__(self, settings: Settings, log_path: Path, name: str = "worker") -> None:
+    def __init__(self, settings: Settings, log_path: Path, name: str = "worker", state_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.settings = replace(settings, web_port=free_port())
+        if state_dir is not None:  # Faust's data directory: one per process when several run side by side
+            self.settings = replace(self.settings, state_dir=str(state_dir))
         self.log_path = log_path
         self.name = name
+        self.extra_env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        self.last_status: dict[str, int] = {}
+        self.last_metrics = ""
 
     def start(self, wait: float = 90.0) -> WorkerProcess:
-        env = {**os.environ, **self.settings.as_env()}
+        env = {**os.environ, **self.settings.as_env(), **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "cem.cli", "worker"], env=env, stdout=log,
@@ -55,10 +87,32 @@ class WorkerProcess:
 
     def status(self) -> dict[str, int] | None:
         body = self._get("/status")
-        return None if body is None else orjson.loads(body)
+        if body is None:
+            return None
+        self.last_status = orjson.loads(body)
+        return self.last_status
 
     def metrics_text(self) -> str:
-        return (self._get("/metrics") or b"").decode()
+        """The current /metrics text; when the worker cannot answer, the last text it served (a killed worker's
+        counters are its last scrape)."""
+        body = self._get("/metrics")
+        if body:
+            self.last_metrics = body.decode()
+        return self.last_metrics
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def rss_kb(self) -> int | None:
+        """Resident memory of the worker process (VmRSS in /proc/<pid>/status), None when it is not running."""
+        if not self.running or self.pid is None:
+            return None
+        return proc_status_kb(self.pid, "VmRSS")
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -69,8 +123,13 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def kill(self) -> None:
+    def kill(self, scrape: bool = False) -> None:
+        """SIGKILL (a crash). With scrape=True, /metrics and /status are read first, so the counters of the
+        dead process are known up to the moment it died."""
         if self.process is not None and self.process.poll() is None:
+            if scrape:
+                self.metrics_text()
+                self.status()
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
@@ -98,6 +157,18 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
             continue
         total += float(value)
     return total
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def wait_until(condition: Any, timeout: float, message: str, interval: float = 0.5) -> None:
@@ -150,3 +221,98 @@ def read_topic(settings: Settings, topic: str, idle_seconds: float = 3.0) -> lis
         return out
 
     return asyncio.run(read())
+
+
+def group_offsets(settings: Settings, topics: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+    """Per topic, summed over its partitions: (end offset, offset the consumer group, i.e. the app id, committed).
+    Raw topics and the resolver topic by default. A partition with no commit counts as committed at 0."""
+    wanted = list(topics) if topics is not None else [*settings.raw_topics, settings.resolve_topic]
+
+    async def offsets() -> dict[str, tuple[int, int]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, request_timeout_ms=10_000)
+        await admin.start()
+        await consumer.start()
+        try:
+            described = await admin.describe_topics(wanted)
+            partitions = [TopicPartition(d["topic"], p["partition"]) for d in described if not d["error_code"]
+                          for p in d["partitions"]]
+            unknown = set(wanted) - {tp.topic for tp in partitions}
+            if unknown:
+                raise LookupError(f"no metadata for {sorted(unknown)}")
+            ends = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+            out = dict.fromkeys(wanted, (0, 0))
+            for tp in partitions:
+                done = committed.get(tp)
+                end, total = out[tp.topic]
+                out[tp.topic] = (end + ends[tp], total + (done.offset if done is not None and done.offset >= 0 else 0))
+            return out
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(offsets())
+
+
+def consumer_lag(settings: Settings, topics: Sequence[str] | None = None) -> dict[str, int]:
+    """Per topic: end offsets minus committed offsets of the consumer group (see group_offsets)."""
+    return {topic: max(0, end - done) for topic, (end, done) in group_offsets(settings, topics).items()}
+
+
+def drained(settings: Settings) -> bool:
+    """True when every raw record and every resolver batch is committed: the raw topics are checked first, so a
+    resolver batch that an ingested record became is already in the resolver topic's end offset."""
+    try:
+        raw = consumer_lag(settings, settings.raw_topics)
+        if sum(raw.values()):
+            return False
+        return consumer_lag(settings, [settings.resolve_topic])[settings.resolve_topic] == 0
+    except Exception:
+        return False
+
+
+class BackgroundPublisher:
+    """Publishes records in chunks from a thread, pausing between chunks, so a stream is still arriving while a
+    test injects a fault. `published` counts the records acknowledged by the broker so far."""
+
+    def __init__(self, settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]], chunks: int = 10,
+                 pause: float = 1.0) -> None:
+        self.settings = settings
+        self.records = list(records)
+        self.chunks = max(1, chunks)
+        self.pause = pause
+        self.published = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def start(self) -> BackgroundPublisher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        size = -(-len(self.records) // self.chunks)
+        try:
+            for start in range(0, len(self.records), size):
+                chunk = self.records[start:start + size]
+                publish(self.settings, chunk)  # no retry: a retried chunk would re-send part of itself
+                self.published += len(chunk)
+                if start + size < len(self.records):
+                    time.sleep(self.pause)
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def join(self, timeout: float = 300.0) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the publisher did not finish")
+        if self.error is not None:
+            raise self.error

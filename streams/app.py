@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -23,7 +25,7 @@ from prometheus_client import generate_latest
 
 from cem.config import identifier_rules, resolver_config
 from cem.domain.model import Interaction, Rejection
-from cem.domain.resolver import Effects, Resolver
+from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, decode
@@ -40,6 +42,75 @@ from sinks.clickhouse import (
 from streams import metrics
 
 log = logging.getLogger("cem.worker")
+
+# A resolver message stays under Faust's producer_max_request_size (1,000,000) and Kafka's default
+# message.max.bytes (1 MiB); larger ingest batches are split, and one event too large alone is dead-lettered.
+RESOLVE_MESSAGE_MAX_BYTES = 900_000
+
+# ClickHouse error codes that refuse the data of one insert (a value, a type, a constraint), as opposed to a
+# server that is unavailable, overloaded or misconfigured. Only these are isolated row by row and dead-lettered
+# (`warehouse_rejected`); every other failure is retried with backoff, so nothing valid is ever dropped because
+# the warehouse was unwell.
+DATA_REJECTION_CODES = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    19,   # SIZE_OF_FIXED_STRING_DOESNT_MATCH
+    26,   # CANNOT_PARSE_QUOTED_STRING
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH, also clickhouse-driver's client-side check of a value against the column type
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    190,  # SIZES_OF_ARRAYS_DOESNT_MATCH
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    395,  # FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: a throwIf guard in a column DEFAULT (how 18.16 spells CHECK)
+    469,  # VIOLATED_CONSTRAINT: a CHECK constraint (current ClickHouse)
+})
+_ERROR_CODE = re.compile(r"^\s*Code:\s*(\d+)")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code of an exception: clickhouse-driver's `.code`, or chdb's "Code: N." text."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    match = _ERROR_CODE.match(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True when ClickHouse refused the data itself; retrying the same rows would fail the same way."""
+    return error_code(exc) in DATA_REJECTION_CODES
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description for logs: the exception type and code, and the server's first line unless the
+    data was refused (a refusal may quote the offending value, which can be an identifier)."""
+    code = error_code(exc)
+    if code in DATA_REJECTION_CODES:
+        return f"{type(exc).__name__} code {code} (data refused)"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[:2]).split(" Stack trace:")[0]
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def rejection_detail(exc: BaseException) -> str:
+    """The cem.detail header of a warehouse_rejected dead letter: the server's reason, without its stack."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:2]).split(" Stack trace:")[0][:500]
+
+
+@dataclass(frozen=True)
+class SinkResult:
+    """What one resolver batch became: its effects, the interaction rows written, and the events ClickHouse
+    refused (with the server's reason), for the dead-letter topic."""
+
+    effects: Effects
+    written: int
+    refused: list[tuple[Interaction, str]] = field(default_factory=list)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -108,42 +179,111 @@ class ResolverSink:
             metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         return self.resolver
 
-    def process_and_write(self, events: list[Interaction]) -> Effects:
-        """Blocking: runs in a worker thread. Retries the write until it lands."""
+    def process_and_write(self, events: list[Interaction]) -> SinkResult:
+        """Blocking: runs in a worker thread. Returns once every row of the batch is written, or refused by
+        ClickHouse (those events are returned for the dead-letter topic), retrying with backoff meanwhile.
+
+        A failed attempt is never re-sent as it was: an insert that failed may still have landed (the server
+        committed it and the reply was lost), and the attempt may have stopped between two tables. The resolver
+        is rebuilt from the warehouse and the batch processed again, exactly as after a crash, so rows that
+        landed are recognised as duplicates and only the missing ones are written."""
         delay = 0.2
         while True:
             try:
                 resolver = self._ensure_resolver()
-                break
             except Exception as exc:
                 self._failed(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
-        now_ms = self._now_ms()
-        effects = resolver.process(events, now_ms)
-        tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
-        metrics.SINK_PENDING_EVENTS.set(len(events))
-        written: set[str] = set()
-        while True:
+                continue
+            now_ms = self._now_ms()
+            effects = resolver.process(events, now_ms)
+            metrics.SINK_PENDING_EVENTS.set(len(events))
             try:
-                started = time.perf_counter()
-                warehouse = self._ensure_warehouse()
-                for table in TABLE_ORDER:
-                    if table in tables and table not in written:
-                        warehouse.insert(table, tables[table])
-                        written.add(table)
-                metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+                result = self._write(effects, now_ms)
                 break
             except Exception as exc:
+                self.invalidate()
                 self._failed(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
         metrics.SINK_UP.set(1)
         metrics.SINK_PENDING_EVENTS.set(0)
-        for table, columns in tables.items():
-            metrics.ROWS_WRITTEN.labels(table).inc(len(next(iter(columns.values()))))
         self._count(effects, len(events))
-        return effects
+        return result
+
+    def _write(self, effects: Effects, now_ms: int) -> SinkResult:
+        tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
+        warehouse = self._ensure_warehouse()
+        started = time.perf_counter()
+        refused: list[tuple[Interaction, str]] = []
+        for table in TABLE_ORDER:
+            columns = tables.get(table)
+            if columns is None:
+                continue
+            try:
+                warehouse.insert(table, columns)
+            except Exception as exc:
+                if table != "interaction_log" or not is_rejection(exc):
+                    raise
+                refused = self._isolate(warehouse, effects, columns, exc)
+            else:
+                metrics.ROWS_WRITTEN.labels(table).inc(_row_count(columns))
+        metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return SinkResult(effects, len(effects.interactions) - len(refused), refused)
+
+    def _isolate(self, warehouse: Warehouse, effects: Effects, columns: dict[str, list[Any]],
+                 error: Exception) -> list[tuple[Interaction, str]]:
+        """ClickHouse refused the batch's interaction rows: bisect them, writing every accepted half as it goes,
+        until the refused rows are single. Then repair: the resolver is rebuilt from the warehouse (which holds
+        no row of the refused events) and the journeys and sessions they touched are written again from it, so
+        neither the resolver's state nor any view counts them. Only this slow path does per-row work."""
+        total = _row_count(columns)
+        refused: list[tuple[int, str]] = []
+        pending: list[tuple[int, int, Exception]] = [(0, total, error)]
+        while pending:
+            low, high, exc = pending.pop()
+            if high - low == 1:
+                refused.append((low, rejection_detail(exc)))
+                continue
+            middle = (low + high) // 2
+            for a, b in ((middle, high), (low, middle)):
+                try:
+                    warehouse.insert("interaction_log", {name: values[a:b] for name, values in columns.items()})
+                    metrics.ROWS_WRITTEN.labels("interaction_log").inc(b - a)
+                except Exception as sub:
+                    if not is_rejection(sub):
+                        raise
+                    pending.append((a, b, sub))
+        refused.sort()
+        log.warning("ClickHouse refused %d of %d interaction rows (code %s); they go to the dead-letter topic "
+                    "as warehouse_rejected", len(refused), total, error_code(error))
+        rows = [effects.interactions[i] for i, _ in refused]
+        self._rewrite_touched(rows, effects.version)
+        return [(row.interaction, detail) for row, (_, detail) in zip(rows, refused, strict=True)]
+
+    def _rewrite_touched(self, rows: list[ResolvedInteraction], after_version: int) -> None:
+        """Rebuild the resolver from the warehouse and write the current state of the journeys and sessions that
+        `rows` (refused events) had touched, with a newer version than the batch's."""
+        self.invalidate()
+        resolver = self._ensure_resolver()
+        now_ms = self._now_ms()
+        resolver.version = max(resolver.version + 1, after_version + 1, now_ms * 1000)
+        repair = Effects(resolver.version)
+        for issue_ref in {r.interaction.issue_ref for r in rows if r.interaction.issue_ref}:
+            journey = resolver.journeys.get(issue_ref)
+            if journey is not None:
+                repair.journeys[journey.journey_id] = journey
+        session_ids = {r.session_id for r in rows if r.session_id}
+        if session_ids:
+            for sessions in resolver.sessions.by_customer.values():
+                for session in sessions:
+                    if session.session_id in session_ids or session_ids.intersection(session.members):
+                        repair.sessions[session.session_id] = session
+        journeys = effect_columns(repair, now_ms, self.config.fcr_window_ms).get("journey_log")
+        if journeys is not None:
+            self._ensure_warehouse().insert("journey_log", journeys)
+            metrics.ROWS_WRITTEN.labels("journey_log").inc(_row_count(journeys))
 
     def apply_control(self, message: dict[str, Any]) -> None:
         """Blocking. Today the one control is "forget" (GDPR erasure); retried until it is applied."""
@@ -179,7 +319,7 @@ class ResolverSink:
     def _failed(self, exc: Exception) -> None:
         metrics.SINK_FAILURES.inc()
         metrics.SINK_UP.set(0)
-        log.warning("ClickHouse write failed, retrying: %s: %s", type(exc).__name__, str(exc)[:300])
+        log.warning("ClickHouse write failed, retrying: %s", describe_error(exc))
         if self.warehouse is not None:
             try:
                 self.warehouse.close()
@@ -198,6 +338,45 @@ class ResolverSink:
             metrics.REFUSED_MERGES.labels(refusal.reason).inc()
         for ident, _reason in effects.unlinked:
             metrics.UNLINKED.labels(ident[0]).inc()
+
+
+def _row_count(columns: dict[str, list[Any]]) -> int:
+    return len(next(iter(columns.values())))
+
+
+def resolve_payloads(valid: list[Interaction], limit: int = RESOLVE_MESSAGE_MAX_BYTES
+                     ) -> tuple[list[bytes], list[Interaction]]:
+    """The resolver messages for a batch of valid events, each at most `limit` bytes: one message in the common
+    case, halves of the batch when it is larger. Events too large to travel alone are returned apart."""
+    payload = orjson.dumps([v.to_wire() for v in valid])
+    if len(payload) <= limit:
+        return [payload], []
+    if len(valid) == 1:
+        return [], valid
+    middle = len(valid) // 2
+    first, first_apart = resolve_payloads(valid[:middle], limit)
+    second, second_apart = resolve_payloads(valid[middle:], limit)
+    return first + second, first_apart + second_apart
+
+
+def contract_record(event: Interaction) -> dict[str, Any]:
+    """An event in the input contract's JSON shape (normalised identifiers, epoch-millisecond time): what a
+    warehouse_rejected dead letter carries, so it can be published again once the cause is fixed."""
+    record: dict[str, Any] = {
+        "event_id": event.event_id,
+        "channel": event.channel,
+        "type": event.type,
+        "occurred_at": event.occurred_ms,
+        "identifiers": dict(event.identifiers),
+        "properties": event.properties,
+    }
+    if event.text is not None:
+        record["text"] = event.text
+    if event.issue_ref is not None:
+        record["issue_ref"] = event.issue_ref
+    if event.survey_kind is not None:
+        record["survey"] = {"kind": event.survey_kind, "score": event.survey_score}
+    return record
 
 
 def kafka_credentials(settings: Settings) -> Any:
@@ -244,13 +423,14 @@ def create_app(settings: Settings) -> faust.App:
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
     ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
-    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0}
+    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
             now_ms = int(time.time() * 1000)
             valid: list[Interaction] = []
+            sources: dict[int, Any] = {}
             deliveries = []
             for event in events:
                 message = event.message
@@ -262,13 +442,24 @@ def create_app(settings: Settings) -> faust.App:
                     deliveries.append(await _dead_letter(deadletter_topic, message, parsed, now_ms))
                 else:
                     valid.append(parsed)
+                    sources[id(parsed)] = message
             if valid:
-                payload = orjson.dumps([v.to_wire() for v in valid])
-                deliveries.append(await resolve_topic.send(key=b"batch", value=payload))
+                payloads, too_large = resolve_payloads(valid)
+                for payload in payloads:
+                    deliveries.append(await resolve_topic.send(key=b"batch", value=payload))
+                for oversized in too_large:
+                    rejection = Rejection("too_large", "the normalised event exceeds the resolver message limit "
+                                                       f"({RESOLVE_MESSAGE_MAX_BYTES} bytes)")
+                    metrics.DEADLETTERED.labels(rejection.reason).inc()
+                    deliveries.append(await _dead_letter(deadletter_topic, sources[id(oversized)], rejection,
+                                                         now_ms))
+                valid_count = len(valid) - len(too_large)
+            else:
+                valid_count = 0
             # Ack the raw records only once what they became is on the broker.
             await asyncio.gather(*deliveries)
             status["consumed"] += len(events)
-            status["deadlettered"] += len(events) - len(valid)
+            status["deadlettered"] += len(events) - valid_count
 
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
 
@@ -278,9 +469,18 @@ def create_app(settings: Settings) -> faust.App:
 
         async def write(events: list[Interaction]) -> None:
             # ClickHouse calls block; a thread keeps heartbeats and the web server alive during an outage.
-            effects = await loop.run_in_executor(None, sink.process_and_write, events)
+            result = await loop.run_in_executor(None, sink.process_and_write, events)
+            if result.refused:
+                # Acked with the batch only once on the broker; a replay refuses and dead-letters them again,
+                # under the same key (deduplicate by key).
+                now_ms = int(time.time() * 1000)
+                await asyncio.gather(*[
+                    await _dead_letter_refused(deadletter_topic, settings, event, detail, now_ms)
+                    for event, detail in result.refused])
+                metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.refused))
             status["resolved"] += len(events)
-            status["written"] += len(effects.interactions)
+            status["written"] += result.written
+            status["warehouse_rejected"] += len(result.refused)
 
         async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
             events: list[Interaction] = []
@@ -336,3 +536,18 @@ async def _dead_letter(topic: Any, message: Any, rejection: Rejection, now_ms: i
         ("cem.failed_at_ms", str(now_ms).encode()),
     ]
     return await topic.send(key=source.encode(), value=message.value or b"", headers=headers)
+
+
+async def _dead_letter_refused(topic: Any, settings: Settings, event: Interaction, detail: str, now_ms: int) -> Any:
+    """An event ClickHouse refused: the value is the event in the input contract's JSON shape (the raw bytes are
+    not kept past ingest), publishable again to its raw topic once the cause is fixed. The key and cem.source
+    name the event itself (`<prefix>.resolve#<event_id>`): identical on every replay and re-send, and unique
+    per event, so consumers deduplicate by key."""
+    source = f"{settings.resolve_topic}#{event.event_id}"
+    headers = [
+        ("cem.reason", b"warehouse_rejected"),
+        ("cem.detail", detail.encode("utf-8", "replace")),
+        ("cem.source", source.encode()),
+        ("cem.failed_at_ms", str(now_ms).encode()),
+    ]
+    return await topic.send(key=source.encode(), value=orjson.dumps(contract_record(event)), headers=headers)

@@ -1,0 +1,125 @@
+"""One fault scenario: isolated settings, simulated traffic with its ground truth, the worker processes it runs,
+and the figures it reports (events sent, duplicates seen before dedup, rows in ClickHouse, time to recover)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from cem.harness import WorkerProcess, drained, isolated_settings, metric_value, wait_until
+from cem.settings import Settings
+from cem.simulate import Simulator, Traffic
+from tests.faults.invariants import Expected, assert_invariants
+
+DAY_MS = 86_400_000
+
+
+def base_ms() -> int:
+    """Midnight UTC twelve days ago: every simulated event is in the past and inside the accepted range."""
+    return (int(time.time()) // 86_400 - 12) * DAY_MS
+
+
+class Scenario:
+    def __init__(self, name: str, kafka_bootstrap: str, clickhouse_url: str, tmp_path: Path,
+                 report: list[dict[str, Any]], *, customers: int = 100, seed: int = 1,
+                 traffic: Traffic | None = None, **overrides: Any) -> None:
+        self.name = name
+        self.tmp_path = tmp_path
+        self.report = report
+        self.settings: Settings = isolated_settings(
+            kafka_bootstrap, clickhouse_url, name, **{"sink_retry_max_seconds": 2.0, **overrides})
+        self.traffic = traffic or Simulator(customers=customers, seed=seed, base_time_ms=base_ms()).run()
+        self.expected = Expected.of(self.traffic)
+        self.records: list[tuple[str, bytes | None, bytes]] = [
+            (self.settings.raw_topic(r.channel), r.key, r.value) for r in self.traffic.records]
+        self.workers: list[WorkerProcess] = []
+        self.ended: set[str] = set()  # workers the scenario killed or stopped on purpose
+        self.figures: dict[str, Any] = {"scenario": name}
+        self.started = time.monotonic()
+
+    # ---- workers -----------------------------------------------------------------------------------------
+    def start_worker(self, name: str | None = None, env: dict[str, str] | None = None,
+                     settings: Settings | None = None) -> WorkerProcess:
+        name = name or f"w{len(self.workers) + 1}"
+        worker = WorkerProcess(settings or self.settings, self.tmp_path / f"{name}.log", name=name,
+                               state_dir=self.tmp_path / f"{name}-state", env=env)
+        self.workers.append(worker)
+        return worker.start()
+
+    def kill(self, worker: WorkerProcess) -> None:
+        self.ended.add(worker.name)
+        worker.kill(scrape=True)
+
+    @property
+    def running(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.running]
+
+    def scrape(self) -> None:
+        for worker in self.running:
+            worker.metrics_text()
+            worker.status()
+
+    def total(self, metric: str, labels: dict[str, str] | None = None) -> float:
+        """A counter summed over every worker process of the scenario (dead ones: their last scrape)."""
+        self.scrape()
+        return sum(metric_value(w.last_metrics, metric, labels) for w in self.workers)
+
+    def status_total(self, key: str) -> int:
+        self.scrape()
+        return sum(w.last_status.get(key, 0) for w in self.workers)
+
+    def wait_drained(self, timeout: float = 180.0) -> float:
+        """Until every raw record and resolver batch is committed (so written). Returns the seconds waited."""
+        began = time.monotonic()
+
+        def done() -> bool:
+            for worker in self.workers:
+                if worker.name not in self.ended and worker.process is not None and worker.process.poll() is not None:
+                    raise RuntimeError(f"{worker.name} exited with {worker.process.returncode}:\n"
+                                       f"{worker.log_tail()}")
+            return drained(self.settings)
+
+        wait_until(done, timeout, f"{self.name}: not drained within {timeout} s\n{self.log_tails()}", interval=0.5)
+        return time.monotonic() - began
+
+    def log_tails(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- {w.name} ({w.log_path})\n{w.log_tail(chars)}" for w in self.workers)
+
+    # ---- the end -----------------------------------------------------------------------------------------
+    def finish(self, *, check_journeys: bool = True, **figures: Any) -> dict[str, Any]:
+        """Stop the workers (gracefully, after a last scrape), assert every invariant and report the figures."""
+        self.scrape()
+        duplicates = self.total("cem_duplicates_dropped_total")
+        for worker in self.running:
+            self.ended.add(worker.name)
+            worker.stop()
+        checked = assert_invariants(self.settings, self.expected, check_journeys=check_journeys)
+        self.figures.update({
+            "events_sent": len(self.records),
+            "unique_valid_events": len(self.expected.person_of_event),
+            "duplicates_before_dedup": int(duplicates),
+            "duplicates_in_traffic": self.traffic.duplicates_sent,
+            "rows_in_clickhouse": checked["rows"],
+            "customers": checked["customers"],
+            "dead_letters": checked["dead_letters"],
+            "dead_letters_replayed": checked["dl_replayed"],
+            "worker_processes": len(self.workers),
+            **figures,
+            "scenario_seconds": round(time.monotonic() - self.started, 1),
+        })
+        self.report.append(self.figures)
+        print(f"\n[faults] {self.name}: " + ", ".join(f"{k}={v}" for k, v in self.figures.items() if k != "scenario"))
+        return self.figures
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+
+    def __enter__(self) -> Scenario:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            print(f"\n[faults] {self.name} failed; worker logs:\n{self.log_tails()}")
+        self.close()
