@@ -339,33 +339,31 @@ class Bench:
                 rows_before: int) -> dict[str, Any]:
         db = settings.clickhouse_url.rsplit("/", 1)[-1]
         poll_s = self.args.poll_ms / 1000
-        visible_at: dict[str, float] = {}
-        resolved_at: dict[str, float] = {}  # the row's ingested_ms: when the resolver took its batch
+        # version -> poll-start time of the poll that saw its row count grow last (the batch complete)
+        complete_at: dict[int, float] = {}
         stop = threading.Event()
         poll_costs: list[float] = []
+        client = self.client()
+        (start_version,), = client.execute(f"SELECT max(version) FROM {db}.interaction_log")
+        client.disconnect()
 
         def poll() -> None:
             # Each batch's interaction rows share one `version`, strictly increasing from batch to batch, and a
-            # batch is written only after the previous one's write returned. So only the newest version can still
-            # be growing; everything older is complete. One cheap GROUP BY per poll finds new or grown versions.
+            # batch is written only after the previous one's write returned: only the newest version can still be
+            # growing (an insert spanning two monthly partitions lands as two parts). So each poll is one small
+            # GROUP BY over versions >= the newest seen; event ids are read once, at the end.
             client = self.client()
-            (last_version,), = client.execute(f"SELECT max(version) FROM {db}.interaction_log")
-            counts: dict[int, int] = {last_version: 10**12}
+            counts: dict[int, int] = {}
+            newest = start_version + 1
             try:
                 while not stop.is_set():
                     started = time.time()
-                    grown = []
                     for v, n in client.execute(f"SELECT version, count() FROM {db}.interaction_log "
-                                               f"WHERE version >= {last_version} GROUP BY version"):
+                                               f"WHERE version >= {newest} GROUP BY version"):
                         if n > counts.get(v, 0):
                             counts[v] = n
-                            grown.append(v)
-                    for v in grown:
-                        for event_id, ingested_ms in client.execute(
-                                f"SELECT event_id, ingested_ms FROM {db}.interaction_log WHERE version = {v}"):
-                            visible_at.setdefault(event_id, started)
-                            resolved_at.setdefault(event_id, ingested_ms / 1000)
-                        last_version = max(last_version, v)
+                            complete_at[v] = started
+                            newest = max(newest, v)
                     poll_costs.append(time.time() - started)
                     stop.wait(max(0.0, poll_s - (time.time() - started)))
             finally:
@@ -384,12 +382,22 @@ class Bench:
         for event_id, at in zip(traffic.event_ids, sent_at, strict=True):
             if event_id is not None and event_id not in first_sent:
                 first_sent[event_id] = at
+        client = self.client()
         deadline = time.monotonic() + 120
-        while len(visible_at.keys() & first_sent.keys()) < traffic.unique_valid and time.monotonic() < deadline:
+        while self.count_rows(client, db) < rows_before + traffic.unique_valid and time.monotonic() < deadline:
             time.sleep(0.2)
+        time.sleep(3 * poll_s)  # let the poller see the last batch too
         stop.set()
         poller.join(10)
         cpu = meter.stop()
+        visible_at: dict[str, float] = {}
+        resolved_at: dict[str, float] = {}  # the row's ingested_ms: when the resolver took its batch
+        for event_id, version, ingested_ms in client.execute(
+                f"SELECT event_id, version, ingested_ms FROM {db}.interaction_log WHERE version > {start_version}"):
+            if version in complete_at:
+                visible_at[event_id] = complete_at[version]
+                resolved_at[event_id] = ingested_ms / 1000
+        client.disconnect()
         if profiler is not None:
             self._stop_profiler(profiler)
         metrics_after = worker.metrics()

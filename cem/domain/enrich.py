@@ -13,11 +13,27 @@ _vader = SentimentIntensityAnalyzer()
 SENTIMENT_MAX_CHARS = 2_000
 
 
+# Texts up to this length are memoised: VADER costs 20-90 us even for a one-line message, and short texts
+# recur (re-sent duplicates, "thanks", canned survey comments). Longer ones rarely repeat and would only
+# fill memory (at most SENTIMENT_CACHE_SIZE * SENTIMENT_CACHE_MAX_CHARS characters are kept).
+SENTIMENT_CACHE_MAX_CHARS = 280
+SENTIMENT_CACHE_SIZE = 16_384
+
+
 def sentiment(text: str | None) -> float | None:
     """VADER compound score in [-1, 1], or None when there is no text to score."""
     if not text or not text.strip():
         return None
-    return round(_vader.polarity_scores(text[:SENTIMENT_MAX_CHARS])["compound"], 4)
+    if len(text) <= SENTIMENT_CACHE_MAX_CHARS:
+        return _cached_sentiment(text)
+    return _score(text[:SENTIMENT_MAX_CHARS])
+
+
+def _score(text: str) -> float:
+    return round(_vader.polarity_scores(text)["compound"], 4)
+
+
+_cached_sentiment = lru_cache(maxsize=SENTIMENT_CACHE_SIZE)(_score)
 
 
 @lru_cache(maxsize=65_536)

@@ -4,6 +4,7 @@ identifiers recur on most events of a customer."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +30,10 @@ DEFAULT_BLOCKED_PATTERNS: tuple[str, ...] = (
 )
 
 
+# Results of IdentifierRules.normalise kept per rules object; cleared whole when full (cheap and bounded).
+NORMALISED_CACHE_MAX = 262_144
+
+
 @dataclass(frozen=True)
 class IdentifierRules:
     default_region: str = "US"
@@ -37,16 +42,41 @@ class IdentifierRules:
     types: tuple[str, ...] = IDENTIFIER_TYPES
     max_value_chars: int = 256
     _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _known_types: frozenset[str] = field(init=False, repr=False, compare=False)
+    _cache: dict[tuple[str, str], str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_compiled", re.compile("|".join(f"(?:{p})" for p in self.blocked_patterns)))
+        object.__setattr__(self, "_known_types", frozenset(self.types))
+        object.__setattr__(self, "_cache", {})
+
+    def unknown_types(self, id_types: Iterable[str]) -> list[str]:
+        """The identifier types this rule set does not know, sorted (empty when all are known)."""
+        known = self._known_types
+        return sorted(t for t in id_types if t not in known)
 
     def is_blocked(self, value: str) -> bool:
         bare = value.strip().strip("\"'").strip().lower()
         return bare in self.blocked_values or bool(self._compiled.match(bare))
 
     def normalise(self, id_type: str, value: str) -> str | None:
-        """The canonical form of one identifier, or None when it must never link anyone."""
+        """The canonical form of one identifier, or None when it must never link anyone.
+
+        Memoised per rules object: a customer's identifiers recur on most of its events, and the uncached path
+        (three block-list checks, and phonenumbers for phones) costs several microseconds."""
+        key = (id_type, value)
+        cache = self._cache
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        result = self._normalise_uncached(id_type, value)
+        if len(cache) >= NORMALISED_CACHE_MAX:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    def _normalise_uncached(self, id_type: str, value: str) -> str | None:
         if len(value) > self.max_value_chars:
             return None
         if self.is_blocked(value):
@@ -91,9 +121,12 @@ def normalise_phone(value: str, default_region: str) -> str | None:
 
 def normalise_all(raw: dict[str, str], rules: IdentifierRules) -> tuple[Identifier, ...]:
     """Normalised, de-duplicated, sorted identifiers; unusable values are dropped."""
+    normalise = rules.normalise
     found: set[Identifier] = set()
     for id_type, value in raw.items():
-        normalised = rules.normalise(id_type, value)
+        normalised = normalise(id_type, value)
         if normalised is not None:
             found.add((id_type, normalised))
+    if len(found) == 1:
+        return (found.pop(),)
     return tuple(sorted(found))

@@ -81,11 +81,14 @@ def build_interaction(
     raw_ids = record.get("identifiers")
     if raw_ids is None or raw_ids == {}:
         return Rejection("missing_field", "identifiers")
-    if not isinstance(raw_ids, dict) or not all(isinstance(v, str) for v in raw_ids.values()):
+    if not isinstance(raw_ids, dict):
         return Rejection("wrong_type", "identifiers must be a map of type to string")
+    for value in raw_ids.values():
+        if not isinstance(value, str):
+            return Rejection("wrong_type", "identifiers must be a map of type to string")
     if len(raw_ids) > limits.max_identifiers:
         return Rejection("too_many_identifiers", f"{len(raw_ids)} > {limits.max_identifiers}")
-    unknown = sorted(set(raw_ids) - set(rules.types))
+    unknown = rules.unknown_types(raw_ids)
     if unknown:
         return Rejection("unknown_identifier_type", ",".join(unknown)[:200])
     identifiers = normalise_all(raw_ids, rules)
@@ -193,6 +196,11 @@ def _check_properties(properties: Any, limits: Limits) -> dict[str, str] | Rejec
         return Rejection("too_many_properties", f"{len(properties)} > {limits.max_properties}")
     out: dict[str, str] = {}
     for key, value in properties.items():
+        if type(value) is str:  # the common case first: one check instead of four
+            if len(key) > MAX_SHORT_FIELD_CHARS or len(value) > MAX_PROPERTY_VALUE_CHARS:
+                return Rejection("field_too_long", f"properties.{str(key)[:64]}")
+            out[key] = value
+            continue
         # JSON producers send numbers and booleans for order_total and the like; the contract is strings.
         if isinstance(value, bool):
             value = "true" if value else "false"
