@@ -1,13 +1,18 @@
-"""A small TCP proxy on loopback that delays traffic, for a "slow ClickHouse" between the worker and the server.
+"""A small TCP proxy on loopback between the worker and ClickHouse: a slow server, or a flaky connection.
 
 Every chunk read from one side is written to the other `delay` seconds later, in order. The delay is latency
 (the proxy keeps reading meanwhile), so each round trip of the native protocol costs 2 x delay, as a distant or
-overloaded server would. It runs its own asyncio loop in a thread, so the test code stays synchronous.
+overloaded server would. With `drop_probability`, the server's reply to an insert whose query text contains
+`drop_match` (and whose data is larger than `upload_bytes`) is sometimes not delivered and the connection is reset
+instead: the insert is committed but the client never hears it, the "lost acknowledgement" that makes blind
+retries write twice. It runs its own
+asyncio loop in a thread, so the test code stays synchronous.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from typing import Any
 
@@ -15,9 +20,14 @@ from cem.devservices import free_port
 
 
 class DelayProxy:
-    def __init__(self, target_port: int, delay: float = 0.0, target_host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, delay: float = 0.0, target_host: str = "127.0.0.1", seed: int = 0) -> None:
         self.target = (target_host, target_port)
         self.delay = delay
+        self.drop_probability = 0.0
+        self.drop_match = b"INSERT INTO"
+        self.upload_bytes = 4096
+        self.resets = 0
+        self._rng = random.Random(seed)
         self.port = free_port()
         self.connections = 0
         self.bytes = {"up": 0, "down": 0}
@@ -51,11 +61,10 @@ class DelayProxy:
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
-            writer.close()
+            writer.close()  # the connection handlers finish on their own
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
@@ -65,8 +74,9 @@ class DelayProxy:
             return
         self.connections += 1
         self._writers |= {client_writer, server_writer}
-        pumps = [asyncio.create_task(self._pump(client_reader, server_writer, "up")),
-                 asyncio.create_task(self._pump(server_reader, client_writer, "down"))]
+        uploaded: list[Any] = [0, b""]  # bytes the client sent since the server last answered; the last INSERT
+        pumps = [asyncio.create_task(self._pump(client_reader, server_writer, "up", uploaded)),
+                 asyncio.create_task(self._pump(server_reader, client_writer, "down", uploaded))]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -76,7 +86,8 @@ class DelayProxy:
                 writer.close()
                 self._writers.discard(writer)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str,
+                    uploaded: list[Any]) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -88,17 +99,34 @@ class DelayProxy:
                     await asyncio.sleep(wait)
                 if not data:
                     return
+                if direction == "up":
+                    uploaded[0] += len(data)
+                    if b"INSERT INTO" in data:
+                        uploaded[1] = data
+                else:
+                    if (uploaded[0] > self.upload_bytes and self.drop_probability and self.drop_match in uploaded[1]
+                            and self._rng.random() < self.drop_probability):
+                        self.resets += 1
+                        return  # _handle closes both sides: the reply is lost
+                    uploaded[0] = 0
                 writer.write(data)
                 await writer.drain()
                 self.bytes[direction] += len(data)
 
-        delivering = asyncio.create_task(deliver())
-        try:
+        async def read() -> None:
             while True:
                 data = await reader.read(65536)
                 queue.put_nowait((loop.time() + self.delay, data))
-                if not data:  # end of stream: deliver what is queued, then let _handle close both sides
-                    break
-            await delivering
+                if not data:  # end of stream: what is queued is still delivered
+                    return
+
+        delivering = asyncio.create_task(deliver())
+        reading = asyncio.create_task(read())
+        try:
+            # A dropped reply ends delivery at once, and _handle then resets both sides.
+            await asyncio.wait({reading, delivering}, return_when=asyncio.FIRST_COMPLETED)
+            if not delivering.done():
+                await delivering
         finally:
+            reading.cancel()
             delivering.cancel()

@@ -1,0 +1,131 @@
+"""ClickHouse down, slow, and resetting connections.
+
+Down: a private server is stopped for 30 s mid-stream, records keep arriving, then it is started again. While it
+is down the sink retries with backoff and applies backpressure: the metrics show the outage, nothing more is
+written, the resolver's offsets are not committed (its lag grows), and the worker's memory stays bounded.
+
+Slow: a TCP proxy between the worker and the server delays every packet; batches take longer, and nothing is
+lost.
+
+Resets: the proxy drops some of the server's replies and resets the connection, so some inserts are committed
+while the worker sees a failure. The retry must not write those rows twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from cem.devservices import ClickHouseServer
+from cem.harness import BackgroundPublisher, group_offsets, metric_value, publish, wait_until
+from tests.faults.proxy import DelayProxy
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
+OUTAGE_SECONDS = 30.0
+RSS_LIMIT_KB = 800 * 1024  # a worker runs at ~150-250 MB here; this is the "sane bound"
+RSS_GROWTH_LIMIT_KB = 150 * 1024  # growth during the outage: one batch in flight, the rest waits in Kafka
+
+
+def test_clickhouse_stopped_for_30_seconds_mid_stream(scenario, kafka, tmp_workdir) -> None:
+    with ClickHouseServer(tmp_workdir("clickhouse-outage")) as server:
+        s = scenario("chdown", kafka.bootstrap, server.url, customers=120, seed=23)
+        half = len(s.records) // 2
+        worker = s.start_worker()
+        publish(s.settings, s.records[:half])
+        wait_until(lambda: (worker.status() or {}).get("written", 0) >= 300, 90, worker.log_tail())
+        baseline_rss = worker.rss_kb() or 0
+
+        server.stop()
+        stopped = time.monotonic()
+        publish(s.settings, s.records[half:])  # the stream goes on while the warehouse is down
+        samples: list[dict[str, Any]] = []
+        while time.monotonic() - stopped < OUTAGE_SECONDS:
+            text = worker.metrics_text()
+            resolve_end, resolve_committed = group_offsets(s.settings, [s.settings.resolve_topic])[
+                s.settings.resolve_topic]
+            samples.append({
+                "t": round(time.monotonic() - stopped, 1),
+                "sink_up": metric_value(text, "cem_sink_up"),
+                "failures": metric_value(text, "cem_sink_failures_total"),
+                "pending": metric_value(text, "cem_sink_pending_events"),
+                "lag_metric": metric_value(text, "cem_consumer_lag_messages", {"topic": s.settings.resolve_topic}),
+                "written": (worker.status() or {}).get("written", -1),
+                "resolve_end": resolve_end,
+                "resolve_committed": resolve_committed,
+                "rss_kb": worker.rss_kb() or 0,
+            })
+            time.sleep(1.0)
+        server.start()  # same ports, same data
+        restarted = time.monotonic()
+        recovery = s.wait_drained()
+
+        # The outage shows in the metrics, and from the first failed write on nothing advances.
+        failing = [x for x in samples if x["sink_up"] == 0 and x["failures"] > 0]
+        assert failing, f"the outage never showed in cem_sink_up / cem_sink_failures_total: {samples}"
+        after = samples[samples.index(failing[0]) + 2:]  # the commit of a batch written just before may follow
+        assert len(after) >= 20, samples
+        assert len({x["written"] for x in after}) == 1, f"rows written while ClickHouse was down: {samples}"
+        assert len({x["resolve_committed"] for x in after}) == 1, f"offsets committed for unwritten data: {samples}"
+        assert after[-1]["resolve_end"] > after[-1]["resolve_committed"], "the resolver's lag shows the backlog"
+        assert after[-1]["lag_metric"] > 0, "cem_consumer_lag_messages shows the backlog"
+        assert max(x["pending"] for x in after) > 0, "cem_sink_pending_events shows the batch held back"
+        assert failing[-1]["failures"] >= 3, "the sink keeps retrying (with backoff)"
+        peak = max(x["rss_kb"] for x in samples)
+        assert peak < RSS_LIMIT_KB and peak - baseline_rss < RSS_GROWTH_LIMIT_KB, (baseline_rss, peak)
+        assert "cem_sink_up 1.0" in worker.metrics_text()
+        s.finish(time_to_recover_s=round(time.monotonic() - restarted, 1), drain_after_restart_s=round(recovery, 1),
+                 outage_s=round(restarted - stopped, 1), sink_failures=int(failing[-1]["failures"]),
+                 rss_baseline_mb=round(baseline_rss / 1024), rss_peak_mb=round(peak / 1024))
+
+
+def test_slow_clickhouse_throughput_drops_nothing_lost(scenario, kafka, clickhouse) -> None:
+    with DelayProxy(clickhouse.tcp_port, delay=0.0) as proxy:
+        url = f"clickhouse://default:@127.0.0.1:{proxy.port}/cem"
+        s = scenario("slowch", kafka.bootstrap, url, customers=120, seed=26)
+        half = len(s.records) // 2
+        worker = s.start_worker()
+        phases = []
+        for delay, records in ((0.0, s.records[:half]), (0.15, s.records[half:])):
+            proxy.delay = delay  # each way: every round trip of the native protocol takes 0.3 s longer
+            before = worker.metrics_text()
+            started = time.monotonic()
+            publish(s.settings, records)
+            s.wait_drained()
+            elapsed = time.monotonic() - started
+            after = worker.metrics_text()
+            batches = (metric_value(after, "cem_sink_batch_duration_seconds_count")
+                       - metric_value(before, "cem_sink_batch_duration_seconds_count"))
+            seconds = (metric_value(after, "cem_sink_batch_duration_seconds_sum")
+                       - metric_value(before, "cem_sink_batch_duration_seconds_sum"))
+            phases.append({"delay_s": delay, "records": len(records), "drain_s": round(elapsed, 1),
+                           "records_per_s": round(len(records) / elapsed), "batches": int(batches),
+                           "mean_batch_s": round(seconds / max(1, batches), 3)})
+        fast, slow = phases
+        assert slow["mean_batch_s"] > fast["mean_batch_s"] + 0.3, phases
+        assert slow["records_per_s"] < fast["records_per_s"], phases
+        assert proxy.connections >= 1 and proxy.bytes["up"] > 0
+        proxy.delay = 0.0
+        s.finish(time_to_recover_s=0.0, phases=phases)
+
+
+def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kafka, clickhouse) -> None:
+    with DelayProxy(clickhouse.tcp_port, delay=0.01, seed=29) as proxy:
+        url = f"clickhouse://default:@127.0.0.1:{proxy.port}/cem"
+        s = scenario("chresets", kafka.bootstrap, url, customers=100, seed=29)
+        worker = s.start_worker()
+        proxy.drop_match = b".interaction_log ("  # the insert that matters: a blind retry doubles its rows
+        proxy.drop_probability = 0.8
+        flaky = time.monotonic()
+        BackgroundPublisher(s.settings, s.records, chunks=15, pause=0.7).start().join()
+        wait_until(lambda: proxy.resets >= 3, 60, f"only {proxy.resets} replies lost")
+        proxy.drop_probability = 0.0
+        healed = time.monotonic()
+        s.wait_drained()
+        failures = metric_value(worker.metrics_text(), "cem_sink_failures_total")
+        assert proxy.resets > 0 and failures > 0, (proxy.resets, failures)
+        figures = s.finish(time_to_recover_s=round(time.monotonic() - healed, 1), connection_resets=proxy.resets,
+                           sink_failures=int(failures), flaky_s=round(healed - flaky, 1))
+        # Each lost reply's rows had landed: the retry saw them as duplicates instead of writing them again.
+        assert figures["duplicates_before_dedup"] > s.traffic.duplicates_sent
