@@ -278,14 +278,19 @@ def drained(settings: Settings) -> bool:
 
 class BackgroundPublisher:
     """Publishes records in chunks from a thread, pausing between chunks, so a stream is still arriving while a
-    test injects a fault. `published` counts the records acknowledged by the broker so far."""
+    test injects a fault. `published` counts the records acknowledged by the broker so far.
+
+    With through_outages=True one idempotent producer sends every chunk and waits out a broker that is down
+    (its retries are deduplicated by the broker, so no record is written twice); otherwise each chunk is sent
+    with `publish` and a failure ends the stream."""
 
     def __init__(self, settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]], chunks: int = 10,
-                 pause: float = 1.0) -> None:
+                 pause: float = 1.0, through_outages: bool = False) -> None:
         self.settings = settings
         self.records = list(records)
         self.chunks = max(1, chunks)
         self.pause = pause
+        self.through_outages = through_outages
         self.published = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -294,17 +299,40 @@ class BackgroundPublisher:
         self._thread.start()
         return self
 
-    def _run(self) -> None:
+    def _chunks(self) -> list[list[tuple[str, bytes | None, bytes]]]:
         size = -(-len(self.records) // self.chunks)
+        return [self.records[i:i + size] for i in range(0, len(self.records), size)]
+
+    def _run(self) -> None:
         try:
-            for start in range(0, len(self.records), size):
-                chunk = self.records[start:start + size]
+            if self.through_outages:
+                asyncio.run(self._run_idempotent())
+                return
+            chunks = self._chunks()
+            for i, chunk in enumerate(chunks):
                 publish(self.settings, chunk)  # no retry: a retried chunk would re-send part of itself
                 self.published += len(chunk)
-                if start + size < len(self.records):
+                if i + 1 < len(chunks):
                     time.sleep(self.pause)
         except BaseException as exc:  # surfaced by join()
             self.error = exc
+
+    async def _run_idempotent(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True,
+                                    acks="all", request_timeout_ms=120_000, retry_backoff_ms=500, linger_ms=5)
+        await producer.start()
+        try:
+            chunks = self._chunks()
+            for i, chunk in enumerate(chunks):
+                futures = [await producer.send(topic, value, key=key) for topic, key, value in chunk]
+                await asyncio.gather(*futures)
+                self.published += len(chunk)
+                if i + 1 < len(chunks):
+                    await asyncio.sleep(self.pause)
+        finally:
+            await producer.stop()
 
     @property
     def done(self) -> bool:
