@@ -1,6 +1,7 @@
 """Where a worker's time goes.
 
-    python -m bench.profile inproc [--events N] [--kind sim|many] [--cprofile] [--with-proposals NAMES]
+    python -m bench.profile inproc [--events N] [--kind sim|many] [--order time|shuffled] [--cprofile]
+                                   [--with-proposals NAMES]
         The worker's per-event code run in this process on benchmark traffic, without Kafka or ClickHouse:
         decode, build_interaction (validate, normalise, enrich), the cem.resolve wire format, Resolver.process
         and effect_columns. Prints CPU microseconds per record for each stage (time.process_time, so other
@@ -90,7 +91,7 @@ def print_spy(paths: list[Path]) -> None:
 
 
 # ---- in-process per-stage timing ---------------------------------------------------------------------------
-def inproc(events: int, kind: str, seed: int, batch: int, profile: bool) -> dict[str, float]:
+def inproc(events: int, kind: str, seed: int, batch: int, profile: bool, order: str = "time") -> dict[str, float]:
     import orjson
 
     from bench.traffic import many_customers, simulated
@@ -104,8 +105,8 @@ def inproc(events: int, kind: str, seed: int, batch: int, profile: bool) -> dict
     from streams.app import Ingestor, resolver_config
 
     base = _sim_base_ms()
-    traffic = simulated(events, seed, 0, base) if kind == "sim" else \
-        many_customers(max(1, events // 5), 5, seed, 0, base)
+    traffic = simulated(events, seed, 0, base, order) if kind == "sim" else \
+        many_customers(max(1, events // 5), 5, seed, 0, base, order=order)
     settings = Settings()
     ingestor = Ingestor(settings)
     config = resolver_config(settings)
@@ -181,7 +182,7 @@ def reset_caches(ingestor: Any) -> None:
     enrich.sentiment("warm-up sentence, not in the traffic")
 
 
-def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool) -> dict[str, float]:
+def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool, warm: bool = False) -> dict[str, float]:
     """The ingest agent's per-record code only (decode, then build_interaction), each stage repeated `repeat`
     times over the same records; the minimum is reported, which is the figure least disturbed by other load."""
     from bench.traffic import many_customers, simulated
@@ -234,7 +235,8 @@ def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool) -> dic
     best = {name: float("inf") for name in stages}
     for _ in range(repeat):
         for name, fn in stages.items():
-            reset_caches(ingestor)  # every pass sees the traffic as a fresh worker would: cold caches
+            if not warm:
+                reset_caches(ingestor)  # every pass sees the traffic as a fresh worker would: cold caches
             started = time.process_time()
             fn()
             best[name] = min(best[name], (time.process_time() - started) / n * 1e6)
@@ -245,7 +247,8 @@ def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool) -> dic
         parse_all()
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    print(f"{n} records ({kind}), CPU microseconds per record, best of {repeat}:")
+    print(f"{n} records ({kind}), CPU microseconds per record, best of {repeat}, "
+          f"{'warm' if warm else 'cold'} caches:")
     for name, us in best.items():
         print(f"  {us:8.2f}  {name}")
     return best
@@ -260,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--batch", type=int, default=2_000, help="ingest batch (events per cem.resolve message)")
     p.add_argument("--cprofile", action="store_true")
+    p.add_argument("--order", choices=["time", "shuffled"], default="time")
     p.add_argument("--with-proposals", default="")
     g = sub.add_parser("ingest")
     g.add_argument("--events", type=int, default=50_000)
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=7)
     g.add_argument("--repeat", type=int, default=5)
     g.add_argument("--cprofile", action="store_true")
+    g.add_argument("--warm", action="store_true", help="keep caches between passes (steady state: every user agent, "
+                   "identifier and short text already seen once)")
     s = sub.add_parser("spy")
     s.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
@@ -274,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         print_spy(args.files)
         return 0
     if args.command == "ingest":
-        ingest(args.events, args.kind, args.seed, args.repeat, args.cprofile)
+        ingest(args.events, args.kind, args.seed, args.repeat, args.cprofile, args.warm)
         return 0
     if args.with_proposals:
         from bench.proposals import apply
 
         apply(args.with_proposals.split(","))
         print(f"WHAT-IF: proposals applied: {args.with_proposals}")
-    inproc(args.events, args.kind, args.seed, args.batch, args.cprofile)
+    inproc(args.events, args.kind, args.seed, args.batch, args.cprofile, args.order)
     return 0
 
 

@@ -101,11 +101,44 @@ class TrafficSet:
         return [(settings.raw_topic(c), k, v) for c, k, v in self.records]
 
 
-def simulated(events: int, seed: int, offset: int, base_time_ms: int) -> TrafficSet:
+# Delivery order. The simulator shuffles all records of its whole time span (every event may arrive days late): a
+# correctness worst case that makes about 35% of events "late" for the identity graph's replay. A live stream is
+# mostly in event-time order: "time" delivers records by event time plus a lateness (exponential, mean
+# LATENESS_MEAN_MS; 1% of records hours late, like devices syncing after being offline; re-sent duplicates get
+# their own lateness). "shuffled" keeps the simulator's order.
+ORDERS = ("time", "shuffled")
+LATENESS_MEAN_MS = 120_000
+VERY_LATE_SHARE = 0.01
+HOUR_MS = 3_600_000
+
+
+def delivery_order(timed: list[tuple[int | None, RawRecord]], seed: int, order: str) -> list[RawRecord]:
+    """Records in delivery order; `timed` pairs each record with its event time (None: anywhere)."""
+    if order == "shuffled":
+        return [record for _, record in timed]
+    rng = random.Random(seed * 7919 + 17)
+    known = [t for t, _ in timed if t is not None]
+    low, high = (min(known), max(known)) if known else (0, 1)
+    keyed = []
+    for i, (occurred, record) in enumerate(timed):
+        at = occurred if occurred is not None else rng.randint(low, high)
+        late = rng.expovariate(1 / LATENESS_MEAN_MS)
+        if rng.random() < VERY_LATE_SHARE:
+            late += rng.uniform(1, 12) * HOUR_MS
+        keyed.append((at + late, i, record))
+    keyed.sort()
+    return [record for _, _, record in keyed]
+
+
+def simulated(events: int, seed: int, offset: int, base_time_ms: int, order: str = "time") -> TrafficSet:
     customers = max(1, round(events / EVENTS_PER_CUSTOMER))
     traffic = BenchSimulator(customers, seed, offset, base_time_ms).run()
+    timed: list[tuple[int | None, RawRecord]] = []
+    for r in traffic.records:
+        event = traffic.events.get(_event_id(r.value) or "")
+        timed.append((event["occurred_at"] if event is not None else None, (r.channel, r.key, r.value)))
     return TrafficSet(
-        records=[(r.channel, r.key, r.value) for r in traffic.records],
+        records=delivery_order(timed, seed, order),
         unique_valid=len(traffic.person_of_event),
         customers=traffic.customers,
         duplicates=traffic.duplicates_sent,
@@ -113,21 +146,22 @@ def simulated(events: int, seed: int, offset: int, base_time_ms: int) -> Traffic
     )
 
 
+def _event_id(value: bytes, max_bytes: int = 1_048_576) -> str | None:
+    try:
+        record = decode(value, max_bytes)
+    except DecodeError:
+        return None
+    event_id = record.get("event_id") if isinstance(record, dict) else None
+    return event_id if isinstance(event_id, str) and event_id else None
+
+
 def with_event_ids(traffic: TrafficSet, max_bytes: int = 1_048_576) -> TrafficSet:
-    ids: list[str | None] = []
-    for _channel, _key, value in traffic.records:
-        try:
-            record = decode(value, max_bytes)
-            event_id = record.get("event_id") if isinstance(record, dict) else None
-            ids.append(event_id if isinstance(event_id, str) and event_id else None)
-        except DecodeError:
-            ids.append(None)
-    traffic.event_ids = ids
+    traffic.event_ids = [_event_id(value, max_bytes) for _channel, _key, value in traffic.records]
     return traffic
 
 
 def many_customers(customers: int, events_per_customer: int, seed: int, offset: int, base_time_ms: int,
-                   duplicate_rate: float = 0.05) -> TrafficSet:
+                   duplicate_rate: float = 0.05, order: str = "time") -> TrafficSet:
     """Many customers, few events each (the memory run: 1M events from 200k customers is 5 per customer).
 
     Each customer browses anonymously, logs in on the web (anonymous id + email) and in the app (device id +
@@ -135,7 +169,7 @@ def many_customers(customers: int, events_per_customer: int, seed: int, offset: 
     surveys, so the identity graph, sessions and journeys all hold state. Half JSON, half Avro."""
     rng = random.Random(seed)
     day_ms = 86_400_000
-    records: list[RawRecord] = []
+    records: list[tuple[int | None, RawRecord]] = []
     unique = 0
     duplicates = 0
 
@@ -152,7 +186,7 @@ def many_customers(customers: int, events_per_customer: int, seed: int, offset: 
                 value = encode_json({**record, "occurred_at": iso(record["occurred_at"])})
             else:
                 value = encode_avro({"text": None, "issue_ref": None, "survey": None, **record})
-            records.append((channel, record["event_id"].encode(), value))
+            records.append((record["occurred_at"], (channel, record["event_id"].encode(), value)))
 
     for i in range(customers):
         n = offset + i
@@ -191,8 +225,9 @@ def many_customers(customers: int, events_per_customer: int, seed: int, offset: 
             else:
                 emit("email", {**base, "channel": "email", "type": "email_open", "identifiers": {"email": email},
                                "properties": {"campaign": f"cmp-{rng.randint(1, 5)}"}})
-    rng.shuffle(records)
-    return TrafficSet(records, unique, customers, duplicates, 0)
+    if order == "shuffled":
+        rng.shuffle(records)
+    return TrafficSet(delivery_order(records, seed, order), unique, customers, duplicates, 0)
 
 
 # ---- producing ------------------------------------------------------------------------------------------
