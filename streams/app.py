@@ -43,6 +43,16 @@ from streams import metrics
 
 log = logging.getLogger("cem.worker")
 
+# Loggers whose DEBUG lines print whole Kafka messages (keys, values: identifiers of customers). They stay at INFO
+# whatever CEM_LOG_LEVEL says, so no log level ever writes an email or a phone number to the worker's log.
+PAYLOAD_LOGGERS = ("faust.topics", "faust.transport.drivers.aiokafka", "aiokafka.producer.producer",
+                   "aiokafka.consumer.fetcher")
+
+
+def quiet_payload_loggers() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
+
 # A resolver message stays under Faust's producer_max_request_size (1,000,000) and Kafka's default
 # message.max.bytes (1 MiB); larger ingest batches are split, and one event too large alone is dead-lettered.
 RESOLVE_MESSAGE_MAX_BYTES = 900_000
@@ -400,6 +410,7 @@ def kafka_credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings) -> faust.App:
+    quiet_payload_loggers()
     app = faust.App(
         settings.app_id,
         broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
