@@ -441,7 +441,7 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
             now_ms = int(time.time() * 1000)
             valid: list[Interaction] = []
-            sources: dict[int, Any] = {}
+            valid_messages: list[Any] = []  # the raw message of each valid event, for the rare too_large case
             deliveries = []
             for event in events:
                 message = event.message
@@ -453,7 +453,7 @@ def create_app(settings: Settings) -> faust.App:
                     deliveries.append(await _dead_letter(deadletter_topic, message, parsed, now_ms))
                 else:
                     valid.append(parsed)
-                    sources[id(parsed)] = message
+                    valid_messages.append(message)
             if valid:
                 payloads, too_large = resolve_payloads(valid)
                 for payload in payloads:
@@ -462,8 +462,8 @@ def create_app(settings: Settings) -> faust.App:
                     rejection = Rejection("too_large", "the normalised event exceeds the resolver message limit "
                                                        f"({RESOLVE_MESSAGE_MAX_BYTES} bytes)")
                     metrics.DEADLETTERED.labels(rejection.reason).inc()
-                    deliveries.append(await _dead_letter(deadletter_topic, sources[id(oversized)], rejection,
-                                                         now_ms))
+                    source = valid_messages[next(i for i, v in enumerate(valid) if v is oversized)]
+                    deliveries.append(await _dead_letter(deadletter_topic, source, rejection, now_ms))
                 valid_count = len(valid) - len(too_large)
             else:
                 valid_count = 0

@@ -44,6 +44,11 @@ def hostile_records(good: dict[str, Any], rng: random.Random) -> list[tuple[str,
         ("web", "not_an_object", b"[1, 2, 3]"),
         ("web", "empty_record", b""),
         ("web", "unknown_schema", b"\xc3\x01" + b"\x00" * 8 + b"body"),
+        # Valid, and 245 kB as Avro, but control characters take 6 bytes each once the event is JSON on its way to
+        # the resolver: 1.5 MB, more than one Kafka message. Dead-lettered, and nothing else is held up.
+        ("web", "too_large", encode_avro({"text": None, "issue_ref": None, "survey": None, **good,
+                                          "event_id": "control-chars", "occurred_at": 1_700_000_000_000,
+                                          "properties": {f"p{i}": "\x01" * 4096 for i in range(60)}})),
     ]
     return out
 
