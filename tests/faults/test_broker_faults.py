@@ -17,8 +17,8 @@ def _run(scenario, clickhouse, broker: KafkaBroker, name: str, seed: int, fault)
     s = scenario(name, broker.bootstrap, clickhouse.url, customers=100, seed=seed)
     worker = s.start_worker()
     # The stream keeps arriving through the outage: an idempotent producer waits the broker out.
-    publisher = BackgroundPublisher(s.settings, s.records, chunks=12, pause=0.7, through_outages=True).start()
-    wait_until(lambda: (worker.status() or {}).get("written", 0) >= 100, 90, worker.log_tail(), interval=0.05)
+    publisher = BackgroundPublisher(s.settings, s.records, chunks=20, pause=0.7, through_outages=True).start()
+    wait_until(lambda: (worker.status() or {}).get("written", 0) >= 1, 90, worker.log_tail(), interval=0.05)
     at_fault = {**worker.last_status, "published": publisher.published}
     assert not publisher.done, "the fault must hit mid-stream"
     down = fault()  # returns the seconds the broker was unavailable

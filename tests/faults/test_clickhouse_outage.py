@@ -65,7 +65,7 @@ def test_clickhouse_stopped_for_30_seconds_mid_stream(scenario, kafka, tmp_workd
         failing = [x for x in samples if x["sink_up"] == 0 and x["failures"] > 0]
         assert failing, f"the outage never showed in cem_sink_up / cem_sink_failures_total: {samples}"
         after = samples[samples.index(failing[0]) + 2:]  # the commit of a batch written just before may follow
-        assert len(after) >= 20, samples
+        assert len(after) >= 15, samples
         assert len({x["written"] for x in after}) == 1, f"rows written while ClickHouse was down: {samples}"
         assert len({x["resolve_committed"] for x in after}) == 1, f"offsets committed for unwritten data: {samples}"
         assert after[-1]["resolve_end"] > after[-1]["resolve_committed"], "the resolver's lag shows the backlog"
@@ -119,7 +119,7 @@ def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kaf
         proxy.drop_probability = 0.8
         flaky = time.monotonic()
         BackgroundPublisher(s.settings, s.records, chunks=15, pause=0.7).start().join()
-        wait_until(lambda: proxy.resets >= 3, 60, f"only {proxy.resets} replies lost")
+        wait_until(lambda: proxy.resets >= 2, 60, f"only {proxy.resets} replies lost")
         proxy.drop_probability = 0.0
         healed = time.monotonic()
         s.wait_drained()
