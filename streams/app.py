@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -52,6 +53,13 @@ PAYLOAD_LOGGERS = ("faust.topics", "faust.transport.drivers.aiokafka", "aiokafka
 def quiet_payload_loggers() -> None:
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
+
+# A resolver stuck on a failing warehouse while the consumer group waits for it to give up its partitions exits
+# after this long, well inside Faust's broker_rebalance_timeout (60 s). Otherwise the group would drop it after
+# the timeout, hand the resolver partition to another worker, and the stuck one, still holding its batch, would
+# write it too once ClickHouse is back: a zombie writer. Dying is the crash path, which is proven safe.
+REBALANCE_GIVE_UP_SECONDS = 20.0
+EXIT_STUCK_IN_REBALANCE = 75
 
 # A resolver message stays under Faust's producer_max_request_size (1,000,000) and Kafka's default
 # message.max.bytes (1 MiB); larger ingest batches are split, and one event too large alone is dead-lettered.
@@ -165,6 +173,8 @@ class ResolverSink:
         self.clock = clock
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
+        self.rebalance_pending: Callable[[], bool] = lambda: False  # set by create_app: the group waits on us
+        self._stuck_since: float | None = None
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -203,6 +213,7 @@ class ResolverSink:
                 resolver = self._ensure_resolver()
             except Exception as exc:
                 self._failed(exc)
+                self._give_up_if_the_group_waits()
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
                 continue
@@ -215,12 +226,30 @@ class ResolverSink:
             except Exception as exc:
                 self.invalidate()
                 self._failed(exc)
+                self._give_up_if_the_group_waits()
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+        self._stuck_since = None
         metrics.SINK_UP.set(1)
         metrics.SINK_PENDING_EVENTS.set(0)
         self._count(effects, len(events))
         return result
+
+    def _give_up_if_the_group_waits(self) -> None:
+        """Exit the process when a rebalance has been waiting on this failing batch for too long (see
+        REBALANCE_GIVE_UP_SECONDS). Nothing of the batch is committed; whoever takes the partition replays it."""
+        if not self.rebalance_pending():
+            self._stuck_since = None
+            return
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since > REBALANCE_GIVE_UP_SECONDS:
+            log.error("a rebalance has waited %.0f s for a batch ClickHouse keeps failing; exiting (code %d) so "
+                      "that no later write can race the worker taking over", now - self._stuck_since,
+                      EXIT_STUCK_IN_REBALANCE)
+            logging.shutdown()
+            os._exit(EXIT_STUCK_IN_REBALANCE)
 
     def _write(self, effects: Effects, now_ms: int) -> SinkResult:
         tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
@@ -434,6 +463,7 @@ def create_app(settings: Settings) -> faust.App:
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
     ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
+    sink.rebalance_pending = lambda: bool(app.rebalancing)
     status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
 
     @app.agent(raw_topics)

@@ -129,3 +129,35 @@ def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kaf
                            sink_failures=int(failures), flaky_s=round(healed - flaky, 1))
         # Each lost reply's rows had landed: the retry saw them as duplicates instead of writing them again.
         assert figures["duplicates_before_dedup"] > s.traffic.duplicates_sent
+
+
+def test_clickhouse_down_while_a_worker_joins_no_zombie_writer(scenario, kafka, tmp_workdir) -> None:
+    """A rebalance during an outage: the resolver owner cannot give up its partition (its batch is not written),
+    so it exits instead of letting the group drop it and writing the batch later, beside the new owner."""
+    with ClickHouseServer(tmp_workdir("clickhouse-rebalance")) as server:
+        s = scenario("chrebalance", kafka.bootstrap, server.url, customers=80, seed=33)
+        half = len(s.records) // 2
+        w1 = s.start_worker("w1")
+        publish(s.settings, s.records[:half])
+        wait_until(lambda: (w1.status() or {}).get("written", 0) >= 200, 90, w1.log_tail())
+        server.stop()
+        stopped = time.monotonic()
+        publish(s.settings, s.records[half:])
+        wait_until(lambda: metric_value(w1.metrics_text(), "cem_sink_failures_total") > 0, 60, w1.log_tail())
+        s.start_worker("w2")  # the group now waits for w1 to give up its partitions
+        joined = time.monotonic()
+
+        def w1_exited() -> bool:
+            w1.metrics_text()  # its last counters before it goes
+            return not w1.running
+
+        wait_until(w1_exited, 90, f"w1 kept its partitions\n{s.log_tails()}")
+        s.ended.add("w1")
+        gave_up = time.monotonic() - joined
+        assert w1.process is not None and w1.process.returncode == 75, w1.log_tail()
+        assert gave_up < 60, "it must leave before the group's rebalance timeout drops it"
+        server.start()
+        restarted = time.monotonic()
+        drain = s.wait_drained()
+        s.finish(time_to_recover_s=round(time.monotonic() - restarted, 1), outage_s=round(restarted - stopped, 1),
+                 owner_gave_up_after_s=round(gave_up, 1), drain_after_restart_s=round(drain, 1))
