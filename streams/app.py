@@ -347,11 +347,13 @@ class ResolverSink:
                     "completed_ms": [self._now_ms()],
                 })
                 metrics.ERASURES.inc()
+                self._stuck_since = None
                 return
             except Exception as exc:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
                 self.invalidate()
                 self._failed(exc)
+                self._give_up_if_the_group_waits()
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
 
