@@ -54,6 +54,7 @@ def quiet_payload_loggers() -> None:
     for name in PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
 
+
 # A resolver stuck on a failing warehouse while the consumer group waits for it to give up its partitions exits
 # after this long, well inside Faust's broker_rebalance_timeout (60 s). Otherwise the group would drop it after
 # the timeout, hand the resolver partition to another worker, and the stuck one, still holding its batch, would
@@ -88,6 +89,13 @@ DATA_REJECTION_CODES = frozenset({
     469,  # VIOLATED_CONSTRAINT: a CHECK constraint (current ClickHouse)
 })
 _ERROR_CODE = re.compile(r"^\s*Code:\s*(\d+)")
+# When this many rows were refused one by one and not a single row was accepted, the table refuses everything
+# (a schema change, a guard that is too strict): that is an outage to fix, not data to dead-letter.
+REFUSED_ALL_AFTER = 8
+
+
+class WarehouseRefusesEverything(Exception):
+    """interaction_log refuses every row tried: retried with backoff like an outage, nothing is dead-lettered."""
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -279,17 +287,23 @@ class ResolverSink:
         neither the resolver's state nor any view counts them. Only this slow path does per-row work."""
         total = _row_count(columns)
         refused: list[tuple[int, str]] = []
+        accepted = 0
         pending: list[tuple[int, int, Exception]] = [(0, total, error)]
         while pending:
             low, high, exc = pending.pop()
             if high - low == 1:
                 refused.append((low, rejection_detail(exc)))
+                if not accepted and len(refused) >= REFUSED_ALL_AFTER:
+                    raise WarehouseRefusesEverything(
+                        f"interaction_log refused each of {len(refused)} rows tried alone and accepted none "
+                        f"(code {error_code(exc)})")
                 continue
             middle = (low + high) // 2
             for a, b in ((middle, high), (low, middle)):
                 try:
                     warehouse.insert("interaction_log", {name: values[a:b] for name, values in columns.items()})
                     metrics.ROWS_WRITTEN.labels("interaction_log").inc(b - a)
+                    accepted += b - a
                 except Exception as sub:
                     if not is_rejection(sub):
                         raise

@@ -32,6 +32,7 @@ from streams.app import (
     RESOLVE_MESSAGE_MAX_BYTES,
     Ingestor,
     ResolverSink,
+    WarehouseRefusesEverything,
     contract_record,
     describe_error,
     error_code,
@@ -341,6 +342,19 @@ def test_refused_rows_are_isolated_and_the_rest_written(chdb_sink: ResolverSink)
     # again (and refused again), a re-send of a written one is a duplicate.
     again = chdb_sink.process_and_write([e for e in events if e.event_id in ("e03", "e04")])
     assert [e.event_id for e, _ in again.refused] == ["e03"] and again.effects.duplicates == 1
+
+
+def test_a_table_that_refuses_every_row_is_an_outage_not_a_dead_letter_flood(tmp_path: Path) -> None:
+    sink = ResolverSink(Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse"))
+    db = sink._ensure_warehouse()
+    db.command(f"ALTER TABLE {db.database}.interaction_log ADD COLUMN broken UInt8 "
+               "DEFAULT throwIf(length(event_id) > 0)")  # say, a schema change gone wrong
+    resolver = sink._ensure_resolver()
+    effects = resolver.process(_batch(random.Random(6)), NOW_MS)
+    with pytest.raises(WarehouseRefusesEverything):
+        sink._write(effects, NOW_MS)
+    assert db.query(f"SELECT count() FROM {db.database}.interaction_log") == [(0,)]
+    db.close()
 
 
 class LostReply:
