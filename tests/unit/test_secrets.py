@@ -112,3 +112,17 @@ def test_a_failing_connection_logs_no_password(caplog: pytest.LogCaptureFixture)
     logged = caplog.text + describe_error(raised.value) + str(raised.value)
     assert "ClickHouse write failed" in caplog.text
     assert SECRET not in logged and URL_SECRET not in logged
+
+
+@pytest.mark.xfail(strict=True, reason="bug, reported to the lead: the read-only guard of `cem sql` lets "
+                   "`SELECT ... INTO OUTFILE` through, and the embedded engine writes the file")
+def test_cem_sql_on_the_embedded_engine_writes_no_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "written.tsv"
+    env = {**os.environ, "CEM_CLICKHOUSE_URL": f"chdb://{tmp_path}/warehouse"}
+    subprocess.run([sys.executable, "-m", "cem.cli", "sql", f"SELECT 1 INTO OUTFILE '{target}'"], env=env,
+                   capture_output=True, text=True, timeout=120)
+    assert not target.exists(), "cem sql wrote a file"
