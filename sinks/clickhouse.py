@@ -24,6 +24,8 @@ from cem.domain.model import identity_key
 from cem.domain.resolver import Effects, Erasure, RecentRow, Snapshot
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The embedded engine is the client too, so INTO OUTFILE would write a file; table functions reach outside.
+FILE_WRITING = re.compile(r"\binto\s+outfile\b|\b(file|url|s3|hdfs|remote|remoteSecure)\s*\(", re.IGNORECASE)
 READ_ONLY_STATEMENT = re.compile(r"^\s*(\(\s*)*(select|with|show|describe|desc|exists|explain)\b", re.IGNORECASE)
 
 
@@ -165,6 +167,8 @@ def _guard(read_only: bool, sql: str) -> None:
         raise ReadOnlyViolation("this connection is read-only: only SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN")
     if ";" in sql.strip().rstrip(";"):
         raise ReadOnlyViolation("this connection is read-only: one statement at a time")
+    if FILE_WRITING.search(sql):
+        raise ReadOnlyViolation("this connection is read-only: no INTO OUTFILE and no file, url or s3 functions")
 
 
 # ---- migrations ---------------------------------------------------------------------------------------

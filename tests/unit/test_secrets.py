@@ -114,8 +114,6 @@ def test_a_failing_connection_logs_no_password(caplog: pytest.LogCaptureFixture)
     assert SECRET not in logged and URL_SECRET not in logged
 
 
-@pytest.mark.xfail(strict=True, reason="bug, reported to the lead: the read-only guard of `cem sql` lets "
-                   "`SELECT ... INTO OUTFILE` through, and the embedded engine writes the file")
 def test_cem_sql_on_the_embedded_engine_writes_no_file(tmp_path: Path) -> None:
     import os
     import subprocess
