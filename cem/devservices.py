@@ -582,8 +582,14 @@ def fetch_kafka_libs(cache_dir: Path | None = None, *, script: Path = KAFKA_FETC
 
 
 def _kafka_cluster_id() -> str:
-    """A random 22-character base64url UUID, the format Kafka's storage tool expects."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random 22-character base64url UUID, the format Kafka's storage tool expects.
+
+    Like Kafka's own Uuid.randomUuid(), never one starting with '-': the storage tool would read it as an option
+    (`--cluster-id/-t: expected one argument`), which failed one broker start in 64."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker(_Service):
