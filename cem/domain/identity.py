@@ -246,8 +246,14 @@ class IdentityGraph:
             for member_set, member_key in customer.sets.items():
                 old_root_of_set[member_set] = root
                 replay[member_set] = min(member_key, replay.get(member_set, member_key))
-        old_owner = {ident: self.find(owner) for ident, owner in self.owner.items()
-                     if self.find(owner) in roots}
+        # Only the replayed sets can hold identifiers owned by these roots (a link is made from the set being
+        # folded, and merges move sets along): never scan the whole graph, or late events cost O(state).
+        old_owner: dict[Identifier, str] = {}
+        for member_set in replay:
+            for ident in member_set:
+                holder = self.owner.get(ident)
+                if holder is not None and self.find(holder) in roots:
+                    old_owner[ident] = self.find(holder)
         for cid in old_ids:
             self.parent.pop(cid, None)
         for ident in old_owner:
@@ -324,7 +330,8 @@ class IdentityGraph:
         customer = self.customers.pop(root, None)
         if customer is None:
             return [], []
-        identifiers = sorted(ident for ident, owner in self.owner.items() if self.find(owner) == root)
+        identifiers = sorted({ident for member_set in customer.sets for ident in member_set
+                              if ident in self.owner and self.find(self.owner[ident]) == root})
         for ident in identifiers:
             del self.owner[ident]
         sets = list(customer.sets)
