@@ -27,37 +27,9 @@ def _rewrite(owner: Any, name: str, old: str, new: str) -> None:
     setattr(owner, name, namespace[name])
 
 
-def identity_recompute() -> None:
-    """cem/domain/identity.py, IdentityGraph._recompute: find the identifiers the replayed customers own by
-    walking the identifier sets being replayed (the closure's sets plus the event's), instead of scanning the
-    whole `owner` map, and calling find() twice per entry, on every late event. Same result: every identifier a
-    customer owns was linked from one of its identifier sets, and merges move the sets to the survivor."""
-    from cem.domain.identity import IdentityGraph
-
-    _rewrite(
-        IdentityGraph, "_recompute",
-        "    old_owner = {ident: self.find(owner) for ident, owner in self.owner.items()\n"
-        "                 if self.find(owner) in roots}\n",
-        "    old_owner = {}\n"
-        "    for member_set in replay:\n"
-        "        for ident in member_set:\n"
-        "            holder = self.owner.get(ident)\n"
-        "            if holder is not None:\n"
-        "                holder_root = self.find(holder)\n"
-        "                if holder_root in roots:\n"
-        "                    old_owner[ident] = holder_root\n",
-    )
-
-
-def gc_thresholds() -> None:
-    """cem/cli.py, run_worker (before the Faust worker starts): gc.set_threshold(50_000, 50, 100). The resolver
-    keeps hundreds of thousands of long-lived objects (seen ids, identity graph, sessions), and CPython's default
-    thresholds (700, 10, 10) make the collector re-scan them again and again while a batch allocates; measured
-    in-process it is 40% of resolve + columns time at 100k events. Nothing in the pipeline relies on prompt
-    collection of reference cycles."""
-    import gc
-
-    gc.set_threshold(50_000, 50, 100)
+# Adopted in the tree (commit ec815c8): `identity_recompute` (IdentityGraph._recompute walks the replayed sets instead
+# of the whole owner map) and `gc_thresholds` (gc.set_threshold(50_000, 50, 100) in cem.cli.run_worker). Their
+# patches are gone: they would now fail as stale. docs/performance.md keeps their measurements.
 
 
 def gc_freeze() -> None:
@@ -81,8 +53,6 @@ def gc_freeze() -> None:
 
 
 PROPOSALS: dict[str, Callable[[], None]] = {
-    "identity_recompute": identity_recompute,
-    "gc_thresholds": gc_thresholds,
     "gc_freeze": gc_freeze,
 }
 
