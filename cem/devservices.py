@@ -156,6 +156,7 @@ class KafkaMetadata:
     cluster_id: str | None
     controller_id: int
     topics: tuple[str, ...]
+    unavailable: tuple[str, ...] = ()  # topics with an error or a partition without a leader (yet)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -246,14 +247,17 @@ def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> KafkaMetadata:
         cluster_id = reader.string()
         controller_id = reader.int32()
         topics = []
+        unavailable = []
         for _ in range(reader.int32()):
-            reader.int16()  # error code
+            topic_error = reader.int16()
             name = reader.string()
             reader.int8()  # is_internal
+            serving = topic_error == 0
             for _ in range(reader.int32()):  # partitions
-                reader.int16()  # error code
+                partition_error = reader.int16()
                 reader.int32()  # partition index
-                reader.int32()  # leader
+                leader = reader.int32()
+                serving = serving and partition_error == 0 and leader >= 0
                 if version >= 7:
                     reader.int32()  # leader epoch
                 for _ in range(3 if version >= 5 else 2):  # replicas, isr, [offline replicas]
@@ -263,7 +267,40 @@ def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> KafkaMetadata:
                 reader.int32()  # topic authorized operations
             if name is not None:
                 topics.append(name)
-        return KafkaMetadata(tuple(brokers), cluster_id, controller_id, tuple(topics))
+                if not serving:
+                    unavailable.append(name)
+        return KafkaMetadata(tuple(brokers), cluster_id, controller_id, tuple(topics), tuple(unavailable))
+
+
+def _java_string_hash(text: str) -> int:
+    """Java's String.hashCode of an ASCII string (Kafka maps a group to an offsets partition with it)."""
+    h = 0
+    for char in text:
+        h = (31 * h + ord(char)) & 0xFFFFFFFF
+    return h
+
+
+def kafka_group_coordinators_ready(host: str, port: int, partitions: int, timeout: float = 5.0) -> bool:
+    """True when the group coordinator answers for every partition of ``__consumer_offsets``: one OffsetFetch
+    (v2, all topics) per partition, for a probe group that hashes to it, and no COORDINATOR_LOAD_IN_PROGRESS,
+    COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR. After a restart, committed offsets read as missing until then."""
+    groups: dict[int, str] = {}
+    i = 0
+    while len(groups) < partitions:
+        group = f"cem-devservices-probe-{i}"
+        groups.setdefault((_java_string_hash(group) & 0x7FFFFFFF) % partitions, group)
+        i += 1
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        for correlation_id, group in enumerate(groups.values(), start=10):
+            encoded = group.encode()
+            body = struct.pack(">h", len(encoded)) + encoded + struct.pack(">i", -1)  # topics: null (all)
+            reader = _Reader(_kafka_roundtrip(sock, 9, 2, correlation_id, body))
+            if reader.int32() != 0:  # a probe group has no offsets
+                return False
+            if reader.int16() != 0:
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,17 +575,21 @@ def _wait_port_until(service: _Service, host: str, port: int, deadline: float) -
     wait_for_port(host, port, max(0.0, deadline - time.monotonic()), process=service.process)
 
 
-def _wait_kafka_metadata(service: _Service, host: str, port: int, deadline: float) -> KafkaMetadata:
-    """Poll until the broker answers a Metadata request listing at least one broker."""
+def _wait_kafka_metadata(
+    service: _Service, host: str, port: int, deadline: float, *, all_partitions_led: bool = False
+) -> KafkaMetadata:
+    """Poll until the broker answers a Metadata request listing at least one broker, and with
+    ``all_partitions_led`` until every partition it lists has a leader: after a restart the log is back, but
+    its partitions (the group offsets among them) answer NOT_LEADER until the broker has taken them over."""
     _wait_port_until(service, host, port, deadline)
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         service._check_alive()
         try:
             meta = kafka_metadata(host, port, timeout=min(1.0, max(0.5, deadline - time.monotonic())))
-            if meta.brokers:
+            if meta.brokers and not (all_partitions_led and meta.unavailable):
                 return meta
-            last_error = ServiceError("metadata lists no brokers yet")
+            last_error = ServiceError(f"metadata lists no brokers or leaderless topics yet: {meta.unavailable[:5]}")
         except (OSError, struct.error, UnicodeDecodeError) as exc:
             last_error = exc
         time.sleep(0.1)
@@ -806,7 +847,20 @@ class KafkaBroker(_Service):
         ]
 
     def _wait_ready(self, deadline: float) -> None:
-        self.metadata = _wait_kafka_metadata(self, LOOPBACK, self.port, deadline)
+        self.metadata = _wait_kafka_metadata(self, LOOPBACK, self.port, deadline, all_partitions_led=True)
+        if "__consumer_offsets" not in self.metadata.topics:
+            return  # a fresh broker: the offsets topic is created with the first group
+        partitions = int(self.server_properties()["offsets.topic.num.partitions"])
+        while True:
+            self._check_alive()
+            try:
+                if kafka_group_coordinators_ready(LOOPBACK, self.port, partitions):
+                    return
+            except (OSError, struct.error, UnicodeDecodeError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the group coordinator did not load the committed offsets")
+            time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------------------------
