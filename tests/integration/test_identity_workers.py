@@ -129,9 +129,10 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
         customer = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))["f1"]
         out = explained.stdout
         assert f"belongs to customer {customer}" in out
-        needles = ("erase.me@example.org", "+14155550100", "anon-77", "Merges (", "by event f4 [shared_identifier]")
-        for needle in needles:
+        for needle in ("erase.me@example.org", "+14155550100", "anon-77", "Merges (", "[shared_identifier]"):
             assert needle in out, out
+        # Which event a merge is attributed to depends on arrival order (a late event replays what it touches).
+        assert any(f"by event {e} [shared_identifier]" in out for e in ("f1", "f2", "f3", "f4")), out
 
         forgotten = cem(["forget", "email", "erase.me@example.org"], settings)
         assert forgotten.returncode == 0, forgotten.stderr + worker.log_tail()
