@@ -117,7 +117,7 @@ def _decode_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         message = str(exc)
-        if "UTF-8" in message or "surrogates" in message:
+        if "UTF-8" in message or "surrogate" in message:
             return _fail("invalid_utf8", message[:200])
         if "recursion" in message.lower() or "depth" in message.lower():
             return _fail("too_deeply_nested", message[:200])
