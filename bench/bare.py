@@ -20,22 +20,11 @@ import orjson
 
 from cem.settings import Settings
 from schemas.codec import DecodeError, decode
+from streams.app import faust_app
 
 
 def create_bare_app(settings: Settings, expected: int, result_path: Path, mode: str = "events") -> faust.App:
-    app = faust.App(
-        settings.app_id,
-        broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
-        store="memory://",
-        datadir=settings.state_dir,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
-        broker_commit_interval=1.0,
-        web_enabled=False,
-    )
+    app = faust_app(settings, web=False)  # the same Faust configuration as a cem worker
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     max_bytes = settings.max_record_bytes

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cem.harness import proc_status_kb
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -27,25 +29,13 @@ def cpu_seconds(pid: int) -> float | None:
     return (utime + stime) / CLOCK_TICKS
 
 
-def status_kb(pid: int, key: str) -> int | None:
-    """A `kB` field of /proc/<pid>/status, e.g. VmRSS or VmHWM (peak resident set)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def rss_mb(pid: int) -> float | None:
-    kb = status_kb(pid, "VmRSS")
+    kb = proc_status_kb(pid, "VmRSS")
     return None if kb is None else kb / 1024
 
 
 def peak_rss_mb(pid: int) -> float | None:
-    kb = status_kb(pid, "VmHWM")
+    kb = proc_status_kb(pid, "VmHWM")
     return None if kb is None else kb / 1024
 
 

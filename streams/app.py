@@ -220,10 +220,7 @@ class ResolverSink:
             try:
                 resolver = self._ensure_resolver()
             except Exception as exc:
-                self._failed(exc)
-                self._give_up_if_the_group_waits()
-                time.sleep(delay)
-                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+                delay = self._back_off(exc, delay, rebuild=False)
                 continue
             now_ms = self._now_ms()
             effects = resolver.process(events, now_ms)
@@ -232,11 +229,7 @@ class ResolverSink:
                 result = self._write(effects, now_ms)
                 break
             except Exception as exc:
-                self.invalidate()
-                self._failed(exc)
-                self._give_up_if_the_group_waits()
-                time.sleep(delay)
-                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+                delay = self._back_off(exc, delay, rebuild=True)
         self._stuck_since = None
         metrics.SINK_UP.set(1)
         metrics.SINK_PENDING_EVENTS.set(0)
@@ -365,11 +358,17 @@ class ResolverSink:
                 return
             except Exception as exc:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
-                self.invalidate()
-                self._failed(exc)
-                self._give_up_if_the_group_waits()
-                time.sleep(delay)
-                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+                delay = self._back_off(exc, delay, rebuild=True)
+
+    def _back_off(self, exc: Exception, delay: float, rebuild: bool) -> float:
+        """One failed attempt: count it, drop the connection (and the state, when it may be stale), exit if a
+        rebalance waits on us, sleep. Returns the next delay."""
+        if rebuild:
+            self.invalidate()
+        self._failed(exc)
+        self._give_up_if_the_group_waits()
+        time.sleep(delay)
+        return min(delay * 2, self.settings.sink_retry_max_seconds)
 
     def _failed(self, exc: Exception) -> None:
         metrics.SINK_FAILURES.inc()
@@ -454,9 +453,9 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
-    quiet_payload_loggers()
-    app = faust.App(
+def faust_app(settings: Settings, web: bool) -> faust.App:
+    """The Faust app every cem worker runs, and the bench's bare-Faust ceiling too: one configuration for both."""
+    return faust.App(
         settings.app_id,
         broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
         broker_credentials=kafka_credentials(settings),
@@ -468,11 +467,16 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_commit_interval=1.0,
-        web_enabled=True,
+        web_enabled=web,
         web_host="0.0.0.0",
         web_port=settings.web_port,
         web_in_thread=False,
     )
+
+
+def create_app(settings: Settings) -> faust.App:
+    quiet_payload_loggers()
+    app = faust_app(settings, web=True)
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
