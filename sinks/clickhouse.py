@@ -260,6 +260,8 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         _service_row(j.journey_id, j.customer_id, j.issue_ref, j.metrics(fcr_window_ms))
         for j in effects.journeys.values()
     ]
+    journey_rows += [_service_alias_row(a.from_id, a.issue_ref, a.into_id)
+                     for a in {a.from_id: a for a in effects.journey_aliases}.values()]
     if journey_rows:
         tables["journey_log"] = _rows_to_columns(JOURNEY_COLUMNS, journey_rows, v)
     if effects.interactions:
@@ -281,6 +283,10 @@ def _session_row(
 def _service_row(journey_id: str, customer_id: str, issue_ref: str, m: JourneyMetrics) -> tuple[Any, ...]:
     return (journey_id, "service", customer_id, issue_ref, m.started_ms, m.ended_ms, m.contacts, m.contacts,
             list(m.channels), int(m.resolved), m.resolved_ms or 0, int(m.fcr), m.time_to_resolution_s, "")
+
+
+def _service_alias_row(journey_id: str, issue_ref: str, merged_into: str) -> tuple[Any, ...]:
+    return (journey_id, "service", "", issue_ref, 0, 0, 0, 0, [], 0, 0, 0, None, merged_into)
 
 
 def _interaction_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
@@ -339,12 +345,21 @@ def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
             f"SELECT alias_id, argMax(current_id, version) FROM {db}.id_aliases WHERE kind = 'session' "
             "GROUP BY alias_id")
     ]
+    # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
+    for journey_id, merged_into, owner in warehouse.query(
+        f"SELECT journey_id, argMax(merged_into, version), argMax(customer_id, version) FROM {db}.journey_log "
+        "WHERE kind = 'service' GROUP BY journey_id"
+    ):
+        if merged_into:
+            snapshot.journey_aliases.append((str(journey_id), str(merged_into)))
+        else:
+            snapshot.journey_owners[str(journey_id)] = str(owner)
     snapshot.recent = [
         RecentRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]), str(r[6]), str(r[7]),
-                  str(r[8]), str(r[9]), str(r[10]))
+                  str(r[8]), str(r[9]), str(r[10]), str(r[11]))
         for r in warehouse.query(
             "SELECT event_id, fingerprint, ingested_ms, version, occurred_ms, channel, type, origin_customer_id, "
-            f"origin_session_id, issue_ref, identity_key FROM {db}.interaction_log "
+            f"origin_session_id, issue_ref, identity_key, journey_id FROM {db}.interaction_log "
             f"WHERE ingested_ms >= {int(since_ingested_ms)} OR issue_ref != '' ORDER BY ingested_ms, version")
     ]
     return snapshot

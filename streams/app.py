@@ -92,6 +92,9 @@ _ERROR_CODE = re.compile(r"^\s*Code:\s*(\d+)")
 # When this many rows were refused one by one and not a single row was accepted, the table refuses everything
 # (a schema change, a guard that is too strict): that is an outage to fix, not data to dead-letter.
 REFUSED_ALL_AFTER = 8
+# A copy of an event_id already processed whose content differs from the first copy: the first copy wins.
+DUPLICATE_CONFLICT = "duplicate_conflict"
+CONFLICT_DETAIL = "this event_id was first processed with other content, which was kept"
 
 
 class WarehouseRefusesEverything(Exception):
@@ -316,9 +319,9 @@ class ResolverSink:
         now_ms = self._now_ms()
         resolver.version = max(resolver.version + 1, after_version + 1, now_ms * 1000)
         repair = Effects(resolver.version)
-        for issue_ref in {r.interaction.issue_ref for r in rows if r.interaction.issue_ref}:
-            journey = resolver.journeys.get(issue_ref)
-            if journey is not None:
+        journey_ids = {r.journey_id for r in rows if r.journey_id}
+        if journey_ids:
+            for journey in resolver.journeys.containing(journey_ids):
                 repair.journeys[journey.journey_id] = journey
         session_ids = {r.session_id for r in rows if r.session_id}
         if session_ids:
@@ -484,7 +487,8 @@ def create_app(settings: Settings) -> faust.App:
     ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
     sink.rebalance_pending = lambda: bool(app.rebalancing)
-    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
+    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0,
+              "duplicate_conflict": 0}
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
@@ -539,9 +543,19 @@ def create_app(settings: Settings) -> faust.App:
                     await _dead_letter_refused(deadletter_topic, settings, event, detail, now_ms)
                     for event, detail in result.refused])
                 metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.refused))
+            conflicting = result.effects.conflicting
+            if conflicting:
+                # The same: a replay finds the first copy in the warehouse and dead-letters them again, same key.
+                now_ms = int(time.time() * 1000)
+                await asyncio.gather(*[
+                    await _dead_letter_refused(deadletter_topic, settings, event, CONFLICT_DETAIL, now_ms,
+                                               reason=DUPLICATE_CONFLICT)
+                    for event in conflicting])
+                metrics.DEADLETTERED.labels(DUPLICATE_CONFLICT).inc(len(conflicting))
             status["resolved"] += len(events)
             status["written"] += result.written
             status["warehouse_rejected"] += len(result.refused)
+            status["duplicate_conflict"] += len(conflicting)
 
         async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
             events: list[Interaction] = []
@@ -599,14 +613,18 @@ async def _dead_letter(topic: Any, message: Any, rejection: Rejection, now_ms: i
     return await topic.send(key=source.encode(), value=message.value or b"", headers=headers)
 
 
-async def _dead_letter_refused(topic: Any, settings: Settings, event: Interaction, detail: str, now_ms: int) -> Any:
-    """An event ClickHouse refused: the value is the event in the input contract's JSON shape (the raw bytes are
-    not kept past ingest), publishable again to its raw topic once the cause is fixed. The key and cem.source
-    name the event itself (`<prefix>.resolve#<event_id>`): identical on every replay and re-send, and unique
-    per event, so consumers deduplicate by key."""
+async def _dead_letter_refused(topic: Any, settings: Settings, event: Interaction, detail: str, now_ms: int,
+                               reason: str = "warehouse_rejected") -> Any:
+    """An event the resolver or ClickHouse refused: the value is the event in the input contract's JSON shape
+    (the raw bytes are not kept past ingest), publishable again to its raw topic once the cause is fixed. The key
+    and cem.source name the event itself, `<prefix>.resolve#<event_id>`, plus `#<fingerprint>` for a
+    duplicate_conflict (one event_id can collide with several contents): identical on every replay and re-send,
+    and unique per event, so consumers deduplicate by key."""
     source = f"{settings.resolve_topic}#{event.event_id}"
+    if reason == DUPLICATE_CONFLICT:
+        source += f"#{event.fingerprint}"
     headers = [
-        ("cem.reason", b"warehouse_rejected"),
+        ("cem.reason", reason.encode()),
         ("cem.detail", detail.encode("utf-8", "replace")),
         ("cem.source", source.encode()),
         ("cem.failed_at_ms", str(now_ms).encode()),

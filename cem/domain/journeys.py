@@ -5,8 +5,13 @@ gap. Adding an event can only extend a session or bridge two into one, never spl
 any arrival order gives the same sessions as folding them in time order; bridged sessions keep the earliest
 session's id and the other id becomes an alias.
 
-A service journey is every event sharing an issue_ref. Journeys keep their member event ids, so folding an
-event twice (a replay) changes nothing.
+A service journey is the events that share an issue_ref and belong to the same customer: an issue_ref such as
+"1" used by unrelated customers makes one journey per customer. When customers merge, their journeys with the
+same issue_ref become one: the journey that started first (earliest event, then id) survives and the other id
+becomes an alias, as for sessions. Journeys keep their member event ids, so folding an event twice (a replay)
+changes nothing, and the final journeys do not depend on arrival order (they follow the customer grouping).
+A journey's id is derived from the issue_ref and the event that created it, so it is stable under replay and
+restore; like a session id, which event created it depends on the order of the resolver's log.
 """
 
 from __future__ import annotations
@@ -115,13 +120,16 @@ class ServiceJourney:
     journey_id: str
     issue_ref: str
     customer_id: str
-    customer_since_ms: int  # event time of the event that set customer_id: the earliest one owns the journey
     events: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # event_id -> (ms, channel, type)
+    members: list[str] = field(default_factory=list)  # absorbed journey ids, transitively: all alias to this one
 
-    def add(self, event_id: str, occurred_ms: int, channel: str, event_type: str, customer_id: str) -> None:
+    def add(self, event_id: str, occurred_ms: int, channel: str, event_type: str) -> None:
         self.events[event_id] = (occurred_ms, channel, event_type)
-        if occurred_ms < self.customer_since_ms:
-            self.customer_id, self.customer_since_ms = customer_id, occurred_ms
+
+    def started(self) -> tuple[int, str, str]:
+        """Orders journeys for "the one that started first survives": earliest event, then journey id."""
+        first_ms, first_event = min((ms, event_id) for event_id, (ms, _, _) in self.events.items())
+        return first_ms, first_event, self.journey_id
 
     def metrics(self, fcr_window_ms: int) -> JourneyMetrics:
         contacts = sorted((ms, ch) for ms, ch, typ in self.events.values() if typ not in NON_CONTACT_TYPES)
@@ -158,5 +166,60 @@ class JourneyMetrics:
     time_to_resolution_s: float | None
 
 
-def journey_id_for(issue_ref: str) -> str:
-    return stable_id("j", issue_ref)
+@dataclass(frozen=True, slots=True)
+class JourneyAlias:
+    from_id: str
+    into_id: str
+    issue_ref: str
+
+
+class JourneyBook:
+    """Every customer's service journeys: at most one per (customer, issue_ref)."""
+
+    def __init__(self) -> None:
+        self.by_customer: dict[str, dict[str, ServiceJourney]] = {}
+
+    def add(self, customer_id: str, issue_ref: str, event_id: str, occurred_ms: int, channel: str,
+            event_type: str) -> ServiceJourney:
+        journeys = self.by_customer.setdefault(customer_id, {})
+        journey = journeys.get(issue_ref)
+        if journey is None:
+            journey = ServiceJourney(journey_id_for(issue_ref, event_id), issue_ref, customer_id)
+            journeys[issue_ref] = journey
+        journey.add(event_id, occurred_ms, channel, event_type)
+        return journey
+
+    def move_customer(self, from_customer: str, into_customer: str
+                      ) -> tuple[list[ServiceJourney], list[JourneyAlias]]:
+        """After a customer merge the journeys continue under the survivor; two with one issue_ref become one."""
+        changed: list[ServiceJourney] = []
+        aliases: list[JourneyAlias] = []
+        for journey in self.by_customer.pop(from_customer, {}).values():
+            journey.customer_id = into_customer
+            kept, absorbed = self.place(journey)
+            changed.append(kept)
+            aliases.extend(absorbed)
+        return changed, aliases
+
+    def place(self, journey: ServiceJourney) -> tuple[ServiceJourney, list[JourneyAlias]]:
+        """File a journey under its customer. One already there with the same issue_ref is merged with it."""
+        journeys = self.by_customer.setdefault(journey.customer_id, {})
+        other = journeys.setdefault(journey.issue_ref, journey)
+        if other is journey:
+            return journey, []
+        keep, gone = (journey, other) if journey.started() < other.started() else (other, journey)
+        keep.events.update(gone.events)
+        absorbed = [gone.journey_id, *gone.members]
+        keep.members.extend(absorbed)
+        journeys[journey.issue_ref] = keep
+        return keep, [JourneyAlias(absorbed_id, keep.journey_id, keep.issue_ref) for absorbed_id in absorbed]
+
+    def containing(self, journey_ids: set[str]) -> list[ServiceJourney]:
+        """The live journeys that are, or absorbed, one of `journey_ids`. Scans every journey: slow paths only."""
+        return [journey for journeys in self.by_customer.values() for journey in journeys.values()
+                if journey.journey_id in journey_ids or journey_ids.intersection(journey.members)]
+
+
+def journey_id_for(issue_ref: str, first_event_id: str) -> str:
+    """A journey's id: its issue_ref and the event that created it (the customer is not known yet for good)."""
+    return stable_id("j", issue_ref, first_event_id)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from cem.domain.identity import Customer, EventKey, IdentityGraph, IdentitySet, Link, Merge, RefusedMerge
 from cem.domain.journeys import (
+    JourneyAlias,
+    JourneyBook,
     ServiceJourney,
     Session,
     SessionAlias,
@@ -56,10 +58,17 @@ class Effects:
     recomputes: int = 0
     session_aliases: list[SessionAlias] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)  # latest state of each touched session
-    journeys: dict[str, ServiceJourney] = field(default_factory=dict)
-    duplicates: int = 0
-    conflicts: int = 0
+    journey_aliases: list[JourneyAlias] = field(default_factory=list)
+    journeys: dict[str, ServiceJourney] = field(default_factory=dict)  # latest state of each touched journey
+    duplicates: int = 0  # natural and conflicting copies of an event_id already processed
+    # Copies whose content differs from the first copy (an event_id collision): the first copy wins, these are
+    # dead-lettered as duplicate_conflict.
+    conflicting: list[Interaction] = field(default_factory=list)
     unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> int:
+        return len(self.conflicting)
 
 
 class Resolver:
@@ -67,8 +76,7 @@ class Resolver:
         self.config = config
         self.graph = IdentityGraph(config.type_limits)
         self.sessions = SessionBook(config.session_gap_ms)
-        self.journeys: dict[str, ServiceJourney] = {}  # by issue_ref
-        self.journeys_of: dict[str, set[str]] = {}  # customer -> issue_refs of the journeys it owns
+        self.journeys = JourneyBook()
         # event_id -> (fingerprint, first seen ms); insertion order is first-seen order, so expiry pops the front
         self.seen: dict[str, tuple[str, int]] = {}
         self.version = 0
@@ -81,7 +89,8 @@ class Resolver:
             known = self.seen.get(event.event_id)
             if known is not None:
                 effects.duplicates += 1
-                effects.conflicts += known[0] != event.fingerprint
+                if known[0] != event.fingerprint:
+                    effects.conflicting.append(event)
                 continue
             self.seen[event.event_id] = (event.fingerprint, now_ms)
             effects.interactions.append(self._resolve(event, effects))
@@ -111,9 +120,10 @@ class Resolver:
 
         journey_id = ""
         if event.issue_ref:
-            journey_id = journey_id_for(event.issue_ref)
-            journey = self._fold_journey(event.issue_ref, event, customer_id)
-            effects.journeys[journey_id] = journey
+            journey = self.journeys.add(customer_id, event.issue_ref, event.event_id, event.occurred_ms,
+                                        event.channel, event.type)
+            effects.journeys[journey.journey_id] = journey
+            journey_id = journey.journey_id
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
 
     def forget(self, identifier: Identifier) -> Erasure:
@@ -129,23 +139,12 @@ class Resolver:
         """Sessions and journeys of a merged customer continue under the survivor."""
         changed, aliases = self.sessions.move_customer(from_id, into_id)
         self._note_sessions(effects, changed, aliases)
-        for issue_ref in self.journeys_of.pop(from_id, set()):
-            journey = self.journeys[issue_ref]
-            journey.customer_id = into_id
-            self.journeys_of.setdefault(into_id, set()).add(issue_ref)
+        moved, absorbed = self.journeys.move_customer(from_id, into_id)
+        for alias in absorbed:
+            effects.journey_aliases.append(alias)  # the sink marks the absorbed journey as merged
+            effects.journeys.pop(alias.from_id, None)
+        for journey in moved:
             effects.journeys[journey.journey_id] = journey
-
-    def _fold_journey(self, issue_ref: str, event: Interaction | RecentRow, customer_id: str) -> ServiceJourney:
-        journey = self.journeys.get(issue_ref)
-        if journey is None:
-            journey = ServiceJourney(journey_id_for(issue_ref), issue_ref, customer_id, event.occurred_ms)
-            self.journeys[issue_ref] = journey
-        owner = journey.customer_id
-        journey.add(event.event_id, event.occurred_ms, event.channel, event.type, customer_id)
-        if journey.customer_id != owner or len(journey.events) == 1:
-            self.journeys_of.get(owner, set()).discard(issue_ref)
-            self.journeys_of.setdefault(journey.customer_id, set()).add(issue_ref)
-        return journey
 
     @staticmethod
     def _note_sessions(effects: Effects, changed: list[Session], aliases: list[SessionAlias]) -> None:
@@ -170,6 +169,8 @@ class Resolver:
         self.graph.restore(snapshot.identity_sets.values())
         session_alias = dict(snapshot.session_aliases)
         restored: dict[str, Session] = {}
+        journey_alias = dict(snapshot.journey_aliases)
+        journeys: dict[str, ServiceJourney] = {}
         for row in snapshot.recent:
             self.seen[row.event_id] = (row.fingerprint, row.ingested_ms)
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
@@ -178,12 +179,35 @@ class Resolver:
                 session_id = _follow(session_alias, row.session_id)
                 self._restore_session(restored, session_id, customer_id, row.occurred_ms, row.channel)
             if row.issue_ref:
-                self._fold_journey(row.issue_ref, row, customer_id)
+                self._restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id)
             self.version = max(self.version, row.version)
         for alias_id, into_id in snapshot.session_aliases:
             final = restored.get(_follow(session_alias, into_id))
             if final is not None:
                 final.members.append(alias_id)
+        self._file_restored_journeys(journeys, journey_alias)
+
+    def _restore_journey_event(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str],
+                               owners: Mapping[str, str], row: RecentRow, customer_id: str) -> None:
+        """Rows are grouped by the journey their journey_id resolves to now; the owner is the journey's customer
+        as last written (so a journey glued by a customer that a recompute later split stays whole, as live)."""
+        journey_id = journey_id_for(row.issue_ref, row.event_id)
+        if row.journey_id:
+            journey_id = _follow(alias, row.journey_id)
+        journey = journeys.get(journey_id)
+        if journey is None:
+            owner = owners.get(journey_id) or customer_id
+            journey = ServiceJourney(journey_id, row.issue_ref, self.graph.find(owner))
+            journeys[journey_id] = journey
+        journey.add(row.event_id, row.occurred_ms, row.channel, row.type)
+
+    def _file_restored_journeys(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str]) -> None:
+        for alias_id, into_id in alias.items():
+            final = journeys.get(_follow(alias, into_id))
+            if final is not None:
+                final.members.append(alias_id)
+        for journey in journeys.values():
+            self.journeys.place(journey)
 
     def _restore_session(
         self, restored: dict[str, Session], session_id: str, customer_id: str, occurred_ms: int, channel: str
@@ -223,12 +247,15 @@ class RecentRow:
     session_id: str
     issue_ref: str
     identity_key: str
+    journey_id: str = ""
 
 
 @dataclass
 class Snapshot:
     identity_sets: dict[str, tuple[IdentitySet, EventKey]] = field(default_factory=dict)  # by identity_key
     session_aliases: list[tuple[str, str]] = field(default_factory=list)
+    journey_aliases: list[tuple[str, str]] = field(default_factory=list)  # absorbed journey id -> current id
+    journey_owners: dict[str, str] = field(default_factory=dict)  # live journey id -> its customer as written
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
 
 

@@ -1,5 +1,5 @@
-"""cem.domain.journeys: session gap semantics, bridging, order independence, customer moves; service journey
-metrics (contacts, resolution, FCR, time to resolution)."""
+"""cem.domain.journeys: session gap semantics, bridging, order independence, customer moves; service journeys per
+customer and issue_ref, their merges, and their metrics (contacts, resolution, FCR, time to resolution)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cem.domain.journeys import ServiceJourney, SessionAlias, SessionBook, journey_id_for
+from cem.domain.journeys import JourneyAlias, JourneyBook, ServiceJourney, SessionAlias, SessionBook, journey_id_for
 from cem.domain.model import stable_id
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS
 
@@ -237,15 +237,15 @@ WINDOW = 7 * DAY_MS
 
 
 def journey(*events: tuple[str, int, str, str]) -> ServiceJourney:
-    j = ServiceJourney(journey_id_for("CASE-1"), "CASE-1", "c1", events[0][1])
+    j = ServiceJourney(journey_id_for("CASE-1", events[0][0]), "CASE-1", "c1")
     for event_id, ms, channel, event_type in events:
-        j.add(event_id, ms, channel, event_type, "c1")
+        j.add(event_id, ms, channel, event_type)
     return j
 
 
 def test_journey_id_is_stable() -> None:
-    assert journey_id_for("CASE-1") == stable_id("j", "CASE-1") == journey_id_for("CASE-1")
-    assert journey_id_for("CASE-1") != journey_id_for("CASE-2")
+    assert journey_id_for("CASE-1", "e1") == stable_id("j", "CASE-1", "e1") == journey_id_for("CASE-1", "e1")
+    assert len({journey_id_for("CASE-1", "e1"), journey_id_for("CASE-2", "e1"), journey_id_for("CASE-1", "e2")}) == 3
 
 
 def test_metrics_multi_contact_resolved() -> None:
@@ -329,9 +329,68 @@ def test_journey_add_is_idempotent() -> None:
     assert twice.metrics(WINDOW).contacts == 2
 
 
-def test_earliest_event_owns_the_journey() -> None:
-    j = ServiceJourney(journey_id_for("CASE-1"), "CASE-1", "c-late", T0 + HOUR_MS)
-    j.add("late", T0 + HOUR_MS, "chat", "chat_message", "c-late")
-    j.add("early", T0, "call_center", "call_ended", "c-early")
-    j.add("later", T0 + 2 * HOUR_MS, "chat", "chat_message", "c-other")
-    assert (j.customer_id, j.customer_since_ms) == ("c-early", T0)
+def jid(issue_ref: str, event_id: str) -> str:
+    return stable_id("j", issue_ref, event_id)
+
+
+def test_one_issue_ref_used_by_unrelated_customers_makes_one_journey_each() -> None:
+    book = JourneyBook()
+    a = book.add("c-a", "1", "a1", T0, "chat", "chat_message")
+    b = book.add("c-b", "1", "b1", T0 - HOUR_MS, "call_center", "call_ended")
+    a2 = book.add("c-a", "1", "a2", T0 + HOUR_MS, "support", "ticket_resolved")
+    c = book.add("c-a", "2", "a3", T0, "email", "email_reply")
+    assert a2 is a and len({a.journey_id, b.journey_id, c.journey_id}) == 3
+    assert (a.journey_id, b.journey_id, c.journey_id) == (jid("1", "a1"), jid("1", "b1"), jid("2", "a3"))
+    assert (a.customer_id, set(a.events), b.customer_id, set(b.events)) == ("c-a", {"a1", "a2"}, "c-b", {"b1"})
+    assert a.metrics(WINDOW).fcr is True and b.metrics(WINDOW).resolved is False
+
+
+@pytest.mark.parametrize("earlier", ["x", "y"])
+def test_customer_merge_joins_journeys_of_one_issue_ref_keeping_the_first_started(earlier: str) -> None:
+    times = {"x": T0, "y": T0 + HOUR_MS} if earlier == "x" else {"x": T0 + HOUR_MS, "y": T0}
+    book = JourneyBook()
+    book.add("cx", "7", "x1", times["x"], "chat", "chat_message")
+    book.add("cy", "7", "y1", times["y"], "call_center", "call_ended")
+    book.add("cy", "8", "y2", T0, "email", "email_reply")
+    book.add("cy", "7", "r", T0 + 2 * HOUR_MS, "support", "ticket_resolved")
+    changed, aliases = book.move_customer("cy", "cx")
+    survivor, absorbed = (jid("7", "x1"), jid("7", "y1")) if earlier == "x" else (jid("7", "y1"), jid("7", "x1"))
+    assert aliases == [JourneyAlias(absorbed, survivor, "7")]
+    assert sorted((j.journey_id, j.customer_id, tuple(sorted(j.events))) for j in changed) == sorted([
+        (survivor, "cx", ("r", "x1", "y1")), (jid("8", "y2"), "cx", ("y2",))])
+    assert "cy" not in book.by_customer
+    assert {ref: j.journey_id for ref, j in book.by_customer["cx"].items()} == {"7": survivor, "8": jid("8", "y2")}
+    merged = book.by_customer["cx"]["7"]
+    assert merged.members == [absorbed]
+    m = merged.metrics(WINDOW)
+    assert (m.contacts, m.channels, m.fcr, m.time_to_resolution_s) == (2, ("call_center", "chat"), False, 7200.0)
+
+
+def test_same_start_is_broken_by_journey_id() -> None:
+    book = JourneyBook()
+    book.add("cx", "7", "x1", T0, "chat", "chat_message")
+    book.add("cy", "7", "y1", T0, "chat", "chat_message")
+    _, aliases = book.move_customer("cx", "cy")
+    keep, gone = sorted([jid("7", "x1"), jid("7", "y1")])
+    assert aliases == [JourneyAlias(gone, keep, "7")]
+
+
+def test_absorbed_journeys_alias_to_the_latest_survivor() -> None:
+    book = JourneyBook()
+    book.add("c3", "7", "e3", T0 + 3 * HOUR_MS, "chat", "chat_message")
+    book.add("c2", "7", "e2", T0 + 2 * HOUR_MS, "chat", "chat_message")
+    book.add("c1", "7", "e1", T0 + HOUR_MS, "chat", "chat_message")
+    _, first = book.move_customer("c3", "c2")
+    assert first == [JourneyAlias(jid("7", "e3"), jid("7", "e2"), "7")]
+    changed, second = book.move_customer("c2", "c1")
+    assert second == [JourneyAlias(jid("7", "e2"), jid("7", "e1"), "7"),
+                      JourneyAlias(jid("7", "e3"), jid("7", "e1"), "7")]
+    assert [j.journey_id for j in changed] == [jid("7", "e1")] and set(changed[0].events) == {"e1", "e2", "e3"}
+    assert book.containing({jid("7", "e3")}) == changed and book.containing({"j_other"}) == []
+
+
+def test_move_of_a_customer_without_journeys_is_a_no_op() -> None:
+    book = JourneyBook()
+    book.add("y", "7", "y1", T0, "chat", "chat_message")
+    assert book.move_customer("nobody", "y") == ([], [])
+    assert list(book.by_customer) == ["y"]

@@ -1,5 +1,5 @@
 """cem.domain.resolver.Resolver: dedup (natural and conflicting duplicates, window expiry), merges and aliases,
-and restore() from the rows the warehouse would hold."""
+journeys per customer and issue_ref, and restore() from the rows the warehouse would hold."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def sid(event_id: str) -> str:
     return stable_id("s", event_id)
 
 
+def jid(issue_ref: str, event_id: str) -> str:
+    return stable_id("j", issue_ref, event_id)
+
+
 def test_version_is_monotonic_and_derived_from_now() -> None:
     resolver = Resolver(ResolverConfig())
     assert resolver.process([], NOW_MS).version == NOW_MS * 1000
@@ -57,10 +61,24 @@ def test_conflicting_duplicate_first_copy_wins() -> None:
     collision = event("e1", T0 + 5, [PHONE], channel="chat", fingerprint="bbbb")
     effects = resolver.process([original, collision], NOW_MS)
     assert [r.interaction for r in effects.interactions] == [original]
-    assert (effects.duplicates, effects.conflicts) == (1, 1)
+    assert (effects.duplicates, effects.conflicts, effects.conflicting) == (1, 1, [collision])
     later = resolver.process([collision, original], NOW_MS + 1)
     assert (later.duplicates, later.conflicts, later.interactions) == (2, 1, [])
+    assert later.conflicting == [collision]  # returned again on every re-send: the dead letter's key is the same
     assert resolver.graph.customer_of(PHONE) is None  # the collision's content never reached the graph
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_same_event_id_on_two_channels_returns_the_later_copy_as_conflicting(position: int) -> None:
+    resolver = Resolver(ResolverConfig())
+    first = event("e1", T0, [EMAIL], channel="chat", type="chat_message", fingerprint="chat-copy")
+    other = event("e1", T0, [EMAIL], channel="email", type="email_reply", fingerprint="email-copy")
+    retry = event("e1", T0, [EMAIL], channel="chat", type="chat_message", fingerprint="chat-copy")
+    batch = [event("x", T0, [PHONE]), event("y", T0, [ANON])]
+    batch.insert(position, other)
+    effects = resolver.process([first, *batch, retry], NOW_MS)
+    assert [r.interaction.event_id for r in effects.interactions] == ["e1", "x", "y"]
+    assert (effects.duplicates, effects.conflicting) == (2, [other])  # the natural retry is only counted
 
 
 def test_dedup_window_uses_now_ms() -> None:
@@ -133,7 +151,7 @@ def test_sessions_only_for_digital_channels_and_journeys_by_issue_ref() -> None:
         NOW_MS,
     )
     rows = {r.interaction.event_id: (r.session_id, r.journey_id) for r in effects.interactions}
-    journey_id = stable_id("j", "CASE-1")
+    journey_id = jid("CASE-1", "c")
     assert rows == {"w": (sid("w"), ""), "m": (sid("w"), ""), "c": ("", journey_id), "r": ("", journey_id)}
     (session,) = effects.sessions.values()
     assert (session.events, session.channels) == (2, {"web", "mobile"})
@@ -149,8 +167,44 @@ def test_journey_follows_customer_merge() -> None:
     effects = resolver.process([event("link", T0 + 200, [EMAIL, PHONE], channel="commerce", type="purchase")],
                                NOW_MS + 1)
     assert [(m.from_id, m.into_id) for m in effects.merges] == [(cid("c1"), cid("e0"))]
-    assert effects.journeys[stable_id("j", "CASE-1")].customer_id == cid("e0")
-    assert resolver.journeys_of == {cid("e0"): {"CASE-1"}}
+    assert effects.journeys[jid("CASE-1", "c1")].customer_id == cid("e0")
+    assert {c: {ref: j.journey_id for ref, j in refs.items()} for c, refs in resolver.journeys.by_customer.items()} \
+        == {cid("e0"): {"CASE-1": jid("CASE-1", "c1")}}
+    assert effects.journey_aliases == []  # e0's customer had no journey of its own: nothing merged
+
+
+def test_one_issue_ref_across_unrelated_customers_and_identities_that_merge_later() -> None:
+    resolver = Resolver(ResolverConfig())
+    chat = {"channel": "chat", "type": "chat_message", "issue_ref": "1"}
+    first = resolver.process([
+        event("u1", T0, [("email", "u1@example.com")], **chat),
+        event("u2", T0 + 1, [("email", "u2@example.com")], **chat),
+        event("u3", T0 + 2, [("email", "u3@example.com")], **chat),
+        event("x0", T0, [EMAIL], channel="email", type="email_open"),  # the person's first event
+        event("x", T0 + HOUR_MS, [EMAIL], **chat),  # one person, two identities not yet known to be one
+        event("y", T0 + 30 * MINUTE_MS, [PHONE], channel="call_center", type="call_ended", issue_ref="1"),
+        event("r", T0 + 2 * HOUR_MS, [PHONE], channel="support", type="ticket_resolved", issue_ref="1"),
+    ], NOW_MS)
+    rows = {r.interaction.event_id: r.journey_id for r in first.interactions}
+    assert rows == {"u1": jid("1", "u1"), "u2": jid("1", "u2"), "u3": jid("1", "u3"), "x0": "", "x": jid("1", "x"),
+                    "y": jid("1", "y"), "r": jid("1", "y")}
+    assert {j.customer_id for j in first.journeys.values()} == {cid(e) for e in ("u1", "u2", "u3", "x0", "y")}
+    assert first.journey_aliases == []
+
+    merged = resolver.process([event("link", T0 + 3 * HOUR_MS, [EMAIL, PHONE], channel="commerce",
+                                     type="purchase")], NOW_MS + 1)
+    # x's customer (first seen, at x0) survives; y's journey started first (30 min before x's), so its id does.
+    assert [(m.from_id, m.into_id) for m in merged.merges] == [(cid("y"), cid("x0"))]
+    assert [(a.from_id, a.into_id, a.issue_ref) for a in merged.journey_aliases] == [
+        (jid("1", "x"), jid("1", "y"), "1")]
+    (journey,) = merged.journeys.values()
+    assert (journey.journey_id, journey.customer_id, set(journey.events)) == (jid("1", "y"), cid("x0"), {"x", "y", "r"})
+    m = journey.metrics(WINDOW)
+    assert (m.contacts, m.channels, m.resolved, m.fcr, m.time_to_resolution_s) == (
+        2, ("call_center", "chat"), True, False, 5400.0)
+    later = resolver.process([event("x2", T0 + 4 * HOUR_MS, [EMAIL], **chat)], NOW_MS + 2)
+    assert later.interactions[0].journey_id == jid("1", "y")
+    assert len([j for refs in resolver.journeys.by_customer.values() for j in refs.values()]) == 4
 
 
 def test_session_alias_emitted_when_merge_joins_sessions() -> None:
@@ -174,6 +228,7 @@ def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
     """The rows the warehouse would hold after these batches, as sinks.clickhouse.load_snapshot reads them back."""
     snapshot = Snapshot()
     session_alias: dict[str, str] = {}
+    journey_alias: dict[str, str] = {}
     for effects, now_ms in batches:
         for identifiers, (_customer, first) in effects.identity_sets.items():
             key = identity_key(identifiers)  # GROUP BY identity_key, min(first_ms), argMin(first_event_id)
@@ -181,13 +236,21 @@ def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
             snapshot.identity_sets[key] = (identifiers, first if known is None else min(first, known[1]))
         for alias in effects.session_aliases:
             session_alias[alias.from_id] = alias.into_id  # argMax(current_id, version)
+        for journey in effects.journeys.values():  # argMax(merged_into, version), argMax(customer_id, version)
+            journey_alias.pop(journey.journey_id, None)
+            snapshot.journey_owners[journey.journey_id] = journey.customer_id
+        for journey_alias_row in effects.journey_aliases:
+            journey_alias[journey_alias_row.from_id] = journey_alias_row.into_id
+            snapshot.journey_owners.pop(journey_alias_row.from_id, None)
         snapshot.recent += [
             RecentRow(r.interaction.event_id, r.interaction.fingerprint, now_ms, effects.version,
                       r.interaction.occurred_ms, r.interaction.channel, r.interaction.type, r.customer_id,
-                      r.session_id, r.interaction.issue_ref or "", identity_key(r.interaction.identifiers))
+                      r.session_id, r.interaction.issue_ref or "", identity_key(r.interaction.identifiers),
+                      r.journey_id)
             for r in effects.interactions
         ]
     snapshot.session_aliases = list(session_alias.items())
+    snapshot.journey_aliases = list(journey_alias.items())
     return snapshot
 
 
@@ -208,8 +271,9 @@ def test_restore_replays_are_duplicates_and_new_events_join_the_same_customers()
 
     replay = restored.process(batch, NOW_MS + 1)
     assert (replay.duplicates, replay.conflicts, replay.interactions) == (5, 0, [])
-    changed = restored.process([event("e1", T0 + 300, [EMAIL], fingerprint="other")], NOW_MS + 2)
-    assert (changed.duplicates, changed.conflicts) == (1, 1)
+    collision = event("e1", T0 + 300, [EMAIL], fingerprint="other")
+    changed = restored.process([collision], NOW_MS + 2)
+    assert (changed.duplicates, changed.conflicts, changed.conflicting) == (1, 1, [collision])
 
     fresh = restored.process(
         [
@@ -225,7 +289,7 @@ def test_restore_replays_are_duplicates_and_new_events_join_the_same_customers()
     assert fresh.customers == [] and fresh.links == [] and fresh.merges == []
     assert fresh.interactions[1].session_id == sid("e4")  # continues the restored session
     assert fresh.sessions[sid("e4")].events == 2
-    journey = fresh.journeys[stable_id("j", "CASE-1")]
+    journey = fresh.journeys[jid("CASE-1", "e5")]
     assert set(journey.events) == {"e5", "n3"}
     assert journey.metrics(WINDOW).fcr is True
 
@@ -247,9 +311,11 @@ def _summary(resolver: Resolver, effects: Effects) -> tuple[Any, ...]:
         [(m.from_id, m.into_id, m.event_id) for m in effects.merges],
         sorted((ids, resolver.graph.find(owner), first) for ids, (owner, first) in effects.identity_sets.items()),
         sorted((a.from_id, a.into_id) for a in effects.session_aliases),
+        [(a.from_id, a.into_id) for a in effects.journey_aliases],
         sorted((s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, tuple(sorted(s.channels)))
                for s in effects.sessions.values()),
-        sorted((j.journey_id, j.customer_id, j.metrics(WINDOW)) for j in effects.journeys.values()),
+        sorted((j.journey_id, j.customer_id, j.metrics(WINDOW), sorted(j.members)) for j in effects.journeys.values()),
+        [r.interaction for r in effects.conflicting],
     )
 
 
@@ -269,3 +335,53 @@ def test_restored_resolver_behaves_like_the_original(seed: int) -> None:
     tail = parts[3] + rng.sample(events, 10)  # new events plus replays
     assert _summary(restored, restored.process(tail, now_ms + 10)) == _summary(
         original, original.process(tail, now_ms + 10))
+
+
+def _journey_state(resolver: Resolver) -> list[tuple[Any, ...]]:
+    return sorted((customer, ref, j.journey_id, j.customer_id, sorted(j.events.items()), sorted(j.members))
+                  for customer, refs in resolver.journeys.by_customer.items() for ref, j in refs.items())
+
+
+def test_restore_follows_journey_aliases_and_keeps_the_absorbed_ids() -> None:
+    """A journey absorbed before the restart is an alias after it: the next merge re-aims every absorbed id."""
+    chat = {"channel": "chat", "type": "chat_message", "issue_ref": "1"}
+    batches = [
+        [event("a", T0 + 2 * HOUR_MS, [EMAIL], **chat), event("b", T0 + HOUR_MS, [PHONE], **chat),
+         event("c", T0, [ANON], **chat)],
+        [event("ab", T0 + 3 * HOUR_MS, [EMAIL, PHONE], channel="commerce", type="purchase")],
+    ]
+    original = Resolver(ResolverConfig())
+    written = [(original.process(batch, NOW_MS + i), NOW_MS + i) for i, batch in enumerate(batches)]
+    assert [(a.from_id, a.into_id) for a in written[1][0].journey_aliases] == [(jid("1", "a"), jid("1", "b"))]
+    restored = Resolver(ResolverConfig())
+    restored.restore(snapshot_of(written))
+    assert _journey_state(restored) == _journey_state(original)
+    tail = [event("bc", T0 + 4 * HOUR_MS, [PHONE, ANON], channel="commerce", type="purchase"), *batches[0]]
+    effects = restored.process(tail, NOW_MS + 5)
+    assert _summary(restored, effects) == _summary(original, original.process(tail, NOW_MS + 5))
+    assert sorted((a.from_id, a.into_id) for a in effects.journey_aliases) == [
+        (jid("1", "a"), jid("1", "c")), (jid("1", "b"), jid("1", "c"))]
+    assert [(j.journey_id, set(j.events)) for j in effects.journeys.values()] == [(jid("1", "c"), {"a", "b", "c"})]
+
+
+def test_a_customer_split_by_a_recompute_keeps_its_journeys_whole_and_restore_agrees() -> None:
+    """The documented limit: a late event splits a customer (two CRM ids); the journey built under the glued
+    customer stays whole under it, and the split-off customer's next event with the issue_ref starts another."""
+    phone = [PHONE]
+    batches = [
+        [event("e2", T0 + 2, [PHONE, ("customer_ref", "CRM-A")], channel="commerce", type="purchase"),
+         event("e3", T0 + 3, phone, channel="chat", type="chat_message", issue_ref="9")],
+        [event("e1", T0 + 1, [PHONE, ("customer_ref", "CRM-B")], channel="commerce", type="purchase")],
+        [event("e4", T0 + 4, phone, channel="call_center", type="call_ended", issue_ref="9")],
+    ]
+    original = Resolver(ResolverConfig())
+    written = [(original.process(batch, NOW_MS + i), NOW_MS + i) for i, batch in enumerate(batches)]
+    assert written[1][0].recomputes == 1
+    assert [r.customer_id for r in written[2][0].interactions] == [cid("e1")]  # e3's set moved to e1's customer
+    assert [(c, ref, jid_, owner, [e for e, _ in events]) for c, ref, jid_, owner, events, _ in
+            _journey_state(original)] == sorted([
+                (cid("e2"), "9", jid("9", "e3"), cid("e2"), ["e3"]),
+                (cid("e1"), "9", jid("9", "e4"), cid("e1"), ["e4"])])
+    restored = Resolver(ResolverConfig())
+    restored.restore(snapshot_of(written))
+    assert _journey_state(restored) == _journey_state(original)

@@ -121,8 +121,11 @@ def test_resolver_reproduces_the_ground_truth(seed: int) -> None:
     for person, sessions in t.sessions_per_person.items():
         assert len(resolver.sessions.by_customer[customer_of_person[person]]) == sessions, person
 
+    journeys = {j.issue_ref: j for refs in resolver.journeys.by_customer.values() for j in refs.values()}
+    assert len(journeys) == sum(len(refs) for refs in resolver.journeys.by_customer.values())  # refs unique
+    assert set(journeys) == set(t.journeys)
     for issue_ref, truth in t.journeys.items():
-        journey = resolver.journeys[issue_ref]
+        journey = journeys[issue_ref]
         metrics = journey.metrics(7 * DAY_MS)
         assert (metrics.contacts, metrics.channels, metrics.resolved, metrics.fcr, metrics.time_to_resolution_s) == (
             truth.contacts, truth.channels, truth.resolved, truth.fcr, truth.time_to_resolution_s), issue_ref

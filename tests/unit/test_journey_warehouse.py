@@ -1,0 +1,136 @@
+"""Journeys per customer in the warehouse (embedded ClickHouse): journey alias rows, the `interactions` view
+resolving a stale journey_id, restore through load_snapshot; and the duplicate_conflict dead letter."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cem.domain.model import Interaction, stable_id
+from cem.domain.resolver import Resolver, ResolverConfig
+from cem.settings import Settings
+from sinks.clickhouse import effect_columns
+from streams.app import DUPLICATE_CONFLICT, ResolverSink, _dead_letter_refused, contract_record
+from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
+
+T0 = NOW_MS - DAY_MS
+EMAIL = ("email", "x@example.com")
+PHONE = ("phone", "+14155550123")
+CHAT = {"channel": "chat", "type": "chat_message", "issue_ref": "1"}
+
+
+def jid(issue_ref: str, event_id: str) -> str:
+    return stable_id("j", issue_ref, event_id)
+
+
+def cid(event_id: str) -> str:
+    return stable_id("c", event_id)
+
+
+BEFORE_MERGE = [
+    event("u1", T0, [("email", "u1@example.com")], **CHAT),
+    event("u2", T0 + 1, [("email", "u2@example.com")], **CHAT),
+    event("u3", T0 + 2, [("email", "u3@example.com")], **CHAT),
+    event("x0", T0, [EMAIL], channel="email", type="email_open"),
+    event("x", T0 + HOUR_MS, [EMAIL], **CHAT),
+    event("y", T0 + 30 * MINUTE_MS, [PHONE], channel="call_center", type="call_ended", issue_ref="1"),
+    event("r", T0 + 2 * HOUR_MS, [PHONE], channel="support", type="ticket_resolved", issue_ref="1"),
+]
+MERGE = [event("link", T0 + 3 * HOUR_MS, [EMAIL, PHONE], channel="commerce", type="purchase")]
+AFTER_RESTART = [event("x2", T0 + 4 * HOUR_MS, [EMAIL], **CHAT), *BEFORE_MERGE]
+
+
+def test_journey_alias_rows_one_per_id_and_never_also_live() -> None:
+    resolver = Resolver(ResolverConfig())
+    chat = {"channel": "chat", "type": "chat_message", "issue_ref": "7"}
+    resolver.process([event("c", T0 + 3, [("anonymous_id", "a")], **chat),
+                      event("b", T0 + 2, [PHONE], **chat), event("a", T0 + 1, [EMAIL], **chat)], NOW_MS)
+    # One batch: c's journey is absorbed by b's, then b's (with c's) by a's: two alias rows for c, one written.
+    order = {"channel": "commerce", "type": "purchase"}
+    effects = resolver.process([event("bc", T0 + 4, [PHONE, ("anonymous_id", "a")], **order),
+                                event("ab", T0 + 5, [EMAIL, PHONE], **order)], NOW_MS + 1)
+    assert [(a.from_id, a.into_id) for a in effects.journey_aliases] == [
+        (jid("7", "c"), jid("7", "b")), (jid("7", "b"), jid("7", "a")), (jid("7", "c"), jid("7", "a"))]
+    journeys = effect_columns(effects, NOW_MS, 7 * DAY_MS)["journey_log"]
+    rows = sorted(zip(journeys["journey_id"], journeys["merged_into"], journeys["customer_id"], strict=True))
+    assert rows == sorted([(jid("7", "a"), "", cid("a")), (jid("7", "b"), jid("7", "a"), ""),
+                           (jid("7", "c"), jid("7", "a"), "")])
+    assert set(journeys["kind"]) == {"service"} and set(journeys["issue_ref"]) == {"7"}
+
+
+def _query(sink: ResolverSink, sql: str) -> list[tuple[Any, ...]]:
+    db = sink._ensure_warehouse()
+    return db.query(sql.format(db=db.database))
+
+
+def test_views_resolve_merged_journeys_and_restore_rebuilds_them(tmp_path: Path) -> None:
+    sink = ResolverSink(Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse"), clock=lambda: NOW_MS / 1000)
+    sink.process_and_write(BEFORE_MERGE)
+    assert _query(sink, "SELECT count() FROM {db}.journeys WHERE kind = 'service'") == [(5,)]
+    sink.process_and_write(MERGE)
+
+    journeys = _query(sink, "SELECT journey_id, customer_id, issue_ref, contacts, resolved, fcr, "
+                            "time_to_resolution_s FROM {db}.journeys WHERE kind = 'service' ORDER BY journey_id")
+    assert sorted(journeys) == sorted([
+        (jid("1", "u1"), cid("u1"), "1", 1, 0, 0, None), (jid("1", "u2"), cid("u2"), "1", 1, 0, 0, None),
+        (jid("1", "u3"), cid("u3"), "1", 1, 0, 0, None), (jid("1", "y"), cid("x0"), "1", 2, 1, 0, 5400.0)])
+    rows = {r[0]: r[1:] for r in _query(sink, "SELECT event_id, journey_id, origin_journey_id, customer_id "
+                                              "FROM {db}.interactions WHERE issue_ref != ''")}
+    assert rows["x"] == (jid("1", "y"), jid("1", "x"), cid("x0"))  # written before the merge, resolved now
+    assert rows["y"] == rows["r"] == (jid("1", "y"), jid("1", "y"), cid("x0"))
+    assert rows["u2"] == (jid("1", "u2"), jid("1", "u2"), cid("u2"))
+    assert _query(sink, "SELECT count() FROM {db}.interactions_resolved") == [(8,)]
+
+    # A restart: the resolver is rebuilt from these rows. The person's next contact joins the surviving journey,
+    # and everything equals a resolver that never stopped.
+    sink.invalidate()
+    result = sink.process_and_write(AFTER_RESTART)
+    assert result.effects.duplicates == len(BEFORE_MERGE)
+    assert [(r.interaction.event_id, r.journey_id) for r in result.effects.interactions] == [("x2", jid("1", "y"))]
+    never_stopped = Resolver(sink.config)
+    for batch in (BEFORE_MERGE, MERGE, AFTER_RESTART):
+        never_stopped.process(batch, NOW_MS)
+    assert _state(sink.resolver) == _state(never_stopped)
+    survivor = jid("1", "y")
+    assert _query(sink, "SELECT contacts FROM {db}.journeys WHERE journey_id = '" + survivor + "'") == [(3,)]
+
+
+def _state(resolver: Resolver | None) -> set[tuple[Any, ...]]:
+    assert resolver is not None
+    return {(j.journey_id, j.customer_id, frozenset(j.events.items()), frozenset(j.members))
+            for refs in resolver.journeys.by_customer.values() for j in refs.values()}
+
+
+class RecordingTopic:
+    """Stands in for a Faust topic: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, **message: Any) -> None:
+        self.sent.append(message)
+
+
+def test_a_conflicting_copy_is_dead_lettered_as_contract_json_under_a_key_naming_its_content() -> None:
+    settings = Settings(topic_prefix="acme")
+    copies = [event("e1", T0, [EMAIL], channel="email", type="email_reply", fingerprint="fp-email"),
+              event("e1", T0, [EMAIL], channel="chat", type="chat_message", fingerprint="fp-chat")]
+    topic = RecordingTopic()
+
+    async def send(item: Interaction) -> None:
+        await _dead_letter_refused(topic, settings, item, "detail", 5, reason=DUPLICATE_CONFLICT)
+
+    for item in (copies[0], copies[1], copies[0]):  # the last one: a replay
+        asyncio.run(send(item))
+    keys = [m["key"] for m in topic.sent]
+    assert keys == [b"acme.resolve#e1#fp-email", b"acme.resolve#e1#fp-chat", b"acme.resolve#e1#fp-email"]
+    assert topic.sent[0] == topic.sent[2]
+    headers = dict(topic.sent[1]["headers"])
+    assert headers["cem.reason"] == b"duplicate_conflict" and headers["cem.source"] == keys[1]
+    assert orjson.loads(topic.sent[1]["value"]) == contract_record(copies[1])
+    asyncio.run(_dead_letter_refused(topic, settings, copies[1], "refused", 5))
+    assert topic.sent[-1]["key"] == b"acme.resolve#e1"  # warehouse_rejected keeps its key
+    assert dict(topic.sent[-1]["headers"])["cem.reason"] == b"warehouse_rejected"
