@@ -27,6 +27,8 @@ from sinks.clickhouse import connect
 
 HOUR_MS = 3_600_000
 WAREHOUSE_REJECTED = "warehouse_rejected"
+DUPLICATE_CONFLICT = "duplicate_conflict"
+RESOLVER_REASONS = (WAREHOUSE_REJECTED, DUPLICATE_CONFLICT)  # dead letters of events, not of raw records
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Expected:
     rejected: set[str] = field(default_factory=set)  # event ids the warehouse refuses (dead-lettered by the sink)
     journeys: dict[str, JourneyTruth] | None = None
     sessions_per_person: dict[int, int] | None = None
+    conflicting: list[str] = field(default_factory=list)  # event id of each distinct conflicting copy sent
 
     @classmethod
     def of(cls, traffic: Traffic) -> Expected:
@@ -140,12 +143,14 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
     for key, copies in by_key.items():
         assert len({(c.reason, c.value) for c in copies}) == 1, f"replayed dead letters of {key!r} differ"
     unique_letters = [copies[0] for copies in by_key.values()]
-    ingest = sorted((d.reason, d.value) for d in unique_letters if d.reason != WAREHOUSE_REJECTED)
+    ingest = sorted((d.reason, d.value) for d in unique_letters if d.reason not in RESOLVER_REASONS)
     assert ingest == sorted(expected.invalid), "every invalid record is dead-lettered once with its reason"
     assert all(d.headers["cem.source"].startswith(settings.topic_prefix + ".raw.") for d in unique_letters
-               if d.reason != WAREHOUSE_REJECTED)
+               if d.reason not in RESOLVER_REASONS)
     refused = [orjson.loads(d.value)["event_id"] for d in unique_letters if d.reason == WAREHOUSE_REJECTED]
     assert sorted(refused) == sorted(expected.rejected), "every refused event is dead-lettered once"
+    conflicting = [orjson.loads(d.value)["event_id"] for d in unique_letters if d.reason == DUPLICATE_CONFLICT]
+    assert sorted(conflicting) == sorted(expected.conflicting), "every conflicting copy is dead-lettered once"
     return {
         "rows": unique,
         "customers": customers,

@@ -1,6 +1,7 @@
 """A flood of hostile input and a duplicate storm, through a real worker: every bad record is dead-lettered with
 its specific reason, large valid events still reach the resolver (batches are split under the Kafka message
-limit), every event is re-sent twice more, and conflicting duplicates are counted while the first copy wins."""
+limit), every event is re-sent twice more, and conflicting duplicates (other content, or the same event_id on
+another channel) are dead-lettered as duplicate_conflict while the first copy wins."""
 
 from __future__ import annotations
 
@@ -82,15 +83,22 @@ def test_bad_input_flood_and_duplicate_storm(scenario, kafka, clickhouse) -> Non
     publish(s.settings, s.records)
     s.wait_drained(timeout=240)
 
-    # Then conflicting copies of events already written: a different text. The first copy must win.
-    conflicted = rng.sample(sorted(s.traffic.events), 20)
+    # Then conflicting copies of events already written: a different text, or the same event on another channel.
+    # The first copy must win; each other copy is dead-lettered once (the text conflicts are sent twice: one key).
+    conflicted = rng.sample(sorted(s.traffic.events), 30)
     conflicts = [(s.settings.raw_topic(s.traffic.events[e]["channel"]), None, encode_json(
         {**s.traffic.events[e], "occurred_at": iso(s.traffic.events[e]["occurred_at"]), "text": "CONFLICT"}))
-        for e in conflicted]
+        for e in conflicted[:20]] * 2
+    moved = {e: "chat" if s.traffic.events[e]["channel"] != "chat" else "email" for e in conflicted[20:]}
+    conflicts += [(s.settings.raw_topic(channel), None, encode_json(
+        {**s.traffic.events[e], "occurred_at": iso(s.traffic.events[e]["occurred_at"]), "channel": channel}))
+        for e, channel in moved.items()]
+    s.expected.conflicting += conflicted
     publish(s.settings, conflicts)
     s.records += conflicts
     s.wait_drained()
     assert s.total("cem_duplicate_conflicts_total") == len(conflicts)
+    assert s.total("cem_deadletter_total", {"reason": "duplicate_conflict"}) == len(conflicts)
     duplicates = s.total("cem_duplicates_dropped_total")
     assert duplicates == s.traffic.duplicates_sent + len(storm) + len(conflicts)
     assert worker.running and len(s.workers) == 1, "one worker went through all of it"
@@ -98,9 +106,11 @@ def test_bad_input_flood_and_duplicate_storm(scenario, kafka, clickhouse) -> Non
         assert s.total("cem_deadletter_total", {"reason": reason}) >= 1, reason
     db = connect(s.settings.clickhouse_url)
     quoted = ", ".join(f"'{e}'" for e in conflicted)
-    texts = dict(db.query(f"SELECT event_id, text FROM {db.database}.interactions WHERE event_id IN ({quoted})"))
-    assert texts == {e: s.traffic.events[e].get("text") or "" for e in conflicted}, "the first copy wins"
+    kept = {r[0]: r[1:] for r in db.query(
+        f"SELECT event_id, text, channel FROM {db.database}.interactions WHERE event_id IN ({quoted})")}
+    assert kept == {e: (s.traffic.events[e].get("text") or "", s.traffic.events[e]["channel"]) for e in conflicted}, \
+        "the first copy wins"
     db.close()
     figures = s.finish(time_to_recover_s=0.0, hostile_records=len(hostile), large_events=len(large),
                        storm_copies=len(storm), conflicting_copies=len(conflicts))
-    assert figures["dead_letters"] == len(s.expected.invalid)
+    assert figures["dead_letters"] == len(s.expected.invalid) + len(s.expected.conflicting)

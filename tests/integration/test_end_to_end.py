@@ -13,7 +13,8 @@ import pytest
 
 from cem.harness import WorkerProcess, metric_value, publish, read_topic, wait_until
 from cem.settings import CHANNELS, Settings
-from cem.simulate import Simulator, Traffic
+from cem.simulate import Simulator, Traffic, iso
+from schemas.codec import encode_json
 from sinks.clickhouse import connect
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,7 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
         f"SELECT issue_ref, contacts, channels, resolved, fcr, time_to_resolution_s FROM {name}.journeys "
         "WHERE kind = 'service'")}
     assert set(journeys) == set(traffic.journeys)
+    assert db.query(f"SELECT count() FROM {name}.journeys WHERE kind = 'service'") == [(len(traffic.journeys),)]
     for issue_ref, truth in traffic.journeys.items():
         contacts, channels, resolved, fcr, ttr = journeys[issue_ref]
         assert (contacts, tuple(channels), bool(resolved), bool(fcr)) == \
@@ -166,3 +168,59 @@ def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) ->
     dead = read_topic(settings, settings.deadletter_topic)
     assert [(d.reason, d.value) for d in dead] == [("unknown_encoding", b"this is not json")]
     assert set(CHANNELS) >= set(lines)
+
+
+def test_one_issue_ref_shared_by_unrelated_customers_and_by_identities_that_merge(kafka, clickhouse,
+                                                                                  tmp_path: Path) -> None:
+    """issue_ref "1" on three unrelated customers is three journeys. On two identities of one person (an email
+    and a phone) it is two journeys until an order carrying both merges them: then one, whose id is that of the
+    journey started first, and the interaction written before the merge resolves to it in `interactions`."""
+    settings = isolated_settings(kafka, clickhouse, "journeys")
+    minute = 60_000
+    email, phone = "x.person@example.com", "+14155550142"
+
+    def record(event_id: str, channel: str, event_type: str, at_minute: int, identifiers: dict[str, str],
+               issue_ref: str | None = None) -> tuple[str, bytes | None, bytes]:
+        body = {"event_id": event_id, "channel": channel, "type": event_type, "identifiers": identifiers,
+                "occurred_at": iso(BASE_MS + at_minute * minute), "text": f"about my case ({event_id})"}
+        if issue_ref is not None:
+            body["issue_ref"] = issue_ref
+        return settings.raw_topic(channel), event_id.encode(), encode_json(body)
+
+    before = [
+        record("u1", "chat", "chat_message", 0, {"email": "u1@example.com"}, "1"),
+        record("u2", "chat", "chat_message", 1, {"email": "u2@example.com"}, "1"),
+        record("u3", "email", "email_reply", 2, {"email": "u3@example.com"}, "1"),
+        record("x0", "email", "email_open", 0, {"email": email}),  # the person's first event
+        record("x", "chat", "chat_message", 60, {"email": email}, "1"),
+        record("y", "call_center", "call_ended", 30, {"phone": phone}, "1"),
+        record("r", "support", "ticket_resolved", 120, {"phone": phone}, "1"),
+    ]
+    after = [record("link", "commerce", "purchase", 180, {"email": email, "phone": phone}),
+             record("x2", "chat", "chat_message", 240, {"email": email}, "1")]
+    db = connect(settings.clickhouse_url)
+    name = db.database
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        publish(settings, before)
+        wait_until(lambda: drained(worker, len(before)), 90, f"worker did not drain:\n{worker.log_tail()}")
+        assert db.query(f"SELECT count() FROM {name}.journeys WHERE kind = 'service'") == [(5,)]
+        publish(settings, after)
+        wait_until(lambda: drained(worker, len(before) + len(after)), 90, f"not drained:\n{worker.log_tail()}")
+
+    rows = {r[0]: r[1:] for r in db.query(
+        f"SELECT event_id, customer_id, journey_id, origin_journey_id FROM {name}.interactions")}
+    journeys = {r[0]: r[1:] for r in db.query(
+        f"SELECT journey_id, customer_id, issue_ref, contacts, channels, resolved, fcr, time_to_resolution_s "
+        f"FROM {name}.journeys WHERE kind = 'service'")}
+    person, merged = rows["x0"][0], rows["y"][1]
+    assert len(journeys) == 4
+    for unrelated, channel in (("u1", "chat"), ("u2", "chat"), ("u3", "email")):
+        customer, journey_id, origin = rows[unrelated]
+        assert journey_id == origin and journeys[journey_id] == (customer, "1", 1, [channel], 0, 0, None)
+    assert len({rows[u][0] for u in ("u1", "u2", "u3")} | {person}) == 4
+    assert len({rows[u][1] for u in ("u1", "u2", "u3")} | {merged}) == 4
+    # y's journey started first (minute 30, x's at 60): its id survives; x was written before the merge.
+    assert {rows[e][:2] for e in ("x", "y", "r", "x2", "link")} == {(person, merged), (person, "")}
+    assert [rows[e][1] for e in ("x", "y", "r", "x2")] == [merged] * 4
+    assert rows["x"][2] != merged and rows["x2"][2] == merged
+    assert journeys[merged] == (person, "1", 3, ["call_center", "chat"], 1, 0, 90 * 60.0)
