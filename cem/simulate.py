@@ -79,7 +79,7 @@ class Traffic:
     records: list[Record] = field(default_factory=list)
     person_of_event: dict[str, int] = field(default_factory=dict)  # every unique valid event
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # event_id -> the first copy sent
-    journeys: dict[str, JourneyTruth] = field(default_factory=dict)
+    journeys: dict[str, JourneyTruth] = field(default_factory=dict)  # issue_refs are unique per person here
     sessions_per_person: dict[int, int] = field(default_factory=dict)
     invalid: list[tuple[str, bytes]] = field(default_factory=list)  # (expected reason, bytes)
     duplicates_sent: int = 0
