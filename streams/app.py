@@ -25,6 +25,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from cem.config import identifier_rules, resolver_config
+from cem.domain.journeys import REMOVED, JourneyAlias
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
@@ -323,6 +324,11 @@ class ResolverSink:
         if journey_ids:
             for journey in resolver.journeys.containing(journey_ids):
                 repair.journeys[journey.journey_id] = journey
+                journey_ids.difference_update((journey.journey_id, *journey.members))
+            # Journeys only refused events had: marked removed, so the journeys view no longer counts them.
+            repair.journey_aliases = [JourneyAlias(journey_id, REMOVED, issue_ref) for journey_id, issue_ref in
+                                      sorted({(r.journey_id, r.interaction.issue_ref or "") for r in rows
+                                              if r.journey_id in journey_ids})]
         session_ids = {r.session_id for r in rows if r.session_id}
         if session_ids:
             for sessions in resolver.sessions.by_customer.values():

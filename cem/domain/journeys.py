@@ -169,8 +169,11 @@ class JourneyMetrics:
 @dataclass(frozen=True, slots=True)
 class JourneyAlias:
     from_id: str
-    into_id: str
+    into_id: str  # REMOVED: the journey has no event left (its only events were refused by the warehouse)
     issue_ref: str
+
+
+REMOVED = "-"
 
 
 class JourneyBook:

@@ -4,6 +4,7 @@ resolving a stale journey_id, restore through load_snapshot; and the duplicate_c
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,28 @@ def test_views_resolve_merged_journeys_and_restore_rebuilds_them(tmp_path: Path)
     assert _state(sink.resolver) == _state(never_stopped)
     survivor = jid("1", "y")
     assert _query(sink, "SELECT contacts FROM {db}.journeys WHERE journey_id = '" + survivor + "'") == [(3,)]
+
+
+def test_a_journey_only_refused_events_had_leaves_the_journeys_view(tmp_path: Path) -> None:
+    """ClickHouse refuses an event's row: a journey that event had created is marked removed (not left behind
+    with its contact counted), and the event published again once fixed brings it back under the same id."""
+    sink = ResolverSink(Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse"), clock=lambda: NOW_MS / 1000)
+    _query(sink, "ALTER TABLE {db}.interaction_log ADD COLUMN refuse_guard UInt8 "
+                 "DEFAULT throwIf(position(text, 'POISON#') > 0)")
+    poison = replace(event("p", T0 + 1, [PHONE], **{**CHAT, "issue_ref": "9"}), text="POISON# broken")
+    joined = replace(event("q", T0 + 2, [EMAIL], **CHAT), text="POISON# also broken")
+    result = sink.process_and_write([poison, *BEFORE_MERGE[:5], joined])
+    assert sorted(e.event_id for e, _ in result.refused) == ["p", "q"]
+    journeys = _query(sink, "SELECT journey_id, issue_ref, contacts FROM {db}.journeys WHERE kind = 'service'")
+    assert sorted(journeys) == sorted([(jid("1", e), "1", 1) for e in ("u1", "u2", "u3", "x")])
+    assert _query(sink, "SELECT current_journey_id FROM {db}.journey_resolution WHERE journey_id = '"
+                  + jid("9", "p") + "'") == [("-",)]
+
+    fixed = replace(poison, text="fixed", fingerprint="fixed")
+    assert sink.process_and_write([fixed]).refused == []
+    journeys = _query(sink, "SELECT journey_id, customer_id, contacts FROM {db}.journeys WHERE issue_ref = '9'")
+    assert journeys == [(jid("9", "p"), cid("p"), 1)]
+    assert _query(sink, "SELECT journey_id FROM {db}.interactions WHERE event_id = 'p'") == [(jid("9", "p"),)]
 
 
 def _state(resolver: Resolver | None) -> set[tuple[Any, ...]]:
