@@ -94,7 +94,13 @@ def run_worker(settings: Settings) -> int:
     # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
     # re-scan them over and over while a batch allocates (docs/performance.md, proposal 2: -29% worker CPU).
     gc.set_threshold(50_000, 50, 100)
-    asyncio.run(ensure_topics(settings))
+    from cem.topic_limits import LimitsDisagree
+
+    try:
+        asyncio.run(ensure_topics(settings, check_limits=True))
+    except LimitsDisagree as exc:
+        print(f"cem worker: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
     return 0
@@ -146,31 +152,39 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None) -> 
     return 0
 
 
-async def produce(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]],
+async def produce(settings: Settings, records: Sequence[tuple[Any, ...]],
                   max_batch_size: int = 16_384) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
-        max_batch_size=max_batch_size, linger_ms=5, **kafka_client_options(settings),
+        max_batch_size=max_batch_size, linger_ms=5, max_request_size=settings.producer_max_request_bytes,
+        **kafka_client_options(settings),
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        # (topic, key, value) or (topic, key, value, headers)
+        futures = [await producer.send(record[0], record[2], key=record[1],
+                                       headers=list(record[3]) if len(record) > 3 else None)
+                   for record in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
+async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits: bool = False) -> None:
     """Create the pipeline's topics if missing, before the consumer subscribes (Faust does not create source
-    topics, and a subscription to a missing topic is ignored until the next metadata refresh)."""
+    topics, and a subscription to a missing topic is ignored until the next metadata refresh); with
+    `check_limits`, also check that the size limits agree (cem.topic_limits)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
+
+    from cem.topic_limits import LimitsDisagree, check_message_limits
 
     wanted = {t: settings.topic_partitions for t in settings.raw_topics}
     wanted[settings.deadletter_topic] = settings.topic_partitions
     wanted[settings.resolve_topic] = 1
+    wanted[settings.control_topic] = 1
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
@@ -183,7 +197,11 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass
+            if check_limits:
+                await check_message_limits(admin, settings)
             return
+        except LimitsDisagree:
+            raise
         except Exception:
             if time.monotonic() > deadline:
                 raise

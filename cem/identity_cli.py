@@ -119,6 +119,9 @@ def forget_identifier(settings: Settings, id_type: str, value: str, wait: float)
 
 
 async def _send_control(settings: Settings, payload: bytes) -> None:
+    """Erasure requests go to the control topic, signed: the worker accepts only requests signed with its key."""
     from cem.cli import produce
+    from schemas.internal import signature_headers
 
-    await produce(settings, [(settings.resolve_topic, b"control", payload)])
+    await produce(settings, [(settings.control_topic, b"control", payload,
+                              signature_headers(settings.signing_key, payload))])

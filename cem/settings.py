@@ -21,6 +21,10 @@ CHANNELS: tuple[str, ...] = (
 )
 
 
+# Used when CEM_SECRET_KEY is empty: fine on one machine, never in production (the worker warns at start).
+DEVELOPMENT_SECRET_KEY = "cem-development-key-not-secret"
+
+
 @dataclass(frozen=True)
 class Settings:
     # Connections
@@ -32,6 +36,8 @@ class Settings:
     kafka_ssl_cafile: str = ""
     clickhouse_url: str = field(default="chdb://.cem/warehouse", repr=False)  # may hold a password
     web_port: int = 6066
+    web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
+    secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
     # Worker identity and state
     app_id: str = "cem"
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, <prefix>.deadletter, <prefix>.resolve
@@ -49,10 +55,14 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
-    max_record_bytes: int = 1_048_576
+    max_record_bytes: int = 900_000
     max_text_chars: int = 20_000
     max_identifiers: int = 50
     max_properties: int = 200
+    # The largest message the worker writes (resolver batches, dead letters, control); must fit the producer's
+    # request limit and the topics' max.message.bytes (checked at start-up)
+    message_max_bytes: int = 900_000
+    producer_max_request_bytes: int = 1_000_000
     # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit
     ingest_batch_max: int = 2_000
     ingest_batch_seconds: float = 0.05
@@ -63,6 +73,7 @@ class Settings:
     session_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 3.0
     log_level: str = "WARNING"
+    shutdown_grace_seconds: float = 10.0  # a stop waits this long for the batch in flight, then exits uncommitted
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,6 +105,15 @@ class Settings:
     @property
     def resolve_topic(self) -> str:
         return f"{self.topic_prefix}.resolve"
+
+    @property
+    def control_topic(self) -> str:
+        return f"{self.topic_prefix}.control"
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key of internal-message signatures and keyed hashes; a fixed development key when unset."""
+        return (self.secret_key or DEVELOPMENT_SECRET_KEY).encode()
 
 
 def raw_topic(channel: str) -> str:

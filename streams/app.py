@@ -11,25 +11,22 @@ one authority for the whole keyspace to give the same answer with 1 or N workers
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
 from prometheus_client import generate_latest
 
-from cem.config import identifier_rules, resolver_config
-from cem.domain.model import Interaction, Rejection
+from cem.config import resolver_config
+from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
-from cem.domain.validate import Limits, build_interaction, parse_event_time
-from cem.settings import CHANNELS, Settings
-from schemas.codec import DecodeError, decode
+from cem.settings import Settings
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
@@ -41,6 +38,10 @@ from sinks.clickhouse import (
     value_hash,
 )
 from streams import metrics
+from streams.batches import BatchRunner, Stopping
+from streams.control import ControlStage
+from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
+from streams.resolve import ResolveStage
 
 log = logging.getLogger("cem.worker")
 
@@ -61,10 +62,6 @@ def quiet_payload_loggers() -> None:
 # write it too once ClickHouse is back: a zombie writer. Dying is the crash path, which is proven safe.
 REBALANCE_GIVE_UP_SECONDS = 20.0
 EXIT_STUCK_IN_REBALANCE = 75
-
-# A resolver message stays under Faust's producer_max_request_size (1,000,000) and Kafka's default
-# message.max.bytes (1 MiB); larger ingest batches are split, and one event too large alone is dead-lettered.
-RESOLVE_MESSAGE_MAX_BYTES = 900_000
 
 # ClickHouse error codes that refuse the data of one insert (a value, a type, a constraint), as opposed to a
 # server that is unavailable, overloaded or misconfigured. Only these are isolated row by row and dead-lettered
@@ -139,38 +136,6 @@ class SinkResult:
     refused: list[tuple[Interaction, str]] = field(default_factory=list)
 
 
-def limits_of(settings: Settings) -> Limits:
-    min_ms = parse_event_time(settings.min_event_time)
-    assert min_ms is not None, "CEM_MIN_EVENT_TIME must be an ISO-8601 time"
-    return Limits(
-        channels=frozenset(CHANNELS),
-        min_event_ms=min_ms,
-        max_future_skew_ms=int(settings.max_future_skew_hours * 3_600_000),
-        max_text_chars=settings.max_text_chars,
-        max_identifiers=settings.max_identifiers,
-        max_properties=settings.max_properties,
-    )
-
-
-class Ingestor:
-    """Raw bytes -> Interaction or a dead letter. Pure apart from the clock it is handed."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.rules = identifier_rules(settings)
-        self.limits = limits_of(settings)
-        self.max_bytes = settings.max_record_bytes
-
-    def parse(self, raw: bytes | None, channel: str | None, now_ms: int) -> Interaction | Rejection:
-        try:
-            record = decode(raw, self.max_bytes)
-        except DecodeError as exc:
-            return Rejection(exc.reason, exc.detail)
-        try:
-            return build_interaction(record, channel, self.rules, self.limits, now_ms)
-        except Exception as exc:  # a validator bug must not lose the record: dead-letter it with the cause
-            return Rejection("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
-
-
 class ResolverSink:
     """The resolver and its warehouse. Quixstreams-style: process() collects, flush() writes; the caller acks
     Kafka only after flush() returned, and flush() returns only once everything is written."""
@@ -182,6 +147,7 @@ class ResolverSink:
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
         self.rebalance_pending: Callable[[], bool] = lambda: False  # set by create_app: the group waits on us
+        self.stopping = threading.Event()  # set when the worker stops: retry loops give their batch up
         self._stuck_since: float | None = None
 
     def _now_ms(self) -> int:
@@ -223,7 +189,11 @@ class ResolverSink:
                 delay = self._back_off(exc, delay, rebuild=False)
                 continue
             now_ms = self._now_ms()
-            effects = resolver.process(events, now_ms)
+            try:
+                effects = resolver.process(events, now_ms)
+            except Exception as exc:  # a fault of the resolver: its state may be half-updated, rebuild it
+                delay = self._back_off(exc, delay, rebuild=True, where="resolver")
+                continue
             metrics.SINK_PENDING_EVENTS.set(len(events))
             try:
                 result = self._write(effects, now_ms)
@@ -360,20 +330,21 @@ class ResolverSink:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
                 delay = self._back_off(exc, delay, rebuild=True)
 
-    def _back_off(self, exc: Exception, delay: float, rebuild: bool) -> float:
+    def _back_off(self, exc: Exception, delay: float, rebuild: bool, where: str = "ClickHouse write") -> float:
         """One failed attempt: count it, drop the connection (and the state, when it may be stale), exit if a
-        rebalance waits on us, sleep. Returns the next delay."""
+        rebalance waits on us, sleep; give up the batch when the worker is stopping. Returns the next delay."""
         if rebuild:
             self.invalidate()
-        self._failed(exc)
+        self._failed(exc, where)
         self._give_up_if_the_group_waits()
-        time.sleep(delay)
+        if self.stopping.wait(delay):
+            raise Stopping() from exc
         return min(delay * 2, self.settings.sink_retry_max_seconds)
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, where: str = "ClickHouse write") -> None:
         metrics.SINK_FAILURES.inc()
         metrics.SINK_UP.set(0)
-        log.warning("ClickHouse write failed, retrying: %s", describe_error(exc))
+        log.warning("%s failed, retrying: %s", where, describe_error(exc))
         if self.warehouse is not None:
             try:
                 self.warehouse.close()
@@ -396,41 +367,6 @@ class ResolverSink:
 
 def _row_count(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values())))
-
-
-def resolve_payloads(valid: list[Interaction], limit: int = RESOLVE_MESSAGE_MAX_BYTES
-                     ) -> tuple[list[bytes], list[Interaction]]:
-    """The resolver messages for a batch of valid events, each at most `limit` bytes: one message in the common
-    case, halves of the batch when it is larger. Events too large to travel alone are returned apart."""
-    payload = orjson.dumps([v.to_wire() for v in valid])
-    if len(payload) <= limit:
-        return [payload], []
-    if len(valid) == 1:
-        return [], valid
-    middle = len(valid) // 2
-    first, first_apart = resolve_payloads(valid[:middle], limit)
-    second, second_apart = resolve_payloads(valid[middle:], limit)
-    return first + second, first_apart + second_apart
-
-
-def contract_record(event: Interaction) -> dict[str, Any]:
-    """An event in the input contract's JSON shape (normalised identifiers, epoch-millisecond time): what a
-    warehouse_rejected dead letter carries, so it can be published again once the cause is fixed."""
-    record: dict[str, Any] = {
-        "event_id": event.event_id,
-        "channel": event.channel,
-        "type": event.type,
-        "occurred_at": event.occurred_ms,
-        "identifiers": dict(event.identifiers),
-        "properties": event.properties,
-    }
-    if event.text is not None:
-        record["text"] = event.text
-    if event.issue_ref is not None:
-        record["issue_ref"] = event.issue_ref
-    if event.survey_kind is not None:
-        record["survey"] = {"kind": event.survey_kind, "score": event.survey_score}
-    return record
 
 
 def kafka_credentials(settings: Settings) -> Any:
@@ -468,7 +404,8 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_commit_interval=1.0,
         web_enabled=web,
-        web_host="0.0.0.0",
+        web_host=settings.web_host,
+        producer_max_request_size=settings.producer_max_request_bytes,
         web_port=settings.web_port,
         web_in_thread=False,
     )
@@ -476,86 +413,43 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
 
 def create_app(settings: Settings) -> faust.App:
     quiet_payload_loggers()
+    if not settings.secret_key:
+        log.warning("CEM_SECRET_KEY is not set: internal messages are signed with the development key; set a "
+                    "secret of your own in production (docs/operations.md, topic permissions)")
     app = faust_app(settings, web=True)
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
+    control_topic = app.topic(settings.control_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
     sink.rebalance_pending = lambda: bool(app.rebalancing)
-    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
+    ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic)
+    resolve_stage = ResolveStage(settings, sink, deadletter_topic)
+    control_stage = ControlStage(settings, resolve_topic, deadletter_topic)
+
+    def runner(stage: str) -> BatchRunner:
+        return BatchRunner(stage, sink.stopping, settings.shutdown_grace_seconds, settings.sink_retry_max_seconds)
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
+        run = runner("ingest").run
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
-            now_ms = int(time.time() * 1000)
-            valid: list[Interaction] = []
-            valid_messages: list[Any] = []  # the raw message of each valid event, for the rare too_large case
-            deliveries = []
-            for event in events:
-                message = event.message
-                channel = message.topic.rsplit(".", 1)[-1]
-                metrics.EVENTS_IN.labels(channel).inc()
-                parsed = ingestor.parse(message.value, channel if channel in CHANNELS else None, now_ms)
-                if isinstance(parsed, Rejection):
-                    metrics.DEADLETTERED.labels(parsed.reason).inc()
-                    deliveries.append(await _dead_letter(deadletter_topic, message, parsed, now_ms))
-                else:
-                    valid.append(parsed)
-                    valid_messages.append(message)
-            if valid:
-                payloads, too_large = resolve_payloads(valid)
-                for payload in payloads:
-                    deliveries.append(await resolve_topic.send(key=b"batch", value=payload))
-                for oversized in too_large:
-                    rejection = Rejection("too_large", "the normalised event exceeds the resolver message limit "
-                                                       f"({RESOLVE_MESSAGE_MAX_BYTES} bytes)")
-                    metrics.DEADLETTERED.labels(rejection.reason).inc()
-                    source = valid_messages[next(i for i, v in enumerate(valid) if v is oversized)]
-                    deliveries.append(await _dead_letter(deadletter_topic, source, rejection, now_ms))
-                valid_count = len(valid) - len(too_large)
-            else:
-                valid_count = 0
-            # Ack the raw records only once what they became is on the broker.
-            await asyncio.gather(*deliveries)
-            status["consumed"] += len(events)
-            status["deadlettered"] += len(events) - valid_count
+            await run(ingest_stage.handle, events)
 
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
 
     @app.agent(resolve_topic)
     async def resolve(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
+        run = runner("resolve").run
+        async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
+            await run(resolve_stage.handle, events)
 
-        async def write(events: list[Interaction]) -> None:
-            # ClickHouse calls block; a thread keeps heartbeats and the web server alive during an outage.
-            result = await loop.run_in_executor(None, sink.process_and_write, events)
-            if result.refused:
-                # Acked with the batch only once on the broker; a replay refuses and dead-letters them again,
-                # under the same key (deduplicate by key).
-                now_ms = int(time.time() * 1000)
-                await asyncio.gather(*[
-                    await _dead_letter_refused(deadletter_topic, settings, event, detail, now_ms)
-                    for event, detail in result.refused])
-                metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.refused))
-            status["resolved"] += len(events)
-            status["written"] += result.written
-            status["warehouse_rejected"] += len(result.refused)
-
-        async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
-            events: list[Interaction] = []
-            for payload in batch:
-                message = orjson.loads(payload)
-                if isinstance(message, dict):  # a control message (cem forget): applied in stream order
-                    if events:
-                        await write(events)
-                        events = []
-                    await loop.run_in_executor(None, sink.apply_control, message)
-                else:
-                    events.extend(Interaction.from_wire(row) for row in message)
-            if events:
-                await write(events)
+    @app.agent(control_topic)
+    async def control(stream: Any) -> None:
+        run = runner("control").run
+        async for events in stream.take_events(100, within=0.5):
+            await run(control_stage.handle, events)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -581,34 +475,6 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        return web.json(status)
+        return web.json({**ingest_stage.status, **resolve_stage.status, **control_stage.status})
 
     return app
-
-
-async def _dead_letter(topic: Any, message: Any, rejection: Rejection, now_ms: int) -> Any:
-    """The original bytes, untouched, with the reason and the source coordinates in headers (as Kafka Connect
-    does). The key names the source record, so a replayed dead letter is recognisably the same one."""
-    source = f"{message.topic}/{message.partition}/{message.offset}"
-    headers = [
-        ("cem.reason", rejection.reason.encode()),
-        ("cem.detail", rejection.detail.encode("utf-8", "replace")),
-        ("cem.source", source.encode()),
-        ("cem.failed_at_ms", str(now_ms).encode()),
-    ]
-    return await topic.send(key=source.encode(), value=message.value or b"", headers=headers)
-
-
-async def _dead_letter_refused(topic: Any, settings: Settings, event: Interaction, detail: str, now_ms: int) -> Any:
-    """An event ClickHouse refused: the value is the event in the input contract's JSON shape (the raw bytes are
-    not kept past ingest), publishable again to its raw topic once the cause is fixed. The key and cem.source
-    name the event itself (`<prefix>.resolve#<event_id>`): identical on every replay and re-send, and unique
-    per event, so consumers deduplicate by key."""
-    source = f"{settings.resolve_topic}#{event.event_id}"
-    headers = [
-        ("cem.reason", b"warehouse_rejected"),
-        ("cem.detail", detail.encode("utf-8", "replace")),
-        ("cem.source", source.encode()),
-        ("cem.failed_at_ms", str(now_ms).encode()),
-    ]
-    return await topic.send(key=source.encode(), value=orjson.dumps(contract_record(event)), headers=headers)
