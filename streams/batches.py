@@ -50,11 +50,16 @@ class BatchRunner:
             self.stopping.set()
             await asyncio.wait({task}, timeout=self.grace_seconds)
             if not task.done() or task.cancelled() or task.exception() is not None:
-                log.error("%s: stopping with a batch unfinished after %.0f s; exiting (code %d) without "
-                          "acknowledging it, the next owner replays it", self.stage, self.grace_seconds,
-                          EXIT_UNFINISHED_BATCH)
-                self.exit(EXIT_UNFINISHED_BATCH)
+                self._abandon()
             raise
+        except Stopping:  # another stage noticed the stop first; this batch was given up
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        log.error("%s: stopping with a batch unfinished; exiting (code %d) without acknowledging it, the next "
+                  "owner of its partition replays it", self.stage, EXIT_UNFINISHED_BATCH)
+        self.exit(EXIT_UNFINISHED_BATCH)
 
     async def _until_done(self, work: Callable[[], Awaitable[None]]) -> None:
         delay = 0.2

@@ -27,8 +27,8 @@ from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
 from cem.simulate import Simulator
-from schemas.codec import encode_avro, encode_json
 from cem.topic_limits import limit_problems
+from schemas.codec import encode_avro, encode_json
 from streams.app import (
     Ingestor,
     ResolverSink,
