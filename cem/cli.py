@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,7 @@ def run_worker(settings: Settings) -> int:
     from faust.worker import Worker
 
     from streams.app import create_app
+    from streams.batches import STOP_DEADLINE_MARGIN_SECONDS, request_stop
 
     logging.basicConfig(level=settings.log_level.upper())
     # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
@@ -101,8 +103,20 @@ def run_worker(settings: Settings) -> int:
     except LimitsDisagree as exc:
         print(f"cem worker: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
-    app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    stopping = threading.Event()
+    app = create_app(settings, stopping)
+
+    class StoppingWorker(Worker):
+        """Tells the stages about a stop before Faust starts shutting down: its consumer waits for every batch
+        in flight to be acknowledged, and a batch retrying a failing warehouse would never be."""
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if not stopping.is_set():
+                request_stop(stopping, settings.shutdown_grace_seconds + STOP_DEADLINE_MARGIN_SECONDS)
+            super()._schedule_shutdown(signal)
+
+    StoppingWorker(app, loglevel=settings.log_level.lower(), quiet=True,
+                   redirect_stdouts=False).execute_from_commandline()
     return 0
 
 

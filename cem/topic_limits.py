@@ -39,7 +39,7 @@ def limit_problems(settings: Settings, topic_max_bytes: dict[str, int]) -> list[
 
 async def topic_message_limits(admin: Any, topics: list[str]) -> dict[str, int]:
     """`max.message.bytes` of each topic as the broker enforces it (its own or the broker default)."""
-    from aiokafka.admin import ConfigResource, ConfigResourceType
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     resources = [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None}) for topic in topics]
     limits: dict[str, int] = {}

@@ -411,7 +411,9 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
     )
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, stopping: threading.Event | None = None) -> faust.App:
+    """The worker's app. `stopping` is set when the worker is asked to stop (cem.cli.run_worker does it on
+    SIGTERM): from then on every stage gives up a batch it cannot finish instead of retrying it."""
     quiet_payload_loggers()
     if not settings.secret_key:
         log.warning("CEM_SECRET_KEY is not set: internal messages are signed with the development key; set a "
@@ -423,6 +425,8 @@ def create_app(settings: Settings) -> faust.App:
     control_topic = app.topic(settings.control_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
     sink = ResolverSink(settings)
+    if stopping is not None:
+        sink.stopping = stopping
     sink.rebalance_pending = lambda: bool(app.rebalancing)
     ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic)
     resolve_stage = ResolveStage(settings, sink, deadletter_topic)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -25,6 +26,9 @@ log = logging.getLogger("cem.worker")
 # acknowledged, so whoever takes its partitions processes it again.
 EXIT_UNFINISHED_BATCH = 75
 T = TypeVar("T")
+STOP_POLL_SECONDS = 0.25
+# After the grace period, the time a clean shutdown may still take (commit, leave the group) before exiting.
+STOP_DEADLINE_MARGIN_SECONDS = 15.0
 
 
 class Stopping(Exception):
@@ -45,14 +49,20 @@ class BatchRunner:
         cancellation, and lets a cancellation through only when the batch finished within the grace period."""
         task = asyncio.ensure_future(self._until_done(lambda: handle(batch)))
         try:
-            await asyncio.shield(task)
+            while not task.done():
+                await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)  # never cancels the batch itself
+                if self.stopping.is_set() and not task.done():
+                    await asyncio.wait({task}, timeout=self.grace_seconds)
+                    if not task.done():
+                        raise Stopping()
+            task.result()
         except asyncio.CancelledError:
             self.stopping.set()
             await asyncio.wait({task}, timeout=self.grace_seconds)
             if not task.done() or task.cancelled() or task.exception() is not None:
                 self._abandon()
             raise
-        except Stopping:  # another stage noticed the stop first; this batch was given up
+        except Stopping:  # a retry loop gave the batch up because the worker is stopping
             self._abandon()
             raise
 
@@ -78,3 +88,22 @@ class BatchRunner:
                 self.on_failure(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_seconds)
+
+
+def request_stop(stopping: threading.Event, deadline_seconds: float,
+                 exit: Callable[[int], None] = os._exit) -> threading.Thread:
+    """A stop was asked for (SIGTERM): retry loops give their batch up from now on, and whatever still runs after
+    `deadline_seconds` (a batch stuck in a call that never returns, a shutdown step that hangs) is ended by
+    exiting without acknowledging anything more."""
+    stopping.set()
+
+    def end() -> None:
+        time.sleep(deadline_seconds)
+        log.error("still running %.0f s after the stop was asked for; exiting (code %d)", deadline_seconds,
+                  EXIT_UNFINISHED_BATCH)
+        logging.shutdown()
+        exit(EXIT_UNFINISHED_BATCH)
+
+    timer = threading.Thread(target=end, name="stop-deadline", daemon=True)
+    timer.start()
+    return timer

@@ -67,7 +67,8 @@ def publish_big(settings: Settings, records: list[tuple[str, bytes | None, bytes
 
 def rejected_record(size: int, index: int) -> bytes:
     """A JSON record of exactly `size` bytes that the validator rejects."""
-    head = orjson.dumps({"event_id": f"big-{index}", "type": "page_view", "identifiers": {"email": "x"},
+    head = orjson.dumps({"event_id": f"big-{index}", "type": "page_view",
+                         "identifiers": {"email": f"big-{index}@example.com"},
                          "occurred_at": "2026-11-16T10:00:00Z", "text": ""})[:-2]
     return head + b"z" * (size - len(head) - 2) + b'"}'
 

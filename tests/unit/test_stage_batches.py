@@ -15,7 +15,7 @@ from cem.settings import Settings
 from schemas.codec import encode_json
 from schemas.internal import decode_resolve_message, verify
 from streams import ingest
-from streams.batches import EXIT_UNFINISHED_BATCH, BatchRunner, Stopping
+from streams.batches import EXIT_UNFINISHED_BATCH, BatchRunner, Stopping, request_stop
 from streams.ingest import IngestStage
 from tests.unit.factories import NOW_MS
 
@@ -164,3 +164,29 @@ def test_a_parser_fault_is_retried_then_dead_lettered_as_internal_error(monkeypa
 
 async def _no_sleep(seconds: float) -> None:
     return None
+
+
+def test_a_stop_request_ends_a_batch_stuck_in_a_call_that_never_returns() -> None:
+    """SIGTERM sets `stopping` before Faust cancels anything (its consumer first waits for every batch in flight
+    to be acknowledged): a batch hanging on the broker must be given up, not waited for."""
+    exits: list[int] = []
+    stage = runner(exits, grace=0.2)
+
+    async def handle(batch: list[int]) -> None:
+        await asyncio.Event().wait()  # a send whose delivery never comes
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().call_later(0.1, stage.stopping.set)
+        with pytest.raises(Stopping):
+            await stage.run(handle, [1])
+
+    asyncio.run(scenario())
+    assert exits == [EXIT_UNFINISHED_BATCH]
+
+
+def test_a_stop_request_exits_whatever_still_runs_after_its_deadline() -> None:
+    exits: list[int] = []
+    stopping = threading.Event()
+    timer = request_stop(stopping, 0.05, exit=exits.append)
+    timer.join(5)
+    assert stopping.is_set() and exits == [EXIT_UNFINISHED_BATCH]
