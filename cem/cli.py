@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -84,20 +84,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_worker(settings: Settings) -> int:
     import gc
-    import logging
-
-    from faust.worker import Worker
 
     from streams.app import create_app
 
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
     # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
     # re-scan them over and over while a batch allocates (docs/performance.md, proposal 2: -29% worker CPU).
     gc.set_threshold(50_000, 50, 100)
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust_worker(app, settings.log_level).execute_from_commandline()
     return 0
+
+
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """Plain text lines on stderr, no colour codes: the log is read in files, test reports and log collectors."""
+    import logging
+
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=stream or sys.stderr, force=True)
+
+
+def faust_worker(app: Any, log_level: str, stdout: TextIO | None = None) -> Any:
+    """The Faust worker that runs `app`, with the logging configure_logging() set up. mode would replace it with
+    colorlog's handler, and Faust's progress spinner writes cursor escape codes to stdout and lowers the root
+    logger to DEBUG (every library's debug call then builds a record): both are turned off."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=log_level.lower(), quiet=True, redirect_stdouts=False, override_logging=False,
+                    stdout=stdout or sys.stdout)
+    worker.spinner = None
+    return worker
 
 
 def simulate(settings: Settings, customers: int, seed: int, out: Path | None) -> int:

@@ -63,6 +63,9 @@ class Settings:
     session_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 3.0
     log_level: str = "WARNING"
+    # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
+    # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
+    watchdog_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -41,6 +41,7 @@ from sinks.clickhouse import (
     value_hash,
 )
 from streams import metrics
+from streams.watchdog import watch_event_loop
 
 log = logging.getLogger("cem.worker")
 
@@ -484,6 +485,7 @@ def create_app(settings: Settings) -> faust.App:
     ingestor = Ingestor(settings)
     sink = ResolverSink(settings)
     sink.rebalance_pending = lambda: bool(app.rebalancing)
+    watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
     status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
 
     @app.agent(raw_topics)
