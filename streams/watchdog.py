@@ -32,11 +32,13 @@ StallHandler = Callable[[float, str], None]  # (seconds the loop has not turned,
 
 
 def thread_stacks(loop_thread_id: int | None = None) -> str:
-    """The current stack of every thread of the process, the event loop's thread marked. Lock-free enough to run
-    while another thread is stuck: sys._current_frames() and formatting only need the GIL."""
+    """The current stack of every other thread of the process, the event loop's thread marked. Lock-free enough to
+    run while another thread is stuck: sys._current_frames() and formatting only need the GIL."""
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     sections = []
     for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
         mark = " (the event loop)" if ident == loop_thread_id else ""
         stack = "".join(traceback.format_stack(frame))
         sections.append(f"Thread {names.get(ident, '?')} [{ident}]{mark}, most recent call last:\n{stack}")

@@ -137,17 +137,21 @@ def test_a_closed_loop_is_not_a_stall() -> None:
     assert not stalls.event.wait(1.0)
 
 
-def test_thread_stacks_names_every_thread() -> None:
+def waiting_helper(release: threading.Event) -> None:
+    release.wait()
+
+
+def test_thread_stacks_names_every_other_thread() -> None:
     release = threading.Event()
-    helper = threading.Thread(target=release.wait, name="waiting-helper", daemon=True)
+    helper = threading.Thread(target=waiting_helper, args=(release,), name="waiting-helper", daemon=True)
     helper.start()
     try:
-        report = thread_stacks(threading.get_ident())
+        report = thread_stacks(helper.ident)
     finally:
         release.set()
-    assert "Thread waiting-helper" in report
-    assert "Thread MainThread" in report and "(the event loop)" in report
-    assert "test_thread_stacks_names_every_thread" in report
+    section = next(s for s in report.split("\nThread ") if "waiting-helper" in s)
+    assert "(the event loop)" in section and "in waiting_helper" in section
+    assert "test_thread_stacks_names_every_other_thread" not in report  # the reporting thread itself is left out
 
 
 STALLING_PROCESS = """
