@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from typing import Any
 import orjson
 
 from cem.devservices import free_port
+from cem.scrape import metric_value as metric_value  # re-exported: tests and bench read metrics through the harness
+from cem.scrape import metrics_summary, plain_text
 from cem.settings import Settings
 
 # What the tests use instead of the production defaults: a dead worker is noticed within seconds, and small
@@ -32,16 +33,6 @@ TEST_OVERRIDES: dict[str, Any] = {
     "sink_flush_seconds": 0.3,
     "log_level": "INFO",  # the log of a failed test says what each worker was doing (no identifiers at INFO)
 }
-# The metrics a timed-out wait reports per worker, to tell a stalled worker from a slow one.
-DIAGNOSTIC_METRICS = ("cem_events_in_total", "cem_events_resolved_total", "cem_deadletter_total",
-                      "cem_rows_written_total", "cem_sink_up", "cem_sink_failures_total", "cem_sink_pending_events")
-# ANSI escape sequences (CSI, OSC, two-byte) and the other control characters but tab and newline.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def plain_text(text: str) -> str:
-    """`text` without terminal control codes (colours, cursor moves, backspaces), for readable test reports."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def isolated_settings(kafka_bootstrap: str, clickhouse_url: str, name: str, state_dir: Path | None = None,
@@ -191,22 +182,6 @@ class WorkerProcess:
         self.stop()
 
 
-def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
-    """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_text = head.partition("{")
-        if metric != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            continue
-        total += float(value)
-    return total
-
-
 def proc_status_kb(pid: int, key: str) -> int | None:
     """A kB field of /proc/<pid>/status (VmRSS, VmHWM)."""
     try:
@@ -217,22 +192,6 @@ def proc_status_kb(pid: int, key: str) -> int | None:
     except OSError:
         return None
     return None
-
-
-def metrics_summary(text: str) -> str:
-    """One line of the DIAGNOSTIC_METRICS and the consumer lag (total, and per topic where not zero)."""
-    if not text:
-        return "none scraped"
-    parts = [f"{name.removeprefix('cem_')}={metric_value(text, name):g}" for name in DIAGNOSTIC_METRICS]
-    lag: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("cem_consumer_lag_messages{"):
-            head, _, value = line.rpartition(" ")
-            topic = head.split('topic="', 1)[1].split('"', 1)[0]
-            lag[topic] = lag.get(topic, 0.0) + float(value)
-    busy = ", ".join(f"{topic}: {n:g}" for topic, n in sorted(lag.items()) if n)
-    parts.append(f"consumer_lag={sum(lag.values()):g}" + (f" ({busy})" if busy else ""))
-    return " ".join(parts)
 
 
 def diagnose(workers: Sequence[WorkerProcess], settings: Settings | None = None, log_chars: int = 3000) -> str:

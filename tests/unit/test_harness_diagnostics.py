@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cem.harness import WorkerProcess, metrics_summary, plain_text, wait_until
+from cem.harness import WorkerProcess, wait_until
+from cem.scrape import metrics_summary, plain_text
 from cem.settings import Settings
 
 FAKE_WORKER = r"""
