@@ -74,6 +74,9 @@ class Settings:
     heartbeat_interval_seconds: float = 3.0
     log_level: str = "WARNING"
     shutdown_grace_seconds: float = 10.0  # a stop waits this long for the batch in flight, then exits uncommitted
+    # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
+    # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
+    watchdog_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

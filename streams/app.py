@@ -42,6 +42,7 @@ from streams.batches import BatchRunner, Stopping
 from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.resolve import ResolveStage
+from streams.watchdog import watch_event_loop
 
 log = logging.getLogger("cem.worker")
 
@@ -434,6 +435,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
 
     def runner(stage: str) -> BatchRunner:
         return BatchRunner(stage, sink.stopping, settings.shutdown_grace_seconds, settings.sink_retry_max_seconds)
+    watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:

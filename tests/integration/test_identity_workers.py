@@ -61,7 +61,7 @@ def run_pipeline(settings, records, workers: int, tmp_path: Path, name: str) -> 
             settled = sum(s.get("resolved", 0) + s.get("deadlettered", 0) for s in statuses)
             return consumed >= len(records) and settled >= len(records)
 
-        wait_until(all_drained, 180, "workers did not drain:\n" + "\n".join(p.log_tail(1500) for p in procs))
+        wait_until(all_drained, 180, "workers did not drain", workers=procs, settings=settings)
     finally:
         for proc in procs:
             proc.stop()
@@ -121,7 +121,7 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
             event("f4", 4, {"phone": "+14155550100", "email": "erase.me@example.org"}),  # the bridge: one person
             event("g1", 5, {"email": "keep.me@example.org"}, "hello"),
         ])
-        wait_until(lambda: drained(worker, 5), 90, worker.log_tail())
+        wait_until(lambda: drained(worker, 5), 90, "worker did not drain", workers=[worker])
 
         explained = cem(["identity", "explain", "email", "  ERASE.me@example.org "], settings)
         assert explained.returncode == 0, explained.stderr
@@ -151,7 +151,7 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
 
         # A later event with the forgotten email starts a new customer.
         publish(settings, [event("f5", 10, {"email": "erase.me@example.org"})])
-        wait_until(lambda: drained(worker, 6), 90, worker.log_tail())
+        wait_until(lambda: drained(worker, 6), 90, "worker did not drain", workers=[worker])
         later = dict(db.query(f"SELECT event_id, customer_id FROM {name}.interactions"))["f5"]
         assert later not in (customer, "forgotten")
         again = cem(["identity", "explain", "email", "erase.me@example.org"], settings)
