@@ -49,6 +49,9 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
+    # Keyed hashes (erasure requests and audit, message signatures). Empty: a public development key, with a warning.
+    secret_key: str = field(default="", repr=False)
+    erasure_max_customers: int = 3  # cem forget refuses, unless --force, an identifier carried by more customers
     max_record_bytes: int = 1_048_576
     max_text_chars: int = 20_000
     max_identifiers: int = 50

@@ -25,6 +25,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from cem.config import identifier_rules, resolver_config
+from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
@@ -33,13 +34,12 @@ from schemas.codec import DecodeError, decode
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
-    apply_erasure,
     connect,
     effect_columns,
     load_snapshot,
     migrate,
-    value_hash,
 )
+from sinks.erasure import ErasureOutcome, erase, erasure_key
 from streams import metrics
 
 log = logging.getLogger("cem.worker")
@@ -47,7 +47,7 @@ log = logging.getLogger("cem.worker")
 # Loggers whose DEBUG lines print whole Kafka messages (keys, values: identifiers of customers). They stay at INFO
 # whatever CEM_LOG_LEVEL says, so no log level ever writes an email or a phone number to the worker's log.
 PAYLOAD_LOGGERS = ("faust.topics", "faust.transport.drivers.aiokafka", "aiokafka.producer.producer",
-                   "aiokafka.consumer.fetcher")
+                   "aiokafka.consumer.fetcher", "clickhouse_driver")  # clickhouse_driver: every query at DEBUG
 
 
 def quiet_payload_loggers() -> None:
@@ -331,31 +331,28 @@ class ResolverSink:
             self._ensure_warehouse().insert("journey_log", journeys)
             metrics.ROWS_WRITTEN.labels("journey_log").inc(_row_count(journeys))
 
-    def apply_control(self, message: dict[str, Any]) -> None:
+    def apply_control(self, message: dict[str, Any]) -> ErasureOutcome | None:
         """Blocking. Today the one control is "forget" (GDPR erasure); retried until it is applied."""
         if message.get("control") != "forget":
             log.warning("ignoring unknown control message %r", message.get("control"))
-            return
+            return None
+        try:
+            request = ErasureRequest.from_message(message)
+        except InvalidRequest as exc:
+            log.warning("ignoring an erasure request: %s", exc)
+            return None
+        key = erasure_key(self.settings)
         delay = 0.2
         while True:
             try:
                 resolver = self._ensure_resolver()
                 warehouse = self._ensure_warehouse()
-                erasure = resolver.forget((str(message["id_type"]), str(message["value"])))
-                anonymised = apply_erasure(warehouse, erasure)
-                warehouse.insert("erasure_log", {
-                    "request_id": [str(message["request_id"])],
-                    "id_type": [str(message["id_type"])],
-                    "value_hash": [value_hash(str(message["value"]))],
-                    "customer_id": [erasure.customer_id],
-                    "identifiers_removed": [len(erasure.identifiers)],
-                    "events_anonymised": [anonymised],
-                    "requested_ms": [int(message.get("requested_ms", 0))],
-                    "completed_ms": [self._now_ms()],
-                })
+                outcome = erase(resolver, warehouse, request, key, self._now_ms(),
+                                max_customers=self.settings.erasure_max_customers,
+                                fcr_window_ms=self.config.fcr_window_ms)
                 metrics.ERASURES.inc()
                 self._stuck_since = None
-                return
+                return outcome
             except Exception as exc:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
                 delay = self._back_off(exc, delay, rebuild=True)
