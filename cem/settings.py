@@ -52,6 +52,7 @@ class Settings:
     # Keyed hashes (erasure requests and audit, message signatures). Empty: a public development key, with a warning.
     secret_key: str = field(default="", repr=False)
     erasure_max_customers: int = 3  # cem forget refuses, unless --force, an identifier carried by more customers
+    erasure_purge_topics: bool = True  # after an erasure, delete consumed records from the raw and resolve topics
     max_record_bytes: int = 1_048_576
     max_text_chars: int = 20_000
     max_identifiers: int = 50

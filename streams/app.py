@@ -25,7 +25,7 @@ import orjson
 from prometheus_client import generate_latest
 
 from cem.config import identifier_rules, resolver_config
-from cem.domain.erasure import ErasureRequest, InvalidRequest
+from cem.domain.erasure import APPLIED, ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
@@ -41,6 +41,7 @@ from sinks.clickhouse import (
 )
 from sinks.erasure import ErasureOutcome, erase, erasure_key
 from streams import metrics
+from streams.purge import purge_consumed
 
 log = logging.getLogger("cem.worker")
 
@@ -520,6 +521,7 @@ def create_app(settings: Settings) -> faust.App:
             status["deadlettered"] += len(events) - valid_count
 
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
+    purges: set[asyncio.Future[int]] = set()
 
     @app.agent(resolve_topic)
     async def resolve(stream: Any) -> None:
@@ -548,7 +550,13 @@ def create_app(settings: Settings) -> faust.App:
                     if events:
                         await write(events)
                         events = []
-                    await loop.run_in_executor(None, sink.apply_control, message)
+                    outcome = await loop.run_in_executor(None, sink.apply_control, message)
+                    if outcome is not None and outcome.status == APPLIED and settings.erasure_purge_topics:
+                        # In the background: it waits for this very message to be committed.
+                        purge = asyncio.ensure_future(purge_consumed(settings, [*settings.raw_topics,
+                                                                                 settings.resolve_topic]))
+                        purges.add(purge)
+                        purge.add_done_callback(purges.discard)
                 else:
                     events.extend(Interaction.from_wire(row) for row in message)
             if events:
