@@ -71,7 +71,7 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
     for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events):
         warehouse.command(statement)
     wait_for_mutations(warehouse, timeout)
-    outcome = _applied(plan, len(erasure.customer_ids), len(event_ids))
+    outcome = _applied(plan, len(plan.customer_ids), len(event_ids))
     record(warehouse, request, outcome, now_ms)
     return outcome
 
