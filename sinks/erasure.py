@@ -52,7 +52,11 @@ def erasure_key(settings: Settings) -> bytes:
 
 def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key: bytes, now_ms: int, *,
           max_customers: int = 3, fcr_window_ms: int = 7 * 86_400_000, timeout: float = 300.0) -> ErasureOutcome:
-    """Apply one request; blocking. Refused and not-found requests are recorded too."""
+    """Apply one request; blocking. Refused and not-found requests are recorded too. A request already
+    recorded (the message delivered again after a crash) is answered from its audit row."""
+    recorded = recorded_outcome(warehouse, request.request_id)
+    if recorded is not None:
+        return recorded
     plan = plan_erasure(resolver.graph, request, key, max_customers)
     if plan.status != APPLIED:
         outcome = ErasureOutcome(plan.status, plan.reason, carriers=plan.carriers)
@@ -127,6 +131,16 @@ def wait_for_mutations(warehouse: Warehouse, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise WarehouseError("erasure mutations did not finish in time")
         time.sleep(0.2)
+
+
+def recorded_outcome(warehouse: Warehouse, request_id: str) -> ErasureOutcome | None:
+    rows = warehouse.query(
+        "SELECT status, reason, customers_erased, identifiers_removed, events_anonymised FROM "
+        f"{warehouse.database}.erasure_audit WHERE request_id = {sql_string(request_id)} LIMIT 1")
+    if not rows:
+        return None
+    status, reason, customers, identifiers, events = rows[0]
+    return ErasureOutcome(str(status), str(reason), int(customers), int(identifiers), int(events))
 
 
 def record(warehouse: Warehouse, request: ErasureRequest, outcome: ErasureOutcome, now_ms: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,8 @@ def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path) -> None:
     assert rows(db, "SELECT text FROM {db}.interactions WHERE event_id = 'k1'") == [("hello from kate",)]
     assert rows(db, "SELECT customer_id FROM {db}.identities WHERE value = 'CRM-BOB-1'") == [(bob_id,)]
     assert rows(db, "SELECT customer_id FROM {db}.journeys WHERE issue_ref = 'CASE-1042'") == [("forgotten",)]
+    # Delivered again (at-least-once): answered from the audit row, not applied twice.
+    assert forget(sink, "phone", jane.PHONE) == replace(outcome, carriers=0)
     audit = rows(db, "SELECT id_type, value_key, status, customers_erased FROM {db}.erasure_audit")
     assert audit == [("phone", keyed_hash(key_bytes(SECRET), "phone", jane.PHONE), "applied", 1)]
 
