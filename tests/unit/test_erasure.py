@@ -248,3 +248,16 @@ def test_mutations_name_only_ids_and_touch_identity_sets_last() -> None:
     assert all("WHERE event_id IN" in s and f"origin_customer_id = '{FORGOTTEN}'" in s for s in updates)
     assert set(events) == {e for s in updates for e in s.split("IN (")[1].rstrip(")").replace("'", "").split(", ")}
     assert erasure_statements("cem", [], [], []) == []
+
+
+# ---- purging consumed records from the topics ----------------------------------------------------------------
+def test_purge_deletes_only_what_the_group_committed() -> None:
+    from streams.purge import caught_up, purge_plan
+
+    ends = {"raw-0": 10, "raw-1": 5, "resolve-0": 3, "idle-0": 0}
+    committed = {"raw-0": 10, "raw-1": 2, "resolve-0": 3}
+    starts = {"raw-0": 0, "raw-1": 2, "resolve-0": 1, "idle-0": 0}
+    assert purge_plan(ends, committed, starts) == {"raw-0": 10, "resolve-0": 3}  # raw-1: nothing new committed
+    assert not caught_up(ends, committed)
+    assert caught_up(ends, {**committed, "raw-1": 5})
+    assert purge_plan(ends, {}, starts) == {}  # a group that committed nothing loses nothing
