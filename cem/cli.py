@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("id_type")
     forget.add_argument("value")
     forget.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker to apply it")
+    forget.add_argument("--force", action="store_true",
+                        help="erase an identifier even when the events of many customers carry it (a placeholder)")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "forget":
         from cem.identity_cli import forget_identifier
 
-        return forget_identifier(settings, args.id_type, args.value, args.wait)
+        return forget_identifier(settings, args.id_type, args.value, args.wait, args.force)
     if args.command == "migrate":
         from sinks.clickhouse import connect, migrate
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from cem.domain.keyed import key_bytes
+
 CHANNELS: tuple[str, ...] = (
     "web",
     "mobile",
@@ -19,10 +21,6 @@ CHANNELS: tuple[str, ...] = (
     "support",
     "survey",
 )
-
-
-# Used when CEM_SECRET_KEY is empty: fine on one machine, never in production (the worker warns at start).
-DEVELOPMENT_SECRET_KEY = "cem-development-key-not-secret"
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,8 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
+    erasure_max_customers: int = 3  # cem forget refuses, unless --force, an identifier carried by more customers
+    erasure_purge_raw_topics: bool = False  # after an erasure, also delete consumed records from the raw topics
     max_record_bytes: int = 900_000
     max_text_chars: int = 20_000
     max_identifiers: int = 50
@@ -115,8 +115,8 @@ class Settings:
 
     @property
     def signing_key(self) -> bytes:
-        """The key of internal-message signatures and keyed hashes; a fixed development key when unset."""
-        return (self.secret_key or DEVELOPMENT_SECRET_KEY).encode()
+        """The key of internal-message signatures and keyed hashes; a public development key when unset."""
+        return key_bytes(self.secret_key)
 
 
 def raw_topic(channel: str) -> str:

@@ -105,7 +105,9 @@ def parse_control(message: Any) -> ControlRequest:
         raise InternalMessageError("invalid_control", f"control must be one of {sorted(CONTROL_KINDS)}")
     request_id = _text(message, "request_id", MAX_REQUEST_ID_CHARS)
     id_type = _text(message, "id_type", 64)
-    value_key = _text(message, "value_key", 128)
+    value_key = _text(message, "value_key", 64)
+    if len(value_key) != 64 or any(c not in "0123456789abcdef" for c in value_key):
+        raise InternalMessageError("invalid_control", "value_key must be 64 lower-case hex digits (a keyed hash)")
     requested_ms = message.get("requested_ms")
     if not isinstance(requested_ms, int) or isinstance(requested_ms, bool) or requested_ms < 0:
         raise InternalMessageError("invalid_control", "requested_ms must be a non-negative integer")

@@ -11,6 +11,7 @@ one authority for the whole keyspace to give the same answer with 1 or N workers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -24,23 +25,24 @@ import faust
 from prometheus_client import generate_latest
 
 from cem.config import resolver_config
+from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.settings import Settings
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
-    apply_erasure,
     connect,
     effect_columns,
     load_snapshot,
     migrate,
-    value_hash,
 )
+from sinks.erasure import ErasureOutcome, erase, erasure_key
 from streams import metrics
 from streams.batches import BatchRunner, Stopping
 from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
+from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
 from streams.watchdog import watch_event_loop
 
@@ -49,7 +51,7 @@ log = logging.getLogger("cem.worker")
 # Loggers whose DEBUG lines print whole Kafka messages (keys, values: identifiers of customers). They stay at INFO
 # whatever CEM_LOG_LEVEL says, so no log level ever writes an email or a phone number to the worker's log.
 PAYLOAD_LOGGERS = ("faust.topics", "faust.transport.drivers.aiokafka", "aiokafka.producer.producer",
-                   "aiokafka.consumer.fetcher")
+                   "aiokafka.consumer.fetcher", "clickhouse_driver")  # clickhouse_driver: every query at DEBUG
 
 
 def quiet_payload_loggers() -> None:
@@ -302,31 +304,28 @@ class ResolverSink:
             self._ensure_warehouse().insert("journey_log", journeys)
             metrics.ROWS_WRITTEN.labels("journey_log").inc(_row_count(journeys))
 
-    def apply_control(self, message: dict[str, Any]) -> None:
+    def apply_control(self, message: dict[str, Any]) -> ErasureOutcome | None:
         """Blocking. Today the one control is "forget" (GDPR erasure); retried until it is applied."""
         if message.get("control") != "forget":
             log.warning("ignoring unknown control message %r", message.get("control"))
-            return
+            return None
+        try:
+            request = ErasureRequest.from_message(message)
+        except InvalidRequest as exc:
+            log.warning("ignoring an erasure request: %s", exc)
+            return None
+        key = erasure_key(self.settings)
         delay = 0.2
         while True:
             try:
                 resolver = self._ensure_resolver()
                 warehouse = self._ensure_warehouse()
-                erasure = resolver.forget((str(message["id_type"]), str(message["value"])))
-                anonymised = apply_erasure(warehouse, erasure)
-                warehouse.insert("erasure_log", {
-                    "request_id": [str(message["request_id"])],
-                    "id_type": [str(message["id_type"])],
-                    "value_hash": [value_hash(str(message["value"]))],
-                    "customer_id": [erasure.customer_id],
-                    "identifiers_removed": [len(erasure.identifiers)],
-                    "events_anonymised": [anonymised],
-                    "requested_ms": [int(message.get("requested_ms", 0))],
-                    "completed_ms": [self._now_ms()],
-                })
+                outcome = erase(resolver, warehouse, request, key, self._now_ms(),
+                                max_customers=self.settings.erasure_max_customers,
+                                fcr_window_ms=self.config.fcr_window_ms)
                 metrics.ERASURES.inc()
                 self._stuck_since = None
-                return
+                return outcome
             except Exception as exc:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
                 delay = self._back_off(exc, delay, rebuild=True)
@@ -416,9 +415,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     """The worker's app. `stopping` is set when the worker is asked to stop (cem.cli.run_worker does it on
     SIGTERM): from then on every stage gives up a batch it cannot finish instead of retrying it."""
     quiet_payload_loggers()
-    if not settings.secret_key:
-        log.warning("CEM_SECRET_KEY is not set: internal messages are signed with the development key; set a "
-                    "secret of your own in production (docs/operations.md, topic permissions)")
+    erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
     app = faust_app(settings, web=True)
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
@@ -429,12 +426,22 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     if stopping is not None:
         sink.stopping = stopping
     sink.rebalance_pending = lambda: bool(app.rebalancing)
+    purges: set[asyncio.Future[int]] = set()
+
+    def purge_after_erasure() -> None:
+        """In the background: the purge waits for the erasure's own message to be committed."""
+        topics = [settings.resolve_topic, *(settings.raw_topics if settings.erasure_purge_raw_topics else [])]
+        purge = asyncio.ensure_future(purge_consumed(settings, topics))
+        purges.add(purge)
+        purge.add_done_callback(purges.discard)
+
     ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic)
-    resolve_stage = ResolveStage(settings, sink, deadletter_topic)
+    resolve_stage = ResolveStage(settings, sink, deadletter_topic, after_erasure=purge_after_erasure)
     control_stage = ControlStage(settings, resolve_topic, deadletter_topic)
 
     def runner(stage: str) -> BatchRunner:
         return BatchRunner(stage, sink.stopping, settings.shutdown_grace_seconds, settings.sink_retry_max_seconds)
+
     watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
 
     @app.agent(raw_topics)

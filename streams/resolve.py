@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cem.domain.erasure import APPLIED
 from cem.domain.model import Interaction
 from schemas.internal import ControlRequest, InternalMessageError, decode_resolve_message, verify
 from streams import metrics
@@ -21,9 +22,10 @@ from streams.ingest import source_of
 
 class ResolveStage:
     def __init__(self, settings: Any, sink: Any, deadletter_topic: Any,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, after_erasure: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.sink = sink
+        self.after_erasure = after_erasure
         self.deadletter_topic = deadletter_topic
         self.clock = clock
         self.key = settings.signing_key
@@ -54,7 +56,9 @@ class ResolveStage:
             elif isinstance(item, ControlRequest):
                 await self._write(loop, pending, counts)
                 pending = []
-                await loop.run_in_executor(None, self.sink.apply_control, item.as_dict())
+                outcome = await loop.run_in_executor(None, self.sink.apply_control, item.as_dict())
+                if outcome is not None and outcome.status == APPLIED:
+                    self.after_erasure()
             else:
                 pending.extend(item)
         await self._write(loop, pending, counts)

@@ -118,6 +118,7 @@ def test_a_good_control_request_is_parsed() -> None:
     {"control": None}, {"control": "drop_everything"}, {"request_id": None}, {"request_id": ""},
     {"request_id": "x" * 129}, {"id_type": 3}, {"value_key": None}, {"requested_ms": "now"},
     {"requested_ms": -1}, {"requested_ms": True}, {"force": "yes"}, {"value": "jane@example.com"},
+    {"value_key": "ab" * 31}, {"value_key": "AB" * 32}, {"value_key": "zz" * 32},
 ])
 def test_a_malformed_control_request_has_a_reason(change: dict[str, Any]) -> None:
     message = {**GOOD_CONTROL, **change}
