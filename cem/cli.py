@@ -1,4 +1,4 @@
-"""`cem` console command: worker, simulate, publish, demo, sql, migrate, report."""
+"""`cem` console command: worker, simulate, publish, demo, sql, schemas, migrate, report."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("id_type")
     forget.add_argument("value")
     forget.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker to apply it")
+    schemas = sub.add_parser("schemas", help="Avro writer schemas: register one at run time, check schemas/")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
+    register.add_argument("file", type=Path, help="the writer schema (.avsc)")
+    schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
@@ -67,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cem.identity_cli import forget_identifier
 
         return forget_identifier(settings, args.id_type, args.value, args.wait)
+    if args.command == "schemas":
+        from cem.schemas_cli import check_schemas, register_schema
+
+        return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "migrate":
         from sinks.clickhouse import connect, migrate
 
@@ -171,13 +180,16 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
     wanted = {t: settings.topic_partitions for t in settings.raw_topics}
     wanted[settings.deadletter_topic] = settings.topic_partitions
     wanted[settings.resolve_topic] = 1
+    wanted[settings.schemas_topic] = 1
+    compacted = {settings.schemas_topic}
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+            missing = [NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
+                       for t, n in wanted.items() if t not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)

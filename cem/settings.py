@@ -34,7 +34,7 @@ class Settings:
     web_port: int = 6066
     # Worker identity and state
     app_id: str = "cem"
-    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, <prefix>.deadletter, <prefix>.resolve
+    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = ".cem"
     topic_partitions: int = 4
     # Processing
@@ -94,6 +94,11 @@ class Settings:
     @property
     def resolve_topic(self) -> str:
         return f"{self.topic_prefix}.resolve"
+
+    @property
+    def schemas_topic(self) -> str:
+        """Writer schemas registered at run time (`cem schemas register`), compacted."""
+        return f"{self.topic_prefix}.schemas"
 
 
 def raw_topic(channel: str) -> str:

@@ -29,7 +29,7 @@ from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
-from schemas.codec import DecodeError, decode
+from schemas.codec import DecodeError, SchemaRegistry, decode, new_registry
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
@@ -41,6 +41,7 @@ from sinks.clickhouse import (
     value_hash,
 )
 from streams import metrics
+from streams.schema_feed import SchemaFeed
 
 log = logging.getLogger("cem.worker")
 
@@ -155,14 +156,15 @@ def limits_of(settings: Settings) -> Limits:
 class Ingestor:
     """Raw bytes -> Interaction or a dead letter. Pure apart from the clock it is handed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: SchemaRegistry | None = None) -> None:
         self.rules = identifier_rules(settings)
         self.limits = limits_of(settings)
         self.max_bytes = settings.max_record_bytes
+        self.registry = registry  # None: the schema versions kept in schemas/ only
 
     def parse(self, raw: bytes | None, channel: str | None, now_ms: int) -> Interaction | Rejection:
         try:
-            record = decode(raw, self.max_bytes)
+            record = decode(raw, self.max_bytes, self.registry)
         except DecodeError as exc:
             return Rejection(exc.reason, exc.detail)
         try:
@@ -481,15 +483,20 @@ def create_app(settings: Settings) -> faust.App:
                            key_serializer="raw", value_serializer="raw")
     resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    ingestor = Ingestor(settings)
+    registry = new_registry()
+    ingestor = Ingestor(settings, registry)
+    schema_feed = SchemaFeed(settings, registry)
+    app.task(schema_feed.run)
     sink = ResolverSink(settings)
     sink.rebalance_pending = lambda: bool(app.rebalancing)
     status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0}
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
+        await schema_feed.ready.wait()  # writer schemas registered before a record are known when it is decoded
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
             now_ms = int(time.time() * 1000)
+            schemas_read = False  # the schemas topic is read to its end at most once a batch
             valid: list[Interaction] = []
             valid_messages: list[Any] = []  # the raw message of each valid event, for the rare too_large case
             deliveries = []
@@ -498,6 +505,11 @@ def create_app(settings: Settings) -> faust.App:
                 channel = message.topic.rsplit(".", 1)[-1]
                 metrics.EVENTS_IN.labels(channel).inc()
                 parsed = ingestor.parse(message.value, channel if channel in CHANNELS else None, now_ms)
+                if isinstance(parsed, Rejection) and parsed.reason == "unknown_schema" and not schemas_read:
+                    # Its writer may have been registered after the feed's last poll: read up to now, try again.
+                    schemas_read = True
+                    if await schema_feed.catch_up():
+                        parsed = ingestor.parse(message.value, channel if channel in CHANNELS else None, now_ms)
                 if isinstance(parsed, Rejection):
                     metrics.DEADLETTERED.labels(parsed.reason).inc()
                     deliveries.append(await _dead_letter(deadletter_topic, message, parsed, now_ms))
