@@ -24,6 +24,7 @@ log = logging.getLogger("cem.schemas")
 POLL_MS = 200  # how long one poll waits for new registrations; also how soon a catch-up request is answered
 CATCH_UP_SECONDS = 15.0
 RETRY_SECONDS = 2.0
+ASSIGNMENT_SECONDS = 30.0
 
 
 class SchemaFeed:
@@ -86,22 +87,26 @@ class SchemaFeed:
         return all(self._next.get(tp, 0) >= end for tp, end in ends.items())
 
     async def _start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         from cem.cli import kafka_client_options
 
         topic = self.settings.schemas_topic
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+        # Subscribed without a group: aiokafka assigns every partition of the topic, and with no committed
+        # offsets auto_offset_reset starts each at its beginning.
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     **kafka_client_options(self.settings))
-        await consumer.start()
         self._consumer = consumer
-        if topic not in await consumer.topics():
-            raise LookupError(f"topic {topic} does not exist (`cem worker` creates it)")
-        self._partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(self._partitions)
-        await consumer.seek_to_beginning(*self._partitions)
         self._next = {}
+        await consumer.start()
+        deadline = asyncio.get_running_loop().time() + ASSIGNMENT_SECONDS
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise LookupError(f"no partition of {topic} within {ASSIGNMENT_SECONDS:.0f} s; `cem worker` and "
+                                  "`cem schemas register` create the topic")
+            await asyncio.sleep(0.05)
+        self._partitions = sorted(consumer.assignment())
 
     async def _stop(self) -> None:
         consumer, self._consumer = self._consumer, None
