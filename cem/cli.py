@@ -42,12 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("id_type")
     forget.add_argument("value")
     forget.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker to apply it")
+    sub.add_parser("migrate", help="create or upgrade the warehouse tables")
     schemas = sub.add_parser("schemas", help="Avro writer schemas: register one at run time, check schemas/")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
     register.add_argument("file", type=Path, help="the writer schema (.avsc)")
     schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
-    sub.add_parser("migrate", help="create or upgrade the warehouse tables")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -72,16 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cem.identity_cli import forget_identifier
 
         return forget_identifier(settings, args.id_type, args.value, args.wait)
-    if args.command == "schemas":
-        from cem.schemas_cli import check_schemas, register_schema
-
-        return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "migrate":
         from sinks.clickhouse import connect, migrate
 
         warehouse = connect(settings.clickhouse_url)
         print("applied:", ", ".join(migrate(warehouse)) or "nothing, already current")
         return 0
+    if args.command == "schemas":
+        from cem.schemas_cli import check_schemas, register_schema
+
+        return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "report":
         from cem.report import print_report
         from sinks.clickhouse import connect
