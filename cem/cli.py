@@ -1,4 +1,4 @@
-"""`cem` console command: worker, simulate, publish, demo, sql, migrate, report."""
+"""`cem` console command: worker, simulate, publish, demo, sql, schemas, migrate, report."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("--force", action="store_true",
                         help="erase an identifier even when the events of many customers carry it (a placeholder)")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
+    schemas = sub.add_parser("schemas", help="Avro writer schemas: register one at run time, check schemas/")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
+    register.add_argument("file", type=Path, help="the writer schema (.avsc)")
+    schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -76,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warehouse = connect(settings.clickhouse_url)
         print("applied:", ", ".join(migrate(warehouse)) or "nothing, already current")
         return 0
+    if args.command == "schemas":
+        from cem.schemas_cli import check_schemas, register_schema
+
+        return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "report":
         from cem.report import print_report
         from sinks.clickhouse import connect
@@ -219,13 +228,16 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits:
     wanted[settings.deadletter_topic] = settings.topic_partitions
     wanted[settings.resolve_topic] = 1
     wanted[settings.control_topic] = 1
+    wanted[settings.schemas_topic] = 1
+    compacted = {settings.schemas_topic}
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+            missing = [NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
+                       for t, n in wanted.items() if t not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)

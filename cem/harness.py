@@ -220,7 +220,8 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str | Call
     raise TimeoutError(text)
 
 
-def publish(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+def publish(settings: Settings, records: Sequence[tuple[Any, ...]]) -> None:
+    """Records as (topic, key, value) or (topic, key, value, headers)."""
     from cem.cli import produce
 
     asyncio.run(produce(settings, records))

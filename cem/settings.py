@@ -38,7 +38,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
     # Worker identity and state
     app_id: str = "cem"
-    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, <prefix>.deadletter, <prefix>.resolve
+    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = ".cem"
     topic_partitions: int = 4
     # Processing
@@ -117,6 +117,11 @@ class Settings:
     def signing_key(self) -> bytes:
         """The key of internal-message signatures and keyed hashes; a public development key when unset."""
         return key_bytes(self.secret_key)
+
+    @property
+    def schemas_topic(self) -> str:
+        """Writer schemas registered at run time (`cem schemas register`), compacted."""
+        return f"{self.topic_prefix}.schemas"
 
 
 def raw_topic(channel: str) -> str:

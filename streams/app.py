@@ -29,6 +29,7 @@ from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.settings import Settings
+from schemas.codec import new_registry
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
@@ -44,6 +45,7 @@ from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
+from streams.schema_feed import SchemaFeed
 from streams.watchdog import watch_event_loop
 
 log = logging.getLogger("cem.worker")
@@ -422,6 +424,9 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
     resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     control_topic = app.topic(settings.control_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
+    registry = new_registry()
+    schema_feed = SchemaFeed(settings, registry)
+    app.task(schema_feed.run)
     sink = ResolverSink(settings)
     if stopping is not None:
         sink.stopping = stopping
@@ -435,7 +440,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
         purges.add(purge)
         purge.add_done_callback(purges.discard)
 
-    ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic)
+    ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic, registry=registry,
+                               catch_up=schema_feed.catch_up)
     resolve_stage = ResolveStage(settings, sink, deadletter_topic, after_erasure=purge_after_erasure)
     control_stage = ControlStage(settings, resolve_topic, deadletter_topic)
 
@@ -446,6 +452,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
+        await schema_feed.ready.wait()  # writer schemas registered before a record are known when it is decoded
         run = runner("ingest").run
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
             await run(ingest_stage.handle, events)

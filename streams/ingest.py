@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from cem.config import identifier_rules
 from cem.domain.model import Interaction, Rejection
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
-from schemas.codec import DecodeError, decode
+from schemas.codec import DecodeError, SchemaRegistry, decode
 from schemas.internal import encode_batch, signature_headers
 from streams import metrics
 from streams.deadletters import DeadLetter, dead_letter
@@ -50,14 +50,15 @@ class ParseFault(Exception):
 class Ingestor:
     """Raw bytes -> Interaction or a Rejection. Pure apart from the clock it is handed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: SchemaRegistry | None = None) -> None:
         self.rules = identifier_rules(settings)
         self.limits = limits_of(settings)
         self.max_bytes = settings.max_record_bytes
+        self.registry = registry  # None: the schema versions kept in schemas/ only
 
     def parse(self, raw: bytes | None, channel: str | None, now_ms: int) -> Interaction | Rejection:
         try:
-            record = decode(raw, self.max_bytes)
+            record = decode(raw, self.max_bytes, self.registry)
         except DecodeError as exc:
             return Rejection(exc.reason, exc.detail)
         return build_interaction(record, channel, self.rules, self.limits, now_ms)
@@ -92,11 +93,18 @@ def source_of(message: Any) -> str:
     return f"{message.topic}/{message.partition}/{message.offset}"
 
 
+async def _nothing_new() -> bool:
+    return False
+
+
 class IngestStage:
     def __init__(self, settings: Settings, resolve_topic: Any, deadletter_topic: Any,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, registry: SchemaRegistry | None = None,
+                 catch_up: Callable[[], Awaitable[bool]] = _nothing_new) -> None:
+        """`catch_up` reads the registered writer schemas up to now; True when it found new ones."""
         self.settings = settings
-        self.ingestor = Ingestor(settings)
+        self.ingestor = Ingestor(settings, registry)
+        self.catch_up = catch_up
         self.resolve_topic = resolve_topic
         self.deadletter_topic = deadletter_topic
         self.clock = clock
@@ -128,8 +136,15 @@ class IngestStage:
         """Classify the batch and put everything it became on the broker; raises (so the runner retries the
         whole batch) on any failure. Counters move only once the batch is done."""
         messages = [event.message for event in events]
+        schemas_read = False
         for attempt in range(PARSE_ATTEMPTS):
             batch = self.classify(messages, int(self.clock() * 1000), last_attempt=attempt == PARSE_ATTEMPTS - 1)
+            if "unknown_schema" in batch.reasons and not schemas_read:
+                # Its writer may have been registered after the schema feed's last poll: read up to now, again.
+                schemas_read = True
+                if await self.catch_up():
+                    batch = self.classify(messages, int(self.clock() * 1000),
+                                          last_attempt=attempt == PARSE_ATTEMPTS - 1)
             if not batch.faults:
                 break
             message, exc = batch.faults[0]
