@@ -47,6 +47,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy cem streams schemas sinks
 
 check: lint typecheck
+	$(BIN)/cem schemas check
 
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit -q

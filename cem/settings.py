@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from cem.domain.keyed import key_bytes
+
 CHANNELS: tuple[str, ...] = (
     "web",
     "mobile",
@@ -32,9 +34,11 @@ class Settings:
     kafka_ssl_cafile: str = ""
     clickhouse_url: str = field(default="chdb://.cem/warehouse", repr=False)  # may hold a password
     web_port: int = 6066
+    web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
+    secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
     # Worker identity and state
     app_id: str = "cem"
-    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, <prefix>.deadletter, <prefix>.resolve
+    topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = ".cem"
     topic_partitions: int = 4
     # Processing
@@ -49,10 +53,16 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
-    max_record_bytes: int = 1_048_576
+    erasure_max_customers: int = 3  # cem forget refuses, unless --force, an identifier carried by more customers
+    erasure_purge_raw_topics: bool = False  # after an erasure, also delete consumed records from the raw topics
+    max_record_bytes: int = 900_000
     max_text_chars: int = 20_000
     max_identifiers: int = 50
     max_properties: int = 200
+    # The largest message the worker writes (resolver batches, dead letters, control); must fit the producer's
+    # request limit and the topics' max.message.bytes (checked at start-up)
+    message_max_bytes: int = 900_000
+    producer_max_request_bytes: int = 1_000_000
     # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit
     ingest_batch_max: int = 2_000
     ingest_batch_seconds: float = 0.05
@@ -63,6 +73,10 @@ class Settings:
     session_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 3.0
     log_level: str = "WARNING"
+    shutdown_grace_seconds: float = 10.0  # a stop waits this long for the batch in flight, then exits uncommitted
+    # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
+    # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
+    watchdog_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -94,6 +108,20 @@ class Settings:
     @property
     def resolve_topic(self) -> str:
         return f"{self.topic_prefix}.resolve"
+
+    @property
+    def control_topic(self) -> str:
+        return f"{self.topic_prefix}.control"
+
+    @property
+    def signing_key(self) -> bytes:
+        """The key of internal-message signatures and keyed hashes; a public development key when unset."""
+        return key_bytes(self.secret_key)
+
+    @property
+    def schemas_topic(self) -> str:
+        """Writer schemas registered at run time (`cem schemas register`), compacted."""
+        return f"{self.topic_prefix}.schemas"
 
 
 def raw_topic(channel: str) -> str:

@@ -1,15 +1,18 @@
 """Wire codec for channel records: Avro single-object encoding or JSON, told apart by the first bytes.
 
-Avro framing (README "Avro framing"): bytes C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
-writer schema's canonical form, then the Avro binary body. The fingerprint names the writer schema without a
-registry, so every version kept in schemas/ stays readable and producers can move to a newer version at
-their own pace.
+Avro framing (README "Encodings"): bytes C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
+writer schema's canonical form, then the Avro binary body. The fingerprint names the writer schema: one of the
+versions kept in schemas/, or one registered at run time on the `<prefix>.schemas` topic (schemas.evolution
+checks it, streams.schema_feed adds it to the worker's SchemaRegistry), so producers can move to a newer
+schema at their own pace, even before the pipeline ships it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import threading
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,12 @@ from fastavro.schema import to_parsing_canonical_form
 SCHEMA_DIR = Path(__file__).parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _JSON_STARTS = (b"{", b"[")
+UTF8_BOM = b"\xef\xbb\xbf"
+_JSON_FIRST_BYTES = frozenset(b"{[ \t\r\n")
+# Byte order marks of the wide Unicode encodings, longest first (the UTF-32LE mark starts with UTF-16LE's).
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe", "UTF-16LE"),
+              (b"\xfe\xff", "UTF-16BE"))
+MAX_REFUSALS_KEPT = 1_000
 _EMPTY = 0xC15D213AA4D7A795
 
 
@@ -56,25 +65,30 @@ def schema_fingerprint(parsed: Any) -> bytes:
 
 
 @cache
-def schema_versions() -> dict[int, Any]:
-    """Every Interaction schema version kept in schemas/, parsed: {1: ..., 2: ...}."""
-    versions = {}
-    for path in sorted(SCHEMA_DIR.glob("interaction.v*.avsc")):
+def schema_documents() -> dict[int, Any]:
+    """Every Interaction schema version kept in schemas/, as the JSON documents of its files: {1: ..., 2: ...}."""
+    documents = {}
+    for path in SCHEMA_DIR.glob("interaction.v*.avsc"):
         version = int(path.name.split(".v")[1].split(".")[0])
-        versions[version] = fastavro.parse_schema(json.loads(path.read_text()))
-    return versions
+        documents[version] = json.loads(path.read_text())
+    return dict(sorted(documents.items()))
+
+
+@cache
+def schema_versions() -> dict[int, Any]:
+    """Every Interaction schema version kept in schemas/, parsed by fastavro: {1: ..., 2: ...}."""
+    return {version: fastavro.parse_schema(document) for version, document in schema_documents().items()}
 
 
 def current_version() -> int:
     return max(schema_versions())
 
 
-@cache
-def _writers_by_fingerprint() -> dict[bytes, Any]:
-    """Decoding reads timestamps as plain longs: validation then judges absurd values with a precise reason,
-    where fastavro's datetime conversion would fail on years outside 1..9999. The canonical form (and so the
-    fingerprint) ignores logical types, so the plain schema names the same writer."""
-    return {schema_fingerprint(s): _without_logical_types(s) for s in schema_versions().values()}
+def plain_schema(parsed: Any) -> Any:
+    """The form decoding reads with: timestamps stay plain longs, so validation judges absurd values with a
+    precise reason where fastavro's datetime conversion would fail on years outside 1..9999. The canonical form
+    (and so the fingerprint) ignores logical types, so the plain schema names the same writer."""
+    return _without_logical_types(parsed)
 
 
 def _without_logical_types(schema: Any) -> Any:
@@ -86,8 +100,78 @@ def _without_logical_types(schema: Any) -> Any:
     return schema
 
 
-def encode_avro(record: dict[str, Any], version: int | None = None) -> bytes:
-    schema = schema_versions()[version or current_version()]
+@dataclass(frozen=True)
+class Writer:
+    """A writer schema the decoder accepts: its fingerprint, its plain parsed form and the JSON document."""
+
+    fingerprint: bytes
+    plain: Any
+    document: Any
+
+
+class SchemaRegistry:
+    """The writer schemas a decoder accepts, by fingerprint: the versions kept in schemas/ plus those registered
+    at run time. Writes copy the map under a lock and swap it in; lookups read whichever map is current without
+    locking, so the schema feed may add writers from any thread while records are decoded."""
+
+    def __init__(self, documents: dict[int, Any]) -> None:
+        builtin = {}
+        for document in documents.values():
+            parsed = fastavro.parse_schema(document)
+            builtin[schema_fingerprint(parsed)] = Writer(schema_fingerprint(parsed), plain_schema(parsed), document)
+        self.reader_document = documents[max(documents)]
+        self.reader_fingerprint = schema_fingerprint(fastavro.parse_schema(self.reader_document))
+        # The very object the reader's own Writer holds, so decoding tells a current-version record by identity.
+        self.reader = builtin[self.reader_fingerprint].plain
+        self.builtin = frozenset(builtin)
+        self._writers: dict[bytes, Writer] = builtin
+        self._refused: dict[bytes, str] = {}
+        self._lock = threading.Lock()
+
+    def writer(self, fingerprint: bytes) -> Writer | None:
+        return self._writers.get(fingerprint)
+
+    def add(self, writer: Writer) -> bool:
+        """Accept records written with `writer` (already checked: schemas.evolution). False if already known."""
+        with self._lock:
+            if writer.fingerprint in self._writers:
+                return False
+            self._writers = {**self._writers, writer.fingerprint: writer}
+            self._refused = {k: v for k, v in self._refused.items() if k != writer.fingerprint}
+            return True
+
+    def refuse(self, fingerprint: bytes, reason: str) -> None:
+        """Remember why a registered writer was refused, for the detail of its records' dead letters."""
+        with self._lock:
+            if fingerprint not in self._writers and len(self._refused) < MAX_REFUSALS_KEPT:
+                self._refused = {**self._refused, fingerprint: reason}
+
+    def refusal(self, fingerprint: bytes) -> str | None:
+        return self._refused.get(fingerprint)
+
+    def registered(self) -> list[bytes]:
+        """Fingerprints added at run time (not kept in schemas/)."""
+        return [fp for fp in self._writers if fp not in self.builtin]
+
+
+@cache
+def default_registry() -> SchemaRegistry:
+    """The versions kept in schemas/ only: what decode() uses when it is given no registry."""
+    return SchemaRegistry(schema_documents())
+
+
+def new_registry() -> SchemaRegistry:
+    """A registry of its own for one worker, which its schema feed extends."""
+    return SchemaRegistry(schema_documents())
+
+
+def encode_avro(record: dict[str, Any], version: int | None = None, schema: Any = None) -> bytes:
+    """Single-object encoding with a version kept in schemas/ (the current one by default), or with `schema`
+    (a schema document or a parsed schema) for a writer that is not kept here."""
+    if schema is None:
+        schema = schema_versions()[version or current_version()]
+    else:
+        schema = fastavro.parse_schema(schema)
     body = io.BytesIO()
     body.write(SINGLE_OBJECT_MAGIC)
     body.write(schema_fingerprint(schema))
@@ -99,23 +183,53 @@ def encode_json(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
-def decode(raw: bytes | None, max_bytes: int) -> Any:
-    """Decode one record to a dict. Raises DecodeError with a dead-letter reason."""
+def decode(raw: bytes | None, max_bytes: int, registry: SchemaRegistry | None = None) -> Any:
+    """Decode one record to a dict, Avro records with the writers `registry` knows (by default the versions kept
+    in schemas/). Raises DecodeError with a dead-letter reason."""
     if not raw:
         return _fail("empty_record")
     if len(raw) > max_bytes:
         return _fail("too_large", f"{len(raw)} bytes > {max_bytes}")
     if raw[:2] == SINGLE_OBJECT_MAGIC:
-        return _decode_avro(raw)
+        return _decode_avro(raw, registry or default_registry())
     if raw[:1] in _JSON_STARTS or raw.lstrip()[:1] in _JSON_STARTS:
         return _decode_json(raw)
+    if raw[:3] == UTF8_BOM:  # some Windows tools write one; JSON parsers may ignore it (RFC 8259, section 8.1)
+        body = raw[3:]
+        if body.lstrip()[:1] in _JSON_STARTS:
+            return _decode_json(body)
+        return _fail("unknown_encoding", "a UTF-8 byte order mark followed by neither a JSON object nor an array")
+    wide = _wide_encoding(raw)
+    if wide is not None:
+        return _fail("unknown_encoding", f"JSON must be UTF-8; this looks like {wide}")
     return _fail("unknown_encoding", "neither JSON nor Avro single-object encoding (C3 01)")
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """UTF-16 or UTF-32, told by a byte order mark or, without one, by where the NUL bytes of the first
+    characters are (RFC 4627, section 3: the first two characters of JSON text are ASCII)."""
+    for bom, name in _WIDE_BOMS:
+        if raw.startswith(bom):
+            return f"{name} (byte order mark {bom.hex(' ').upper()})"
+    head = raw[:4]
+    if len(head) == 4 and head[:3] == b"\x00\x00\x00" and head[3] in _JSON_FIRST_BYTES:
+        return "UTF-32BE"
+    if len(head) == 4 and head[0] in _JSON_FIRST_BYTES and head[1:] == b"\x00\x00\x00":
+        return "UTF-32LE"
+    if len(head) >= 2 and head[0] == 0 and head[1] in _JSON_FIRST_BYTES:
+        return "UTF-16BE"
+    if len(head) >= 2 and head[0] in _JSON_FIRST_BYTES and head[1] == 0:
+        return "UTF-16LE"
+    return None
 
 
 def _decode_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        wide = _wide_encoding(raw)
+        if wide is not None:  # `{` then NUL: UTF-16LE or UTF-32LE text without a byte order mark
+            return _fail("unknown_encoding", f"JSON must be UTF-8; this looks like {wide}")
         message = str(exc)
         if "UTF-8" in message or "surrogate" in message:
             return _fail("invalid_utf8", message[:200])
@@ -124,11 +238,12 @@ def _decode_json(raw: bytes) -> Any:
         return _fail("malformed_json", message[:200])
 
 
-def _decode_avro(raw: bytes) -> Any:
-    writer = _writers_by_fingerprint().get(raw[2:10])
-    if writer is None:
-        return _fail("unknown_schema", f"writer fingerprint {raw[2:10].hex()} is not in schemas/")
-    reader = _reader_schema()
+def _decode_avro(raw: bytes, registry: SchemaRegistry) -> Any:
+    known = registry.writer(raw[2:10])
+    if known is None:
+        return _fail("unknown_schema", _unknown_schema_detail(raw[2:10], registry))
+    writer = known.plain
+    reader = registry.reader
     buffer = io.BytesIO(raw)
     buffer.seek(10)
     try:
@@ -144,13 +259,12 @@ def _decode_avro(raw: bytes) -> Any:
     return record
 
 
-@cache
-def _reader_schema() -> Any:
-    """The current schema, as the very object _writers_by_fingerprint() holds for it, so _decode_avro can tell
-    a record written with the current schema by identity."""
-    current = schema_versions()[current_version()]
-    writer = _writers_by_fingerprint().get(schema_fingerprint(current))
-    return writer if writer is not None else _without_logical_types(current)
+def _unknown_schema_detail(fingerprint: bytes, registry: SchemaRegistry) -> str:
+    refusal = registry.refusal(fingerprint)
+    if refusal is not None:
+        return f"writer schema {fingerprint.hex()} was registered but refused: {refusal}"[:500]
+    return (f"writer schema {fingerprint.hex()} is neither kept in schemas/ nor registered; register it with "
+            "`cem schemas register FILE.avsc` before publishing records written with it")
 
 
 def _fail(reason: str, detail: str = "") -> Any:

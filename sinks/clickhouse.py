@@ -21,7 +21,7 @@ import orjson
 
 from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
-from cem.domain.resolver import Effects, Erasure, RecentRow, Snapshot
+from cem.domain.resolver import Effects, RecentRow, Snapshot
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The embedded engine is the client too, so INTO OUTFILE would write a file; table functions reach outside.
@@ -365,41 +365,6 @@ def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
     return snapshot
 
 
-# ---- erasure ------------------------------------------------------------------------------------------
-FORGOTTEN = "forgotten"
-
-
-def value_hash(value: str) -> str:
-    """What the audit log keeps of an erased identifier: enough to answer "was X erased?", not X itself."""
-    import hashlib
-
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
+# ---- quoting ------------------------------------------------------------------------------------------
 def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def apply_erasure(warehouse: Warehouse, erasure: Erasure, timeout: float = 120.0) -> int:
-    """Delete the customer's identifiers and anonymise its interaction rows (kept, so counts and aggregates stay
-    exact, but with no text, properties or device and no customer). Returns the number of rows anonymised."""
-    db = warehouse.database
-    if not erasure.identity_keys:
-        return 0
-    keys = ", ".join(sql_string(k) for k in erasure.identity_keys)
-    rows = warehouse.query(f"SELECT count() FROM {db}.interaction_log WHERE identity_key IN ({keys})")
-    # identity_key is cleared too: the same identifiers seen later make a new set row that must not claim these.
-    warehouse.command(
-        f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
-        f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
-        f"origin_customer_id = '{FORGOTTEN}' WHERE identity_key IN ({keys})")
-    warehouse.command(f"ALTER TABLE {db}.identity_sets DELETE WHERE identity_key IN ({keys})")
-    if erasure.identifiers:
-        pairs = ", ".join(f"({sql_string(t)}, {sql_string(v)})" for t, v in erasure.identifiers)
-        warehouse.command(f"ALTER TABLE {db}.identity_links DELETE WHERE (id_type, value) IN ({pairs})")
-    deadline = time.monotonic() + timeout
-    while warehouse.query(f"SELECT count() FROM system.mutations WHERE database = '{db}' AND is_done = 0")[0][0]:
-        if time.monotonic() > deadline:
-            raise WarehouseError("erasure mutations did not finish in time")
-        time.sleep(0.2)
-    return int(rows[0][0])

@@ -15,40 +15,46 @@ import asyncio
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
 from prometheus_client import generate_latest
 
-from cem.config import identifier_rules, resolver_config
+from cem.config import resolver_config
+from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.journeys import REMOVED, JourneyAlias
-from cem.domain.model import Interaction, Rejection
+from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
-from cem.domain.validate import Limits, build_interaction, parse_event_time
-from cem.settings import CHANNELS, Settings
-from schemas.codec import DecodeError, decode
+from cem.settings import Settings
+from schemas.codec import new_registry
 from sinks.clickhouse import (
     TABLE_ORDER,
     Warehouse,
-    apply_erasure,
     connect,
     effect_columns,
     load_snapshot,
     migrate,
-    value_hash,
 )
+from sinks.erasure import ErasureOutcome, erase, erasure_key
 from streams import metrics
+from streams.batches import BatchRunner, Stopping
+from streams.control import ControlStage
+from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
+from streams.purge import purge_consumed
+from streams.resolve import ResolveStage
+from streams.schema_feed import SchemaFeed
+from streams.watchdog import watch_event_loop
 
 log = logging.getLogger("cem.worker")
 
 # Loggers whose DEBUG lines print whole Kafka messages (keys, values: identifiers of customers). They stay at INFO
 # whatever CEM_LOG_LEVEL says, so no log level ever writes an email or a phone number to the worker's log.
 PAYLOAD_LOGGERS = ("faust.topics", "faust.transport.drivers.aiokafka", "aiokafka.producer.producer",
-                   "aiokafka.consumer.fetcher")
+                   "aiokafka.consumer.fetcher", "clickhouse_driver")  # clickhouse_driver: every query at DEBUG
 
 
 def quiet_payload_loggers() -> None:
@@ -62,10 +68,6 @@ def quiet_payload_loggers() -> None:
 # write it too once ClickHouse is back: a zombie writer. Dying is the crash path, which is proven safe.
 REBALANCE_GIVE_UP_SECONDS = 20.0
 EXIT_STUCK_IN_REBALANCE = 75
-
-# A resolver message stays under Faust's producer_max_request_size (1,000,000) and Kafka's default
-# message.max.bytes (1 MiB); larger ingest batches are split, and one event too large alone is dead-lettered.
-RESOLVE_MESSAGE_MAX_BYTES = 900_000
 
 # ClickHouse error codes that refuse the data of one insert (a value, a type, a constraint), as opposed to a
 # server that is unavailable, overloaded or misconfigured. Only these are isolated row by row and dead-lettered
@@ -93,9 +95,6 @@ _ERROR_CODE = re.compile(r"^\s*Code:\s*(\d+)")
 # When this many rows were refused one by one and not a single row was accepted, the table refuses everything
 # (a schema change, a guard that is too strict): that is an outage to fix, not data to dead-letter.
 REFUSED_ALL_AFTER = 8
-# A copy of an event_id already processed whose content differs from the first copy: the first copy wins.
-DUPLICATE_CONFLICT = "duplicate_conflict"
-CONFLICT_DETAIL = "this event_id was first processed with other content, which was kept"
 
 
 class WarehouseRefusesEverything(Exception):
@@ -143,38 +142,6 @@ class SinkResult:
     refused: list[tuple[Interaction, str]] = field(default_factory=list)
 
 
-def limits_of(settings: Settings) -> Limits:
-    min_ms = parse_event_time(settings.min_event_time)
-    assert min_ms is not None, "CEM_MIN_EVENT_TIME must be an ISO-8601 time"
-    return Limits(
-        channels=frozenset(CHANNELS),
-        min_event_ms=min_ms,
-        max_future_skew_ms=int(settings.max_future_skew_hours * 3_600_000),
-        max_text_chars=settings.max_text_chars,
-        max_identifiers=settings.max_identifiers,
-        max_properties=settings.max_properties,
-    )
-
-
-class Ingestor:
-    """Raw bytes -> Interaction or a dead letter. Pure apart from the clock it is handed."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.rules = identifier_rules(settings)
-        self.limits = limits_of(settings)
-        self.max_bytes = settings.max_record_bytes
-
-    def parse(self, raw: bytes | None, channel: str | None, now_ms: int) -> Interaction | Rejection:
-        try:
-            record = decode(raw, self.max_bytes)
-        except DecodeError as exc:
-            return Rejection(exc.reason, exc.detail)
-        try:
-            return build_interaction(record, channel, self.rules, self.limits, now_ms)
-        except Exception as exc:  # a validator bug must not lose the record: dead-letter it with the cause
-            return Rejection("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
-
-
 class ResolverSink:
     """The resolver and its warehouse. Quixstreams-style: process() collects, flush() writes; the caller acks
     Kafka only after flush() returned, and flush() returns only once everything is written."""
@@ -186,6 +153,7 @@ class ResolverSink:
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
         self.rebalance_pending: Callable[[], bool] = lambda: False  # set by create_app: the group waits on us
+        self.stopping = threading.Event()  # set when the worker stops: retry loops give their batch up
         self._stuck_since: float | None = None
 
     def _now_ms(self) -> int:
@@ -227,7 +195,11 @@ class ResolverSink:
                 delay = self._back_off(exc, delay, rebuild=False)
                 continue
             now_ms = self._now_ms()
-            effects = resolver.process(events, now_ms)
+            try:
+                effects = resolver.process(events, now_ms)
+            except Exception as exc:  # a fault of the resolver: its state may be half-updated, rebuild it
+                delay = self._back_off(exc, delay, rebuild=True, where="resolver")
+                continue
             metrics.SINK_PENDING_EVENTS.set(len(events))
             try:
                 result = self._write(effects, now_ms)
@@ -340,49 +312,47 @@ class ResolverSink:
             self._ensure_warehouse().insert("journey_log", journeys)
             metrics.ROWS_WRITTEN.labels("journey_log").inc(_row_count(journeys))
 
-    def apply_control(self, message: dict[str, Any]) -> None:
+    def apply_control(self, message: dict[str, Any]) -> ErasureOutcome | None:
         """Blocking. Today the one control is "forget" (GDPR erasure); retried until it is applied."""
         if message.get("control") != "forget":
             log.warning("ignoring unknown control message %r", message.get("control"))
-            return
+            return None
+        try:
+            request = ErasureRequest.from_message(message)
+        except InvalidRequest as exc:
+            log.warning("ignoring an erasure request: %s", exc)
+            return None
+        key = erasure_key(self.settings)
         delay = 0.2
         while True:
             try:
                 resolver = self._ensure_resolver()
                 warehouse = self._ensure_warehouse()
-                erasure = resolver.forget((str(message["id_type"]), str(message["value"])))
-                anonymised = apply_erasure(warehouse, erasure)
-                warehouse.insert("erasure_log", {
-                    "request_id": [str(message["request_id"])],
-                    "id_type": [str(message["id_type"])],
-                    "value_hash": [value_hash(str(message["value"]))],
-                    "customer_id": [erasure.customer_id],
-                    "identifiers_removed": [len(erasure.identifiers)],
-                    "events_anonymised": [anonymised],
-                    "requested_ms": [int(message.get("requested_ms", 0))],
-                    "completed_ms": [self._now_ms()],
-                })
+                outcome = erase(resolver, warehouse, request, key, self._now_ms(),
+                                max_customers=self.settings.erasure_max_customers,
+                                fcr_window_ms=self.config.fcr_window_ms)
                 metrics.ERASURES.inc()
                 self._stuck_since = None
-                return
+                return outcome
             except Exception as exc:
                 # The graph may already be forgotten: rebuild from the warehouse so the retry sees the truth.
                 delay = self._back_off(exc, delay, rebuild=True)
 
-    def _back_off(self, exc: Exception, delay: float, rebuild: bool) -> float:
+    def _back_off(self, exc: Exception, delay: float, rebuild: bool, where: str = "ClickHouse write") -> float:
         """One failed attempt: count it, drop the connection (and the state, when it may be stale), exit if a
-        rebalance waits on us, sleep. Returns the next delay."""
+        rebalance waits on us, sleep; give up the batch when the worker is stopping. Returns the next delay."""
         if rebuild:
             self.invalidate()
-        self._failed(exc)
+        self._failed(exc, where)
         self._give_up_if_the_group_waits()
-        time.sleep(delay)
+        if self.stopping.wait(delay):
+            raise Stopping() from exc
         return min(delay * 2, self.settings.sink_retry_max_seconds)
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, where: str = "ClickHouse write") -> None:
         metrics.SINK_FAILURES.inc()
         metrics.SINK_UP.set(0)
-        log.warning("ClickHouse write failed, retrying: %s", describe_error(exc))
+        log.warning("%s failed, retrying: %s", where, describe_error(exc))
         if self.warehouse is not None:
             try:
                 self.warehouse.close()
@@ -405,41 +375,6 @@ class ResolverSink:
 
 def _row_count(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values())))
-
-
-def resolve_payloads(valid: list[Interaction], limit: int = RESOLVE_MESSAGE_MAX_BYTES
-                     ) -> tuple[list[bytes], list[Interaction]]:
-    """The resolver messages for a batch of valid events, each at most `limit` bytes: one message in the common
-    case, halves of the batch when it is larger. Events too large to travel alone are returned apart."""
-    payload = orjson.dumps([v.to_wire() for v in valid])
-    if len(payload) <= limit:
-        return [payload], []
-    if len(valid) == 1:
-        return [], valid
-    middle = len(valid) // 2
-    first, first_apart = resolve_payloads(valid[:middle], limit)
-    second, second_apart = resolve_payloads(valid[middle:], limit)
-    return first + second, first_apart + second_apart
-
-
-def contract_record(event: Interaction) -> dict[str, Any]:
-    """An event in the input contract's JSON shape (normalised identifiers, epoch-millisecond time): what a
-    warehouse_rejected dead letter carries, so it can be published again once the cause is fixed."""
-    record: dict[str, Any] = {
-        "event_id": event.event_id,
-        "channel": event.channel,
-        "type": event.type,
-        "occurred_at": event.occurred_ms,
-        "identifiers": dict(event.identifiers),
-        "properties": event.properties,
-    }
-    if event.text is not None:
-        record["text"] = event.text
-    if event.issue_ref is not None:
-        record["issue_ref"] = event.issue_ref
-    if event.survey_kind is not None:
-        record["survey"] = {"kind": event.survey_kind, "score": event.survey_score}
-    return record
 
 
 def kafka_credentials(settings: Settings) -> Any:
@@ -477,105 +412,70 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_commit_interval=1.0,
         web_enabled=web,
-        web_host="0.0.0.0",
+        web_host=settings.web_host,
+        producer_max_request_size=settings.producer_max_request_bytes,
         web_port=settings.web_port,
         web_in_thread=False,
     )
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, stopping: threading.Event | None = None) -> faust.App:
+    """The worker's app. `stopping` is set when the worker is asked to stop (cem.cli.run_worker does it on
+    SIGTERM): from then on every stage gives up a batch it cannot finish instead of retrying it."""
     quiet_payload_loggers()
+    erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
     app = faust_app(settings, web=True)
     raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
                            key_serializer="raw", value_serializer="raw")
     resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
+    control_topic = app.topic(settings.control_topic, partitions=1, key_serializer="raw", value_serializer="raw")
     deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    ingestor = Ingestor(settings)
+    registry = new_registry()
+    schema_feed = SchemaFeed(settings, registry)
+    app.task(schema_feed.run)
     sink = ResolverSink(settings)
+    if stopping is not None:
+        sink.stopping = stopping
     sink.rebalance_pending = lambda: bool(app.rebalancing)
-    status = {"consumed": 0, "deadlettered": 0, "resolved": 0, "written": 0, "warehouse_rejected": 0,
-              "duplicate_conflict": 0}
+    purges: set[asyncio.Future[int]] = set()
+
+    def purge_after_erasure() -> None:
+        """In the background: the purge waits for the erasure's own message to be committed."""
+        topics = [settings.resolve_topic, *(settings.raw_topics if settings.erasure_purge_raw_topics else [])]
+        purge = asyncio.ensure_future(purge_consumed(settings, topics))
+        purges.add(purge)
+        purge.add_done_callback(purges.discard)
+
+    ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic, registry=registry,
+                               catch_up=schema_feed.catch_up)
+    resolve_stage = ResolveStage(settings, sink, deadletter_topic, after_erasure=purge_after_erasure)
+    control_stage = ControlStage(settings, resolve_topic, deadletter_topic)
+
+    def runner(stage: str) -> BatchRunner:
+        return BatchRunner(stage, sink.stopping, settings.shutdown_grace_seconds, settings.sink_retry_max_seconds)
+
+    watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
 
     @app.agent(raw_topics)
     async def ingest(stream: Any) -> None:
+        await schema_feed.ready.wait()  # writer schemas registered before a record are known when it is decoded
+        run = runner("ingest").run
         async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
-            now_ms = int(time.time() * 1000)
-            valid: list[Interaction] = []
-            valid_messages: list[Any] = []  # the raw message of each valid event, for the rare too_large case
-            deliveries = []
-            for event in events:
-                message = event.message
-                channel = message.topic.rsplit(".", 1)[-1]
-                metrics.EVENTS_IN.labels(channel).inc()
-                parsed = ingestor.parse(message.value, channel if channel in CHANNELS else None, now_ms)
-                if isinstance(parsed, Rejection):
-                    metrics.DEADLETTERED.labels(parsed.reason).inc()
-                    deliveries.append(await _dead_letter(deadletter_topic, message, parsed, now_ms))
-                else:
-                    valid.append(parsed)
-                    valid_messages.append(message)
-            if valid:
-                payloads, too_large = resolve_payloads(valid)
-                for payload in payloads:
-                    deliveries.append(await resolve_topic.send(key=b"batch", value=payload))
-                for oversized in too_large:
-                    rejection = Rejection("too_large", "the normalised event exceeds the resolver message limit "
-                                                       f"({RESOLVE_MESSAGE_MAX_BYTES} bytes)")
-                    metrics.DEADLETTERED.labels(rejection.reason).inc()
-                    source = valid_messages[next(i for i, v in enumerate(valid) if v is oversized)]
-                    deliveries.append(await _dead_letter(deadletter_topic, source, rejection, now_ms))
-                valid_count = len(valid) - len(too_large)
-            else:
-                valid_count = 0
-            # Ack the raw records only once what they became is on the broker.
-            await asyncio.gather(*deliveries)
-            status["consumed"] += len(events)
-            status["deadlettered"] += len(events) - valid_count
+            await run(ingest_stage.handle, events)
 
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
 
     @app.agent(resolve_topic)
     async def resolve(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
+        run = runner("resolve").run
+        async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
+            await run(resolve_stage.handle, events)
 
-        async def write(events: list[Interaction]) -> None:
-            # ClickHouse calls block; a thread keeps heartbeats and the web server alive during an outage.
-            result = await loop.run_in_executor(None, sink.process_and_write, events)
-            if result.refused:
-                # Acked with the batch only once on the broker; a replay refuses and dead-letters them again,
-                # under the same key (deduplicate by key).
-                now_ms = int(time.time() * 1000)
-                await asyncio.gather(*[
-                    await _dead_letter_refused(deadletter_topic, settings, event, detail, now_ms)
-                    for event, detail in result.refused])
-                metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.refused))
-            conflicting = result.effects.conflicting
-            if conflicting:
-                # The same: a replay finds the first copy in the warehouse and dead-letters them again, same key.
-                now_ms = int(time.time() * 1000)
-                await asyncio.gather(*[
-                    await _dead_letter_refused(deadletter_topic, settings, event, CONFLICT_DETAIL, now_ms,
-                                               reason=DUPLICATE_CONFLICT)
-                    for event in conflicting])
-                metrics.DEADLETTERED.labels(DUPLICATE_CONFLICT).inc(len(conflicting))
-            status["resolved"] += len(events)
-            status["written"] += result.written
-            status["warehouse_rejected"] += len(result.refused)
-            status["duplicate_conflict"] += len(conflicting)
-
-        async for batch in stream.take(flush_messages, within=settings.sink_flush_seconds):
-            events: list[Interaction] = []
-            for payload in batch:
-                message = orjson.loads(payload)
-                if isinstance(message, dict):  # a control message (cem forget): applied in stream order
-                    if events:
-                        await write(events)
-                        events = []
-                    await loop.run_in_executor(None, sink.apply_control, message)
-                else:
-                    events.extend(Interaction.from_wire(row) for row in message)
-            if events:
-                await write(events)
+    @app.agent(control_topic)
+    async def control(stream: Any) -> None:
+        run = runner("control").run
+        async for events in stream.take_events(100, within=0.5):
+            await run(control_stage.handle, events)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -601,38 +501,6 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        return web.json(status)
+        return web.json({**ingest_stage.status, **resolve_stage.status, **control_stage.status})
 
     return app
-
-
-async def _dead_letter(topic: Any, message: Any, rejection: Rejection, now_ms: int) -> Any:
-    """The original bytes, untouched, with the reason and the source coordinates in headers (as Kafka Connect
-    does). The key names the source record, so a replayed dead letter is recognisably the same one."""
-    source = f"{message.topic}/{message.partition}/{message.offset}"
-    headers = [
-        ("cem.reason", rejection.reason.encode()),
-        ("cem.detail", rejection.detail.encode("utf-8", "replace")),
-        ("cem.source", source.encode()),
-        ("cem.failed_at_ms", str(now_ms).encode()),
-    ]
-    return await topic.send(key=source.encode(), value=message.value or b"", headers=headers)
-
-
-async def _dead_letter_refused(topic: Any, settings: Settings, event: Interaction, detail: str, now_ms: int,
-                               reason: str = "warehouse_rejected") -> Any:
-    """An event the resolver or ClickHouse refused: the value is the event in the input contract's JSON shape
-    (the raw bytes are not kept past ingest), publishable again to its raw topic once the cause is fixed. The key
-    and cem.source name the event itself, `<prefix>.resolve#<event_id>`, plus `#<fingerprint>` for a
-    duplicate_conflict (one event_id can collide with several contents): identical on every replay and re-send,
-    and unique per event, so consumers deduplicate by key."""
-    source = f"{settings.resolve_topic}#{event.event_id}"
-    if reason == DUPLICATE_CONFLICT:
-        source += f"#{event.fingerprint}"
-    headers = [
-        ("cem.reason", reason.encode()),
-        ("cem.detail", detail.encode("utf-8", "replace")),
-        ("cem.source", source.encode()),
-        ("cem.failed_at_ms", str(now_ms).encode()),
-    ]
-    return await topic.send(key=source.encode(), value=orjson.dumps(contract_record(event)), headers=headers)

@@ -55,3 +55,8 @@ RECOMPUTES = Counter(
     "Late events that made the resolver replay the customers they touch in event-time order",
     registry=REGISTRY,
 )
+STAGE_FAILURES = Counter(
+    "cem_stage_failures_total",
+    "Failed attempts of a stage's batch (retried until done; nothing is acknowledged meanwhile), per stage and error",
+    ["stage", "error"], registry=REGISTRY,
+)

@@ -324,30 +324,87 @@ class IdentityGraph:
             if identifiers not in self.set_key:
                 self._step(identifiers, key, scratch)
 
-    def forget(self, customer_id: str) -> tuple[list[Identifier], list[IdentitySet]]:
-        """Erase a customer: its identifiers stop linking, so later events with them start a new customer."""
-        root = self.find(customer_id)
-        customer = self.customers.pop(root, None)
-        if customer is None:
-            return [], []
-        identifiers = sorted({ident for member_set in customer.sets for ident in member_set
-                              if ident in self.owner and self.find(self.owner[ident]) == root})
-        for ident in identifiers:
-            del self.owner[ident]
-        sets = list(customer.sets)
+    def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier]) -> GraphErasure:
+        """Erase customers and identifiers (docs/identity.md, "Erasure"). The customers go with every identifier
+        set attributed to them; every other set carrying an erased identifier goes too. The customers that shared
+        an identifier with a removed set are replayed from their remaining sets, exactly as a restart replays
+        what is left in the warehouse, so memory and a restart agree; what the replay wrote is returned."""
+        persons = {self.find(c) for c in customer_ids} & self.customers.keys()
+        erased = set(erased)
+        removed = {s for root in persons for s in self.customers[root].sets}
+        for ident in erased:
+            for carrier in self.carriers.get(ident, ()):
+                holder = self.customers.get(self.find(carrier))
+                if holder is not None:
+                    removed.update(s for s in holder.sets if ident in s)
+        gone = {root: self.customers.pop(root) for root in persons}
+        touched = {self.find(c) for s in removed for ident in s for c in self.carriers.get(ident, ())}
+        replayed = {root: self.customers.pop(root) for root in self._closure(touched)}
+        person_ids = {cid for root, c in gone.items() for cid in (root, *c.members)}
+        every = {**gone, **replayed}
+        all_ids = {cid for root, c in every.items() for cid in (root, *c.members)}
+        sets = {s for c in every.values() for s in c.sets} | removed
+        for ident in {ident for s in sets for ident in s} | erased:
+            owner_id = self.owner.get(ident)
+            if owner_id is not None and (self.find(owner_id) in every or ident in erased):
+                del self.owner[ident]
+        for cid in all_ids:
+            self.parent.pop(cid, None)
+            if cid in person_ids or self.origins.get(cid) in removed:
+                self.origins.pop(cid, None)
         for member_set in sets:
             self.set_owner.pop(member_set, None)
             self.set_key.pop(member_set, None)
-        for cid in (root, *customer.members):
-            self.parent.pop(cid, None)
-        for member_set in sets:
             for ident in member_set:
-                holders = self.carriers.get(ident, set())
-                holders.difference_update((root, *customer.members))
-                if not holders:
-                    self.carriers.pop(ident, None)
-        return identifiers, sets
+                holders = self.carriers.get(ident)
+                if holders is not None:
+                    holders.difference_update(all_ids)
+                    if not holders:
+                        del self.carriers[ident]
+        out = Attribution()
+        replay = {s: k for c in replayed.values() for s, k in c.sets.items() if s not in removed}
+        for member_set, key in sorted(replay.items(), key=lambda item: item[1]):
+            self._step(member_set, key, out)
+        out.set_customers = {s: self.find(self.set_owner[s]) for s in replay}
+        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
+                     for li in out.links]
+        vanished = self._alias_replayed(replayed, out)
+        # Only merges of customers that were live before: the others are on record already.
+        out.merges = [Merge(m.from_id, self.find(m.from_id), m.event_id, m.occurred_ms, m.rule)
+                      for m in out.merges if m.from_id in replayed]
+        return GraphErasure(sorted(person_ids), sorted(vanished), sorted(removed), out)
+
+    def _alias_replayed(self, replayed: Mapping[str, Customer], out: Attribution) -> set[str]:
+        """Old ids of replayed customers that the replay did not re-create live on as aliases of where their
+        remaining sets went. Returns the ids none of whose sets remain: they are gone, like the erased ones."""
+        vanished: set[str] = set()
+        for root, customer in replayed.items():
+            remaining = sorted((k, s) for s, k in customer.sets.items() if s in self.set_owner)
+            for cid in (root, *customer.members):
+                if cid in self.customers or cid in self.parent:
+                    out.aliases[cid] = self.find(cid)
+                    continue
+                if not remaining:
+                    vanished.add(cid)
+                    continue
+                origin = self.origins.get(cid)
+                home = self.find(self.set_owner[origin] if origin in self.set_owner else
+                                 self.set_owner[remaining[0][1]])
+                self.parent[cid] = home
+                self.customers[home].members.append(cid)
+                out.aliases[cid] = home
+        return vanished
 
 
 def _rank(ident: Identifier) -> int:
     return IDENTIFIER_PRIORITY.get(ident[0], 99)
+
+
+@dataclass
+class GraphErasure:
+    """What IdentityGraph.forget removed, and what its replay of the neighbours wrote (`replay`)."""
+
+    customer_ids: list[str]  # the erased customers and every id merged into them
+    vanished_ids: list[str]  # neighbours none of whose identifier sets remain
+    removed_sets: list[IdentitySet]
+    replay: Attribution

@@ -24,6 +24,7 @@ from cem.domain.journeys import (
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
 
 DAY_MS = 86_400_000
+FORGOTTEN = "forgotten"  # the customer of anonymised interactions, sessions and journeys
 
 
 @dataclass(frozen=True)
@@ -126,14 +127,28 @@ class Resolver:
             journey_id = journey.journey_id
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
 
-    def forget(self, identifier: Identifier) -> Erasure:
-        """GDPR erasure of the customer owning `identifier`: its identifiers stop linking anyone, so later events
-        carrying them start a new customer. Seen event ids stay, so replays of its events are not re-inserted."""
-        customer_id = self.graph.customer_of(identifier)
-        if customer_id is None:
-            return Erasure("", [], [])
-        identifiers, sets = self.graph.forget(customer_id)
-        return Erasure(customer_id, identifiers, [identity_key(s) for s in sets])
+    def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
+        """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys
+        continue under the customer `forgotten`, as a restart would rebuild them from the anonymised rows. Seen
+        event ids stay, so replays of erased events are recognised and not inserted again."""
+        result = self.graph.forget(customer_ids, erased)
+        self.version = max(self.version + 1, now_ms * 1000)
+        effects = Effects(self.version)
+        replay = result.replay
+        effects.customers, effects.links = replay.created, replay.links
+        effects.merges, effects.refused = replay.merges, replay.refused
+        effects.customer_aliases = dict(replay.aliases)
+        effects.identity_sets = {s: (owner, self.graph.set_key[s]) for s, owner in replay.set_customers.items()}
+        for old_id, current_id in replay.aliases.items():
+            if old_id != current_id:
+                self._move_customer(old_id, current_id, effects)
+        gone = [*result.customer_ids, *result.vanished_ids]
+        for customer_id in gone:
+            self.sessions.by_customer.pop(customer_id, None)
+            # No event reaches an erased customer again: its journeys leave the book (kept whole in journey_log).
+            for journey in self.journeys.by_customer.pop(customer_id, {}).values():
+                journey.customer_id = FORGOTTEN
+        return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects)
 
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
         """Sessions and journeys of a merged customer continue under the survivor."""
@@ -207,7 +222,8 @@ class Resolver:
             if final is not None:
                 final.members.append(alias_id)
         for journey in journeys.values():
-            self.journeys.place(journey)
+            if journey.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
+                self.journeys.place(journey)
 
     def _restore_session(
         self, restored: dict[str, Session], session_id: str, customer_id: str, occurred_ms: int, channel: str
@@ -229,9 +245,9 @@ class Resolver:
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
-    customer_id: str
-    identifiers: list[Identifier]
-    identity_keys: list[str]
+    customer_ids: list[str]  # every customer id erased, merged ones included
+    identity_keys: list[str]  # of the identifier sets removed: their interaction rows are anonymised
+    effects: Effects  # what the graph's replay of the erased customers' neighbours writes
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,13 +70,9 @@ def build_interaction(
 
     if record.get("occurred_at") is None:
         return Rejection("missing_field", "occurred_at")
-    occurred_ms = parse_event_time(record["occurred_at"])
-    if occurred_ms is None:
-        return Rejection("invalid_timestamp", "occurred_at must be ISO-8601 UTC or epoch milliseconds")
-    if occurred_ms < limits.min_event_ms:
-        return Rejection("timestamp_too_old", str(occurred_ms))
-    if occurred_ms > now_ms + limits.max_future_skew_ms:
-        return Rejection("timestamp_in_future", str(occurred_ms))
+    occurred_ms = check_event_time(record["occurred_at"], limits, now_ms)
+    if isinstance(occurred_ms, Rejection):
+        return occurred_ms
 
     raw_ids = record.get("identifiers")
     if raw_ids is None or raw_ids == {}:
@@ -163,6 +159,42 @@ def parse_event_time(value: Any) -> int | None:
             return None
         return parse_event_time(moment)
     return None
+
+
+def check_event_time(value: Any, limits: Limits, now_ms: int) -> int | Rejection:
+    """Epoch milliseconds of `occurred_at`, or the rejection. Details give times in ISO-8601, and name the unit
+    a number was probably sent in when it is not milliseconds (epoch seconds are the common mistake)."""
+    occurred_ms = parse_event_time(value)
+    if occurred_ms is None:
+        hint = " (a number in a string: send it as a JSON number)" if isinstance(value, str) and \
+            value.strip().lstrip("-").isdigit() else ""
+        return Rejection("invalid_timestamp", "occurred_at must be ISO-8601 UTC or epoch milliseconds" + hint)
+    latest_ms = now_ms + limits.max_future_skew_ms
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    read = f"occurred_at {value!r} read as epoch milliseconds is" if number else "occurred_at is"
+    if occurred_ms < limits.min_event_ms:
+        detail = f"{read} {iso_ms(occurred_ms)}, before the earliest accepted time {iso_ms(limits.min_event_ms)}"
+        if number and limits.min_event_ms <= value * 1000 <= latest_ms:
+            detail += f"; it looks like epoch seconds ({iso_ms(int(value * 1000))}): send epoch milliseconds"
+        return Rejection("timestamp_too_old", detail)
+    if occurred_ms > latest_ms:
+        detail = (f"{read} {iso_ms(occurred_ms)}, more than {limits.max_future_skew_ms / 3_600_000:g} h after "
+                  f"now ({iso_ms(now_ms)})")
+        for unit, per_ms in (("microseconds", 1_000), ("nanoseconds", 1_000_000)):
+            if number and limits.min_event_ms <= value / per_ms <= latest_ms:
+                detail += f"; it looks like epoch {unit} ({iso_ms(int(value // per_ms))}): send epoch milliseconds"
+                break
+        return Rejection("timestamp_in_future", detail)
+    return occurred_ms
+
+
+def iso_ms(ms: int) -> str:
+    """2026-11-20T10:00:00.123Z, or words for a time outside the years 1..9999 (which ISO-8601 cannot show)."""
+    try:
+        moment = EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        return "a time outside the years 1-9999"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def content_fingerprint(content: tuple[Any, ...]) -> str:

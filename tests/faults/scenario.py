@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cem.harness import WorkerProcess, drained, isolated_settings, metric_value, wait_until
+from cem.harness import WorkerProcess, diagnose, drained, isolated_settings, metric_value, wait_until
 from cem.settings import Settings
 from cem.simulate import Simulator, Traffic
+from tests.faults.inject import launcher
 from tests.faults.invariants import Expected, assert_invariants
 
 DAY_MS = 86_400_000
@@ -40,10 +41,15 @@ class Scenario:
 
     # ---- workers -----------------------------------------------------------------------------------------
     def start_worker(self, name: str | None = None, env: dict[str, str] | None = None,
-                     settings: Settings | None = None) -> WorkerProcess:
+                     settings: Settings | None = None, fault_plan: Path | None = None) -> WorkerProcess:
+        """A worker process; with `fault_plan`, run by the fault-injection launcher (tests/faults/inject.py)."""
         name = name or f"w{len(self.workers) + 1}"
+        command = None
+        if fault_plan is not None:
+            command, launcher_env = launcher(fault_plan)
+            env = {**launcher_env, **(env or {})}
         worker = WorkerProcess(settings or self.settings, self.tmp_path / f"{name}.log", name=name,
-                               state_dir=self.tmp_path / f"{name}-state", env=env)
+                               state_dir=self.tmp_path / f"{name}-state", env=env, command=command)
         self.workers.append(worker)
         return worker.start()
 
@@ -77,14 +83,16 @@ class Scenario:
             for worker in self.workers:
                 if worker.name not in self.ended and worker.process is not None and worker.process.poll() is not None:
                     raise RuntimeError(f"{worker.name} exited with {worker.process.returncode}:\n"
-                                       f"{worker.log_tail()}")
+                                       f"{self.log_tails()}")
             return drained(self.settings)
 
-        wait_until(done, timeout, f"{self.name}: not drained within {timeout} s\n{self.log_tails()}", interval=0.5)
+        wait_until(done, timeout, f"{self.name}: not drained", interval=0.5, workers=self.workers,
+                   settings=self.settings)
         return time.monotonic() - began
 
     def log_tails(self, chars: int = 3000) -> str:
-        return "\n".join(f"--- {w.name} ({w.log_path})\n{w.log_tail(chars)}" for w in self.workers)
+        """Every worker's state, /status, key metrics and log tail (cem.harness.diagnose), read now."""
+        return diagnose(self.workers, log_chars=chars)
 
     # ---- the end -----------------------------------------------------------------------------------------
     def finish(self, *, check_journeys: bool = True, **figures: Any) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def test_clickhouse_stopped_for_30_seconds_mid_stream(scenario, kafka, tmp_workd
         half = len(s.records) // 2
         worker = s.start_worker()
         publish(s.settings, s.records[:half])
-        wait_until(lambda: (worker.status() or {}).get("written", 0) >= 300, 90, worker.log_tail())
+        wait_until(lambda: (worker.status() or {}).get("written", 0) >= 300, 90, "no progress", workers=[worker])
         baseline_rss = worker.rss_kb() or 0
 
         server.stop()
@@ -139,11 +139,12 @@ def test_clickhouse_down_while_a_worker_joins_no_zombie_writer(scenario, kafka, 
         half = len(s.records) // 2
         w1 = s.start_worker("w1")
         publish(s.settings, s.records[:half])
-        wait_until(lambda: (w1.status() or {}).get("written", 0) >= 200, 90, w1.log_tail())
+        wait_until(lambda: (w1.status() or {}).get("written", 0) >= 200, 90, "no progress", workers=[w1])
         server.stop()
         stopped = time.monotonic()
         publish(s.settings, s.records[half:])
-        wait_until(lambda: metric_value(w1.metrics_text(), "cem_sink_failures_total") > 0, 60, w1.log_tail())
+        wait_until(lambda: metric_value(w1.metrics_text(), "cem_sink_failures_total") > 0, 60, "no failed write",
+                   workers=[w1])
         s.start_worker("w2")  # the group now waits for w1 to give up its partitions
         joined = time.monotonic()
 
@@ -151,7 +152,7 @@ def test_clickhouse_down_while_a_worker_joins_no_zombie_writer(scenario, kafka, 
             w1.metrics_text()  # its last counters before it goes
             return not w1.running
 
-        wait_until(w1_exited, 90, f"w1 kept its partitions\n{s.log_tails()}")
+        wait_until(w1_exited, 90, "w1 kept its partitions", workers=s.workers)
         s.ended.add("w1")
         gave_up = time.monotonic() - joined
         assert w1.process is not None and w1.process.returncode == 75, w1.log_tail()

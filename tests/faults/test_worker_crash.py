@@ -76,7 +76,7 @@ def test_two_workers_one_killed_survivor_takes_over_then_a_third_joins(scenario,
     tail = len(s.records) // 5  # held back until the third worker has partitions, so it must take part
     w1, w2 = s.start_worker("w1"), s.start_worker("w2")
     publisher = BackgroundPublisher(s.settings, s.records[:-tail], chunks=16, pause=1.0).start()
-    wait_until(lambda: s.status_total("written") >= 300, 90, f"no progress\n{s.log_tails()}", interval=0.1)
+    wait_until(lambda: s.status_total("written") >= 300, 90, "no progress", interval=0.1, workers=s.workers)
     # Kill the worker that owns the resolver partition (it is the one writing), mid-stream.
     owner = max((w1, w2), key=lambda w: _progress(w, "resolved"))
     survivor = w2 if owner is w1 else w1
@@ -84,14 +84,14 @@ def test_two_workers_one_killed_survivor_takes_over_then_a_third_joins(scenario,
     killed = time.monotonic()
     before = _progress(survivor, "written")
     wait_until(lambda: _progress(survivor, "written") > before, 90,
-               f"the survivor did not take over\n{s.log_tails()}", interval=0.1)
+               "the survivor did not take over", interval=0.1, workers=s.workers)
     takeover = time.monotonic() - killed
     stream_running = not publisher.done  # the held-back tail makes the join mid-stream in any case
     joined = time.monotonic()
     w3 = s.start_worker("w3")
     # Its partitions show in its lag gauge (exported every 5 s) once the rebalance has assigned them.
     wait_until(lambda: "cem_consumer_lag_messages{" in w3.metrics_text(), 60,
-               f"the third worker got no partitions\n{s.log_tails()}", interval=0.5)
+               "the third worker got no partitions", interval=0.5, workers=s.workers)
     rebalanced = time.monotonic() - joined
     publisher.join()
     publish(s.settings, s.records[-tail:])
@@ -127,7 +127,7 @@ def _after_first_write(seconds: float) -> Callable[[WorkerProcess], bool]:
 def _until_written(worker: WorkerProcess, since: float, timeout: float = 60.0) -> float:
     """Seconds from `since` until the worker resolved its first batch."""
     wait_until(lambda: _progress(worker, "resolved") > 0, timeout,
-               f"{worker.name} made no progress\n{worker.log_tail()}", interval=0.05)
+               f"{worker.name} made no progress", interval=0.05, workers=[worker])
     return time.monotonic() - since
 
 

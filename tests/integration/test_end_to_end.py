@@ -5,12 +5,12 @@ The simulator's ground truth is computed independently of the pipeline; every as
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
+from cem import harness
 from cem.harness import WorkerProcess, metric_value, publish, read_topic, wait_until
 from cem.settings import CHANNELS, Settings
 from cem.simulate import Simulator, Traffic, iso
@@ -22,13 +22,8 @@ BASE_MS = 1_763_078_400_000  # 2025-11-14 00:00 UTC: in the past, inside the acc
 
 
 def isolated_settings(kafka: object, clickhouse: object, name: str) -> Settings:
-    tag = f"{name}_{uuid.uuid4().hex[:6]}"
-    url = clickhouse.url.rsplit("/", 1)[0] + f"/{tag}"  # type: ignore[attr-defined]
-    return Settings.from_env(
-        {}, kafka_bootstrap=kafka.bootstrap, clickhouse_url=url, topic_prefix=tag,  # type: ignore[attr-defined]
-        app_id=tag, topic_partitions=4, session_timeout_seconds=6.0, heartbeat_interval_seconds=1.0,
-        ingest_batch_seconds=0.1, sink_flush_seconds=0.3,
-    )
+    """Own topics, group and database, with the tests' short timeouts and INFO logs (cem.harness.TEST_OVERRIDES)."""
+    return harness.isolated_settings(kafka.bootstrap, clickhouse.url, name)  # type: ignore[attr-defined]
 
 
 def records_of(settings: Settings, traffic: Traffic) -> list[tuple[str, bytes | None, bytes]]:
@@ -56,7 +51,7 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         publish(settings, records)
-        wait_until(lambda: drained(worker, len(records)), 120, f"worker did not drain:\n{worker.log_tail()}")
+        wait_until(lambda: drained(worker, len(records)), 120, "worker did not drain", workers=[worker])
         metrics = worker.metrics_text()
     finally:
         worker.stop()
@@ -111,7 +106,8 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
     again = WorkerProcess(settings, tmp_path / "worker2.log").start()
     try:
         publish(settings, records)
-        wait_until(lambda: drained(again, len(records)), 120, f"second worker did not drain:\n{again.log_tail()}")
+        wait_until(lambda: drained(again, len(records)), 120, "second worker did not drain",
+                   workers=[again])
     finally:
         again.stop()
     assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(unique, unique)]
@@ -155,7 +151,7 @@ def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) ->
             payload = "\n".join(line % t if "%s" in line else line for line in items) + "\n"
             subprocess.run([kcat, "-P", "-b", settings.kafka_bootstrap, "-t", settings.raw_topic(channel)],
                            input=payload.encode(), check=True, timeout=60)
-        wait_until(lambda: drained(worker, 7), 90, f"worker did not drain:\n{worker.log_tail()}")
+        wait_until(lambda: drained(worker, 7), 90, "worker did not drain", workers=[worker])
     db = connect(settings.clickhouse_url)
     rows = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))
     assert sorted(rows) == ["k1", "k2", "k3", "k4", "k5"]

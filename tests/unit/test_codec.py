@@ -1,5 +1,5 @@
 """schemas.codec: Avro single-object framing, CRC-64-AVRO, JSON, interop with the reference implementation
-(avro-python3), schema evolution and the dead-letter reasons of decode()."""
+(Apache Avro's `avro` package), schema evolution, the schema registry and the dead-letter reasons of decode()."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ RECORDS = [FULL_RECORD, NULLS_RECORD]
 
 
 def _ms(value: Any) -> int:
-    """fastavro returns timestamp-millis as an aware datetime, avro-python3 1.10.2 as an int."""
+    """fastavro and Apache Avro return timestamp-millis as an aware datetime; decode() keeps the int."""
     if isinstance(value, datetime):
         assert value.tzinfo is not None
         return (value - datetime(1970, 1, 1, tzinfo=UTC)) // _ONE_MS
@@ -163,7 +163,7 @@ def test_json_array_is_decoded_and_left_to_the_validator() -> None:
     assert decode(b"[1, 2]", MAX) == [1, 2]
 
 
-# ---- interop with avro-python3 (the reference implementation) ---------------------------------------
+# ---- interop with Apache Avro's Python implementation (the reference) ---------------------------------
 def _reference_schema() -> Any:
     return avro.schema.parse(V1_PATH.read_text())
 
@@ -177,8 +177,10 @@ def _reference_read(body: bytes) -> dict[str, Any]:
 
 
 def _reference_write(record: dict[str, Any]) -> bytes:
+    """Apache Avro writes timestamp-millis from a datetime (exactly: it counts integer microseconds)."""
+    datum = {**record, "occurred_at": datetime(1970, 1, 1, tzinfo=UTC) + _ONE_MS * record["occurred_at"]}
     buffer = io.BytesIO()
-    avro.io.DatumWriter(_reference_schema()).write(record, avro.io.BinaryEncoder(buffer))
+    avro.io.DatumWriter(_reference_schema()).write(datum, avro.io.BinaryEncoder(buffer))
     return buffer.getvalue()
 
 
@@ -227,9 +229,9 @@ def test_interop_both_directions_for_random_records(record: dict[str, Any]) -> N
 
 # ---- schema evolution --------------------------------------------------------------------------------
 def _clear_caches() -> None:
+    codec.schema_documents.cache_clear()
     codec.schema_versions.cache_clear()
-    codec._writers_by_fingerprint.cache_clear()
-    codec._reader_schema.cache_clear()
+    codec.default_registry.cache_clear()
 
 
 @pytest.fixture
@@ -347,3 +349,80 @@ def test_avro_invalid_utf8_in_string() -> None:
 def test_decode_error_carries_reason_and_detail() -> None:
     error = DecodeError("too_large", "3 bytes > 2")
     assert (error.reason, error.detail, str(error)) == ("too_large", "3 bytes > 2", "too_large: 3 bytes > 2")
+
+
+# ---- byte order marks ----------------------------------------------------------------------------------
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=["full", "nulls"])
+@pytest.mark.parametrize("space", [b"", b" ", b"\n", b"\r\n", b"\t \n  "], ids=["none", "space", "lf", "crlf", "mix"])
+def test_utf8_bom_before_json_is_accepted(record: dict[str, Any], space: bytes) -> None:
+    assert decode(BOM + space + encode_json(record), MAX) == record
+
+
+def test_utf8_bom_before_a_json_array_is_left_to_the_validator() -> None:
+    assert decode(BOM + b"[1, 2]", MAX) == [1, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=20) | st.integers(-(2**63), 2**63 - 1) | st.none(),
+                       max_size=5))
+def test_utf8_bom_changes_nothing_for_any_json_object(obj: dict[str, Any]) -> None:
+    raw = encode_json(obj)
+    assert decode(BOM + raw, MAX) == decode(raw, MAX) == obj
+
+
+@pytest.mark.parametrize("raw", [BOM, BOM + b"  ", BOM + b"hello", BOM + BOM + b"{}", BOM + b"\xc3\x01" + b"\x00" * 9])
+def test_utf8_bom_before_anything_but_json_is_unknown_encoding(raw: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(raw, MAX)
+    assert info.value.reason == "unknown_encoding"
+    assert "byte order mark" in info.value.detail
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (BOM + b'{"event_id": "\xff"}', "invalid_utf8"),
+    (BOM + b'{"event_id": ', "malformed_json"),
+    (BOM + b"[" * 2000 + b"]" * 2000, "too_deeply_nested"),
+])
+def test_utf8_bom_then_the_usual_json_reasons(raw: bytes, reason: str) -> None:
+    assert _reason(raw) == reason
+
+
+def test_utf8_bom_counts_towards_the_size_limit() -> None:
+    raw = BOM + encode_json({"event_id": "x"})
+    assert _reason(raw, len(raw) - 1) == "too_large"
+    assert decode(raw, len(raw)) == {"event_id": "x"}
+
+
+_TEXT = '{"event_id": "e-ü", "type": "page_view"}'
+
+
+@pytest.mark.parametrize(("raw", "named"), [
+    (_TEXT.encode("utf-16"), "UTF-16LE (byte order mark FF FE)"),  # Python writes a little-endian mark
+    (b"\xfe\xff" + _TEXT.encode("utf-16-be"), "UTF-16BE (byte order mark FE FF)"),
+    (b"\xff\xfe" + _TEXT.encode("utf-16-le"), "UTF-16LE (byte order mark FF FE)"),
+    (_TEXT.encode("utf-32"), "UTF-32LE (byte order mark FF FE 00 00)"),
+    (b"\x00\x00\xfe\xff" + _TEXT.encode("utf-32-be"), "UTF-32BE (byte order mark 00 00 FE FF)"),
+    (_TEXT.encode("utf-16-le"), "UTF-16LE"),
+    (_TEXT.encode("utf-16-be"), "UTF-16BE"),
+    (_TEXT.encode("utf-32-le"), "UTF-32LE"),
+    (_TEXT.encode("utf-32-be"), "UTF-32BE"),
+    ((" \n" + _TEXT).encode("utf-16-le"), "UTF-16LE"),
+    (("  " + _TEXT).encode("utf-16-be"), "UTF-16BE"),
+    ("[1]".encode("utf-16-le"), "UTF-16LE"),
+])
+def test_wide_unicode_json_is_unknown_encoding_naming_it(raw: bytes, named: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(raw, MAX)
+    assert info.value.reason == "unknown_encoding"
+    assert info.value.detail == f"JSON must be UTF-8; this looks like {named}"
+
+
+@pytest.mark.parametrize("raw", [b"\x00\x01\x02", b"\x01\x00", b"\x00\x00\x00\x01", b"A\x00"])
+def test_binary_with_nul_bytes_is_not_called_utf16(raw: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(raw, MAX)
+    assert info.value.reason == "unknown_encoding"
+    assert "UTF-" not in info.value.detail

@@ -27,18 +27,18 @@ from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
 from cem.simulate import Simulator
+from cem.topic_limits import limit_problems
 from schemas.codec import encode_avro, encode_json
 from streams.app import (
-    RESOLVE_MESSAGE_MAX_BYTES,
     Ingestor,
     ResolverSink,
     WarehouseRefusesEverything,
-    contract_record,
     describe_error,
     error_code,
     is_rejection,
-    resolve_payloads,
 )
+from streams.deadletters import contract_record
+from streams.ingest import resolve_payloads
 from tests.unit.factories import HOUR_MS, NOW_MS, event
 
 INGESTOR = Ingestor(Settings())
@@ -263,8 +263,12 @@ def test_resolver_messages_are_split_under_the_limit(text_sizes: list[int], limi
     assert len(payloads) == 1 or len(orjson.dumps([e.to_wire() for e in events])) > limit
 
 
-def test_the_default_limit_fits_a_kafka_message() -> None:
-    assert RESOLVE_MESSAGE_MAX_BYTES < 1_000_000  # Faust's producer_max_request_size, and Kafka's 1 MiB
+def test_the_default_limits_agree_with_kafkas_defaults() -> None:
+    """The default settings fit Kafka's default topic limit (message.max.bytes 1048588) and the producer's."""
+    defaults = Settings()
+    kafka_default = 1_048_588
+    topics = {t: kafka_default for t in (defaults.resolve_topic, defaults.deadletter_topic, defaults.control_topic)}
+    assert limit_problems(defaults, topics) == []
 
 
 def test_a_refused_event_published_again_is_the_same_event() -> None:

@@ -14,7 +14,9 @@ from cem.domain.model import Interaction, stable_id
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
 from sinks.clickhouse import effect_columns
-from streams.app import DUPLICATE_CONFLICT, ResolverSink, _dead_letter_refused, contract_record
+from streams.app import ResolverSink, SinkResult
+from streams.deadletters import contract_record
+from streams.resolve import DUPLICATE_CONFLICT, ResolveStage
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
 
 T0 = NOW_MS - DAY_MS
@@ -133,27 +135,41 @@ class RecordingTopic:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, **message: Any) -> None:
+    async def send(self, **message: Any) -> asyncio.Future[None]:
         self.sent.append(message)
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)  # like Faust: awaiting send() gives the delivery, awaited in turn
+        return delivered
 
 
-def test_a_conflicting_copy_is_dead_lettered_as_contract_json_under_a_key_naming_its_content() -> None:
+class ResolverOnlySink:
+    """The ResolverSink's interface over a bare resolver: every event it keeps counts as written."""
+
+    def __init__(self) -> None:
+        self.resolver = Resolver(ResolverConfig())
+
+    def process_and_write(self, events: list[Interaction]) -> SinkResult:
+        effects = self.resolver.process(events, NOW_MS)
+        return SinkResult(effects, len(effects.interactions))
+
+
+def test_the_resolve_stage_dead_letters_conflicting_copies_under_a_key_naming_their_content() -> None:
     settings = Settings(topic_prefix="acme")
-    copies = [event("e1", T0, [EMAIL], channel="email", type="email_reply", fingerprint="fp-email"),
-              event("e1", T0, [EMAIL], channel="chat", type="chat_message", fingerprint="fp-chat")]
+    first = event("e1", T0, [EMAIL], channel="email", type="email_reply", fingerprint="fp-email")
+    other_channel = event("e1", T0, [EMAIL], channel="chat", type="chat_message", fingerprint="fp-chat")
+    retry = event("e1", T0, [EMAIL], channel="email", type="email_reply", fingerprint="fp-email")
     topic = RecordingTopic()
+    stage = ResolveStage(settings, ResolverOnlySink(), topic, clock=lambda: 5.0)
 
-    async def send(item: Interaction) -> None:
-        await _dead_letter_refused(topic, settings, item, "detail", 5, reason=DUPLICATE_CONFLICT)
+    async def write(events: list[Interaction]) -> dict[str, int]:
+        counts = {"resolved": 0, "written": 0, "warehouse_rejected": 0, DUPLICATE_CONFLICT: 0}
+        await stage._write(asyncio.get_running_loop(), events, counts)
+        return counts
 
-    for item in (copies[0], copies[1], copies[0]):  # the last one: a replay
-        asyncio.run(send(item))
-    keys = [m["key"] for m in topic.sent]
-    assert keys == [b"acme.resolve#e1#fp-email", b"acme.resolve#e1#fp-chat", b"acme.resolve#e1#fp-email"]
-    assert topic.sent[0] == topic.sent[2]
-    headers = dict(topic.sent[1]["headers"])
-    assert headers["cem.reason"] == b"duplicate_conflict" and headers["cem.source"] == keys[1]
-    assert orjson.loads(topic.sent[1]["value"]) == contract_record(copies[1])
-    asyncio.run(_dead_letter_refused(topic, settings, copies[1], "refused", 5))
-    assert topic.sent[-1]["key"] == b"acme.resolve#e1"  # warehouse_rejected keeps its key
-    assert dict(topic.sent[-1]["headers"])["cem.reason"] == b"warehouse_rejected"
+    assert asyncio.run(write([first, other_channel, retry]))[DUPLICATE_CONFLICT] == 1
+    assert asyncio.run(write([other_channel, retry]))[DUPLICATE_CONFLICT] == 1  # a replay: the same dead letter
+    assert [m["key"] for m in topic.sent] == [b"acme.resolve#e1#fp-chat"] * 2
+    assert topic.sent[0] == topic.sent[1]
+    headers = dict(topic.sent[0]["headers"])
+    assert (headers["cem.reason"], headers["cem.source"]) == (b"duplicate_conflict", b"acme.resolve#e1#fp-chat")
+    assert orjson.loads(topic.sent[0]["value"]) == contract_record(other_channel)

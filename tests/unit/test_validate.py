@@ -4,6 +4,7 @@ coercion, fingerprints and enrichment; garbage never raises."""
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -502,3 +503,123 @@ _avro_text = st.text(max_size=40)
 )
 def test_ingestor_random_schema_valid_avro(record: dict[str, Any]) -> None:
     _check_never_raises(encode_avro(record), None)
+
+
+# ---- timestamp details: ISO times, and the unit a number was probably sent in ------------------------------
+SECONDS = OCCURRED_MS // 1000  # 1_794_823_200: 2026-11-16T10:00:00Z in epoch seconds
+
+
+def _rejection(occurred_at: Any, now_ms: int = NOW_MS) -> Rejection:
+    result = build(rec(occurred_at=occurred_at), now_ms=now_ms)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as", "meant"),
+    [
+        (SECONDS, "1970-01-21T18:33:43.200Z", "2026-11-16T10:00:00.000Z"),
+        (1_764_000_000, "1970-01-21T10:00:00.000Z", "2025-11-24T16:00:00.000Z"),
+        (SECONDS + 0.5, "1970-01-21T18:33:43.200Z", "2026-11-16T10:00:00.500Z"),
+        (MIN_MS // 1000, "1970-01-11T22:58:04.800Z", "2000-01-01T00:00:00.000Z"),  # the earliest plausible second
+        ((NOW_MS + 24 * HOUR_MS) // 1000, "1970-01-21T18:35:16.800Z", "2026-11-17T12:00:00.000Z"),  # the latest
+    ],
+)
+def test_epoch_seconds_are_rejected_with_a_detail_that_says_so(value: Any, read_as: str, meant: str) -> None:
+    rejection = _rejection(value)
+    assert rejection.reason == "timestamp_too_old"
+    assert rejection.detail == (
+        f"occurred_at {value!r} read as epoch milliseconds is {read_as}, before the earliest accepted time "
+        f"2000-01-01T00:00:00.000Z; it looks like epoch seconds ({meant}): send epoch milliseconds")
+
+
+def test_epoch_seconds_in_avro_get_the_same_detail() -> None:
+    result = INGESTOR.parse(encode_avro({**CONTENT, "occurred_at": SECONDS}), "commerce", NOW_MS)
+    assert isinstance(result, Rejection) and result.reason == "timestamp_too_old"
+    assert "it looks like epoch seconds (2026-11-16T10:00:00.000Z): send epoch milliseconds" in result.detail
+
+
+@pytest.mark.parametrize(
+    "value",
+    [-5, 0, MIN_MS - 1, MIN_MS // 1000 - 1, (NOW_MS + 24 * HOUR_MS) // 1000 + 1, "1999-12-31T23:59:59.999Z"],
+    ids=["negative", "zero", "just too old", "seconds before the earliest", "seconds after the latest", "iso"],
+)
+def test_old_times_that_are_not_seconds_get_no_hint(value: Any) -> None:
+    rejection = _rejection(value)
+    assert rejection.reason == "timestamp_too_old"
+    assert "looks like" not in rejection.detail
+    assert "before the earliest accepted time 2000-01-01T00:00:00.000Z" in rejection.detail
+
+
+def test_old_iso_time_detail() -> None:
+    assert _rejection("1999-12-31T23:59:59.999Z").detail == \
+        "occurred_at is 1999-12-31T23:59:59.999Z, before the earliest accepted time 2000-01-01T00:00:00.000Z"
+    # A zone is converted: 23:59 at -01:00 is 00:59 UTC... of 2000-01-01, so this one is accepted;
+    assert isinstance(build(rec(occurred_at="1999-12-31T23:59:00-01:00")), Interaction)
+    # and 00:30 at +01:00 is 23:30 UTC the day before: the detail shows the UTC time.
+    assert _rejection("2000-01-01T00:30:00+01:00").detail.startswith("occurred_at is 1999-12-31T23:30:00.000Z, ")
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "meant"),
+    [
+        (OCCURRED_MS * 1000, "microseconds", "2026-11-16T10:00:00.123Z"),
+        (OCCURRED_MS * 1000 + 999, "microseconds", "2026-11-16T10:00:00.123Z"),
+        (OCCURRED_MS * 1_000_000, "nanoseconds", "2026-11-16T10:00:00.123Z"),
+        (MIN_MS * 1000, "microseconds", "2000-01-01T00:00:00.000Z"),
+    ],
+)
+def test_epoch_micro_and_nanoseconds_are_named_in_the_detail(value: int, unit: str, meant: str) -> None:
+    rejection = _rejection(value)
+    assert rejection.reason == "timestamp_in_future"
+    assert rejection.detail == (
+        f"occurred_at {value} read as epoch milliseconds is a time outside the years 1-9999, more than 24 h after "
+        f"now (2026-11-16T12:00:00.000Z); it looks like epoch {unit} ({meant}): send epoch milliseconds")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (NOW_MS + 24 * HOUR_MS + 1, "occurred_at 1794916800001 read as epoch milliseconds is 2026-11-17T12:00:00.001Z"),
+        ("2026-11-17T12:00:00.001Z", "occurred_at is 2026-11-17T12:00:00.001Z"),
+        ("2026-11-17T13:00:00.001+01:00", "occurred_at is 2026-11-17T12:00:00.001Z"),
+        (253_402_300_800_000, "occurred_at 253402300800000 read as epoch milliseconds is a time outside the years "
+                              "1-9999"),
+    ],
+)
+def test_future_time_detail_shows_iso_times(value: Any, shown: str) -> None:
+    rejection = _rejection(value)
+    assert rejection.reason == "timestamp_in_future"
+    assert rejection.detail == f"{shown}, more than 24 h after now (2026-11-16T12:00:00.000Z)"
+
+
+def test_skew_in_the_detail_follows_the_limit() -> None:
+    half_hour = Limits(channels=frozenset(CHANNELS), min_event_ms=MIN_MS, max_future_skew_ms=HOUR_MS // 2)
+    result = build(rec(occurred_at=NOW_MS + HOUR_MS), limits=half_hour)
+    assert isinstance(result, Rejection)
+    assert result.detail.endswith("more than 0.5 h after now (2026-11-16T12:00:00.000Z)")
+
+
+@pytest.mark.parametrize("value", ["1794823200", " 1794823200123 ", "-5"])
+def test_numbers_in_strings_are_invalid_with_a_hint(value: str) -> None:
+    rejection = _rejection(value)
+    assert rejection.reason == "invalid_timestamp"
+    assert rejection.detail == \
+        "occurred_at must be ISO-8601 UTC or epoch milliseconds (a number in a string: send it as a JSON number)"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "", "12:00", True])
+def test_other_invalid_times_get_no_number_hint(value: Any) -> None:
+    rejection = _rejection(value)
+    assert (rejection.reason, rejection.detail) == \
+        ("invalid_timestamp", "occurred_at must be ISO-8601 UTC or epoch milliseconds")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False,
+                                                                      min_value=-1e15, max_value=1e15))
+def test_every_timestamp_rejection_detail_shows_an_iso_time(value: Any) -> None:
+    result = build(rec(occurred_at=value))
+    if isinstance(result, Rejection) and result.reason in ("timestamp_too_old", "timestamp_in_future"):
+        assert result.detail != str(value)
+        assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", result.detail), result.detail

@@ -1,0 +1,168 @@
+"""Applying an erasure request (`cem forget`) to the resolver and the warehouse.
+
+Nothing personal is written anywhere on the way: ClickHouse keeps the text of every ALTER (mutation) in
+`system.mutations` and in a file next to the table's data, so the mutations select rows by event ids and
+customer ids only (pseudonyms with nothing left to join to), and the identifier sets to remove are found by a
+SELECT, which ClickHouse does not keep (query_log is off; docs/identity.md, "Erasure"). The audit row holds a
+keyed hash of the value.
+
+Order, for a retry after any failure (the caller rebuilds the resolver from the warehouse and calls again):
+the rows that the graph's replay of the neighbours rewrites go first, then the mutations, identity sets last,
+so a retry still finds whatever is not erased yet. Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
+from cem.domain.resolver import Resolver
+from cem.settings import Settings
+from sinks.clickhouse import TABLE_ORDER, Warehouse, WarehouseError, effect_columns, sql_string
+
+log = logging.getLogger("cem.erasure")
+IN_LIST_MAX = 1_000  # values per IN (...) list: a mutation's text stays far below max_query_size (256 KiB)
+_warned_development_key = False
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    status: str  # applied, refused or not_found
+    reason: str = ""
+    customers_erased: int = 0
+    identifiers_removed: int = 0
+    events_anonymised: int = 0
+    carriers: int = 0
+
+
+def erasure_key(settings: Settings) -> bytes:
+    """The key of keyed hashes; a warning (once) when CEM_SECRET_KEY is empty and the public development key
+    is used instead."""
+    global _warned_development_key
+    if not settings.secret_key and not _warned_development_key:
+        _warned_development_key = True
+        log.warning("CEM_SECRET_KEY is empty: keyed hashes use the public development key. Set the same secret "
+                    "for every worker and for cem forget in production.")
+    return settings.signing_key
+
+
+def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key: bytes, now_ms: int, *,
+          max_customers: int = 3, fcr_window_ms: int = 7 * 86_400_000, timeout: float = 300.0) -> ErasureOutcome:
+    """Apply one request; blocking. Refused and not-found requests are recorded too. A request already
+    recorded (the message delivered again after a crash) is answered from its audit row."""
+    recorded = recorded_outcome(warehouse, request.request_id)
+    if recorded is not None:
+        return recorded
+    plan = plan_erasure(resolver.graph, request, key, max_customers)
+    if plan.status != APPLIED:
+        outcome = ErasureOutcome(plan.status, plan.reason, carriers=plan.carriers)
+        record(warehouse, request, outcome, now_ms)
+        return outcome
+    erasure = resolver.forget(plan.customer_ids, plan.erased, now_ms)
+    tables = effect_columns(erasure.effects, now_ms, fcr_window_ms)
+    for table in TABLE_ORDER:
+        if table in tables:
+            warehouse.insert(table, tables[table])
+    db = warehouse.database
+    keys = erasure.identity_keys
+    event_ids = _column(warehouse, f"SELECT event_id FROM {db}.interaction_log WHERE identity_key IN", keys)
+    first_events = _column(warehouse, f"SELECT DISTINCT first_event_id FROM {db}.identity_sets WHERE identity_key IN",
+                           keys)
+    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events):
+        warehouse.command(statement)
+    wait_for_mutations(warehouse, timeout)
+    outcome = _applied(plan, len(plan.customer_ids), len(event_ids))
+    record(warehouse, request, outcome, now_ms)
+    return outcome
+
+
+def _applied(plan: ErasurePlan, customers: int, events: int) -> ErasureOutcome:
+    return ErasureOutcome(APPLIED, plan.reason, customers, len(plan.erased), events, plan.carriers)
+
+
+def _column(warehouse: Warehouse, select_in: str, values: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in _chunks(sorted(values)):
+        found.extend(str(row[0]) for row in warehouse.query(f"{select_in} ({_in_list(chunk)})"))
+    return found
+
+
+def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence[str],
+                       first_event_ids: Sequence[str]) -> list[str]:
+    """The mutations of one erasure, in the order they must be sent. They name customer ids and event ids only."""
+    statements: list[str] = []
+    if customer_ids:
+        ids = _in_list(sorted(customer_ids))
+        statements += [
+            f"ALTER TABLE {db}.journey_log UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
+            f"ALTER TABLE {db}.identity_links DELETE WHERE customer_id IN ({ids})",
+            f"ALTER TABLE {db}.customer_merges DELETE WHERE from_id IN ({ids}) OR into_id IN ({ids})",
+            f"ALTER TABLE {db}.refused_merge_log DELETE WHERE customer_id IN ({ids}) OR other_customer_id IN ({ids})",
+            f"ALTER TABLE {db}.id_aliases DELETE WHERE kind = 'customer' AND (alias_id IN ({ids}) "
+            f"OR current_id IN ({ids}))",
+            f"ALTER TABLE {db}.customer_log DELETE WHERE customer_id IN ({ids})",
+        ]
+    for chunk in _chunks(sorted(set(event_ids))):
+        events = _in_list(chunk)
+        statements += [
+            f"ALTER TABLE {db}.identity_links DELETE WHERE event_id IN ({events})",
+            f"ALTER TABLE {db}.refused_merge_log DELETE WHERE event_id IN ({events})",
+            # Kept, so counts and hourly aggregates stay exact, but with nothing of the person.
+            f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
+            f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
+            f"origin_customer_id = '{FORGOTTEN}', origin_session_id = '' WHERE event_id IN ({events})",
+        ]
+    for chunk in _chunks(sorted(set(first_event_ids))):
+        statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE first_event_id IN ({_in_list(chunk)})")
+    if customer_ids:
+        ids = _in_list(sorted(customer_ids))
+        statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE customer_id IN ({ids})")
+    return statements
+
+
+def wait_for_mutations(warehouse: Warehouse, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    db = sql_string(warehouse.database)
+    while warehouse.query(f"SELECT count() FROM system.mutations WHERE database = {db} AND is_done = 0")[0][0]:
+        if time.monotonic() > deadline:
+            raise WarehouseError("erasure mutations did not finish in time")
+        time.sleep(0.2)
+
+
+def recorded_outcome(warehouse: Warehouse, request_id: str) -> ErasureOutcome | None:
+    rows = warehouse.query(
+        "SELECT status, reason, customers_erased, identifiers_removed, events_anonymised FROM "
+        f"{warehouse.database}.erasure_audit WHERE request_id = {sql_string(request_id)} LIMIT 1")
+    if not rows:
+        return None
+    status, reason, customers, identifiers, events = rows[0]
+    return ErasureOutcome(str(status), str(reason), int(customers), int(identifiers), int(events))
+
+
+def record(warehouse: Warehouse, request: ErasureRequest, outcome: ErasureOutcome, now_ms: int) -> None:
+    """The audit row: the keyed hash of the value, never the value, and no customer id."""
+    warehouse.insert("erasure_audit", {
+        "request_id": [request.request_id],
+        "id_type": [request.id_type],
+        "value_key": [request.value_key],
+        "status": [outcome.status],
+        "reason": [outcome.reason],
+        "forced": [int(request.force)],
+        "customers_erased": [outcome.customers_erased],
+        "identifiers_removed": [outcome.identifiers_removed],
+        "events_anonymised": [outcome.events_anonymised],
+        "requested_ms": [request.requested_ms],
+        "completed_ms": [now_ms],
+    })
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), IN_LIST_MAX):
+        yield values[start:start + IN_LIST_MAX]
+
+
+def _in_list(values: Iterable[str]) -> str:
+    return ", ".join(sql_string(v) for v in values)
