@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,16 +39,16 @@ class QueryLimits:
         return [f"SET {name} = {value!r}" for name, value in self.engine_settings().items()] + ["SET readonly = 1"]
 
 
-def run_bounded(client: Any, sql: str, settings: dict[str, Any],
-                limits: QueryLimits) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_bounded(client: Any, sql: str, settings: dict[str, Any], limits: QueryLimits,
+                clock: Callable[[], float] = time.monotonic) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run on a clickhouse-driver client with the client enforcing the limits too: the server may not (a user
     whose profile sets readonly=1 keeps its own limits). Data blocks arrive between progress packets; on a breach
     the query is cancelled on the server, not just abandoned."""
-    deadline = time.monotonic() + limits.timeout_seconds
+    deadline = clock() + limits.timeout_seconds
     cap = limits.max_result_rows + 1
     result = client.execute_with_progress(sql, with_column_types=True, settings=settings)
     for _progress in result:
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             _cancel(client)
             raise QueryTimeout(limits.timeout_seconds)
         if len(result.data) >= cap:

@@ -12,6 +12,7 @@ with every comment dropped. A comment the engine would read differently from the
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -21,9 +22,9 @@ from sqlglot.dialects.clickhouse import ClickHouse
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, TokenType
 
-# Table functions that only generate rows in memory. Everything else is refused in a table position.
-ALLOWED_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series",
-                                     "generateseries", "values"})
+# Table functions that only generate rows in memory and that ClickHouse itself runs in readonly mode (zeros() it
+# does not). Everything else is refused in a table position.
+ALLOWED_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "generate_series", "generateseries", "values"})
 # Functions refused anywhere, as a table function or a scalar (`file(path)` reads a file): every table function
 # of ClickHouse 18.16 and 26.9 that is not allowed, bar `format`, whose scalar namesake formats strings.
 DENIED_FUNCTIONS = frozenset({
@@ -32,7 +33,7 @@ DENIED_FUNCTIONS = frozenset({
     "filesystem", "fuzzjson", "fuzzquery", "gcs", "generaterandom", "hdfs", "hdfscluster", "hive", "hudi", "input",
     "jdbc", "loop", "merge", "mongodb", "mysql", "null", "odbc", "oss", "paimon", "postgresql", "primes", "python",
     "redis", "remote", "remotesecure", "s3", "s3cluster", "sqlite", "sqlstandardvalues", "url", "urlcluster", "view",
-    "viewexplain", "viewifpermitted", "ytsaurus",
+    "viewexplain", "viewifpermitted", "ytsaurus", "zeros", "zeros_mt",
 })
 # Families that grow with every ClickHouse release; none of them has a harmless scalar namesake.
 DENIED_PREFIXES = ("azure", "deltalake", "hdfs", "hudi", "iceberg", "mergetree", "paimon", "prometheus", "remote",
@@ -228,8 +229,8 @@ def _check_parsed(sql: str) -> None:
     try:
         parsed = sqlglot.parse(sql, read="clickhouse")
     except SqlglotError as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise refuse(f"the guard cannot parse this statement, so it is refused ({first_line})") from exc
+        raise refuse(f"the guard cannot parse this statement ({_parse_error(exc)}): a syntax error, or ClickHouse "
+                      "syntax the guard does not know") from exc
     if len(parsed) != 1 or not isinstance(parsed[0], exp.Query):
         raise refuse("only SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN of a SELECT")
     for table in parsed[0].find_all(exp.Table):
@@ -238,6 +239,15 @@ def _check_parsed(sql: str) -> None:
             name = function.name if isinstance(function, exp.Anonymous) else function.sql_name()
             if name.casefold() not in ALLOWED_TABLE_FUNCTIONS:
                 raise refuse(f"no table function {name}()")
+
+
+def _parse_error(exc: SqlglotError) -> str:
+    errors = getattr(exc, "errors", None)
+    if not errors:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first = errors[0]
+    description = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", str(first.get("description", "")))
+    return f"{description} near {first.get('highlight', '')!r}, line {first.get('line')}, column {first.get('col')}"
 
 
 def _explained(tokens: list[_Tok]) -> list[_Tok]:
