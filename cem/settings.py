@@ -53,7 +53,7 @@ class Settings:
     max_text_chars: int = 20_000
     max_identifiers: int = 50
     max_properties: int = 200
-    # Read-only queries (`cem sql`, `cem report`, `cem identity explain`): stopped past these bounds
+    # Read-only queries (`cem sql`, `cem identity explain`): stopped past these bounds
     sql_timeout_seconds: int = 60
     sql_max_result_rows: int = 100_000
     # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit

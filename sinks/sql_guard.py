@@ -54,6 +54,7 @@ _QUOTED = _NOT_NAMES | {TokenType.IDENTIFIER}
 _COMMAND_KEYWORDS = ClickHouse.tokenizer_class.COMMANDS
 _TOKENIZER = ClickHouse().tokenizer_class(dialect="clickhouse")
 _MAX_NESTING = 4
+_PLAIN = frozenset(map(chr, range(32, 127))) | frozenset("\t\n\r\x0b\x0c")  # both read these the same
 
 
 class ReadOnlyViolation(Exception):
@@ -121,6 +122,10 @@ def _tokens(sql: str, offset: int, depth: int) -> list[_Tok]:
             out.extend(_tokens(sql[rest_start:rest_end], offset + rest_start, depth + 1))
             continue
         raw = sql[token.start:token.end + 1]
+        if token.token_type not in _QUOTED and not _PLAIN.issuperset(raw):
+            # ClickHouse reads a zero-width or non-breaking space as a separator, the tokenizer as part of a word:
+            # `INTO<U+200B>OUTFILE` would be one harmless name to the guard and INTO OUTFILE to the engine.
+            raise refuse(f"non-ASCII or control characters outside strings and quoted names ({raw!r})")
         if token.token_type not in _QUOTED and any(mark in raw for mark in ("--", "/*", "#")):
             raise refuse("cannot read the statement: a comment inside a keyword")
         out.append(_Tok(token.token_type, token.text, raw, offset + token.start, offset + token.end + 1))

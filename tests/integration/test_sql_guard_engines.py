@@ -5,12 +5,15 @@ OUTFILE would write a file) and the ClickHouse 18.16 server, through its read-wr
 - a query running past CEM_SQL_TIMEOUT_SECONDS fails with a timeout, and leaves nothing running on the server,
   also when the client is killed mid-query;
 - a result past CEM_SQL_MAX_RESULT_ROWS is cut, with a note;
+- random splices of quotes, escapes, comment markers and odd spaces around INTO OUTFILE never get a file
+  written by chdb when the guard lets them through;
 - `cem identity explain` works for identifiers holding `;`, `url(`, quotes and comment markers.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,6 +27,7 @@ import pytest
 from cem.cli import main
 from cem.harness import wait_until
 from sinks.clickhouse import QueryLimits, QueryTimeout, ReadOnlyViolation, connect, migrate
+from sinks.sql_guard import check_read_only
 from tests.unit.sql_guard_cases import ALLOWED, REFUSED
 
 pytestmark = pytest.mark.integration
@@ -162,3 +166,46 @@ def test_identity_explain_reads_identifiers_with_sql_characters(engines: list[En
         assert main(["identity", "explain", "email", value]) == 0
         out = capsys.readouterr().out
         assert f"email {value} belongs to customer c-{IDENTIFIERS.index(value)}" in out
+
+
+SPLICES = [" ", "INTO", "OUTFILE", "'", "\\", "\\'", "''", "$$", "$a$", "--", "\n", "/*", "*/", "#", "#!", "# ",
+           "`", '"', ";", "(", ")", "x", "\u200b", "\u00a0", "\x1f", "\x01", "SETTINGS", "FORMAT", "CSV", ",", "AS",
+           "--\n", "'a'", "\\\\", "\t", "{", "}", "1", "SELECT", "FROM", "system.one", "UNION ALL", "$", "@", "?", ":"]
+STARTS = ["SELECT 1", "SELECT 1 AS x", "SHOW TABLES", "DESCRIBE TABLE system.one", "EXPLAIN SELECT 1",
+          "EXISTS TABLE system.one", "WITH 1 AS y SELECT y", "(SELECT 1)"]
+
+
+def spliced(rng: random.Random, outfile: Path) -> str:
+    parts = [rng.choice(SPLICES) for _ in range(rng.randint(2, 9))]
+    for position, part in zip(sorted(rng.sample(range(len(parts) + 3), 3)), ["INTO", "OUTFILE", f"'{outfile}'"],
+                              strict=True):
+        parts.insert(position, part)
+    return rng.choice(STARTS) + " " + "".join(part + rng.choice([" ", "", "\n"]) for part in parts)
+
+
+def test_random_splices_around_into_outfile_never_write_on_chdb(tmp_path: Path) -> None:
+    """The engine is the oracle: what passes the guard runs on chdb, as sent and as typed, and no file appears."""
+    from chdb import session
+
+    engine = session.Session(str(tmp_path / "warehouse"))
+    engine.query("SET max_execution_time = 2")
+    engine.query("SET readonly = 1")
+    engine.query(f"SELECT 1 INTO OUTFILE '{tmp_path / 'proof'}'")
+    assert (tmp_path / "proof").exists()  # readonly=1 does not stop it: only the guard does
+    rng, passed = random.Random(20240601), 0
+    for i in range(6000):
+        outfile = tmp_path / f"out-{i}"
+        sql = spliced(rng, outfile)
+        try:
+            sent = check_read_only(sql).sql
+        except ReadOnlyViolation:
+            continue
+        passed += 1
+        for text in (sent, sql):
+            try:
+                engine.query(text, "Null")
+            except Exception:  # most are not valid SQL; what matters is what they leave on disk
+                pass
+        assert not outfile.exists(), (sql, sent)
+    engine.close()
+    assert passed > 50  # INTO OUTFILE hidden in strings and comments: reads the guard must let through

@@ -33,6 +33,12 @@ OUTFILE = [
     "SELECT 'a\\' INTO OUTFILE ' INTO OUTFILE '{out}'",
     "SELECT \"x\" FROM (SELECT 1 AS x) INTO OUTFILE '{out}'",
     "SELECT 1 ＩＮＴＯ ＯＵＴＦＩＬＥ '{out}'",
+    # Separators ClickHouse reads as spaces and the tokenizer as letters, or as spaces too.
+] + [f"{statement} INTO{space}OUTFILE '{{out}}'" for statement in ("SELECT 1", "SHOW TABLES FROM {db}",
+                                                                  "DESCRIBE TABLE {db}.target", "EXPLAIN SELECT 1")
+     for space in ("\u00a0", "\u200b", "\u2028", "\u3000", "\u0085", "\u180e", "\ufeff", "\x0b", "\x0c",
+                   "\r")] + [
+    "SELECT 1 INTO\u200bOUTFILE '{out}' -- hidden",
     "SHOW TABLES FROM {db} INTO OUTFILE '{out}'",
     "SHOW CREATE TABLE {db}.target INTO OUTFILE '{out}'",
     "EXPLAIN SELECT 1 INTO OUTFILE '{out}'",
@@ -52,6 +58,10 @@ FUNCTIONS = [
     "SELECT * FROM fIlE('{out}', 'CSV', 'a String')",
     "SELECT * FROM ｆｉｌｅ('{out}', 'CSV', 'a String')",
     "SELECT * FROM fіle('{out}', 'CSV', 'a String')",
+    "SELECT * FROM fi\u200ble('{out}', 'CSV', 'a String')",
+    "SELECT * FROM file\u00a0('{out}', 'CSV', 'a String')",
+    "SELECT * FROM file\u200b('{out}', 'CSV', 'a String')",
+    "DESCRIBE TABLE file\u200b('{out}', 'CSV', 'a String')",
     "SELECT file('{out}')",
     "SELECT length(file('/etc/hostname'))",
     "SELECT arrayMap(x -> file(x), ['{out}'])",
@@ -157,6 +167,7 @@ ALLOWED = [
     ("SELECT 'INTO OUTFILE ''{out}''' AS x", True),
     ("SELECT 'x SETTINGS readonly = 0' AS x, 'FORMAT CSV' AS y", True),
     ("SELECT 'a\\'b' AS quoted", True),
+    ("SELECT 'café ｆｉｌｅ(\u200b)' AS unicode, `naïve` FROM (SELECT 1 AS `naïve`)", True),
     ("SELECT 1 -- INTO OUTFILE '{out}'", True),
     ("SELECT 1 /* ; DROP TABLE {db}.target */", True),
     ("-- a leading comment\nSELECT 1", True),
