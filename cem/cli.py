@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7)
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
-    sql.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+    sql.add_argument("--format", choices=["table", "csv", "tsv", "json", "jsonl"], default="table",
+                     help="json: {\"columns\": [...], \"rows\": [[...]]}; jsonl: one object per row")
     identity = sub.add_parser("identity", help="inspect the identity graph")
     identity_sub = identity.add_subparsers(dest="identity_command", required=True)
     explain = identity_sub.add_parser("explain", help="who an identifier belongs to, and why")
@@ -87,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return register_schema(settings, args.file) if args.schemas_command == "register" else check_schemas()
     if args.command == "report":
         from cem.report import print_report
+        from cem.sql_cli import sql_limits
         from sinks.clickhouse import connect
 
-        print_report(connect(settings.clickhouse_url, read_only=True))
+        print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
         return 0
     return 2
 
@@ -270,27 +272,9 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 
 
 def run_sql(settings: Settings, query: str, fmt: str) -> int:
-    from sinks.clickhouse import ReadOnlyViolation, connect
+    from cem.sql_cli import run_sql as run
 
-    warehouse = connect(settings.clickhouse_url, read_only=True)
-    try:
-        rows = warehouse.query(query)
-    except ReadOnlyViolation as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the engine's own message (syntax, unknown table, readonly) is the useful part
-        print(f"error: {str(exc).splitlines()[0][:500]}", file=sys.stderr)
-        return 1
-    if fmt == "json":
-        print(orjson.dumps(rows, default=str).decode())
-    elif fmt == "tsv":
-        for row in rows:
-            print("\t".join(str(v) for v in row))
-    else:
-        from cem.report import format_table
-
-        print(format_table(None, rows))
-    return 0
+    return run(settings, query, fmt)
 
 
 if __name__ == "__main__":

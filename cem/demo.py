@@ -24,6 +24,7 @@ from cem.cli import _sim_base_ms, produce
 from cem.devservices import TansuBroker, free_port
 from cem.settings import Settings
 from cem.simulate import Simulator
+from cem.sql_cli import sql_limits
 
 
 def run_demo(settings: Settings, customers: int, seed: int) -> int:
@@ -76,7 +77,7 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
     from cem.report import print_report
     from sinks.clickhouse import connect
 
-    print_report(connect(settings.clickhouse_url, read_only=True))
+    print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
     print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it:  .venv/bin/cem sql \"SELECT channel, "
           "count() FROM cem.interactions GROUP BY channel\"")
     return 0

@@ -14,6 +14,7 @@ from cem.config import identifier_rules
 from cem.domain.erasure import NOT_FOUND, REFUSED, ErasureRequest
 from cem.domain.keyed import key_bytes, keyed_hash
 from cem.settings import Settings
+from cem.sql_cli import sql_limits
 from sinks.clickhouse import Warehouse, connect, sql_string
 
 
@@ -36,7 +37,7 @@ def explain_identifier(settings: Settings, id_type: str, value: str) -> int:
     normalised = _normalised(settings, id_type, value)
     if normalised is None:
         return 2
-    warehouse = connect(settings.clickhouse_url, read_only=True)
+    warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
     db = warehouse.database
     owner = warehouse.query(
         f"SELECT customer_id FROM {db}.identities WHERE id_type = {sql_string(id_type)} "
@@ -106,7 +107,7 @@ def forget_identifier(settings: Settings, id_type: str, value: str, wait: float,
     if settings.clickhouse_url.startswith("chdb://"):
         print("the embedded warehouse belongs to the worker process: the worker applies the request when it runs")
         return 0
-    warehouse = connect(settings.clickhouse_url, read_only=True)
+    warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         rows = warehouse.query(

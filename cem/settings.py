@@ -63,6 +63,9 @@ class Settings:
     # request limit and the topics' max.message.bytes (checked at start-up)
     message_max_bytes: int = 900_000
     producer_max_request_bytes: int = 1_000_000
+    # Read-only queries (`cem sql`, `cem identity explain`): stopped past these bounds
+    sql_timeout_seconds: int = 60
+    sql_max_result_rows: int = 100_000
     # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit
     ingest_batch_max: int = 2_000
     ingest_batch_seconds: float = 0.05

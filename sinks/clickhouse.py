@@ -9,7 +9,6 @@ is either wholly present or absent, so no FINAL, OPTIMIZE or insert-deduplicatio
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,18 +21,22 @@ import orjson
 from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
 from cem.domain.resolver import Effects, RecentRow, Snapshot
+from sinks.read_only import (
+    READONLY,
+    TIMEOUT_EXCEEDED,
+    QueryLimits,
+    QueryTimeout,
+    chdb_timed_out,
+    explain_unsupported,
+    run_bounded,
+)
+from sinks.sql_guard import ReadOnlyViolation as ReadOnlyViolation  # the exception callers catch
+from sinks.sql_guard import ReadStatement, check_read_only
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# The embedded engine is the client too, so INTO OUTFILE would write a file; table functions reach outside.
-FILE_WRITING = re.compile(r"\binto\s+outfile\b|\b(file|url|s3|hdfs|remote|remoteSecure)\s*\(", re.IGNORECASE)
-READ_ONLY_STATEMENT = re.compile(r"^\s*(\(\s*)*(select|with|show|describe|desc|exists|explain)\b", re.IGNORECASE)
 
 
 class WarehouseError(Exception):
-    pass
-
-
-class ReadOnlyViolation(WarehouseError):
     pass
 
 
@@ -43,6 +46,10 @@ class Warehouse(Protocol):
     def command(self, sql: str) -> None: ...
 
     def query(self, sql: str) -> list[tuple[Any, ...]]: ...
+
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows. On a read-only connection: at most max_result_rows + 1 rows."""
+        ...
 
     def insert(self, table: str, columns: dict[str, list[Any]]) -> None: ...
 
@@ -85,34 +92,45 @@ def parse_url(url: str) -> WarehouseUrl:
     raise WarehouseError(f"CEM_CLICKHOUSE_URL must start with clickhouse:// or chdb://, got {parsed.scheme!r}")
 
 
-def connect(url: str, read_only: bool = False) -> Warehouse:
+def connect(url: str, read_only: bool = False, limits: QueryLimits | None = None) -> Warehouse:
+    """A read-only connection guards every statement (sinks.sql_guard), runs it with readonly=1 and within
+    `limits` (defaults: QueryLimits())."""
     target = parse_url(url)
     if target.scheme == "chdb":
-        return ChdbWarehouse(target, read_only)
-    return ServerWarehouse(target, read_only)
+        return ChdbWarehouse(target, read_only, limits)
+    return ServerWarehouse(target, read_only, limits)
 
 
 class ServerWarehouse:
     """A ClickHouse server over the native protocol (clickhouse-driver), columnar inserts."""
 
-    def __init__(self, target: WarehouseUrl, read_only: bool = False) -> None:
+    def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None) -> None:
         from clickhouse_driver import Client
 
         self.database = target.database
         self.read_only = read_only
-        settings: dict[str, Any] = {"readonly": 1} if read_only else {}
+        self.limits = limits or QueryLimits()
+        # readonly goes last: once it is set, the server refuses to change any other setting.
+        self._query_settings: dict[str, Any] = {**self.limits.engine_settings(), "readonly": 1} if read_only else {}
         self._client = Client(
             host=target.host, port=target.port, user=target.user, password=target.password,
-            connect_timeout=5, send_receive_timeout=60, settings=settings,
+            connect_timeout=5, send_receive_timeout=max(60, self.limits.timeout_seconds + 30),
         )
 
     def command(self, sql: str) -> None:
-        _guard(self.read_only, sql)
+        if self.read_only:
+            self._bounded(check_read_only(sql))
+            return
         self._client.execute(sql)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        _guard(self.read_only, sql)
-        return list(self._client.execute(sql))
+        return self.query_with_columns(sql)[1]
+
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        if self.read_only:
+            return self._bounded(check_read_only(sql))
+        rows, columns = self._client.execute(sql, with_column_types=True)
+        return [name for name, _ in columns], list(rows)
 
     def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
         names = ", ".join(columns)
@@ -123,31 +141,66 @@ class ServerWarehouse:
     def close(self) -> None:
         self._client.disconnect()
 
+    def _bounded(self, statement: ReadStatement) -> tuple[list[str], list[tuple[Any, ...]]]:
+        from clickhouse_driver.errors import ServerException
+
+        if statement.kind == "explain" and (why := explain_unsupported(self._client)):
+            raise WarehouseError(why)
+        try:
+            return run_bounded(self._client, statement.sql, self._query_settings, self.limits)
+        except ServerException as exc:
+            if exc.code == TIMEOUT_EXCEEDED:
+                raise QueryTimeout(self.limits.timeout_seconds) from exc
+            if exc.code == READONLY and "Cannot modify" in str(exc) and self._query_settings:
+                # A user whose profile sets readonly=1 may not change settings (18.16 ignores them silently, newer
+                # servers refuse): its profile's limits apply on the server, and the client's bounds still hold.
+                self._query_settings = {}
+                return run_bounded(self._client, statement.sql, self._query_settings, self.limits)
+            raise
+
 
 class ChdbWarehouse:
     """The embedded engine (chdb) over a data directory. One process per directory."""
 
-    def __init__(self, target: WarehouseUrl, read_only: bool = False) -> None:
+    def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None) -> None:
         from chdb import session
 
         Path(target.path).mkdir(parents=True, exist_ok=True)
         self.database = target.database
         self.read_only = read_only
+        self.limits = limits or QueryLimits()
         self._session = session.Session(target.path)
         if read_only:
-            self._session.query("SET readonly = 1")  # the engine refuses writes in this session from now on
+            for statement in self.limits.session_statements():
+                self._session.query(statement)
 
     def command(self, sql: str) -> None:
-        _guard(self.read_only, sql)
+        if self.read_only:
+            self.query_with_columns(sql)
+            return
         self._session.query(sql)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        _guard(self.read_only, sql)
-        result = self._session.query(sql.rstrip().rstrip(";"), "JSONCompact")
-        raw = result.bytes()
+        return self.query_with_columns(sql)[1]
+
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        text = check_read_only(sql).sql if self.read_only else sql.rstrip().rstrip(";")
+        try:
+            raw = self._session.query(text, "JSONCompact").bytes()
+        except Exception as exc:
+            # A query that failed half-way leaves its partial output in the session's buffer, and chdb hands it to
+            # the next query: a throwaway query takes it.
+            self._session.query("SELECT 1", "Null")
+            if chdb_timed_out(exc):
+                raise QueryTimeout(self.limits.timeout_seconds) from exc
+            raise
         if not raw:
-            return []
-        return [tuple(row) for row in orjson.loads(raw)["data"]]
+            return [], []
+        document = orjson.loads(raw)
+        rows = [tuple(row) for row in document["data"]]
+        if self.read_only:
+            rows = rows[:self.limits.max_result_rows + 1]
+        return [column["name"] for column in document["meta"]], rows
 
     def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
         names = list(columns)
@@ -157,18 +210,6 @@ class ChdbWarehouse:
 
     def close(self) -> None:
         self._session.close()
-
-
-def _guard(read_only: bool, sql: str) -> None:
-    """Defence in depth: the engine itself also runs read-only sessions with readonly=1."""
-    if not read_only:
-        return
-    if not READ_ONLY_STATEMENT.match(sql):
-        raise ReadOnlyViolation("this connection is read-only: only SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN")
-    if ";" in sql.strip().rstrip(";"):
-        raise ReadOnlyViolation("this connection is read-only: one statement at a time")
-    if FILE_WRITING.search(sql):
-        raise ReadOnlyViolation("this connection is read-only: no INTO OUTFILE and no file, url or s3 functions")
 
 
 # ---- migrations ---------------------------------------------------------------------------------------

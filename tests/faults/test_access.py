@@ -73,6 +73,7 @@ WRITES = [
     "WITH 1 AS a INSERT INTO {db}.target VALUES (3)",
     "SELECT 1 SETTINGS readonly = 0",
     "-- SELECT\nDROP TABLE {db}.target",
+    "SELECT 1 INTO -- x\nOUTFILE '/dev/null'",
 ]
 
 
@@ -90,10 +91,10 @@ def test_cem_sql_refuses_writes_on_a_server(clickhouse, tmp_path: Path) -> None:
     admin.insert("target", {"x": [7]})
     outfile = tmp_path / "outfile.tsv"
     for url in (with_database(clickhouse.url, database), with_database(clickhouse.readonly_url, database)):
-        assert cem_sql(url, f"SELECT sum(x) FROM {database}.target").stdout.split() == ["7"]
-        # INTO OUTFILE is a client-side clause: the server answers the SELECT and writes no file.
-        into_file = cem_sql(url, f"SELECT * FROM {database}.target INTO OUTFILE '{outfile}'")
-        assert into_file.stdout.split() in (["7"], []) and not outfile.exists()
+        assert cem_sql(url, f"SELECT sum(x) FROM {database}.target").stdout.split() == ["sum(x)", "7"]
+        # INTO OUTFILE is refused by the guard (on chdb it would write the file; a server ignores it).
+        into_file = cem_sql(url, f"SELECT * FROM {database}.target INTO/**/OUTFILE '{outfile}'")
+        assert into_file.returncode == 2 and into_file.stderr.startswith("refused:") and not outfile.exists()
         for statement in WRITES:
             done = cem_sql(url, statement.format(db=database))
             assert done.returncode != 0, (statement, done.stdout, done.stderr)

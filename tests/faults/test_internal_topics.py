@@ -141,10 +141,25 @@ def publish_with_headers(settings: Settings, records: list[tuple[str, bytes, byt
     asyncio.run(produce(settings, records))
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses sockets listen on for `port`, read from /proc/net/tcp and tcp6 (no traffic sent)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.rpartition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
 def test_internal_topics_accept_only_what_cem_signed(scenario, kafka, clickhouse) -> None:
     s = scenario("forged", kafka.bootstrap, clickhouse.url, customers=40, seed=42)
     half = len(s.records) // 2
     worker = s.start_worker()
+    # The unauthenticated /metrics and /status listen on loopback only, unless CEM_WEB_HOST says otherwise.
+    assert listening_addresses(worker.settings.web_port) == {"0100007F"}  # 127.0.0.1, little-endian hex
     publish(s.settings, s.records[:half])
     forged = forged_messages(s.settings)
     publish_with_headers(s.settings, [(topic, key, value, headers) for topic, key, value, headers, _ in forged])

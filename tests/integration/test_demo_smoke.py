@@ -25,7 +25,7 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     assert "FCR rate %" in demo.stdout and "NPS" in demo.stdout
     # The worker's log: plain INFO lines (what it did), no terminal codes, no customer identifier.
     worker_log = (tmp_path / "state" / "demo" / "worker.log").read_text()
-    assert "[INFO] faust.worker: [^Worker]: Ready" in worker_log
+    assert "[INFO] faust.worker: [^CemWorker]: Ready" in worker_log
     assert "\x1b" not in worker_log and "\x08" not in worker_log
     assert "@example.org" not in worker_log.lower() and "555-" not in worker_log and "+1415555" not in worker_log
     drained = next(line for line in demo.stdout.splitlines() if line.startswith("[demo] simulated"))
@@ -34,11 +34,13 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     counted = cem(["sql", "SELECT count(), uniqExact(event_id), uniqExact(customer_id) FROM cem.interactions",
                    "--format", "tsv"], env)
     assert counted.returncode == 0, counted.stderr
-    count, distinct, customers = (int(v) for v in counted.stdout.split())
+    header, values = counted.stdout.splitlines()
+    assert header.split("\t") == ["count()", "uniqExact(event_id)", "uniqExact(customer_id)"]
+    count, distinct, customers = (int(v) for v in values.split())
     assert count == distinct == unique
     assert customers == 60
 
     refused = cem(["sql", "DROP TABLE cem.interaction_log"], env)
     assert refused.returncode == 2 and "read-only" in refused.stderr
     still_there = cem(["sql", "SELECT count() FROM cem.interaction_log", "--format", "tsv"], env)
-    assert int(still_there.stdout) == unique
+    assert still_there.stdout.splitlines() == ["count()", str(unique)]

@@ -15,16 +15,15 @@ from sinks import clickhouse
 from sinks.clickhouse import (
     JOURNEY_COLUMNS,
     MIGRATIONS_DIR,
-    READ_ONLY_STATEMENT,
     TABLE_ORDER,
     ReadOnlyViolation,
     WarehouseError,
     WarehouseUrl,
-    _guard,
     effect_columns,
     parse_url,
     split_statements,
 )
+from sinks.sql_guard import check_read_only
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
 
 # ---- Settings ---------------------------------------------------------------------------------------------
@@ -172,15 +171,16 @@ REFUSED = [
 
 @pytest.mark.parametrize("sql", ALLOWED)
 def test_guard_allows_reads(sql: str) -> None:
-    _guard(True, sql)
-    assert READ_ONLY_STATEMENT.match(sql)
+    assert check_read_only(sql).sql == sql.strip()
 
 
 @pytest.mark.parametrize("sql", REFUSED)
 def test_guard_refuses_everything_else(sql: str) -> None:
     with pytest.raises(ReadOnlyViolation):
-        _guard(True, sql)
-    _guard(False, sql)  # a read-write connection does not check
+        check_read_only(sql)
+    writer = _chdb(read_only=False)
+    writer.command(sql)  # a read-write connection does not check
+    assert writer._session.sent == [sql]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_guard_refuses_everything_else(sql: str) -> None:
 )
 def test_guard_refuses_a_write_after_a_read(sql: str) -> None:
     with pytest.raises(ReadOnlyViolation):
-        _guard(True, sql)
+        check_read_only(sql)
 
 
 class _FakeResult:
@@ -212,6 +212,7 @@ def _chdb(read_only: bool) -> Any:
     warehouse = clickhouse.ChdbWarehouse.__new__(clickhouse.ChdbWarehouse)
     warehouse.database = "cem"
     warehouse.read_only = read_only
+    warehouse.limits = clickhouse.QueryLimits()
     warehouse._session = _FakeSession()
     return warehouse
 
