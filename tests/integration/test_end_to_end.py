@@ -192,16 +192,19 @@ def test_one_issue_ref_shared_by_unrelated_customers_and_by_identities_that_merg
         record("y", "call_center", "call_ended", 30, {"phone": phone}, "1"),
         record("r", "support", "ticket_resolved", 120, {"phone": phone}, "1"),
     ]
-    after = [record("link", "commerce", "purchase", 180, {"email": email, "phone": phone}),
-             record("x2", "chat", "chat_message", 240, {"email": email}, "1")]
+    merge = [record("link", "commerce", "purchase", 180, {"email": email, "phone": phone})]
+    after = [record("x2", "chat", "chat_message", 240, {"email": email}, "1")]  # once merged: the survivor's
     db = connect(settings.clickhouse_url)
     name = db.database
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         publish(settings, before)
         wait_until(lambda: drained(worker, len(before)), 90, f"worker did not drain:\n{worker.log_tail()}")
         assert db.query(f"SELECT count() FROM {name}.journeys WHERE kind = 'service'") == [(5,)]
-        publish(settings, after)
-        wait_until(lambda: drained(worker, len(before) + len(after)), 90, f"not drained:\n{worker.log_tail()}")
+        sent = len(before)
+        for phase in (merge, after):
+            publish(settings, phase)
+            sent += len(phase)
+            wait_until(lambda n=sent: drained(worker, n), 90, f"not drained:\n{worker.log_tail()}")
 
     rows = {r[0]: r[1:] for r in db.query(
         f"SELECT event_id, customer_id, journey_id, origin_journey_id FROM {name}.interactions")}
