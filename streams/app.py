@@ -412,7 +412,7 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_commit_interval=1.0,
         web_enabled=web,
-        web_host=settings.web_host,
+        web_bind=settings.web_host,
         producer_max_request_size=settings.producer_max_request_bytes,
         web_port=settings.web_port,
         web_in_thread=False,

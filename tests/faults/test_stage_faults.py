@@ -44,9 +44,9 @@ def faults_at_every_step(s: Any) -> list[Fault]:
         Fault("cem.domain.enrich.sentiment", "raise", contains=texts[len(texts) // 2]["text"], times=2),
         Fault("streams.ingest.IngestStage._send_dead_letter", "raise", contains=f"('cem.reason', b'{reason}')",
               times=2),
-        Fault("faust.topics.Topic.send", "raise", contains=".resolve", call=5, times=2),
+        Fault("faust.topics.Topic.send", "raise", contains=".resolve", times=2),
         Fault("cem.domain.resolver.Resolver.process", "raise", contains=plain[-1]["event_id"], times=2),
-        Fault("sinks.clickhouse.ServerWarehouse.insert", "raise", contains="interaction_log", call=3, times=2,
+        Fault("sinks.clickhouse.ServerWarehouse.insert", "raise", contains="interaction_log", times=2,
               exception="ConnectionResetError", message="injected: connection reset"),
     ]
 
