@@ -177,7 +177,7 @@ def test_internal_topics_accept_only_what_cem_signed(scenario, kafka, clickhouse
     try:
         assert db.query(f"SELECT count() FROM {db.database}.interaction_log WHERE event_id LIKE 'forged-%'") == [(0,)]
         assert db.query(f"SELECT count() FROM {db.database}.identity_links WHERE value = 'null'") == [(0,)]
-        assert db.query(f"SELECT count() FROM {db.database}.erasure_log") == [(0,)]
+        assert db.query(f"SELECT count() FROM {db.database}.erasure_audit") == [(0,)]
     finally:
         db.close()
     assert s.total("cem_sink_up") == 1
