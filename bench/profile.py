@@ -44,9 +44,10 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("resolver: dedup and the rest", "cem/domain/resolver.py"),
     ("wire: Interaction to/from cem.resolve", "cem/domain/model.py"),
     ("sink: ClickHouse driver (serialise, send)", "clickhouse_driver"),
-    ("sink: rows to columns", "sinks/clickhouse.py"),
+    ("sink: rows to columns", "sinks/writer.py"),
     ("metrics (prometheus_client)", "prometheus_client"),
     ("agents' own code (streams/app.py)", "streams/app.py"),
+    ("resolver service (cem/service)", "cem/service/"),
     ("Kafka client (aiokafka)", "aiokafka"),
     ("Faust/mode stream machinery", "(faust/"),
     ("Faust/mode stream machinery", "(mode/"),
@@ -96,13 +97,14 @@ def inproc(events: int, kind: str, seed: int, batch: int, profile: bool, order: 
 
     from bench.traffic import many_customers, simulated
     from cem.cli import _sim_base_ms
+    from cem.config import resolver_config
     from cem.domain.model import Interaction
     from cem.domain.resolver import Resolver
     from cem.domain.validate import build_interaction
     from cem.settings import Settings
     from schemas.codec import DecodeError, decode
-    from sinks.clickhouse import effect_columns
-    from streams.app import Ingestor, resolver_config
+    from sinks.writer import effect_columns
+    from streams.app import Ingestor
 
     base = _sim_base_ms()
     traffic = simulated(events, seed, 0, base, order) if kind == "sim" else \

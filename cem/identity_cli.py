@@ -15,7 +15,8 @@ from cem.domain.erasure import NOT_FOUND, REFUSED, ErasureRequest
 from cem.domain.keyed import key_bytes, keyed_hash
 from cem.settings import Settings
 from cem.sql_cli import sql_limits
-from sinks.clickhouse import Warehouse, connect, sql_string
+from sinks.clickhouse import connect, sql_string
+from sinks.warehouse import Warehouse
 
 
 def _normalised(settings: Settings, id_type: str, value: str) -> str | None:

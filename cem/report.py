@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cem.domain.resolver import FORGOTTEN
-from sinks.clickhouse import Warehouse
+from sinks.warehouse import Warehouse
 
 
 def report_queries(db: str) -> list[tuple[str, list[str], str]]:

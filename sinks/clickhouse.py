@@ -1,26 +1,21 @@
-"""ClickHouse adapter: connections (server or embedded chdb), migrations, the batch writer and the snapshot
-the resolver is rebuilt from.
+"""ClickHouse adapter: connections (a server, or the embedded chdb), URLs and migrations.
 
-Exactly once, as analysts see it: the writer inserts a batch's identity facts and journeys first and its
-interaction rows last. The resolver's state is rebuilt from these tables after any restart, so an event whose
-interaction row is present is a duplicate on replay, and one whose row is missing is processed again. Each row
-is either wholly present or absent, so no FINAL, OPTIMIZE or insert-deduplication token is needed.
+The batch writer is sinks.writer, the reads the resolver is rebuilt from sinks.snapshot, and the error codes that
+tell refused data from an unwell server sinks.errors. The interface all of it implements is sinks.warehouse.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
-from cem.domain.journeys import JourneyMetrics
-from cem.domain.model import identity_key
-from cem.domain.resolver import Effects, RecentRow, Snapshot
 from sinks.read_only import (
     READONLY,
     TIMEOUT_EXCEEDED,
@@ -30,30 +25,12 @@ from sinks.read_only import (
     explain_unsupported,
     run_bounded,
 )
+from sinks.snapshot import ClickHouseReads
 from sinks.sql_guard import ReadOnlyViolation as ReadOnlyViolation  # the exception callers catch
 from sinks.sql_guard import ReadStatement, check_read_only
+from sinks.warehouse import Warehouse, WarehouseError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-class WarehouseError(Exception):
-    pass
-
-
-class Warehouse(Protocol):
-    database: str
-
-    def command(self, sql: str) -> None: ...
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]: ...
-
-    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Column names and rows. On a read-only connection: at most max_result_rows + 1 rows."""
-        ...
-
-    def insert(self, table: str, columns: dict[str, list[Any]]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -101,7 +78,7 @@ def connect(url: str, read_only: bool = False, limits: QueryLimits | None = None
     return ServerWarehouse(target, read_only, limits)
 
 
-class ServerWarehouse:
+class ServerWarehouse(ClickHouseReads):
     """A ClickHouse server over the native protocol (clickhouse-driver), columnar inserts."""
 
     def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None) -> None:
@@ -159,7 +136,7 @@ class ServerWarehouse:
             raise
 
 
-class ChdbWarehouse:
+class ChdbWarehouse(ClickHouseReads):
     """The embedded engine (chdb) over a data directory. One process per directory."""
 
     def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None) -> None:
@@ -212,6 +189,18 @@ class ChdbWarehouse:
         self._session.close()
 
 
+def open_migrated(url: str) -> Warehouse:
+    """A read-write connection with every migration applied: what the resolver service writes through."""
+    warehouse = connect(url)
+    try:
+        migrate(warehouse)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            warehouse.close()
+        raise
+    return warehouse
+
+
 # ---- migrations ---------------------------------------------------------------------------------------
 def migrate(warehouse: Warehouse) -> list[str]:
     """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied."""
@@ -238,172 +227,19 @@ def split_statements(script: str) -> list[str]:
     return [s.strip() for s in without_comments.split(";") if s.strip()]
 
 
-# ---- writing ------------------------------------------------------------------------------------------
-# The order matters: interaction rows go last (see the module docstring).
-TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "id_aliases",
-               "identity_sets", "journey_log", "interaction_log")
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+) \((.*)\) ENGINE", re.S)
 
 
-def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
-    """Columnar rows for every table a batch touches, in TABLE_ORDER."""
-    v = effects.version
-    tables: dict[str, dict[str, list[Any]]] = {}
-    if effects.customers:
-        tables["customer_log"] = {
-            "customer_id": [c.customer_id for c in effects.customers],
-            "first_event_id": [c.first_seen[1] for c in effects.customers],
-            "first_seen_ms": [c.first_seen[0] for c in effects.customers],
-            "version": [v] * len(effects.customers),
-        }
-    if effects.links:
-        # A recompute can re-link an identifier linked earlier in the same batch: keep the last, as for aliases.
-        links = list({(link.id_type, link.value): link for link in effects.links}.values())
-        tables["identity_links"] = _columns(
-            links, ("id_type", "value", "customer_id", "event_id", "occurred_ms", "rule"), v
-        )
-    if effects.merges:
-        cols = _columns(effects.merges, ("from_id", "into_id", "event_id", "occurred_ms", "rule"), v)
-        cols["seq"] = list(range(len(effects.merges)))
-        tables["customer_merges"] = cols
-    if effects.refused:
-        tables["refused_merge_log"] = _columns(
-            effects.refused, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
-        )
-    # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
-    latest = {("customer", a): b for a, b in effects.customer_aliases.items()}
-    latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
-    aliases = [(kind, alias_id, current) for (kind, alias_id), current in latest.items()]
-    if aliases:
-        tables["id_aliases"] = {
-            "kind": [a[0] for a in aliases],
-            "alias_id": [a[1] for a in aliases],
-            "current_id": [a[2] for a in aliases],
-            "version": [v] * len(aliases),
-        }
-    if effects.identity_sets:
-        items = list(effects.identity_sets.items())
-        tables["identity_sets"] = {
-            "identity_key": [identity_key(ids) for ids, _ in items],
-            "id_types": [[t for t, _ in ids] for ids, _ in items],
-            "id_values": [[v for _, v in ids] for ids, _ in items],
-            "first_ms": [first[0] for _, (_, first) in items],
-            "first_event_id": [first[1] for _, (_, first) in items],
-            "customer_id": [owner for _, (owner, _) in items],
-            "version": [v] * len(items),
-        }
-    journey_rows = [
-        _session_row(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, s.channels, "")
-        for s in effects.sessions.values()
-    ]
-    journey_rows += [_session_row(a.from_id, "", 0, 0, 0, set(), a.into_id)
-                     for a in {a.from_id: a for a in effects.session_aliases}.values()]
-    journey_rows += [
-        _service_row(j.journey_id, j.customer_id, j.issue_ref, j.metrics(fcr_window_ms))
-        for j in effects.journeys.values()
-    ]
-    journey_rows += [_service_alias_row(a.from_id, a.issue_ref, a.into_id)
-                     for a in {a.from_id: a for a in effects.journey_aliases}.values()]
-    if journey_rows:
-        tables["journey_log"] = _rows_to_columns(JOURNEY_COLUMNS, journey_rows, v)
-    if effects.interactions:
-        tables["interaction_log"] = _interaction_columns(effects, now_ms)
+def migration_tables() -> dict[str, dict[str, str]]:
+    """The tables the migrations create: table -> column -> its type (with any DEFAULT)."""
+    tables: dict[str, dict[str, str]] = {}
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for statement in split_statements(path.read_text()):
+            found = _CREATE_TABLE.match(statement)
+            if found:
+                lines = [line.strip().rstrip(",") for line in found.group(2).splitlines() if line.strip()]
+                tables[found.group(1)] = dict(line.split(None, 1) for line in lines)
     return tables
-
-
-JOURNEY_COLUMNS = ("journey_id", "kind", "customer_id", "issue_ref", "started_ms", "ended_ms", "events", "contacts",
-                   "channels", "resolved", "resolved_ms", "fcr", "time_to_resolution_s", "merged_into")
-
-
-def _session_row(
-    session_id: str, customer_id: str, start: int, end: int, events: int, channels: set[str], merged_into: str
-) -> tuple[Any, ...]:
-    return (session_id, "session", customer_id, "", start, end, events, events, sorted(channels), 0, 0, 0, None,
-            merged_into)
-
-
-def _service_row(journey_id: str, customer_id: str, issue_ref: str, m: JourneyMetrics) -> tuple[Any, ...]:
-    return (journey_id, "service", customer_id, issue_ref, m.started_ms, m.ended_ms, m.contacts, m.contacts,
-            list(m.channels), int(m.resolved), m.resolved_ms or 0, int(m.fcr), m.time_to_resolution_s, "")
-
-
-def _service_alias_row(journey_id: str, issue_ref: str, merged_into: str) -> tuple[Any, ...]:
-    return (journey_id, "service", "", issue_ref, 0, 0, 0, 0, [], 0, 0, 0, None, merged_into)
-
-
-def _interaction_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
-    rows = effects.interactions
-    events = [r.interaction for r in rows]
-    return {
-        "event_id": [e.event_id for e in events],
-        "channel": [e.channel for e in events],
-        "type": [e.type for e in events],
-        "occurred_ms": [e.occurred_ms for e in events],
-        "identity_key": [identity_key(e.identifiers) for e in events],
-        "origin_customer_id": [r.customer_id for r in rows],
-        "origin_session_id": [r.session_id for r in rows],
-        "journey_id": [r.journey_id for r in rows],
-        "issue_ref": [e.issue_ref or "" for e in events],
-        "sentiment": [e.sentiment for e in events],
-        "survey_kind": [e.survey_kind or "" for e in events],
-        "survey_score": [e.survey_score for e in events],
-        "text": [e.text or "" for e in events],
-        "device": [e.device for e in events],
-        "os": [e.os for e in events],
-        "browser": [e.browser for e in events],
-        "property_keys": [list(e.properties) for e in events],
-        "property_values": [list(e.properties.values()) for e in events],
-        "fingerprint": [e.fingerprint for e in events],
-        "ingested_ms": [now_ms] * len(rows),
-        "version": [effects.version] * len(rows),
-    }
-
-
-def _columns(items: Sequence[Any], names: tuple[str, ...], version: int) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {name: [getattr(item, name) for item in items] for name in names}
-    cols["version"] = [version] * len(items)
-    return cols
-
-
-def _rows_to_columns(names: tuple[str, ...], rows: list[tuple[Any, ...]], version: int) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {name: list(values) for name, values in zip(names, zip(*rows, strict=True),
-                                                                            strict=True)}
-    cols["version"] = [version] * len(rows)
-    return cols
-
-
-# ---- reading the resolver's state back ---------------------------------------------------------------
-def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
-    db = warehouse.database
-    snapshot = Snapshot()
-    for key, types, values, first_ms, first_event in warehouse.query(
-        f"SELECT identity_key, any(id_types), any(id_values), min(first_ms), argMin(first_event_id, first_ms) "
-        f"FROM {db}.identity_sets GROUP BY identity_key"
-    ):
-        identifiers = tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True))
-        snapshot.identity_sets[str(key)] = (identifiers, (int(first_ms), str(first_event)))
-    snapshot.session_aliases = [
-        (str(a), str(b)) for a, b in warehouse.query(
-            f"SELECT alias_id, argMax(current_id, version) FROM {db}.id_aliases WHERE kind = 'session' "
-            "GROUP BY alias_id")
-    ]
-    # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
-    for journey_id, merged_into, owner in warehouse.query(
-        f"SELECT journey_id, argMax(merged_into, version), argMax(customer_id, version) FROM {db}.journey_log "
-        "WHERE kind = 'service' GROUP BY journey_id"
-    ):
-        if merged_into:
-            snapshot.journey_aliases.append((str(journey_id), str(merged_into)))
-        else:
-            snapshot.journey_owners[str(journey_id)] = str(owner)
-    snapshot.recent = [
-        RecentRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]), str(r[6]), str(r[7]),
-                  str(r[8]), str(r[9]), str(r[10]), str(r[11]))
-        for r in warehouse.query(
-            "SELECT event_id, fingerprint, ingested_ms, version, occurred_ms, channel, type, origin_customer_id, "
-            f"origin_session_id, issue_ref, identity_key, journey_id FROM {db}.interaction_log "
-            f"WHERE ingested_ms >= {int(since_ingested_ms)} OR issue_ref != '' ORDER BY ingested_ms, version")
-    ]
-    return snapshot
 
 
 # ---- quoting ------------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
 from cem.domain.resolver import Resolver
 from cem.settings import Settings
-from sinks.clickhouse import TABLE_ORDER, Warehouse, WarehouseError, effect_columns, sql_string
+from sinks.clickhouse import sql_string
+from sinks.warehouse import Warehouse, WarehouseError
+from sinks.writer import TABLE_ORDER, effect_columns
 
 log = logging.getLogger("cem.erasure")
 IN_LIST_MAX = 1_000  # values per IN (...) list: a mutation's text stays far below max_query_size (256 KiB)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from cem.service.retry import Stopping as Stopping  # raised by the service's retry loops too
 from streams import metrics
 
 log = logging.getLogger("cem.worker")
@@ -29,10 +30,6 @@ T = TypeVar("T")
 STOP_POLL_SECONDS = 0.25
 # After the grace period, the time a clean shutdown may still take (commit, leave the group) before exiting.
 STOP_DEADLINE_MARGIN_SECONDS = 15.0
-
-
-class Stopping(Exception):
-    """Raised inside a retry loop once the worker is stopping: give up the batch, do not acknowledge it."""
 
 
 @dataclass

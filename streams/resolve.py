@@ -1,7 +1,7 @@
 """The resolve stage: signed batches (and erasure requests) from `<prefix>.resolve` -> the resolver and ClickHouse.
 
 Each message is verified (signature, then shape) before anything else: one that cem did not write, or that is
-malformed, becomes a dead letter and the stage carries on. Events are written through the ResolverSink in a
+malformed, becomes a dead letter and the stage carries on. Events are written through the ResolverService in a
 worker thread, since ClickHouse calls block; control requests are applied in stream order between batches.
 """
 
@@ -79,14 +79,14 @@ class ResolveStage:
         if not events:
             return
         result = await loop.run_in_executor(None, self.sink.process_and_write, events)
-        if result.refused:
+        if result.rejected:
             # Acknowledged with the batch only once on the broker; a replay refuses and dead-letters them again
             # under the same key (consumers deduplicate by key).
             now_ms = self._now_ms()
             letters = [event_dead_letter(self.settings.resolve_topic, event, "warehouse_rejected", detail, now_ms,
-                                         self.settings.message_max_bytes) for event, detail in result.refused]
+                                         self.settings.message_max_bytes) for event, detail in result.rejected]
             await asyncio.gather(*[await self._send(letter) for letter in letters])
-            metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.refused))
+            metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.rejected))
         conflicting = result.effects.conflicting
         if conflicting:
             # The same: a replay finds the first copy in the warehouse and dead-letters them again, same key. The
@@ -99,7 +99,7 @@ class ResolveStage:
             metrics.DEADLETTERED.labels(DUPLICATE_CONFLICT).inc(len(conflicting))
         counts["resolved"] += len(events)
         counts["written"] += result.written
-        counts["warehouse_rejected"] += len(result.refused)
+        counts["warehouse_rejected"] += len(result.rejected)
         counts[DUPLICATE_CONFLICT] += len(conflicting)
 
     async def _send(self, letter: DeadLetter) -> Any:

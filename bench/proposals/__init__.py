@@ -33,7 +33,7 @@ def _rewrite(owner: Any, name: str, old: str, new: str) -> None:
 
 
 def gc_freeze() -> None:
-    """streams/app.py, ResolverSink.process_and_write (or Resolver.process): call gc.freeze() after each batch.
+    """ResolverService.process_and_write (cem/service, or Resolver.process): call gc.freeze() after each batch.
     The resolver's state only grows, and a full collection re-scans all of it: with ~5M objects after 250k events
     that is a stop-the-world pause of a second or more, every time the heap grew by a quarter, stalling ingest and
     resolve alike (the latency timeline's bursts). Frozen objects are still freed by reference counting; only

@@ -52,7 +52,7 @@ class Effects:
     customers: list[Customer] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
-    refused: list[RefusedMerge] = field(default_factory=list)
+    refused_merges: list[RefusedMerge] = field(default_factory=list)  # merges a guard refused, with the reason
     customer_aliases: dict[str, str] = field(default_factory=dict)  # historical id -> current id
     # identifier set -> (its customer now, its earliest event): how interaction rows find their customer
     identity_sets: dict[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)
@@ -103,7 +103,7 @@ class Resolver:
         effects.customers.extend(attribution.created)
         effects.links.extend(attribution.links)
         effects.merges.extend(attribution.merges)
-        effects.refused.extend(attribution.refused)
+        effects.refused_merges.extend(attribution.refused)
         effects.unlinked.extend(attribution.unlinked)
         effects.recomputes += attribution.recomputed
         for identifiers, owner in attribution.set_customers.items():
@@ -136,7 +136,7 @@ class Resolver:
         effects = Effects(self.version)
         replay = result.replay
         effects.customers, effects.links = replay.created, replay.links
-        effects.merges, effects.refused = replay.merges, replay.refused
+        effects.merges, effects.refused_merges = replay.merges, replay.refused
         effects.customer_aliases = dict(replay.aliases)
         effects.identity_sets = {s: (owner, self.graph.set_key[s]) for s, owner in replay.set_customers.items()}
         for old_id, current_id in replay.aliases.items():
@@ -180,7 +180,7 @@ class Resolver:
 
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot) -> None:
-        """Rebuild state from warehouse rows (see sinks.clickhouse.load_snapshot)."""
+        """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot)."""
         self.graph.restore(snapshot.identity_sets.values())
         session_alias = dict(snapshot.session_aliases)
         restored: dict[str, Session] = {}
@@ -275,7 +275,15 @@ class Snapshot:
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
 
 
+class AliasCycle(Exception):
+    """The aliases read back from the warehouse lead in a circle: restore fails (and is retried) instead of
+    looping forever."""
+
+
 def _follow(alias: Mapping[str, str], key: str) -> str:
-    while key in alias:
+    start = key
+    for _ in range(len(alias) + 1):
+        if key not in alias:
+            return key
         key = alias[key]
-    return key
+    raise AliasCycle(f"the aliases from {start} lead in a circle")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cem.domain.model import identity_key
-from sinks.clickhouse import Warehouse
+from sinks.warehouse import Warehouse
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+12125550300"  # normalised; she typed "+1 212 555 0300"

@@ -1,0 +1,210 @@
+"""The resolver service: the resolver and the warehouse it writes to and is rebuilt from.
+
+`process_and_write` resolves a batch and writes its effects; `apply_control` applies an erasure. Both block (the
+resolve stage runs them in a worker thread) and both return only once done, retrying meanwhile (cem.service.retry):
+the caller acknowledges Kafka only after they returned.
+
+A failed attempt is never re-sent as it was: an insert that failed may still have landed (the server committed it
+and the reply was lost), and the attempt may have stopped between two tables. The resolver is rebuilt from the
+warehouse and the batch processed again, exactly as after a crash, so rows that landed are recognised as
+duplicates and only the missing ones are written (docs/architecture.md, "State and exactly-once").
+
+The counters are those of streams.metrics, a leaf module of Prometheus collectors with no Faust in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cem.config import resolver_config
+from cem.domain.erasure import ErasureRequest, InvalidRequest
+from cem.domain.model import Interaction
+from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
+from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
+from cem.service.retry import RebalanceWatch, Retry
+from cem.settings import Settings
+from sinks.clickhouse import open_migrated
+from sinks.erasure import ErasureOutcome, erase, erasure_key
+from sinks.errors import describe_error, error_code, is_rejection
+from sinks.snapshot import load_snapshot
+from sinks.warehouse import Warehouse
+from sinks.writer import TABLE_ORDER, effect_columns, row_count
+from streams import metrics
+
+log = logging.getLogger("cem.worker")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one resolver batch became: its effects, the interaction rows written, and the events the warehouse
+    rejected (with its reason), for the dead-letter topic."""
+
+    effects: Effects
+    written: int
+    rejected: list[tuple[Interaction, str]] = field(default_factory=list)
+
+
+class ResolverFault(Exception):
+    """The resolver itself failed on a batch: its state may be half-updated, so it is rebuilt before a retry."""
+
+
+class ResolverService:
+    """`open_warehouse` gives a migrated read-write connection (by default to CEM_CLICKHOUSE_URL); a failed attempt
+    closes it and the next attempt opens another. `stopping` set: retries give their batch up (`Stopping`).
+    `on_stuck` is called when `rebalance_pending()` has stayed true for a while on a step that keeps failing; in a
+    worker it exits the process."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 open_warehouse: Callable[[], Warehouse] | None = None, stopping: threading.Event | None = None,
+                 rebalance_pending: Callable[[], bool] = lambda: False,
+                 on_stuck: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.config = resolver_config(settings)
+        self.clock = clock
+        self.open_warehouse = open_warehouse or functools.partial(open_migrated, settings.clickhouse_url)
+        self.stopping = stopping or threading.Event()
+        self.warehouse: Warehouse | None = None
+        self.resolver: Resolver | None = None
+        self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
+                           RebalanceWatch(rebalance_pending, on_stuck))
+
+    def invalidate(self) -> None:
+        """Another worker may write while we do not own the resolver partition: rebuild before the next batch."""
+        self.resolver = None
+
+    def process_and_write(self, events: list[Interaction]) -> BatchResult:
+        """Returns once every row of the batch is written, or rejected by the warehouse (those events are
+        returned for the dead-letter topic)."""
+        result = self.retry.run(lambda: self._process_and_write(events))
+        metrics.SINK_UP.set(1)
+        metrics.SINK_PENDING_EVENTS.set(0)
+        _count(result.effects, len(events))
+        return result
+
+    def apply_control(self, message: dict[str, Any]) -> ErasureOutcome | None:
+        """Today the one control is "forget" (GDPR erasure); retried until it is applied."""
+        if message.get("control") != "forget":
+            log.warning("ignoring unknown control message %r", message.get("control"))
+            return None
+        try:
+            request = ErasureRequest.from_message(message)
+        except InvalidRequest as exc:
+            log.warning("ignoring an erasure request: %s", exc)
+            return None
+        key = erasure_key(self.settings)
+        # After a failure the graph may already be forgotten: the retry rebuilds it from the warehouse first.
+        return self.retry.run(lambda: self._erase(request, key))
+
+    # ---- one attempt ---------------------------------------------------------------------------------
+    def _process_and_write(self, events: list[Interaction]) -> BatchResult:
+        resolver = self._ensure_resolver()
+        now_ms = self._now_ms()
+        try:
+            effects = resolver.process(events, now_ms)
+        except Exception as exc:
+            raise ResolverFault(describe_error(exc)) from exc
+        metrics.SINK_PENDING_EVENTS.set(len(events))
+        return self._write(effects, now_ms)
+
+    def _erase(self, request: ErasureRequest, key: bytes) -> ErasureOutcome:
+        resolver = self._ensure_resolver()
+        warehouse = self._ensure_warehouse()
+        outcome = erase(resolver, warehouse, request, key, self._now_ms(),
+                        max_customers=self.settings.erasure_max_customers, fcr_window_ms=self.config.fcr_window_ms)
+        metrics.ERASURES.inc()
+        return outcome
+
+    def _write(self, effects: Effects, now_ms: int) -> BatchResult:
+        tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
+        warehouse = self._ensure_warehouse()
+        started = time.perf_counter()
+        rejected: list[tuple[Interaction, str]] = []
+        for table in TABLE_ORDER:
+            columns = tables.get(table)
+            if columns is None:
+                continue
+            try:
+                self._insert(warehouse, table, columns)
+            except Exception as exc:
+                if table != "interaction_log" or not is_rejection(exc):
+                    raise
+                rejected = self._set_rejected_aside(warehouse, effects, columns, exc)
+        metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return BatchResult(effects, len(effects.interactions) - len(rejected), rejected)
+
+    def _set_rejected_aside(self, warehouse: Warehouse, effects: Effects, columns: Columns,
+                            error: Exception) -> list[tuple[Interaction, str]]:
+        """The warehouse rejected the batch's interaction rows: write the accepted ones, then rebuild the resolver
+        from the warehouse (which holds no row of the rejected events) and write again the journeys and sessions
+        those events had touched, so that neither the resolver's state nor any view counts them."""
+        found = isolate_rejected_rows(lambda part: self._insert(warehouse, "interaction_log", part), columns, error)
+        log.warning("ClickHouse refused %d of %d interaction rows (code %s); they go to the dead-letter topic "
+                    "as warehouse_rejected", len(found), row_count(columns), error_code(error))
+        rows = [effects.interactions[i] for i, _ in found]
+        self._rewrite_touched(rows, effects.version)
+        return [(row.interaction, detail) for row, (_, detail) in zip(rows, found, strict=True)]
+
+    def _rewrite_touched(self, rejected: list[ResolvedInteraction], after_version: int) -> None:
+        self.invalidate()
+        resolver = self._ensure_resolver()
+        now_ms = self._now_ms()
+        repair = repair_effects(resolver, rejected, after_version, now_ms)
+        journeys = effect_columns(repair, now_ms, self.config.fcr_window_ms).get("journey_log")
+        if journeys is not None:
+            self._insert(self._ensure_warehouse(), "journey_log", journeys)
+
+    # ---- state and connection ------------------------------------------------------------------------
+    def _insert(self, warehouse: Warehouse, table: str, columns: Columns) -> None:
+        warehouse.insert(table, columns)
+        metrics.ROWS_WRITTEN.labels(table).inc(row_count(columns))
+
+    def _ensure_warehouse(self) -> Warehouse:
+        if self.warehouse is None:
+            self.warehouse = self.open_warehouse()
+        return self.warehouse
+
+    def _ensure_resolver(self) -> Resolver:
+        if self.resolver is None:
+            started = time.perf_counter()
+            warehouse = self._ensure_warehouse()
+            resolver = Resolver(self.config)
+            resolver.restore(load_snapshot(warehouse, self._now_ms() - self.config.dedup_window_ms))
+            self.resolver = resolver
+            metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
+        return self.resolver
+
+    def _failed(self, exc: Exception) -> None:
+        """One failed attempt: count it, drop the state (it may be stale) and the connection."""
+        self.invalidate()
+        metrics.SINK_FAILURES.inc()
+        metrics.SINK_UP.set(0)
+        if isinstance(exc, ResolverFault):
+            log.warning("resolver failed, retrying: %s", exc)
+        else:
+            log.warning("ClickHouse write failed, retrying: %s", describe_error(exc))
+        if self.warehouse is not None:
+            with contextlib.suppress(Exception):
+                self.warehouse.close()
+            self.warehouse = None
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def _count(effects: Effects, n_events: int) -> None:
+    metrics.EVENTS_RESOLVED.inc(n_events)
+    metrics.DUPLICATES.inc(effects.duplicates)
+    metrics.CONFLICTS.inc(effects.conflicts)
+    metrics.MERGES.inc(len(effects.merges))
+    metrics.RECOMPUTES.inc(effects.recomputes)
+    for refusal in effects.refused_merges:
+        metrics.REFUSED_MERGES.labels(refusal.reason).inc()
+    for ident, _reason in effects.unlinked:
+        metrics.UNLINKED.labels(ident[0]).inc()

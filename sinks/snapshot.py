@@ -1,0 +1,63 @@
+"""Reading the resolver's state back: `load_snapshot` over the typed reads of a warehouse, and those reads in
+ClickHouse SQL (`ClickHouseReads`, mixed into both ClickHouse connections). Both engines answer the same SQL:
+ClickHouse 18.16 and chdb; views stay exact without FINAL (argMax by version)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cem.domain.resolver import RecentRow, Snapshot
+from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader
+
+
+def load_snapshot(reader: WarehouseReader, since_ingested_ms: int) -> Snapshot:
+    snapshot = Snapshot()
+    for row in reader.identity_sets():
+        snapshot.identity_sets[row.identity_key] = (row.identifiers, (row.first_ms, row.first_event_id))
+    snapshot.session_aliases = reader.session_aliases()
+    # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
+    for journey in reader.service_journeys():
+        if journey.merged_into:
+            snapshot.journey_aliases.append((journey.journey_id, journey.merged_into))
+        else:
+            snapshot.journey_owners[journey.journey_id] = journey.customer_id
+    snapshot.recent = reader.recent_interactions(since_ingested_ms)
+    return snapshot
+
+
+class ClickHouseReads:
+    """WarehouseReader in SQL, for a class with `database` and `query`."""
+
+    database: str
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def identity_sets(self) -> list[IdentitySetRow]:
+        return [
+            IdentitySetRow(str(key), tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True)),
+                           int(first_ms), str(first_event))
+            for key, types, values, first_ms, first_event in self.query(
+                "SELECT identity_key, any(id_types), any(id_values), min(first_ms), "
+                f"argMin(first_event_id, first_ms) FROM {self.database}.identity_sets GROUP BY identity_key")
+        ]
+
+    def session_aliases(self) -> list[tuple[str, str]]:
+        return [(str(a), str(b)) for a, b in self.query(
+            f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = 'session' "
+            "GROUP BY alias_id")]
+
+    def service_journeys(self) -> list[JourneyRow]:
+        return [JourneyRow(str(journey_id), str(merged_into), str(owner)) for journey_id, merged_into, owner in
+                self.query("SELECT journey_id, argMax(merged_into, version), argMax(customer_id, version) "
+                           f"FROM {self.database}.journey_log WHERE kind = 'service' GROUP BY journey_id")]
+
+    def recent_interactions(self, since_ingested_ms: int) -> list[RecentRow]:
+        return [
+            RecentRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]), str(r[6]), str(r[7]),
+                      str(r[8]), str(r[9]), str(r[10]), str(r[11]))
+            for r in self.query(
+                "SELECT event_id, fingerprint, ingested_ms, version, occurred_ms, channel, type, origin_customer_id, "
+                f"origin_session_id, issue_ref, identity_key, journey_id FROM {self.database}.interaction_log "
+                f"WHERE ingested_ms >= {int(since_ingested_ms)} OR issue_ref != '' ORDER BY ingested_ms, version")
+        ]

@@ -1,0 +1,75 @@
+"""The warehouse interface: what the resolver service writes through and rebuilds its state from.
+
+Two implementations: the ClickHouse adapter (sinks.clickhouse: a server, or the embedded chdb) and an in-memory
+fake (sinks.fake) for tests. The reads that rebuild the resolver are typed methods (`WarehouseReader`), so the
+fake answers them in Python instead of parsing SQL, and one contract suite holds both to the same answers
+(tests/contract).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+from cem.domain.identity import IdentitySet
+from cem.domain.resolver import RecentRow
+
+
+class WarehouseError(Exception):
+    pass
+
+
+class IdentitySetRow(NamedTuple):
+    """One identifier set as the warehouse holds it: the earliest event that carried it."""
+
+    identity_key: str
+    identifiers: IdentitySet
+    first_ms: int
+    first_event_id: str
+
+
+class JourneyRow(NamedTuple):
+    """A service journey as last written: the journey that absorbed it (or ""), and its customer."""
+
+    journey_id: str
+    merged_into: str
+    customer_id: str
+
+
+class WarehouseReader(Protocol):
+    """The reads the resolver's state is rebuilt from (sinks.snapshot.load_snapshot)."""
+
+    def identity_sets(self) -> list[IdentitySetRow]:
+        """One row per identity_key: its identifiers, the smallest first_ms and that row's first_event_id."""
+        ...
+
+    def session_aliases(self) -> list[tuple[str, str]]:
+        """(alias session id, current session id), the latest version of each alias."""
+        ...
+
+    def service_journeys(self) -> list[JourneyRow]:
+        """One row per service journey id, with merged_into and customer_id of its latest version."""
+        ...
+
+    def recent_interactions(self, since_ingested_ms: int) -> list[RecentRow]:
+        """Interaction rows ingested since then, plus every row with an issue_ref, by ingestion time and
+        version."""
+        ...
+
+
+class Warehouse(WarehouseReader, Protocol):
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]: ...
+
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows. On a read-only connection: at most max_result_rows + 1 rows."""
+        ...
+
+    def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
+        """All rows or none: a refused or failed insert writes nothing of itself (though its reply can be lost
+        after the rows were written)."""
+        ...
+
+    def close(self) -> None: ...

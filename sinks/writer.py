@@ -1,0 +1,152 @@
+"""The batch writer: a batch's effects as columnar rows, one set per table, and the order they are written in.
+
+Exactly once, as analysts see it: a batch's identity facts and journeys go first and its interaction rows last.
+The resolver's state is rebuilt from these tables after any restart (sinks.snapshot), so an event whose
+interaction row is present is a duplicate on replay, and one whose row is missing is processed again. Each row
+is either wholly present or absent, so no FINAL, OPTIMIZE or insert-deduplication token is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cem.domain.journeys import JourneyMetrics
+from cem.domain.model import identity_key
+from cem.domain.resolver import Effects
+
+# The order matters: interaction rows go last (see the module docstring).
+TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "id_aliases",
+               "identity_sets", "journey_log", "interaction_log")
+
+
+def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
+    """Columnar rows for every table a batch touches, in TABLE_ORDER."""
+    v = effects.version
+    tables: dict[str, dict[str, list[Any]]] = {}
+    if effects.customers:
+        tables["customer_log"] = {
+            "customer_id": [c.customer_id for c in effects.customers],
+            "first_event_id": [c.first_seen[1] for c in effects.customers],
+            "first_seen_ms": [c.first_seen[0] for c in effects.customers],
+            "version": [v] * len(effects.customers),
+        }
+    if effects.links:
+        # A recompute can re-link an identifier linked earlier in the same batch: keep the last, as for aliases.
+        links = list({(link.id_type, link.value): link for link in effects.links}.values())
+        tables["identity_links"] = _columns(
+            links, ("id_type", "value", "customer_id", "event_id", "occurred_ms", "rule"), v
+        )
+    if effects.merges:
+        cols = _columns(effects.merges, ("from_id", "into_id", "event_id", "occurred_ms", "rule"), v)
+        cols["seq"] = list(range(len(effects.merges)))
+        tables["customer_merges"] = cols
+    if effects.refused_merges:
+        tables["refused_merge_log"] = _columns(
+            effects.refused_merges, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
+        )
+    # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
+    latest = {("customer", a): b for a, b in effects.customer_aliases.items()}
+    latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
+    aliases = [(kind, alias_id, current) for (kind, alias_id), current in latest.items()]
+    if aliases:
+        tables["id_aliases"] = {
+            "kind": [a[0] for a in aliases],
+            "alias_id": [a[1] for a in aliases],
+            "current_id": [a[2] for a in aliases],
+            "version": [v] * len(aliases),
+        }
+    if effects.identity_sets:
+        items = list(effects.identity_sets.items())
+        tables["identity_sets"] = {
+            "identity_key": [identity_key(ids) for ids, _ in items],
+            "id_types": [[t for t, _ in ids] for ids, _ in items],
+            "id_values": [[v for _, v in ids] for ids, _ in items],
+            "first_ms": [first[0] for _, (_, first) in items],
+            "first_event_id": [first[1] for _, (_, first) in items],
+            "customer_id": [owner for _, (owner, _) in items],
+            "version": [v] * len(items),
+        }
+    journey_rows = [
+        _session_row(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, s.channels, "")
+        for s in effects.sessions.values()
+    ]
+    journey_rows += [_session_row(a.from_id, "", 0, 0, 0, set(), a.into_id)
+                     for a in {a.from_id: a for a in effects.session_aliases}.values()]
+    journey_rows += [
+        _service_row(j.journey_id, j.customer_id, j.issue_ref, j.metrics(fcr_window_ms))
+        for j in effects.journeys.values()
+    ]
+    journey_rows += [_service_alias_row(a.from_id, a.issue_ref, a.into_id)
+                     for a in {a.from_id: a for a in effects.journey_aliases}.values()]
+    if journey_rows:
+        tables["journey_log"] = _rows_to_columns(JOURNEY_COLUMNS, journey_rows, v)
+    if effects.interactions:
+        tables["interaction_log"] = _interaction_columns(effects, now_ms)
+    return tables
+
+
+JOURNEY_COLUMNS = ("journey_id", "kind", "customer_id", "issue_ref", "started_ms", "ended_ms", "events", "contacts",
+                   "channels", "resolved", "resolved_ms", "fcr", "time_to_resolution_s", "merged_into")
+
+
+def _session_row(
+    session_id: str, customer_id: str, start: int, end: int, events: int, channels: set[str], merged_into: str
+) -> tuple[Any, ...]:
+    return (session_id, "session", customer_id, "", start, end, events, events, sorted(channels), 0, 0, 0, None,
+            merged_into)
+
+
+def _service_row(journey_id: str, customer_id: str, issue_ref: str, m: JourneyMetrics) -> tuple[Any, ...]:
+    return (journey_id, "service", customer_id, issue_ref, m.started_ms, m.ended_ms, m.contacts, m.contacts,
+            list(m.channels), int(m.resolved), m.resolved_ms or 0, int(m.fcr), m.time_to_resolution_s, "")
+
+
+def _service_alias_row(journey_id: str, issue_ref: str, merged_into: str) -> tuple[Any, ...]:
+    return (journey_id, "service", "", issue_ref, 0, 0, 0, 0, [], 0, 0, 0, None, merged_into)
+
+
+def _interaction_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
+    rows = effects.interactions
+    events = [r.interaction for r in rows]
+    return {
+        "event_id": [e.event_id for e in events],
+        "channel": [e.channel for e in events],
+        "type": [e.type for e in events],
+        "occurred_ms": [e.occurred_ms for e in events],
+        "identity_key": [identity_key(e.identifiers) for e in events],
+        "origin_customer_id": [r.customer_id for r in rows],
+        "origin_session_id": [r.session_id for r in rows],
+        "journey_id": [r.journey_id for r in rows],
+        "issue_ref": [e.issue_ref or "" for e in events],
+        "sentiment": [e.sentiment for e in events],
+        "survey_kind": [e.survey_kind or "" for e in events],
+        "survey_score": [e.survey_score for e in events],
+        "text": [e.text or "" for e in events],
+        "device": [e.device for e in events],
+        "os": [e.os for e in events],
+        "browser": [e.browser for e in events],
+        "property_keys": [list(e.properties) for e in events],
+        "property_values": [list(e.properties.values()) for e in events],
+        "fingerprint": [e.fingerprint for e in events],
+        "ingested_ms": [now_ms] * len(rows),
+        "version": [effects.version] * len(rows),
+    }
+
+
+def _columns(items: Sequence[Any], names: tuple[str, ...], version: int) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {name: [getattr(item, name) for item in items] for name in names}
+    cols["version"] = [version] * len(items)
+    return cols
+
+
+def _rows_to_columns(names: tuple[str, ...], rows: list[tuple[Any, ...]], version: int) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {name: list(values) for name, values in zip(names, zip(*rows, strict=True),
+                                                                            strict=True)}
+    cols["version"] = [version] * len(rows)
+    return cols
+
+
+
+def row_count(columns: dict[str, list[Any]]) -> int:
+    return len(next(iter(columns.values())))
