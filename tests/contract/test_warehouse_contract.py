@@ -134,7 +134,7 @@ def test_rejected_rows_are_returned_and_every_other_row_lands_once(backend: Back
     service = service_on(backend)
     result = service.process_and_write(events)
     assert sorted(e.event_id for e, _ in result.rejected) == rejected_ids
-    assert all("395" in detail and MARKER not in detail for _, detail in result.rejected)
+    assert all("395" in detail for _, detail in result.rejected)
     assert result.written == 60 - len(positions)
     accepted = [e for i, e in enumerate(events) if i not in positions]
     assert landed(backend) == Counter(e.event_id for e in accepted)
@@ -189,7 +189,8 @@ def gives_up_after(service: ResolverService, seconds: float) -> threading.Timer:
 @pytest.mark.xfail(strict=True, reason="the retry of an attempt that failed after id_aliases landed writes the "
                    "reverse session alias; every later restore finds an alias cycle (cem.domain.resolver.AliasCycle)")
 @pytest.mark.parametrize(("times", "table"), [(1, "identity_sets"), (1, "interaction_log"), (2, "identity_sets")])
-def test_a_batch_retried_after_its_aliases_landed_restores_after_a_restart(backend: Backend, times: int, table: str) -> None:
+def test_a_batch_retried_after_its_aliases_landed_restores_after_a_restart(backend: Backend, times: int,
+                                                                          table: str) -> None:
     first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
     service = service_on(backend)
     service.process_and_write(first)

@@ -13,11 +13,12 @@ import pytest
 from cem.domain.keyed import key_bytes, keyed_hash
 from cem.domain.model import Interaction
 from cem.report import print_report
+from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from schemas.codec import encode_json
-from sinks.clickhouse import Warehouse
 from sinks.erasure import ErasureOutcome
-from streams.app import Ingestor, ResolverSink
+from sinks.warehouse import Warehouse
+from streams.app import Ingestor
 from tests.integration import erasure_scenario as jane
 from tests.integration.test_end_to_end import BASE_MS
 
@@ -37,12 +38,18 @@ def interactions(settings: Settings, items: list[tuple[str, dict]]) -> list[Inte
     return parsed  # type: ignore[return-value]
 
 
-def forget(sink: ResolverSink, id_type: str, value: str, force: bool = False) -> ErasureOutcome:
+def forget(sink: ResolverService, id_type: str, value: str, force: bool = False) -> ErasureOutcome:
     message = {"control": "forget", "request_id": f"r-{id_type}-{force}", "id_type": id_type,
                "value_key": keyed_hash(key_bytes(SECRET), id_type, value), "requested_ms": 1, "force": force}
     outcome = sink.apply_control(message)
     assert outcome is not None
     return outcome
+
+
+def connection(service: ResolverService) -> Warehouse:
+    """The service's own connection: chdb serves one data directory per process."""
+    assert service.warehouse is not None
+    return service.warehouse
 
 
 def rows(warehouse: Warehouse, sql: str) -> list[tuple]:  # type: ignore[type-arg]
@@ -51,9 +58,9 @@ def rows(warehouse: Warehouse, sql: str) -> list[tuple]:  # type: ignore[type-ar
 
 def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    sink = ResolverSink(settings)
+    sink = ResolverService(settings)
     sink.process_and_write(interactions(settings, jane.records(BASE_MS)))
-    db = sink._ensure_warehouse()
+    db = connection(sink)
     before = jane.find(jane.warehouse_texts(db), jane.needles())
     assert any(jane.EMAIL in hit for hit in before) and any(jane.TEXTS[0].lower() in hit for hit in before)
     jane_id = dict(rows(db, "SELECT event_id, customer_id FROM {db}.interactions"))["j1"]
@@ -91,11 +98,11 @@ def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path) -> None:
 
     # A restart restores nothing of her: her email makes a brand-new customer, held by one set only.
     sink.warehouse.close()  # type: ignore[union-attr]
-    restarted = ResolverSink(settings)
+    restarted = ResolverService(settings)
     restarted.process_and_write(interactions(settings, [
         ("chat", {"event_id": "j9", "channel": "chat", "type": "chat_message", "occurred_at": BASE_MS + 900_000,
                   "identifiers": {"email": jane.EMAIL}})]))
-    db = restarted._ensure_warehouse()
+    db = connection(restarted)
     new_id = dict(rows(db, "SELECT event_id, customer_id FROM {db}.interactions"))["j9"]
     assert new_id not in (jane_id, "forgotten", bob_id)
     holders = rows(db, "SELECT set_customer_id FROM {db}.set_resolution AS r ANY INNER JOIN {db}.identity_sets "

@@ -133,7 +133,7 @@ def test_refused_merge_is_reported() -> None:
         ],
         NOW_MS,
     )
-    assert [(r.customer_id, r.other_customer_id, r.reason) for r in effects.refused] == [
+    assert [(r.customer_id, r.other_customer_id, r.reason) for r in effects.refused_merges] == [
         (cid("e2"), cid("e1"), "conflicting_customer_ref")
     ]
     assert effects.merges == [] and effects.interactions[-1].customer_id == cid("e2")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,9 +21,12 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from cem.cli import kafka_client_options
 from cem.devservices import free_port
+from cem.service.resolver_service import ResolverService
+from cem.service.retry import Stopping
 from cem.settings import Settings
 from sinks.clickhouse import connect, parse_url
-from streams.app import ResolverSink, create_app, describe_error, kafka_credentials
+from sinks.errors import describe_error
+from streams.app import create_app, kafka_credentials
 
 SECRET = "s3cr3t-P@ss/word"
 URL_SECRET = "s3cr3t-P%40ss%2Fword"  # the same password, URL-encoded as CEM_CLICKHOUSE_URL carries it
@@ -104,13 +108,15 @@ def test_clickhouse_url_password_reaches_the_driver_and_no_repr() -> None:
 
 def test_a_failing_connection_logs_no_password(caplog: pytest.LogCaptureFixture) -> None:
     url = f"clickhouse://cem:{URL_SECRET}@127.0.0.1:{free_port()}/cem"  # nothing listens there
-    sink = ResolverSink(Settings(clickhouse_url=url))
     with pytest.raises(Exception) as raised:
         connect(url).query("SELECT 1")
     caplog.set_level(logging.DEBUG)
-    sink._failed(raised.value)
+    stopping = threading.Event()
+    stopping.set()  # the first failure gives the batch up
+    with pytest.raises(Stopping):
+        ResolverService(Settings(clickhouse_url=url), stopping=stopping).process_and_write([])
     logged = caplog.text + describe_error(raised.value) + str(raised.value)
-    assert "ClickHouse write failed" in caplog.text
+    assert "ClickHouse write failed, retrying: NetworkError" in caplog.text
     assert SECRET not in logged and URL_SECRET not in logged
 
 

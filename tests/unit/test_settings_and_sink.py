@@ -1,30 +1,24 @@
 """cem.settings.Settings (env parsing, round trip) and the pure parts of sinks.clickhouse: URL parsing and
-redaction, the read-only guard, statement splitting and the columnar rows of a batch."""
+redaction, the read-only guard, statement splitting. The columnar rows of a batch: tests/unit/test_writer.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import pytest
 
-from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from cem.settings import Settings
 from sinks import clickhouse
 from sinks.clickhouse import (
-    JOURNEY_COLUMNS,
     MIGRATIONS_DIR,
-    TABLE_ORDER,
     ReadOnlyViolation,
-    WarehouseError,
     WarehouseUrl,
-    effect_columns,
     parse_url,
     split_statements,
 )
 from sinks.sql_guard import check_read_only
-from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
+from sinks.warehouse import WarehouseError
 
 # ---- Settings ---------------------------------------------------------------------------------------------
 
@@ -250,17 +244,6 @@ def test_split_statements() -> None:
     assert split_statements("-- only a comment\n") == []
 
 
-def _migration_columns() -> dict[str, set[str]]:
-    """Column names of every table the migrations create."""
-    tables: dict[str, set[str]] = {}
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        for statement in split_statements(path.read_text()):
-            found = re.match(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+) \((.*)\) ENGINE", statement, re.S)
-            if found:
-                tables[found.group(1)] = {line.split()[0] for line in found.group(2).splitlines() if line.strip()}
-    return tables
-
-
 def test_migrations_split_into_formattable_statements() -> None:
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
         statements = split_statements(path.read_text())
@@ -268,65 +251,3 @@ def test_migrations_split_into_formattable_statements() -> None:
         for statement in statements:
             assert "{db}" in statement
             statement.format(db="cem")  # no stray braces
-
-
-# ---- effect_columns -------------------------------------------------------------------------------------
-def _busy_effects() -> Effects:
-    """One batch with customers, links, merges, a refusal, customer and session aliases, sessions, journeys."""
-    t0 = NOW_MS - DAY_MS
-    resolver = Resolver(ResolverConfig())
-    return resolver.process(
-        [
-            event("a", t0, [("anonymous_id", "anon-1")], channel="web"),
-            event("b", t0 + 10 * MINUTE_MS, [("device_id", "dev-1")], channel="mobile"),
-            event("c", t0 + 20 * MINUTE_MS, [("anonymous_id", "anon-1"), ("device_id", "dev-1")]),
-            event("d", t0 + 30 * MINUTE_MS, [("customer_ref", "CRM-1"), ("email", "a@x.org")], channel="commerce",
-                  type="purchase"),
-            event("e", t0 + 40 * MINUTE_MS, [("customer_ref", "CRM-2"), ("phone", "+14155550123")],
-                  channel="store", type="purchase"),
-            event("f", t0 + 50 * MINUTE_MS, [("customer_ref", "CRM-2"), ("email", "a@x.org")], channel="store",
-                  type="purchase"),
-            event("g", t0 + HOUR_MS, [("device_id", "dev-1")], channel="call_center", type="call_ended",
-                  issue_ref="CASE-1"),
-            event("h", t0 + 2 * HOUR_MS, [("device_id", "dev-1")], channel="support", type="ticket_resolved",
-                  issue_ref="CASE-1"),
-        ],
-        NOW_MS,
-    )
-
-
-
-def test_effect_columns_shapes_and_order() -> None:
-    effects = _busy_effects()
-    assert effects.merges and effects.refused and effects.session_aliases and effects.journeys
-    tables = effect_columns(effects, NOW_MS, 7 * DAY_MS)
-    assert TABLE_ORDER[-1] == "interaction_log"
-    assert list(tables) == [t for t in TABLE_ORDER if t in tables]
-    assert set(tables) == set(TABLE_ORDER)  # this batch touches every table
-    for name, columns in tables.items():
-        lengths = {column: len(values) for column, values in columns.items()}
-        assert len(set(lengths.values())) == 1, (name, lengths)
-        assert set(columns["version"]) == {effects.version}
-    assert len(tables["interaction_log"]["event_id"]) == 8
-    assert set(tables["interaction_log"]["ingested_ms"]) == {NOW_MS}
-    assert list(tables["journey_log"]) == [*JOURNEY_COLUMNS, "version"]
-    assert tables["customer_merges"]["seq"] == list(range(len(effects.merges)))
-
-
-def test_effect_columns_match_the_migrations() -> None:
-    schema = _migration_columns()
-    for name, columns in effect_columns(_busy_effects(), NOW_MS, 7 * DAY_MS).items():
-        assert name in schema, name
-        assert set(columns) <= schema[name], (name, set(columns) - schema[name])
-
-
-def test_effect_columns_one_alias_row_per_id() -> None:
-    tables = effect_columns(_busy_effects(), NOW_MS, 7 * DAY_MS)
-    aliases = tables["id_aliases"]
-    keys = list(zip(aliases["kind"], aliases["alias_id"], strict=True))
-    assert len(keys) == len(set(keys))
-    assert {k for k, _ in keys} == {"customer", "session"}
-
-
-def test_effect_columns_of_an_empty_batch() -> None:
-    assert effect_columns(Effects(version=1), NOW_MS, DAY_MS) == {}

@@ -108,7 +108,7 @@ def test_resolver_reproduces_the_ground_truth(seed: int) -> None:
     resolver = Resolver(ResolverConfig())
     effects = resolver.process(events, NOW)
     assert (effects.duplicates, effects.conflicts) == (t.duplicates_sent, 0)
-    assert effects.refused == [] and effects.unlinked == []
+    assert effects.refused_merges == [] and effects.unlinked == []
 
     groups: dict[str, set[str]] = defaultdict(set)
     customer_of_person: dict[int, str] = {}

@@ -1,0 +1,101 @@
+"""The batch writer (sinks.writer): a batch's effects as columnar rows, one set per table, in the order the
+exactly-once design needs, with the columns the migrations create."""
+
+from __future__ import annotations
+
+from cem.domain.model import stable_id
+from cem.domain.resolver import Effects, Resolver, ResolverConfig
+from sinks.clickhouse import migration_tables
+from sinks.writer import JOURNEY_COLUMNS, TABLE_ORDER, effect_columns
+from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
+
+T0 = NOW_MS - DAY_MS
+EMAIL = ("email", "x@example.com")
+PHONE = ("phone", "+14155550123")
+
+
+def jid(issue_ref: str, event_id: str) -> str:
+    return stable_id("j", issue_ref, event_id)
+
+
+def cid(event_id: str) -> str:
+    return stable_id("c", event_id)
+
+
+def _busy_effects() -> Effects:
+    """One batch with customers, links, merges, a refusal, customer and session aliases, sessions, journeys."""
+    t0 = NOW_MS - DAY_MS
+    resolver = Resolver(ResolverConfig())
+    return resolver.process(
+        [
+            event("a", t0, [("anonymous_id", "anon-1")], channel="web"),
+            event("b", t0 + 10 * MINUTE_MS, [("device_id", "dev-1")], channel="mobile"),
+            event("c", t0 + 20 * MINUTE_MS, [("anonymous_id", "anon-1"), ("device_id", "dev-1")]),
+            event("d", t0 + 30 * MINUTE_MS, [("customer_ref", "CRM-1"), ("email", "a@x.org")], channel="commerce",
+                  type="purchase"),
+            event("e", t0 + 40 * MINUTE_MS, [("customer_ref", "CRM-2"), ("phone", "+14155550123")],
+                  channel="store", type="purchase"),
+            event("f", t0 + 50 * MINUTE_MS, [("customer_ref", "CRM-2"), ("email", "a@x.org")], channel="store",
+                  type="purchase"),
+            event("g", t0 + HOUR_MS, [("device_id", "dev-1")], channel="call_center", type="call_ended",
+                  issue_ref="CASE-1"),
+            event("h", t0 + 2 * HOUR_MS, [("device_id", "dev-1")], channel="support", type="ticket_resolved",
+                  issue_ref="CASE-1"),
+        ],
+        NOW_MS,
+    )
+
+
+
+def test_effect_columns_shapes_and_order() -> None:
+    effects = _busy_effects()
+    assert effects.merges and effects.refused_merges and effects.session_aliases and effects.journeys
+    tables = effect_columns(effects, NOW_MS, 7 * DAY_MS)
+    assert TABLE_ORDER[-1] == "interaction_log"
+    assert list(tables) == [t for t in TABLE_ORDER if t in tables]
+    assert set(tables) == set(TABLE_ORDER)  # this batch touches every table
+    for name, columns in tables.items():
+        lengths = {column: len(values) for column, values in columns.items()}
+        assert len(set(lengths.values())) == 1, (name, lengths)
+        assert set(columns["version"]) == {effects.version}
+    assert len(tables["interaction_log"]["event_id"]) == 8
+    assert set(tables["interaction_log"]["ingested_ms"]) == {NOW_MS}
+    assert list(tables["journey_log"]) == [*JOURNEY_COLUMNS, "version"]
+    assert tables["customer_merges"]["seq"] == list(range(len(effects.merges)))
+
+
+def test_effect_columns_match_the_migrations() -> None:
+    schema = migration_tables()
+    for name, columns in effect_columns(_busy_effects(), NOW_MS, 7 * DAY_MS).items():
+        assert name in schema, name
+        assert set(columns) <= set(schema[name]), (name, set(columns) - set(schema[name]))
+
+
+def test_effect_columns_one_alias_row_per_id() -> None:
+    tables = effect_columns(_busy_effects(), NOW_MS, 7 * DAY_MS)
+    aliases = tables["id_aliases"]
+    keys = list(zip(aliases["kind"], aliases["alias_id"], strict=True))
+    assert len(keys) == len(set(keys))
+    assert {k for k, _ in keys} == {"customer", "session"}
+
+
+def test_effect_columns_of_an_empty_batch() -> None:
+    assert effect_columns(Effects(version=1), NOW_MS, DAY_MS) == {}
+
+
+def test_journey_alias_rows_one_per_id_and_never_also_live() -> None:
+    resolver = Resolver(ResolverConfig())
+    chat = {"channel": "chat", "type": "chat_message", "issue_ref": "7"}
+    resolver.process([event("c", T0 + 3, [("anonymous_id", "a")], **chat),
+                      event("b", T0 + 2, [PHONE], **chat), event("a", T0 + 1, [EMAIL], **chat)], NOW_MS)
+    # One batch: c's journey is absorbed by b's, then b's (with c's) by a's: two alias rows for c, one written.
+    order = {"channel": "commerce", "type": "purchase"}
+    effects = resolver.process([event("bc", T0 + 4, [PHONE, ("anonymous_id", "a")], **order),
+                                event("ab", T0 + 5, [EMAIL, PHONE], **order)], NOW_MS + 1)
+    assert [(a.from_id, a.into_id) for a in effects.journey_aliases] == [
+        (jid("7", "c"), jid("7", "b")), (jid("7", "b"), jid("7", "a")), (jid("7", "c"), jid("7", "a"))]
+    journeys = effect_columns(effects, NOW_MS, 7 * DAY_MS)["journey_log"]
+    rows = sorted(zip(journeys["journey_id"], journeys["merged_into"], journeys["customer_id"], strict=True))
+    assert rows == sorted([(jid("7", "a"), "", cid("a")), (jid("7", "b"), jid("7", "a"), ""),
+                           (jid("7", "c"), jid("7", "a"), "")])
+    assert set(journeys["kind"]) == {"service"} and set(journeys["issue_ref"]) == {"7"}
