@@ -50,7 +50,7 @@ check: lint typecheck
 	$(BIN)/cem schemas check
 
 test-unit: $(STAMP)
-	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/unit tests/contract -q -m "not integration"
 
 test-integration: $(STAMP) system-deps
 	$(PYTEST) tests/integration -q -m "integration and not faults"
