@@ -67,7 +67,7 @@ def _fake() -> Backend:
     def reject_text(marker: str) -> None:
         server.refuse_rows(lambda row: marker in row["text"])
 
-    return Backend("fake", server.connect, reject_text, server.faults, 2.0)  # type: ignore[arg-type]
+    return Backend("fake", server.connect, reject_text, server.faults, 2.0)
 
 
 def _engine(name: str, url: str) -> Backend:
@@ -81,8 +81,8 @@ def _engine(name: str, url: str) -> Backend:
         finally:
             warehouse.close()
 
-    return Backend(name, lambda: FaultyWarehouse(open_migrated(url), faults), reject_text,  # type: ignore[arg-type]
-                   faults, 20.0)
+    return Backend(name, lambda: FaultyWarehouse(open_migrated(url), faults), reject_text,
+                   faults, 8.0)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def test_views_resolve_merged_journeys_and_restore_rebuilds_them(engine: Backend
     never_stopped = Resolver(sink.config)
     for batch in (BEFORE_MERGE, MERGE, AFTER_RESTART):
         never_stopped.process(batch, NOW_MS)
-    assert journey_state(sink.resolver) == journey_state(never_stopped)  # type: ignore[arg-type]
+    assert sink.resolver is not None and journey_state(sink.resolver) == journey_state(never_stopped)
     survivor = jid("1", "y")
     assert _query(engine, "SELECT contacts FROM {db}.journeys WHERE journey_id = '" + survivor + "'") == [(3,)]
 

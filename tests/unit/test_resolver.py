@@ -225,7 +225,7 @@ def test_session_alias_emitted_when_merge_joins_sessions() -> None:
 
 # ---- restore -----------------------------------------------------------------------------------------
 def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
-    """The rows the warehouse would hold after these batches, as sinks.clickhouse.load_snapshot reads them back."""
+    """The rows the warehouse would hold after these batches, as sinks.snapshot.load_snapshot reads them back."""
     snapshot = Snapshot()
     session_alias: dict[str, str] = {}
     journey_alias: dict[str, str] = {}
