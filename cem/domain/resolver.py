@@ -281,9 +281,10 @@ class AliasCycle(Exception):
 
 
 def _follow(alias: Mapping[str, str], key: str) -> str:
+    """The id `key` resolves to now. An id aliased to itself is current (a retried batch can write such a row)."""
     start = key
     for _ in range(len(alias) + 1):
-        if key not in alias:
+        if key not in alias or alias[key] == key:
             return key
         key = alias[key]
     raise AliasCycle(f"the aliases from {start} lead in a circle")

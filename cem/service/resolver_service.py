@@ -69,7 +69,7 @@ class ResolverService:
         self.config = resolver_config(settings)
         self.clock = clock
         self.open_warehouse = open_warehouse or functools.partial(open_migrated, settings.clickhouse_url)
-        self.stopping = stopping or threading.Event()
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,

@@ -46,6 +46,14 @@ def never_stopped(service: ResolverService, *batches: list[Interaction]) -> Reso
     return resolver
 
 
+def gives_up_after(service: ResolverService, seconds: float) -> threading.Timer:
+    """Stop the service's retries after `seconds`, so a batch that can never land ends the test (Stopping)."""
+    timer = threading.Timer(seconds, service.stopping.set)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def journeys_by_events(resolver: Resolver | None) -> list[tuple[object, ...]]:
     """The journeys' events (not their ids: a journey a rejected event had started keeps its id)."""
     assert resolver is not None
@@ -177,20 +185,12 @@ def test_a_table_that_rejects_every_row_is_an_outage_not_dead_letters(backend: B
     assert landed(backend) == Counter()
 
 
-# ---- known bugs: these fail today (strict xfail: fixing the bug makes them pass, and the marker must go) ----------
-def gives_up_after(service: ResolverService, seconds: float) -> threading.Timer:
-    """Stop the service's retries after `seconds`, so a batch that can never land ends the test (Stopping)."""
-    timer = threading.Timer(seconds, service.stopping.set)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
-@pytest.mark.xfail(strict=True, reason="the retry of an attempt that failed after id_aliases landed writes the "
-                   "reverse session alias; every later restore finds an alias cycle (cem.domain.resolver.AliasCycle)")
 @pytest.mark.parametrize(("times", "table"), [(1, "identity_sets"), (1, "interaction_log"), (2, "identity_sets")])
 def test_a_batch_retried_after_its_aliases_landed_restores_after_a_restart(backend: Backend, times: int,
                                                                           table: str) -> None:
+    """The first attempt wrote session aliases and failed before the batch's interaction rows; the retry writes an
+    alias of a session to itself (the restore had keyed earlier rows under a session the retry created again).
+    A later restore reads that alias as "current" and rebuilds what a resolver that never failed knows."""
     first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
     service = service_on(backend)
     service.process_and_write(first)
@@ -204,6 +204,7 @@ def test_a_batch_retried_after_its_aliases_landed_restores_after_a_restart(backe
     assert resolver_state(restarted.resolver) == resolver_state(never_stopped(service, first, second))
 
 
+# ---- a known bug: this fails today (strict xfail: fixing the bug makes it pass, and the marker must go) ------------
 @pytest.mark.xfail(strict=True, reason="Resolver.restore fails (ValueError in _restore_session) when late events "
                    "recomputed a customer who has web or mobile sessions")
 def test_a_restart_after_late_events_restores_what_never_stopped(backend: Backend) -> None:

@@ -255,6 +255,15 @@ def test_a_circle_of_aliases_fails_the_restore_instead_of_hanging(aliases: list[
         Resolver(ResolverConfig()).restore(Snapshot(session_aliases=aliases, recent=[row]))
 
 
+def test_a_session_aliased_to_itself_is_current() -> None:
+    rows = [RecentRow(f"e{i}", "fp", NOW_MS, 1, NOW_MS + i, "web", "page_view", "c1", session, "", "k1")
+            for i, session in enumerate(["s1", "s2"])]
+    resolver = Resolver(ResolverConfig())
+    resolver.restore(Snapshot(session_aliases=[("s1", "s2"), ("s2", "s2")], recent=rows))
+    (session,) = resolver.sessions.by_customer["c1"]
+    assert (session.session_id, session.events, "s1" in session.members) == ("s2", 2, True)
+
+
 def test_a_restore_reads_back_what_the_fake_holds() -> None:
     server = FakeWarehouseServer()
     events = mixed_batch()
