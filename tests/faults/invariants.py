@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from cem.domain.reasons import Reason
 from cem.harness import DeadLetter, read_topic
 from cem.settings import Settings
 from cem.simulate import JourneyTruth, Traffic
@@ -28,7 +29,7 @@ from sinks.clickhouse import connect
 
 HOUR_MS = 3_600_000
 WAREHOUSE_REJECTED = "warehouse_rejected"
-DUPLICATE_CONFLICT = "duplicate_conflict"
+DUPLICATE_CONFLICT = Reason.DUPLICATE_CONFLICT
 
 
 @dataclass

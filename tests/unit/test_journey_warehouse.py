@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -13,10 +14,11 @@ import orjson
 from cem.domain.model import Interaction, stable_id
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
+from schemas.internal import encode_batch, signature_headers
 from sinks.clickhouse import effect_columns
 from streams.app import ResolverSink, SinkResult
 from streams.deadletters import contract_record
-from streams.resolve import DUPLICATE_CONFLICT, ResolveStage
+from streams.resolve import ResolveStage
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
 
 T0 = NOW_MS - DAY_MS
@@ -161,13 +163,16 @@ def test_the_resolve_stage_dead_letters_conflicting_copies_under_a_key_naming_th
     topic = RecordingTopic()
     stage = ResolveStage(settings, ResolverOnlySink(), topic, clock=lambda: 5.0)
 
-    async def write(events: list[Interaction]) -> dict[str, int]:
-        counts = {"resolved": 0, "written": 0, "warehouse_rejected": 0, DUPLICATE_CONFLICT: 0}
-        await stage._write(asyncio.get_running_loop(), events, counts)
-        return counts
+    async def write(events: list[Interaction]) -> int:
+        payload = encode_batch(events)
+        message = SimpleNamespace(topic="acme.resolve", partition=0, offset=0, value=payload,
+                                  headers=signature_headers(settings.signing_key, payload))
+        before = stage.status.duplicate_conflict
+        await stage.handle([SimpleNamespace(message=message)])
+        return stage.status.duplicate_conflict - before
 
-    assert asyncio.run(write([first, other_channel, retry]))[DUPLICATE_CONFLICT] == 1
-    assert asyncio.run(write([other_channel, retry]))[DUPLICATE_CONFLICT] == 1  # a replay: the same dead letter
+    assert asyncio.run(write([first, other_channel, retry])) == 1
+    assert asyncio.run(write([other_channel, retry])) == 1  # a replay: the same dead letter
     assert [m["key"] for m in topic.sent] == [b"acme.resolve#e1#fp-chat"] * 2
     assert topic.sent[0] == topic.sent[1]
     headers = dict(topic.sent[0]["headers"])
