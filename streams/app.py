@@ -1,4 +1,4 @@
-"""The worker's composition root: the Faust app, its topics, stages, agents, timers and pages, wired in one place.
+r"""The worker's composition root: the Faust app, its topics, stages, agents, timers and pages, wired in one place.
 
     cem.raw.<channel> --ingest--> cem.resolve (1 partition) --resolve--> ClickHouse
            \--> cem.deadletter        ^-- control <-- cem.control (signed erasure requests)
