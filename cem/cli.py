@@ -105,7 +105,7 @@ def run_worker(settings: Settings) -> int:
 
     configure_logging(settings.log_level)
     # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
-    # re-scan them over and over while a batch allocates (docs/performance.md, proposal 2: -29% worker CPU).
+    # re-scan them over and over while a batch allocates (docs/performance.md: -29% worker CPU).
     gc.set_threshold(50_000, 50, 100)
     try:
         asyncio.run(ensure_topics(settings, check_limits=True))
