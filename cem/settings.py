@@ -49,6 +49,8 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
+    # Types naming a device or browser, not a person: many of them do not make a person's identifier shared.
+    weak_identifier_types: str = "device_id,anonymous_id"
     max_record_bytes: int = 1_048_576
     max_text_chars: int = 20_000
     max_identifiers: int = 50

@@ -20,6 +20,7 @@ from cem.domain.journeys import (
     journey_id_for,
 )
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
+from cem.domain.shared import DEFAULT_WEAK_TYPES, SharedIdentifier
 
 DAY_MS = 86_400_000
 
@@ -30,6 +31,8 @@ class ResolverConfig:
     session_gap_ms: int = 30 * 60_000
     fcr_window_ms: int = 7 * DAY_MS
     type_limits: Mapping[str, int] | None = None
+    identifier_priority: Mapping[str, int] | None = None  # strongest first; None: the built-in types' order
+    weak_identifier_types: frozenset[str] = DEFAULT_WEAK_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +63,14 @@ class Effects:
     duplicates: int = 0
     conflicts: int = 0
     unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
+    shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers newly marked shared
 
 
 class Resolver:
     def __init__(self, config: ResolverConfig) -> None:
         self.config = config
-        self.graph = IdentityGraph(config.type_limits)
+        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types)
+        self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
         self.sessions = SessionBook(config.session_gap_ms)
         self.journeys: dict[str, ServiceJourney] = {}  # by issue_ref
         self.journeys_of: dict[str, set[str]] = {}  # customer -> issue_refs of the journeys it owns
@@ -77,6 +82,8 @@ class Resolver:
         self.version = max(self.version + 1, now_ms * 1000)
         self._expire(now_ms)
         effects = Effects(self.version)
+        effects.shared.extend(self.unrecorded_shared)
+        self.unrecorded_shared = []
         for event in batch:
             known = self.seen.get(event.event_id)
             if known is not None:
@@ -95,6 +102,7 @@ class Resolver:
         effects.merges.extend(attribution.merges)
         effects.refused.extend(attribution.refused)
         effects.unlinked.extend(attribution.unlinked)
+        effects.shared.extend(attribution.shared)
         effects.recomputes += attribution.recomputed
         for identifiers, owner in attribution.set_customers.items():
             effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
@@ -167,7 +175,7 @@ class Resolver:
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild state from warehouse rows (see sinks.clickhouse.load_snapshot)."""
-        self.graph.restore(snapshot.identity_sets.values())
+        self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared)
         session_alias = dict(snapshot.session_aliases)
         restored: dict[str, Session] = {}
         for row in snapshot.recent:
@@ -228,6 +236,7 @@ class RecentRow:
 @dataclass
 class Snapshot:
     identity_sets: dict[str, tuple[IdentitySet, EventKey]] = field(default_factory=dict)  # by identity_key
+    shared: list[SharedIdentifier] = field(default_factory=list)
     session_aliases: list[tuple[str, str]] = field(default_factory=list)
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
 

@@ -1,0 +1,107 @@
+"""Shared identifiers: values that many people carry (a kiosk's device id, a placeholder e-mail nobody
+block-listed, a household phone). Pure and order-independent; the identity graph stops linking and attributing
+by them (docs/identity.md, "Shared identifiers").
+
+The rule: an identifier is *shared* once the events carrying it, taken together, carry more distinct values of
+another identifier type than one customer may hold of that type (the per-type limit). Weak types (device and
+browser ids, `CEM_WEAK_IDENTIFIER_TYPES`) count only against weak identifiers: an e-mail seen with 60 cookies over
+the years is one person clearing cookies, while a device seen with 60 cookies is a kiosk.
+
+The evidence is a property of the *set* of identifier sets seen, so every arrival order marks the same
+identifiers. Tracking is capped: each identifier remembers at most `limit` values per type it counts; the one
+that would exceed the limit marks it, and its tracking is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cem.domain.model import Identifier
+
+EventKey = tuple[int, str]
+DEFAULT_WEAK_TYPES: frozenset[str] = frozenset({"device_id", "anonymous_id"})
+UNLIMITED = 1_000_000  # a limit this high is no limit: such a type never marks anything
+
+
+@dataclass(frozen=True, slots=True)
+class SharedIdentifier:
+    id_type: str
+    value: str
+    event_id: str  # the event whose identifier set tipped it over
+    occurred_ms: int
+    reason: str  # "limit:<type>": seen with more values of <type> than one customer may hold
+    distinct_count: int  # how many values of that type it had been seen with then
+
+    @property
+    def identifier(self) -> Identifier:
+        return (self.id_type, self.value)
+
+
+class SharedIdentifiers:
+    """Which identifiers are shared, and the capped evidence for the ones that are not (yet)."""
+
+    def __init__(self, type_limits: Mapping[str, int], weak_types: Iterable[str] = DEFAULT_WEAK_TYPES) -> None:
+        self.limits = {t: n for t, n in type_limits.items() if n < UNLIMITED}
+        self.weak_types = frozenset(weak_types)
+        self.marked: dict[Identifier, SharedIdentifier] = {}
+        # identifier -> the distinct identifiers of counted types seen on its events (at most `limit` per type)
+        self._seen_with: dict[Identifier, tuple[Identifier, ...]] = {}
+        self._counted: dict[str, frozenset[str]] = {}
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self.marked
+
+    def __len__(self) -> int:
+        return len(self.marked)
+
+    def live(self, identifiers: tuple[Identifier, ...]) -> tuple[Identifier, ...]:
+        """The identifiers that may link and attribute: all but the shared ones, order kept."""
+        marked = self.marked
+        if not marked:
+            return identifiers
+        return tuple(ident for ident in identifiers if ident not in marked)
+
+    def counted_types(self, id_type: str) -> frozenset[str]:
+        """The types whose values count as evidence against an identifier of `id_type`."""
+        counted = self._counted.get(id_type)
+        if counted is None:
+            weak = id_type in self.weak_types
+            counted = frozenset(t for t in self.limits if t != id_type and (weak or t not in self.weak_types))
+            self._counted[id_type] = counted
+        return counted
+
+    def observe(self, identifiers: tuple[Identifier, ...], key: EventKey) -> list[SharedIdentifier]:
+        """Take one new identifier set as evidence. Returns (and marks) the identifiers it reveals as shared.
+        Costs O(set size² × limit) at most, whatever the traffic: the evidence per identifier is capped."""
+        revealed: list[SharedIdentifier] = []
+        for ident in identifiers:
+            if ident in self.marked:
+                continue
+            counted = self.counted_types(ident[0])
+            if not counted:
+                continue
+            seen = self._seen_with.get(ident, ())
+            added = tuple(other for other in identifiers if other[0] in counted and other not in seen)
+            if not added:
+                continue
+            seen += added
+            found = self._verdict(ident, seen, sorted({t for t, _ in added}), key)
+            if found is None:
+                self._seen_with[ident] = seen
+            else:
+                self.mark(found)
+                revealed.append(found)
+        return revealed
+
+    def _verdict(self, ident: Identifier, seen: tuple[Identifier, ...], types: list[str],
+                 key: EventKey) -> SharedIdentifier | None:
+        for id_type in types:
+            distinct = sum(1 for t, _ in seen if t == id_type)
+            if distinct > self.limits[id_type]:
+                return SharedIdentifier(ident[0], ident[1], key[1], key[0], f"limit:{id_type}", distinct)
+        return None
+
+    def mark(self, found: SharedIdentifier) -> None:
+        self.marked[found.identifier] = found
+        self._seen_with.pop(found.identifier, None)
