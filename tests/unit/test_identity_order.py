@@ -4,10 +4,14 @@
 2. With guards, no customer ever holds two customer_refs or more values of a type than its limit, and every
    customer lies inside one connected component (guards only ever refuse links).
 3. Whatever the arrival order, the grouping is the same as folding the events in event-time order.
+4. Whatever the arrival order, the grouping is the event-time fold of the identifier sets with the shared
+   identifiers (as determined over all events) left out, computed here by a reference written from
+   docs/identity.md; an identifier set made only of shared identifiers is a customer of its own.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from hypothesis import given, settings
@@ -111,6 +115,115 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
     for by_type in held.values():
         for id_type, values in by_type.items():
             assert len(values) <= TIGHT[id_type]
+
+
+# ---- 4. shared identifiers: a reference written from the documentation, not from the product code -------------
+RANK = {"customer_ref": 0, "email": 1, "phone": 2, "social_handle": 3, "device_id": 4, "anonymous_id": 5}
+WEAK = frozenset({"device_id", "anonymous_id"})
+
+
+def reference_shared(events: list[Event], limits: dict[str, int], weak: frozenset[str]) -> set[Identifier]:
+    """Identifiers whose events carry more values of another type than one customer may hold of it. A weak type
+    (device or browser id) is evidence only against weak identifiers."""
+    values_with: dict[Identifier, dict[str, set[str]]] = {}
+    for _, _, ids in events:
+        for ident in ids:
+            for other_type, other_value in ids:
+                if other_type != ident[0]:
+                    values_with.setdefault(ident, {}).setdefault(other_type, set()).add(other_value)
+    return {
+        ident for ident, by_type in values_with.items() for id_type, values in by_type.items()
+        if id_type in limits and (ident[0] in weak or id_type not in weak) and len(values) > limits[id_type]
+    }
+
+
+def reference_fold(events: list[Event], limits: dict[str, int], weak: frozenset[str] = WEAK) -> set[frozenset[str]]:
+    """Fold the distinct identifier sets, each at its earliest event, in event-time order, shared ones left out:
+    the strongest identifier anchors; the other owners join oldest first unless the merged customer would hold
+    more of a type than its limit; unowned identifiers link while under the limit; the first seen survives."""
+    shared = reference_shared(events, limits, weak)
+    earliest: dict[tuple[Identifier, ...], tuple[int, str]] = {}
+    for event_id, ms, ids in events:
+        earliest[ids] = min(earliest.get(ids, (ms, event_id)), (ms, event_id))
+    owner: dict[Identifier, str] = {}
+    merged_into: dict[str, str] = {}
+    held: dict[str, Counter[str]] = {}
+    born: dict[str, tuple[int, str]] = {}
+    home: dict[tuple[Identifier, ...], str] = {}
+
+    def root(customer: str) -> str:
+        while customer in merged_into:
+            customer = merged_into[customer]
+        return customer
+
+    def too_many(a: Counter[str], b: Counter[str]) -> bool:
+        return any(a[t] + b[t] > limit for t, limit in limits.items())
+
+    for ids, key in sorted(earliest.items(), key=lambda item: item[1]):
+        live = [i for i in ids if i not in shared] or [("only shared identifiers", repr(ids))]
+        strongest = min(live, key=lambda i: (RANK.get(i[0], 99), i))
+        anchor = root(owner[strongest]) if strongest in owner else None
+        others = sorted({root(owner[i]) for i in live if i in owner} - {anchor}, key=born.__getitem__)
+        fresh = Counter(i[0] for i in live if i not in owner)
+        current = anchor
+        for other in others:
+            if too_many(held[current] if current is not None else fresh, held[other]):
+                continue
+            if current is None:
+                current = other
+                continue
+            keep, gone = sorted((current, other), key=born.__getitem__)
+            merged_into[gone] = keep
+            held[keep] += held[gone]
+            current = keep
+        if current is None:
+            current = key[1]
+            born[current], held[current] = key, Counter()
+        for ident in live:
+            if ident not in owner and held[current][ident[0]] < limits.get(ident[0], 1_000_000):
+                owner[ident] = current
+                held[current][ident[0]] += 1
+        home[ids] = current
+    groups: dict[str, set[str]] = {}
+    for event_id, _, ids in events:
+        groups.setdefault(root(home[ids]), set()).add(event_id)
+    return {frozenset(v) for v in groups.values()}
+
+
+LOOSE = {"customer_ref": 1, "email": 3, "phone": 2, "device_id": 2, "anonymous_id": 2}
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_lists(POOL), st.randoms(use_true_random=False), st.sampled_from([TIGHT, LOOSE]),
+       st.sampled_from([WEAK, frozenset()]))
+def test_grouping_is_the_time_fold_without_shared_identifiers_in_any_order(
+        events: list[Event], rng, limits: dict[str, int], weak: frozenset[str]) -> None:
+    expected = reference_fold(events, limits, weak)
+    shared = reference_shared(events, limits, weak)
+    for _ in range(2):
+        order = list(range(len(events)))
+        rng.shuffle(order)
+        graph = IdentityGraph(limits, weak_types=weak)
+        assert grouping(events, order, graph=graph) == expected
+        assert set(graph.shared.marked) == shared
+        assert not shared & set(graph.owner) and not shared & set(graph.carriers)  # they link, and are walked, never
+    # Rebuilt from its identifier sets (as after a restart), the graph gives the same grouping.
+    restored = IdentityGraph(limits, weak_types=weak)
+    restored.restore((ids, key) for ids, key in {ids: (ms, e) for e, ms, ids in sorted(events, reverse=True,
+                                                                                           key=lambda e: (e[1], e[0]))
+                                                 }.items())
+    assert grouping(events, [], graph=restored) == expected
+
+
+def test_reference_fold_agrees_with_the_documented_examples() -> None:
+    """The reference itself, on cases whose answer the documentation spells out."""
+    r1, r2, email = ("customer_ref", "R1"), ("customer_ref", "R2"), ("email", "x@e.com")
+    # Two CRM ids on one email: the email is shared, each CRM id is a customer, the email alone is a third.
+    events: list[Event] = [("a", 1, (r1, email)), ("b", 2, (email, r2)), ("c", 3, (email,))]
+    assert reference_fold(events, TIGHT) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}
+    # Below every limit it is the connected components.
+    events = [("a", 1, (r1, email)), ("b", 2, (email,)), ("c", 3, (("phone", "p"),))]
+    assert reference_fold(events, TIGHT) == components(events)
 
 
 def test_two_customer_refs_on_one_email_never_merge() -> None:
