@@ -7,10 +7,10 @@ import random
 
 from cem.config import type_limits
 from cem.domain.identity import IdentityGraph
-from cem.identity_cli import explain_customer, explain_shared
 from cem.domain.model import Identifier, stable_id
 from cem.domain.resolver import Effects, Resolver, ResolverConfig, Snapshot
 from cem.domain.shared import SharedIdentifier, SharedIdentifiers
+from cem.identity_cli import explain_customer, explain_shared
 from cem.settings import Settings
 from sinks.clickhouse import TABLE_ORDER, effect_columns, load_snapshot
 from streams.app import ResolverSink
