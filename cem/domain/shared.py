@@ -45,7 +45,8 @@ class SharedIdentifiers:
         self.limits = {t: n for t, n in type_limits.items() if n < UNLIMITED}
         self.weak_types = frozenset(weak_types)
         self.marked: dict[Identifier, SharedIdentifier] = {}
-        # identifier -> the distinct identifiers of counted types seen on its events (at most `limit` per type)
+        # identifier -> the distinct identifiers seen on its events: its first identifier set, then the values of
+        # counted types that later sets added (at most `limit` per type)
         self._seen_with: dict[Identifier, tuple[Identifier, ...]] = {}
         self._counted: dict[str, frozenset[str]] = {}
 
@@ -74,31 +75,42 @@ class SharedIdentifiers:
     def observe(self, identifiers: tuple[Identifier, ...], key: EventKey) -> list[SharedIdentifier]:
         """Take one new identifier set as evidence. Returns (and marks) the identifiers it reveals as shared.
         Costs O(set size² × limit) at most, whatever the traffic: the evidence per identifier is capped."""
+        if len(identifiers) < 2:
+            return []  # one identifier alone is seen with nothing
         revealed: list[SharedIdentifier] = []
+        marked, seen_with, counted_of = self.marked, self._seen_with, self._counted
         for ident in identifiers:
-            if ident in self.marked:
+            if ident in marked:
                 continue
-            counted = self.counted_types(ident[0])
-            if not counted:
-                continue
-            seen = self._seen_with.get(ident, ())
-            added = tuple(other for other in identifiers if other[0] in counted and other not in seen)
+            counted = counted_of.get(ident[0])
+            if counted is None:
+                counted = self.counted_types(ident[0])
+            seen = seen_with.get(ident)
+            if seen is None:
+                added = [other for other in identifiers if other[0] in counted]
+                seen = identifiers  # the first set itself is the evidence so far: no copy
+            else:
+                added = [other for other in identifiers if other[0] in counted and other not in seen]
+                seen += tuple(added)
             if not added:
                 continue
-            seen += added
-            found = self._verdict(ident, seen, sorted({t for t, _ in added}), key)
+            found = self._verdict(ident, seen, added, key)
             if found is None:
-                self._seen_with[ident] = seen
+                seen_with[ident] = seen
             else:
                 self.mark(found)
                 revealed.append(found)
         return revealed
 
-    def _verdict(self, ident: Identifier, seen: tuple[Identifier, ...], types: list[str],
+    def _verdict(self, ident: Identifier, seen: tuple[Identifier, ...], added: list[Identifier],
                  key: EventKey) -> SharedIdentifier | None:
-        for id_type in types:
+        types = {t for t, _ in added}
+        for id_type in sorted(types) if len(types) > 1 else types:
+            limit = self.limits[id_type]
+            if len(seen) <= limit:
+                continue  # cannot hold more than `limit` values of one type: no need to count
             distinct = sum(1 for t, _ in seen if t == id_type)
-            if distinct > self.limits[id_type]:
+            if distinct > limit:
                 return SharedIdentifier(ident[0], ident[1], key[1], key[0], f"limit:{id_type}", distinct)
         return None
 
