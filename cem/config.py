@@ -58,4 +58,5 @@ def resolver_config(settings: Settings) -> ResolverConfig:
         type_limits=type_limits(settings),
         identifier_priority=identifier_priority(settings),
         weak_identifier_types=weak_identifier_types(settings),
+        shared_weak_threshold=settings.shared_weak_threshold,
     )

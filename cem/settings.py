@@ -49,8 +49,9 @@ class Settings:
     identifier_limits: str = ""  # overrides, e.g. "device_id=20,email=3"; defaults in cem/domain/identity.py
     blocked_values_extra: str = ""  # comma-separated values that must never link, on top of the defaults
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
-    # Types naming a device or browser, not a person: many of them do not make a person's identifier shared.
+    # Types naming a device or browser, not a person: they make a person's identifier shared only past a threshold.
     weak_identifier_types: str = "device_id,anonymous_id"
+    shared_weak_threshold: int = 200
     max_record_bytes: int = 1_048_576
     max_text_chars: int = 20_000
     max_identifiers: int = 50

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.model import Identifier, stable_id
-from cem.domain.shared import DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
 
 IdentitySet = tuple[Identifier, ...]  # sorted, normalised, de-duplicated
 EventKey = tuple[int, str]  # (occurred_ms, event_id): the canonical order
@@ -106,10 +106,10 @@ class Attribution:
 
 class IdentityGraph:
     def __init__(self, type_limits: Mapping[str, int] | None = None, priority: Mapping[str, int] | None = None,
-                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES) -> None:
+                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES, weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
         self.type_limits = dict(DEFAULT_TYPE_LIMITS if type_limits is None else type_limits)
         self.priority = dict(IDENTIFIER_PRIORITY if priority is None else priority)  # strongest first (lowest)
-        self.shared = SharedIdentifiers(self.type_limits, weak_types)
+        self.shared = SharedIdentifiers(self.type_limits, weak_types, weak_threshold)
         self.owner: dict[Identifier, str] = {}
         self.parent: dict[str, str] = {}  # merged customer -> the customer it merged into
         self.customers: dict[str, Customer] = {}  # live (unmerged) customers only

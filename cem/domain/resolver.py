@@ -20,7 +20,7 @@ from cem.domain.journeys import (
     journey_id_for,
 )
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
-from cem.domain.shared import DEFAULT_WEAK_TYPES, SharedIdentifier
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier
 
 DAY_MS = 86_400_000
 
@@ -33,6 +33,7 @@ class ResolverConfig:
     type_limits: Mapping[str, int] | None = None
     identifier_priority: Mapping[str, int] | None = None  # strongest first; None: the built-in types' order
     weak_identifier_types: frozenset[str] = DEFAULT_WEAK_TYPES
+    shared_weak_threshold: int = DEFAULT_WEAK_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ class Effects:
 class Resolver:
     def __init__(self, config: ResolverConfig) -> None:
         self.config = config
-        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types)
+        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
+                                   config.shared_weak_threshold)
         self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
         self.sessions = SessionBook(config.session_gap_ms)
         self.journeys: dict[str, ServiceJourney] = {}  # by issue_ref

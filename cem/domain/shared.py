@@ -3,13 +3,14 @@ block-listed, a household phone). Pure and order-independent; the identity graph
 by them (docs/identity.md, "Shared identifiers").
 
 The rule: an identifier is *shared* once the events carrying it, taken together, carry more distinct values of
-another identifier type than one customer may hold of that type (the per-type limit). Weak types (device and
-browser ids, `CEM_WEAK_IDENTIFIER_TYPES`) count only against weak identifiers: an e-mail seen with 60 cookies over
-the years is one person clearing cookies, while a device seen with 60 cookies is a kiosk.
+another identifier type than one customer may hold of that type (the per-type limit). One exception: values of a
+weak type (device and browser ids, `CEM_WEAK_IDENTIFIER_TYPES`) count against a person's identifier (e-mail,
+phone, CRM id, ...) only past `CEM_SHARED_WEAK_THRESHOLD` (200): an e-mail seen with 60 cookies over the years is
+one person clearing cookies, while a device seen with 60 cookies is a kiosk.
 
 The evidence is a property of the *set* of identifier sets seen, so every arrival order marks the same
-identifiers. Tracking is capped: each identifier remembers at most `limit` values per type it counts; the one
-that would exceed the limit marks it, and its tracking is dropped.
+identifiers. Tracking is capped: each identifier remembers at most `threshold` values per type; the one that
+would exceed it marks the identifier, and its tracking is dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from cem.domain.model import Identifier
 
 EventKey = tuple[int, str]
 DEFAULT_WEAK_TYPES: frozenset[str] = frozenset({"device_id", "anonymous_id"})
+# Device or browser ids that make a person's identifier shared: about four years of weekly logins on expiring
+# cookies. Bounded, because until then a late event on it replays up to that many identifier sets.
+DEFAULT_WEAK_THRESHOLD = 200
 UNLIMITED = 1_000_000  # a limit this high is no limit: such a type never marks anything
 
 
@@ -30,7 +34,7 @@ class SharedIdentifier:
     value: str
     event_id: str  # the event whose identifier set tipped it over
     occurred_ms: int
-    reason: str  # "limit:<type>": seen with more values of <type> than one customer may hold
+    reason: str  # "limit:<type>": seen with more values of <type> than one customer may hold (or its threshold)
     distinct_count: int  # how many values of that type it had been seen with then
 
     @property
@@ -41,14 +45,16 @@ class SharedIdentifier:
 class SharedIdentifiers:
     """Which identifiers are shared, and the capped evidence for the ones that are not (yet)."""
 
-    def __init__(self, type_limits: Mapping[str, int], weak_types: Iterable[str] = DEFAULT_WEAK_TYPES) -> None:
+    def __init__(self, type_limits: Mapping[str, int], weak_types: Iterable[str] = DEFAULT_WEAK_TYPES,
+                 weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
         self.limits = {t: n for t, n in type_limits.items() if n < UNLIMITED}
         self.weak_types = frozenset(weak_types)
+        self.weak_threshold = weak_threshold
         self.marked: dict[Identifier, SharedIdentifier] = {}
         # identifier -> the distinct identifiers seen on its events: its first identifier set, then the values of
-        # counted types that later sets added (at most `limit` per type)
+        # counted types that later sets added (at most `threshold` per type)
         self._seen_with: dict[Identifier, tuple[Identifier, ...]] = {}
-        self._counted: dict[str, frozenset[str]] = {}
+        self._thresholds: dict[str, dict[str, int]] = {}
 
     def __contains__(self, ident: object) -> bool:
         return ident in self.marked
@@ -63,14 +69,16 @@ class SharedIdentifiers:
             return identifiers
         return tuple(ident for ident in identifiers if ident not in marked)
 
-    def counted_types(self, id_type: str) -> frozenset[str]:
-        """The types whose values count as evidence against an identifier of `id_type`."""
-        counted = self._counted.get(id_type)
-        if counted is None:
-            weak = id_type in self.weak_types
-            counted = frozenset(t for t in self.limits if t != id_type and (weak or t not in self.weak_types))
-            self._counted[id_type] = counted
-        return counted
+    def thresholds(self, id_type: str) -> dict[str, int]:
+        """Type -> how many of its values an identifier of `id_type` may be seen with and not be shared."""
+        found = self._thresholds.get(id_type)
+        if found is None:
+            person = id_type not in self.weak_types
+            found = {t: max(n, self.weak_threshold) if person and t in self.weak_types else n
+                     for t, n in self.limits.items() if t != id_type}
+            found = {t: n for t, n in found.items() if n < UNLIMITED}
+            self._thresholds[id_type] = found
+        return found
 
     def observe(self, identifiers: tuple[Identifier, ...], key: EventKey) -> list[SharedIdentifier]:
         """Take one new identifier set as evidence. Returns (and marks) the identifiers it reveals as shared.
@@ -78,13 +86,13 @@ class SharedIdentifiers:
         if len(identifiers) < 2:
             return []  # one identifier alone is seen with nothing
         revealed: list[SharedIdentifier] = []
-        marked, seen_with, counted_of = self.marked, self._seen_with, self._counted
+        marked, seen_with, thresholds_of = self.marked, self._seen_with, self._thresholds
         for ident in identifiers:
             if ident in marked:
                 continue
-            counted = counted_of.get(ident[0])
+            counted = thresholds_of.get(ident[0])
             if counted is None:
-                counted = self.counted_types(ident[0])
+                counted = self.thresholds(ident[0])
             seen = seen_with.get(ident)
             if seen is None:
                 added = [other for other in identifiers if other[0] in counted]
@@ -94,7 +102,7 @@ class SharedIdentifiers:
                 seen += tuple(added)
             if not added:
                 continue
-            found = self._verdict(ident, seen, added, key)
+            found = self._verdict(ident, seen, added, counted, key)
             if found is None:
                 seen_with[ident] = seen
             else:
@@ -102,11 +110,12 @@ class SharedIdentifiers:
                 revealed.append(found)
         return revealed
 
-    def _verdict(self, ident: Identifier, seen: tuple[Identifier, ...], added: list[Identifier],
-                 key: EventKey) -> SharedIdentifier | None:
+    @staticmethod
+    def _verdict(ident: Identifier, seen: tuple[Identifier, ...], added: list[Identifier],
+                 thresholds: dict[str, int], key: EventKey) -> SharedIdentifier | None:
         types = {t for t, _ in added}
         for id_type in sorted(types) if len(types) > 1 else types:
-            limit = self.limits[id_type]
+            limit = thresholds[id_type]
             if len(seen) <= limit:
                 continue  # cannot hold more than `limit` values of one type: no need to count
             distinct = sum(1 for t, _ in seen if t == id_type)

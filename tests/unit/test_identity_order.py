@@ -122,26 +122,33 @@ RANK = {"customer_ref": 0, "email": 1, "phone": 2, "social_handle": 3, "device_i
 WEAK = frozenset({"device_id", "anonymous_id"})
 
 
-def reference_shared(events: list[Event], limits: dict[str, int], weak: frozenset[str]) -> set[Identifier]:
-    """Identifiers whose events carry more values of another type than one customer may hold of it. A weak type
-    (device or browser id) is evidence only against weak identifiers."""
+def reference_shared(events: list[Event], limits: dict[str, int], weak: frozenset[str],
+                     weak_threshold: int) -> set[Identifier]:
+    """Identifiers whose events carry more values of another type than one customer may hold of it. Against a
+    person's identifier, a weak type (device or browser id) needs more than `weak_threshold` values too."""
     values_with: dict[Identifier, dict[str, set[str]]] = {}
     for _, _, ids in events:
         for ident in ids:
             for other_type, other_value in ids:
                 if other_type != ident[0]:
                     values_with.setdefault(ident, {}).setdefault(other_type, set()).add(other_value)
+
+    def allowed(ident: Identifier, id_type: str) -> int:
+        person_seen_with_weak = ident[0] not in weak and id_type in weak
+        return max(limits[id_type], weak_threshold) if person_seen_with_weak else limits[id_type]
+
     return {
         ident for ident, by_type in values_with.items() for id_type, values in by_type.items()
-        if id_type in limits and (ident[0] in weak or id_type not in weak) and len(values) > limits[id_type]
+        if id_type in limits and len(values) > allowed(ident, id_type)
     }
 
 
-def reference_fold(events: list[Event], limits: dict[str, int], weak: frozenset[str] = WEAK) -> set[frozenset[str]]:
+def reference_fold(events: list[Event], limits: dict[str, int], weak: frozenset[str] = WEAK,
+                   weak_threshold: int = 200) -> set[frozenset[str]]:
     """Fold the distinct identifier sets, each at its earliest event, in event-time order, shared ones left out:
     the strongest identifier anchors; the other owners join oldest first unless the merged customer would hold
     more of a type than its limit; unowned identifiers link while under the limit; the first seen survives."""
-    shared = reference_shared(events, limits, weak)
+    shared = reference_shared(events, limits, weak, weak_threshold)
     earliest: dict[tuple[Identifier, ...], tuple[int, str]] = {}
     for event_id, ms, ids in events:
         earliest[ids] = min(earliest.get(ids, (ms, event_id)), (ms, event_id))
@@ -195,20 +202,20 @@ LOOSE = {"customer_ref": 1, "email": 3, "phone": 2, "device_id": 2, "anonymous_i
 
 @settings(max_examples=400, deadline=None)
 @given(event_lists(POOL), st.randoms(use_true_random=False), st.sampled_from([TIGHT, LOOSE]),
-       st.sampled_from([WEAK, frozenset()]))
+       st.sampled_from([WEAK, frozenset()]), st.sampled_from([0, 2, 1_000_000]))
 def test_grouping_is_the_time_fold_without_shared_identifiers_in_any_order(
-        events: list[Event], rng, limits: dict[str, int], weak: frozenset[str]) -> None:
-    expected = reference_fold(events, limits, weak)
-    shared = reference_shared(events, limits, weak)
+        events: list[Event], rng, limits: dict[str, int], weak: frozenset[str], weak_threshold: int) -> None:
+    expected = reference_fold(events, limits, weak, weak_threshold)
+    shared = reference_shared(events, limits, weak, weak_threshold)
     for _ in range(2):
         order = list(range(len(events)))
         rng.shuffle(order)
-        graph = IdentityGraph(limits, weak_types=weak)
+        graph = IdentityGraph(limits, weak_types=weak, weak_threshold=weak_threshold)
         assert grouping(events, order, graph=graph) == expected
         assert set(graph.shared.marked) == shared
         assert not shared & set(graph.owner) and not shared & set(graph.carriers)  # they link, and are walked, never
     # Rebuilt from its identifier sets (as after a restart), the graph gives the same grouping.
-    restored = IdentityGraph(limits, weak_types=weak)
+    restored = IdentityGraph(limits, weak_types=weak, weak_threshold=weak_threshold)
     restored.restore((ids, key) for ids, key in {ids: (ms, e) for e, ms, ids in sorted(events, reverse=True,
                                                                                            key=lambda e: (e[1], e[0]))
                                                  }.items())

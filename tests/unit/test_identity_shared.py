@@ -147,16 +147,33 @@ def test_a_legit_device_with_three_anonymous_ids_stays_linked() -> None:
 
 
 def test_an_email_with_many_cookies_is_one_person_and_a_device_with_many_is_a_kiosk() -> None:
-    # Weak types (device and browser ids) count only against weak identifiers: cookies churn, people do not.
+    # Weak types (device and browser ids) count against a person's identifier only past the weak threshold:
+    # cookies churn, people do not.
     email: Identifier = ("email", "jane@mail.net")
     events: list[Event] = [(f"e{i}", i, (email, anon(i))) for i in range(60)]
     graph = IdentityGraph()
     assert grouping(events, graph) == {frozenset(e for e, _, _ in events)}
     assert len(graph.shared) == 0
-    # With no weak types, the same traffic makes the email shared.
-    strict = IdentityGraph(weak_types=())
-    assert len(grouping(events, strict)) == 60
-    assert strict.shared.marked[email].reason == "limit:anonymous_id"
+    assert graph.shared.thresholds("email")["anonymous_id"] == 200
+    assert graph.shared.thresholds("device_id")["anonymous_id"] == 50
+    # With no weak types, or a lower threshold, the same traffic makes the email shared.
+    for strict in (IdentityGraph(weak_types=()), IdentityGraph(weak_threshold=55)):
+        assert len(grouping(events, strict)) == 60
+        found = strict.shared.marked[email]
+        assert (found.reason, found.distinct_count) == ("limit:anonymous_id", 51 if not strict.shared.weak_types
+                                                        else 56)
+
+
+def test_an_email_typed_by_hundreds_of_anonymous_visitors_is_shared() -> None:
+    walkin: Identifier = ("email", "walkin@store.com")
+    events: list[Event] = []
+    for i in range(220):
+        events.append((f"v{i}", 10 * i, (anon(i),)))
+        events.append((f"w{i}", 10 * i + 5, (walkin, anon(i))))
+    graph = IdentityGraph()
+    assert grouping(events, graph) == {frozenset({f"v{i}", f"w{i}"}) for i in range(220)}
+    assert (graph.shared.marked[walkin].reason, graph.shared.marked[walkin].distinct_count) == (
+        "limit:anonymous_id", 201)
 
 
 def test_a_crm_id_used_by_many_emails_is_a_shared_login() -> None:
@@ -183,8 +200,8 @@ def test_unlimited_types_and_same_type_values_are_no_evidence() -> None:
     shared = SharedIdentifiers({"email": 1, "phone": 1_000_000})
     for i in range(10):
         assert shared.observe((("email", "a@mail.net"), ("phone", f"+1415555{i:04d}")), (i, f"e{i}")) == []
-    assert shared.counted_types("email") == frozenset()
-    assert shared.counted_types("phone") == frozenset({"email"})
+    assert shared.thresholds("email") == {}
+    assert shared.thresholds("phone") == {"email": 1}
     assert shared.observe((("email", "a@mail.net"), ("email", "b@mail.net")), (11, "e11")) == []
 
 
