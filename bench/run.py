@@ -11,6 +11,9 @@ Phases (docs/performance.md explains each method and its resolution):
   4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
                          peak RSS (VmHWM) at the end
+  6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
+                         e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
+                         identifier must not cost more)
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
 """
@@ -37,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from bench import procstat
+from bench import kiosk, procstat
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -528,6 +531,15 @@ class Bench:
             self.result["memory"] = mem
             log(f"memory: {mem['rss_growth']}")
 
+        if args.kiosk_visitors > 0:
+            hot = kiosk.measure(args.kiosk_visitors, args.seed)
+            self.result["kiosk"] = {"visitors": hot.visitors, "events": hot.events, "own_devices_s": hot.own_devices_s,
+                                    "kiosk_s": hot.kiosk_s, "shared_email_s": hot.shared_email_s,
+                                    "ratio": round(hot.ratio, 3), "email_ratio": round(hot.email_ratio, 3)}
+            log(f"kiosk: {hot.visitors:,} visitors, own devices {hot.own_devices_s:.2f} s, one kiosk "
+                f"{hot.kiosk_s:.2f} s (ratio {hot.ratio:.2f}), one e-mail {hot.shared_email_s:.2f} s "
+                f"(ratio {hot.email_ratio:.2f})")
+
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
         return self.result
@@ -653,6 +665,12 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{r['memory']['records']:,} events / {r['memory']['customers']:,} customers; "
             f"{g.get('mb_per_100k_events', '?')} MB per 100k events; "
             f"~{g.get('peak_extrapolated_to_1m_events_mb', '?')} MB at 1M")
+    if "kiosk" in r:
+        hot = r["kiosk"]
+        add("kiosk: one device / own devices", f"{hot['ratio']:.2f}", f"{hot['visitors']:,} visitors, "
+            f"{hot['kiosk_s']:.2f} s vs {hot['own_devices_s']:.2f} s in-process; target <= 2")
+        add("kiosk: one e-mail / own devices", f"{hot['email_ratio']:.2f}",
+            f"{hot['shared_email_s']:.2f} s; target <= 2")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -688,6 +706,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bare-mode", choices=["events", "take"], default="events",
                    help="bare agent loop: one turn per record (default) or take_events batches")
     p.add_argument("--bare-both", action="store_true", help="also measure the other bare-Faust loop")
+    p.add_argument("--kiosk-visitors", type=int, default=10_000, help="visitors of the in-process kiosk phase "
+                   "(0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--profile", action="store_true",

@@ -21,6 +21,7 @@ import orjson
 from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
 from cem.domain.resolver import Effects, RecentRow, Snapshot
+from cem.domain.shared import SharedIdentifier
 from sinks.read_only import (
     READONLY,
     TIMEOUT_EXCEEDED,
@@ -240,8 +241,8 @@ def split_statements(script: str) -> list[str]:
 
 # ---- writing ------------------------------------------------------------------------------------------
 # The order matters: interaction rows go last (see the module docstring).
-TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "id_aliases",
-               "identity_sets", "journey_log", "interaction_log")
+TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
+               "id_aliases", "identity_sets", "journey_log", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
@@ -269,6 +270,11 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         tables["refused_merge_log"] = _columns(
             effects.refused, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
         )
+    if effects.shared:
+        cols = _columns(effects.shared, ("id_type", "value", "event_id", "occurred_ms"), v)
+        cols.update(marked_ms=[now_ms] * len(effects.shared), reason=[s.reason for s in effects.shared],
+                    distinct_count=[s.distinct_count for s in effects.shared])
+        tables["shared_identifiers"] = cols
     # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
     latest = {("customer", a): b for a, b in effects.customer_aliases.items()}
     latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
@@ -381,6 +387,12 @@ def load_snapshot(warehouse: Warehouse, since_ingested_ms: int) -> Snapshot:
     ):
         identifiers = tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True))
         snapshot.identity_sets[str(key)] = (identifiers, (int(first_ms), str(first_event)))
+    snapshot.shared = [
+        SharedIdentifier(str(t), str(v), str(e), int(ms), str(reason), int(n)) for t, v, e, ms, reason, n in
+        warehouse.query(
+            "SELECT id_type, value, argMin(event_id, version), argMin(occurred_ms, version), argMin(reason, version), "
+            f"argMin(distinct_count, version) FROM {db}.shared_identifiers GROUP BY id_type, value")
+    ]
     snapshot.session_aliases = [
         (str(a), str(b)) for a, b in warehouse.query(
             f"SELECT alias_id, argMax(current_id, version) FROM {db}.id_aliases WHERE kind = 'session' "

@@ -110,6 +110,8 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
         statements += [
             f"ALTER TABLE {db}.identity_links DELETE WHERE event_id IN ({events})",
             f"ALTER TABLE {db}.refused_merge_log DELETE WHERE event_id IN ({events})",
+            # A shared identifier whose marking event is erased (a placeholder erased with --force) goes too.
+            f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({events})",
             # Kept, so counts and hourly aggregates stay exact, but with nothing of the person.
             f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
             f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "

@@ -373,6 +373,8 @@ class ResolverSink:
             metrics.REFUSED_MERGES.labels(refusal.reason).inc()
         for ident, _reason in effects.unlinked:
             metrics.UNLINKED.labels(ident[0]).inc()
+        for found in effects.shared:
+            metrics.SHARED_IDENTIFIERS.labels(found.id_type).inc()
 
 
 def _row_count(columns: dict[str, list[Any]]) -> int:

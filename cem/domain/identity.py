@@ -10,6 +10,10 @@ order, (occurred_ms, event_id), and applying `_step` to each:
 - the event's unowned identifiers are linked to its customer while the customer is under the type's limit;
 - when two customers merge, the one first seen (earliest event time) survives.
 
+Shared identifiers (cem/domain/shared.py) take no part: they neither link nor attribute, and an identifier set made
+only of shared identifiers is a customer of its own. When a new set reveals an identifier as shared, the customers
+it glued are recomputed without it, so the grouping is the fold with every identifier shared by then excluded.
+
 Events usually arrive in event-time order per customer, and then each is one incremental `_step`. An event older
 than something already folded into the customers it touches triggers a *recompute* of just those customers:
 their identifier sets are replayed in event-time order. So 1 or N workers, and any arrival order, give the same
@@ -22,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.model import Identifier, stable_id
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
 
 IdentitySet = tuple[Identifier, ...]  # sorted, normalised, de-duplicated
 EventKey = tuple[int, str]  # (occurred_ms, event_id): the canonical order
@@ -96,17 +101,22 @@ class Attribution:
     # Historical customer id -> current id, for every id whose resolution changed.
     aliases: dict[str, str] = field(default_factory=dict)
     recomputed: bool = False
+    shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers this event revealed as shared
 
 
 class IdentityGraph:
-    def __init__(self, type_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(self, type_limits: Mapping[str, int] | None = None, priority: Mapping[str, int] | None = None,
+                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES, weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
         self.type_limits = dict(DEFAULT_TYPE_LIMITS if type_limits is None else type_limits)
+        self.priority = dict(IDENTIFIER_PRIORITY if priority is None else priority)  # strongest first (lowest)
+        self.shared = SharedIdentifiers(self.type_limits, weak_types, weak_threshold)
         self.owner: dict[Identifier, str] = {}
         self.parent: dict[str, str] = {}  # merged customer -> the customer it merged into
         self.customers: dict[str, Customer] = {}  # live (unmerged) customers only
         self.set_owner: dict[IdentitySet, str] = {}  # identifier set -> the customer it was attributed to
         self.set_key: dict[IdentitySet, EventKey] = {}  # identifier set -> its earliest event
         # identifier -> customers with an event carrying it (owned or not): who a late event can affect
+        # Shared identifiers have no entry: they are never walked, however many customers carry them.
         self.carriers: dict[Identifier, set[str]] = {}
         self.origins: dict[str, IdentitySet] = {}  # customer id -> identifier set of the event that created it
 
@@ -136,7 +146,14 @@ class IdentityGraph:
         if known is not None and known <= key:
             # The same identifier set was already folded in earlier in event time: folding it again changes nothing.
             return Attribution(customer_id=self.find(self.set_owner[identifiers]))
-        touched = self._touched(identifiers)
+        revealed = self.shared.observe(identifiers, key) if known is None else []
+        touched = self._touched(identifiers)  # includes the customers a revealed identifier glued
+        if revealed:
+            for found in revealed:
+                self.carriers.pop(found.identifier, None)
+            out = self._recompute(touched, identifiers, key)
+            out.shared = revealed
+            return out
         if known is None and all(self.customers[r].latest < key for r in touched):
             out = Attribution()
             self._step(identifiers, key, out)
@@ -155,16 +172,17 @@ class IdentityGraph:
     # ---- one sequential step (the reference semantics) ---------------------------------------------------
     def _step(self, identifiers: IdentitySet, key: EventKey, out: Attribution, record: bool = True) -> str:
         occurred_ms, event_id = key
+        live = self.shared.live(identifiers)  # empty when all are shared: the set is a customer of its own
+        priority = self.priority
         owned: dict[str, int] = {}  # root -> best priority among the event's identifiers it owns
-        for ident in identifiers:
+        for ident in live:
             root = self.customer_of(ident)
             if root is not None:
-                owned[root] = min(_rank(ident), owned.get(root, NO_LIMIT))
-        strongest = min(identifiers, key=_rank)
-        anchor = self.customer_of(strongest)
+                owned[root] = min(priority.get(ident[0], 99), owned.get(root, NO_LIMIT))
+        anchor = self.customer_of(min(live, key=lambda i: priority.get(i[0], 99))) if live else None
         # What the event itself would add: its identifiers that nobody owns yet, per type.
         own_counts: dict[str, int] = {}
-        for ident in identifiers:
+        for ident in live:
             if ident not in self.owner:
                 own_counts[ident[0]] = own_counts.get(ident[0], 0) + 1
 
@@ -190,7 +208,7 @@ class IdentityGraph:
 
         customer = self.customers[current]
         rule = "first_seen" if out.created and out.created[-1] is customer else "shared_identifier"
-        for ident in identifiers:
+        for ident in live:
             if ident in self.owner:
                 continue
             held = customer.counts.get(ident[0], 0)
@@ -202,7 +220,7 @@ class IdentityGraph:
             out.links.append(Link(ident[0], ident[1], current, event_id, occurred_ms, rule))
 
         if record:
-            for ident in identifiers:
+            for ident in live:
                 self.carriers.setdefault(ident, set()).add(current)
             customer.sets[identifiers] = min(key, customer.sets.get(identifiers, key))
             self.set_owner[identifiers] = current
@@ -283,6 +301,9 @@ class IdentityGraph:
                        if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
         out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
                      for li in moved_links]
+        # Linked before, linked to nobody now (it became shared, or a limit filled up first): say so.
+        out.links += [Link(ident[0], ident[1], "", key[1], key[0], "shared" if ident in self.shared else "unlinked")
+                      for ident in old_owner if ident not in self.owner]
         out.set_customers = {}
         for member_set in replay:
             now = self.find(self.set_owner[member_set])
@@ -317,12 +338,20 @@ class IdentityGraph:
         return roots
 
     # ---- rebuilding from the warehouse --------------------------------------------------------------
-    def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]]) -> None:
-        """Replay distinct identifier sets in event-time order: the same state any arrival order produced."""
+    def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]],
+                shared: Iterable[SharedIdentifier] = ()) -> list[SharedIdentifier]:
+        """Replay distinct identifier sets in event-time order: the same state any arrival order produced.
+        `shared` are the identifiers recorded as shared; the sets are evidence too, and any identifier they show
+        to be shared that was not recorded is returned (to be recorded now)."""
+        for found in shared:
+            self.shared.mark(found)
+        ordered = sorted(sets, key=lambda item: item[1])
+        revealed = [found for identifiers, key in ordered for found in self.shared.observe(identifiers, key)]
         scratch = Attribution()
-        for identifiers, key in sorted(sets, key=lambda item: item[1]):
+        for identifiers, key in ordered:
             if identifiers not in self.set_key:
                 self._step(identifiers, key, scratch)
+        return revealed
 
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier]) -> GraphErasure:
         """Erase customers and identifiers (docs/identity.md, "Erasure"). The customers go with every identifier
@@ -394,10 +423,6 @@ class IdentityGraph:
                 self.customers[home].members.append(cid)
                 out.aliases[cid] = home
         return vanished
-
-
-def _rank(ident: Identifier) -> int:
-    return IDENTIFIER_PRIORITY.get(ident[0], 99)
 
 
 @dataclass

@@ -128,8 +128,9 @@ def test_refused_merge_is_reported() -> None:
     effects = resolver.process(
         [
             event("e1", T0, [("customer_ref", "CRM-1"), EMAIL]),
+            event("e1b", T0, [("anonymous_id", "anon-1"), EMAIL]),
             event("e2", T0, [("customer_ref", "CRM-2"), PHONE]),
-            event("e3", T0, [("customer_ref", "CRM-2"), EMAIL]),
+            event("e3", T0, [("customer_ref", "CRM-2"), ("anonymous_id", "anon-1")]),
         ],
         NOW_MS,
     )
