@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from cem.domain.identity_erasure import GraphErasure, forget_in_graph
 from cem.domain.model import Identifier, stable_id
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
 
@@ -341,95 +342,37 @@ class IdentityGraph:
     def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]],
                 shared: Iterable[SharedIdentifier] = ()) -> list[SharedIdentifier]:
         """Replay distinct identifier sets in event-time order: the same state any arrival order produced.
-        `shared` are the identifiers recorded as shared; the sets are evidence too, and any identifier they show
-        to be shared that was not recorded is returned (to be recorded now)."""
-        for found in shared:
-            self.shared.mark(found)
+        The sets are the evidence of which identifiers are shared; `shared`, the identifiers recorded as shared,
+        supply their records. Returns the identifiers the sets show shared that were not recorded (to be
+        recorded now)."""
         ordered = sorted(sets, key=lambda item: item[1])
-        revealed = [found for identifiers, key in ordered for found in self.shared.observe(identifiers, key)]
+        revealed = self.shared.rebuild(ordered, shared)
         scratch = Attribution()
         for identifiers, key in ordered:
             if identifiers not in self.set_key:
                 self._step(identifiers, key, scratch)
         return revealed
 
+    def sets_with(self, identifiers: Iterable[Identifier]) -> dict[Identifier, list[IdentitySet]]:
+        """The identifier sets carrying each identifier. Found through the sets of its carriers; a shared
+        identifier has no carriers (it is never walked), so finding its sets scans every set: O(state), which
+        only erasure, a rare request, pays."""
+        found: dict[Identifier, list[IdentitySet]] = {ident: [] for ident in identifiers}
+        scanned = {ident for ident in found if ident in self.shared}
+        for ident in found:
+            if ident in scanned:
+                continue
+            for root in {self.find(c) for c in self.carriers.get(ident, ())}:
+                customer = self.customers.get(root)
+                if customer is not None:
+                    found[ident].extend(s for s in customer.sets if ident in s)
+        if scanned:
+            for member_set in self.set_key:
+                for ident in scanned.intersection(member_set):
+                    found[ident].append(member_set)
+        return found
+
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier]) -> GraphErasure:
-        """Erase customers and identifiers (docs/identity.md, "Erasure"). The customers go with every identifier
-        set attributed to them; every other set carrying an erased identifier goes too. The customers that shared
-        an identifier with a removed set are replayed from their remaining sets, exactly as a restart replays
-        what is left in the warehouse, so memory and a restart agree; what the replay wrote is returned."""
-        persons = {self.find(c) for c in customer_ids} & self.customers.keys()
-        erased = set(erased)
-        removed = {s for root in persons for s in self.customers[root].sets}
-        for ident in erased:
-            for carrier in self.carriers.get(ident, ()):
-                holder = self.customers.get(self.find(carrier))
-                if holder is not None:
-                    removed.update(s for s in holder.sets if ident in s)
-        gone = {root: self.customers.pop(root) for root in persons}
-        touched = {self.find(c) for s in removed for ident in s for c in self.carriers.get(ident, ())}
-        replayed = {root: self.customers.pop(root) for root in self._closure(touched)}
-        person_ids = {cid for root, c in gone.items() for cid in (root, *c.members)}
-        every = {**gone, **replayed}
-        all_ids = {cid for root, c in every.items() for cid in (root, *c.members)}
-        sets = {s for c in every.values() for s in c.sets} | removed
-        for ident in {ident for s in sets for ident in s} | erased:
-            owner_id = self.owner.get(ident)
-            if owner_id is not None and (self.find(owner_id) in every or ident in erased):
-                del self.owner[ident]
-        for cid in all_ids:
-            self.parent.pop(cid, None)
-            if cid in person_ids or self.origins.get(cid) in removed:
-                self.origins.pop(cid, None)
-        for member_set in sets:
-            self.set_owner.pop(member_set, None)
-            self.set_key.pop(member_set, None)
-            for ident in member_set:
-                holders = self.carriers.get(ident)
-                if holders is not None:
-                    holders.difference_update(all_ids)
-                    if not holders:
-                        del self.carriers[ident]
-        out = Attribution()
-        replay = {s: k for c in replayed.values() for s, k in c.sets.items() if s not in removed}
-        for member_set, key in sorted(replay.items(), key=lambda item: item[1]):
-            self._step(member_set, key, out)
-        out.set_customers = {s: self.find(self.set_owner[s]) for s in replay}
-        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
-                     for li in out.links]
-        vanished = self._alias_replayed(replayed, out)
-        # Only merges of customers that were live before: the others are on record already.
-        out.merges = [Merge(m.from_id, self.find(m.from_id), m.event_id, m.occurred_ms, m.rule)
-                      for m in out.merges if m.from_id in replayed]
-        return GraphErasure(sorted(person_ids), sorted(vanished), sorted(removed), out)
-
-    def _alias_replayed(self, replayed: Mapping[str, Customer], out: Attribution) -> set[str]:
-        """Old ids of replayed customers that the replay did not re-create live on as aliases of where their
-        remaining sets went. Returns the ids none of whose sets remain: they are gone, like the erased ones."""
-        vanished: set[str] = set()
-        for root, customer in replayed.items():
-            remaining = sorted((k, s) for s, k in customer.sets.items() if s in self.set_owner)
-            for cid in (root, *customer.members):
-                if cid in self.customers or cid in self.parent:
-                    out.aliases[cid] = self.find(cid)
-                    continue
-                if not remaining:
-                    vanished.add(cid)
-                    continue
-                origin = self.origins.get(cid)
-                home = self.find(self.set_owner[origin] if origin in self.set_owner else
-                                 self.set_owner[remaining[0][1]])
-                self.parent[cid] = home
-                self.customers[home].members.append(cid)
-                out.aliases[cid] = home
-        return vanished
-
-
-@dataclass
-class GraphErasure:
-    """What IdentityGraph.forget removed, and what its replay of the neighbours wrote (`replay`)."""
-
-    customer_ids: list[str]  # the erased customers and every id merged into them
-    vanished_ids: list[str]  # neighbours none of whose identifier sets remain
-    removed_sets: list[IdentitySet]
-    replay: Attribution
+        """Erase customers and identifiers (docs/identity.md, "Erasure"); the graph is left exactly as a restore
+        of the identifier sets that remain builds it. See cem/domain/identity_erasure.py."""
+        return forget_in_graph(self, customer_ids, erased)

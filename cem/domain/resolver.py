@@ -140,7 +140,8 @@ class Resolver:
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
         """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys
         continue under the customer `forgotten`, as a restart would rebuild them from the anonymised rows. Seen
-        event ids stay, so replays of erased events are recognised and not inserted again."""
+        event ids stay, so replays of erased events are recognised and not inserted again. The erased events stop
+        being evidence of shared identifiers: those no longer shared are returned (their records go)."""
         result = self.graph.forget(customer_ids, erased)
         self.version = max(self.version + 1, now_ms * 1000)
         effects = Effects(self.version)
@@ -158,7 +159,8 @@ class Resolver:
             # No event reaches an erased customer again: its journeys leave the book (kept whole in journey_log).
             for journey in self.journeys.by_customer.pop(customer_id, {}).values():
                 journey.customer_id = FORGOTTEN
-        return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects)
+        return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects,
+                       [found.identifier for found in result.unshared])
 
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
         """Sessions and journeys of a merged customer continue under the survivor."""
@@ -258,6 +260,7 @@ class Erasure:
     customer_ids: list[str]  # every customer id erased, merged ones included
     identity_keys: list[str]  # of the identifier sets removed: their interaction rows are anonymised
     effects: Effects  # what the graph's replay of the erased customers' neighbours writes
+    unshared: list[Identifier] = field(default_factory=list)  # no longer shared: their records are deleted
 
 
 @dataclass(frozen=True, slots=True)

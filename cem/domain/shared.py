@@ -10,7 +10,8 @@ one person clearing cookies, while a device seen with 60 cookies is a kiosk.
 
 The evidence is a property of the *set* of identifier sets seen, so every arrival order marks the same
 identifiers. Tracking is capped: each identifier remembers at most `threshold` values per type; the one that
-would exceed it marks the identifier, and its tracking is dropped.
+would exceed it marks the identifier, and its tracking is dropped. An erasure takes the erased sets out of the
+evidence (`forget`), and a restart takes every set as evidence again (`rebuild`): the sets decide, either way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from cem.domain.model import Identifier
 
 EventKey = tuple[int, str]
+Evidence = tuple[tuple[Identifier, ...], EventKey]  # an identifier set and its earliest event
 DEFAULT_WEAK_TYPES: frozenset[str] = frozenset({"device_id", "anonymous_id"})
 # Device or browser ids that make a person's identifier shared: about four years of weekly logins on expiring
 # cookies. Bounded, because until then a late event on it replays up to that many identifier sets.
@@ -126,3 +128,41 @@ class SharedIdentifiers:
     def mark(self, found: SharedIdentifier) -> None:
         self.marked[found.identifier] = found
         self._seen_with.pop(found.identifier, None)
+
+    def rebuild(self, ordered: Iterable[Evidence], recorded: Iterable[SharedIdentifier]) -> list[SharedIdentifier]:
+        """Take every identifier set (in event-time order) as evidence again, after a restart. The sets decide;
+        `recorded` only supplies the record (revealing event) of an identifier written before. Returns the
+        identifiers the sets show shared that were not recorded; a record the sets no longer support (its
+        evidence was erased) is ignored."""
+        records = {found.identifier: found for found in recorded}
+        revealed = [found for identifiers, key in ordered for found in self.observe(identifiers, key)]
+        for found in revealed:
+            if found.identifier in records:
+                self.marked[found.identifier] = records[found.identifier]
+        return [found for found in revealed if found.identifier not in records]
+
+    def forget(self, erased: Iterable[Identifier],
+               evidence: Mapping[Identifier, Iterable[Evidence]]) -> list[SharedIdentifier]:
+        """After an erasure: drop the erased identifiers, and take the evidence of each identifier of `evidence`
+        again from the identifier sets that remain (every one carrying it, with its key). Evidence only shrinks,
+        so an identifier may stop being shared, never start: those are returned (they link again)."""
+        for ident in erased:
+            self.marked.pop(ident, None)
+            self._seen_with.pop(ident, None)
+        scratch = SharedIdentifiers(self.limits, self.weak_types, self.weak_threshold)
+        remaining = {identifiers: key for carrying in evidence.values() for identifiers, key in carrying}
+        for identifiers, key in sorted(remaining.items(), key=lambda item: item[1]):
+            scratch.observe(identifiers, key)  # each identifier's verdict depends on the sets carrying it only
+        unshared: list[SharedIdentifier] = []
+        for ident in evidence:
+            before = self.marked.pop(ident, None)
+            self._seen_with.pop(ident, None)
+            now = scratch.marked.get(ident)
+            if now is not None:
+                self.marked[ident] = now  # revealed by a remaining event: the old one may be erased
+            else:
+                if before is not None:
+                    unshared.append(before)
+                if ident in scratch._seen_with:
+                    self._seen_with[ident] = scratch._seen_with[ident]
+        return unshared

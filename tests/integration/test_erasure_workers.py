@@ -117,7 +117,7 @@ def test_forget_leaves_nothing_of_her_anywhere(kafka, clickhouse, tmp_path: Path
         report = cem(["report"], settings)
         overview = report.stdout.split("Overview")[1].splitlines()[3].split()
         live = db.query(f"SELECT uniqExact(customer_id) FROM {name}.interactions WHERE customer_id != 'forgotten'")
-        # Bob, Kate and j9's customer; the placeholder's owner went with --force, the other four had no other event.
+        # Bob, Kate and j9's customer: the placeholder is nobody's, and its five people had no other event.
         assert (int(overview[0]), int(overview[2])) == (14, live[0][0]) and live[0][0] == 3
     audit = db.query(f"SELECT id_type, status, forced FROM {name}.erasure_audit ORDER BY completed_ms")
     assert audit == [("phone", "applied", 0), ("email", "refused", 0), ("email", "applied", 1)]

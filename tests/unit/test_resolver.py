@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cem.domain.identity import DEFAULT_TYPE_LIMITS
 from cem.domain.model import Interaction, identity_key, stable_id
 from cem.domain.resolver import Effects, RecentRow, Resolver, ResolverConfig, Snapshot
 from cem.settings import Settings
@@ -366,23 +367,28 @@ def test_restore_follows_journey_aliases_and_keeps_the_absorbed_ids() -> None:
 
 
 def test_a_customer_split_by_a_recompute_keeps_its_journeys_whole_and_restore_agrees() -> None:
-    """The documented limit: a late event splits a customer (two CRM ids); the journey built under the glued
-    customer stays whole under it, and the split-off customer's next event with the issue_ref starts another."""
+    """The documented limit: a late event splits a customer (a per-type limit refuses a merge); the journey built
+    under the glued customer stays whole under it, and the split-off customer's next event with the issue_ref
+    starts another. The guard is the phone limit: two CRM ids on the phone would make it shared instead, and a
+    phone-only event would then be a customer of its own."""
+    config = ResolverConfig(type_limits={**DEFAULT_TYPE_LIMITS, "phone": 2})
     phone = [PHONE]
     batches = [
-        [event("e2", T0 + 2, [PHONE, ("customer_ref", "CRM-A")], channel="commerce", type="purchase"),
+        [event("e2", T0 + 2, [PHONE, ("phone", "+14155550177"), ("customer_ref", "CRM-A")], channel="commerce",
+               type="purchase"),
          event("e3", T0 + 3, phone, channel="chat", type="chat_message", issue_ref="9")],
-        [event("e1", T0 + 1, [PHONE, ("customer_ref", "CRM-B")], channel="commerce", type="purchase")],
+        # Earlier, with another phone: first seen, it takes PHONE, and CRM-A's customer would hold three phones.
+        [event("e1", T0 + 1, [PHONE, ("phone", "+14155550188")], channel="commerce", type="purchase")],
         [event("e4", T0 + 4, phone, channel="call_center", type="call_ended", issue_ref="9")],
     ]
-    original = Resolver(ResolverConfig())
+    original = Resolver(config)
     written = [(original.process(batch, NOW_MS + i), NOW_MS + i) for i, batch in enumerate(batches)]
-    assert written[1][0].recomputes == 1
+    assert written[1][0].recomputes == 1 and not original.graph.shared.marked
     assert [r.customer_id for r in written[2][0].interactions] == [cid("e1")]  # e3's set moved to e1's customer
     assert [(c, ref, jid_, owner, [e for e, _ in events]) for c, ref, jid_, owner, events, _ in
             _journey_state(original)] == sorted([
                 (cid("e2"), "9", jid("9", "e3"), cid("e2"), ["e3"]),
                 (cid("e1"), "9", jid("9", "e4"), cid("e1"), ["e4"])])
-    restored = Resolver(ResolverConfig())
+    restored = Resolver(config)
     restored.restore(snapshot_of(written))
     assert _journey_state(restored) == _journey_state(original)
