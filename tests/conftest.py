@@ -1,4 +1,4 @@
-"""Shared fixtures: real private services on free loopback ports (see cem.devservices).
+"""Shared fixtures: real private services on free loopback ports (see devtools.services).
 
 Session-scoped services start lazily: only when a test (or fixture) requests them. Their
 workdirs (data + logs) live under pytest's ``tmp_path_factory`` base directory, so the logs of
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cem.devservices import ClickHouseServer, KafkaBroker, TansuBroker, ensure_clickhouse_installed
+from devtools.services import ClickHouseServer, KafkaBroker, TansuBroker, ensure_clickhouse_installed
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cem.devservices import ClickHouseServer
-from cem.harness import publish, read_topic, wait_until
 from cem.settings import Settings
+from devtools.harness import wait_until
+from devtools.services import ClickHouseServer
+from devtools.topics import publish, read_topic
 from schemas.internal import encode_batch, signature_headers
 from sinks.clickhouse import connect
 from streams.deadletters import HEADER_ROOM_BYTES
@@ -136,7 +137,7 @@ def forged_messages(settings: Settings) -> list[tuple[str, bytes, bytes, list[tu
 
 
 def publish_with_headers(settings: Settings, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
-    from cem.cli import produce
+    from cem.kafka import produce
 
     asyncio.run(produce(settings, records))
 

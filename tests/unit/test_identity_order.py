@@ -15,28 +15,9 @@ from hypothesis import strategies as st
 
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.identity import IdentityGraph
-from cem.domain.model import Identifier
-
-Event = tuple[str, int, tuple[Identifier, ...]]
-
-POOL = {
-    "customer_ref": ["r0", "r1", "r2"],
-    "email": ["e0", "e1", "e2", "e3"],
-    "phone": ["p0", "p1", "p2"],
-    "device_id": ["d0", "d1"],
-    "anonymous_id": ["a0", "a1", "a2"],
-}
-
-
-def identifier_sets(types: Iterable[str]) -> st.SearchStrategy[tuple[Identifier, ...]]:
-    pool = [(t, v) for t in types for v in POOL[t]]
-    return st.lists(st.sampled_from(pool), min_size=1, max_size=4).map(lambda ids: tuple(sorted(set(ids))))
-
-
-def event_lists(types: Iterable[str]) -> st.SearchStrategy[list[Event]]:
-    return st.lists(st.tuples(st.integers(0, 6), identifier_sets(list(types))), min_size=1, max_size=24).map(
-        lambda items: [(f"ev{i}", ms, ids) for i, (ms, ids) in enumerate(items)]
-    )
+from devtools.simulate import groups
+from tests.unit.factories import components as connected_components
+from tests.unit.strategies import NO_GUARDS, POOL, TIGHT, Event, event_lists
 
 
 def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] | None = None,
@@ -44,37 +25,12 @@ def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] |
     graph = graph or IdentityGraph(limits)
     for i in order:
         graph.attribute(*events[i])
-    by_customer: dict[str | None, set[str]] = {}
-    for event_id, _, ids in events:
-        by_customer.setdefault(graph.customer_of_set(ids), set()).add(event_id)
-    return {frozenset(v) for v in by_customer.values()}
+    return groups((event_id, graph.customer_of_set(ids)) for event_id, _, ids in events)
 
 
 def components(events: list[Event]) -> set[frozenset[str]]:
-    """Connected components of "shares an identifier", by a union-find written here, independent of cem."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    first_with: dict[Identifier, str] = {}
-    for event_id, _, ids in events:
-        find(event_id)
-        for ident in ids:
-            if ident in first_with:
-                parent[find(event_id)] = find(first_with[ident])
-            else:
-                first_with[ident] = event_id
-    groups: dict[str, set[str]] = {}
-    for event_id, _, _ in events:
-        groups.setdefault(find(event_id), set()).add(event_id)
-    return {frozenset(v) for v in groups.values()}
-
-
-NO_GUARDS = {t: 1_000_000 for t in POOL}
-TIGHT = {"customer_ref": 1, "email": 2, "phone": 2, "device_id": 1, "anonymous_id": 2}
+    """Connected components of "shares an identifier" (tests/unit/factories.py: a union-find independent of cem)."""
+    return connected_components((event_id, ids) for event_id, _, ids in events)
 
 
 @settings(max_examples=300, deadline=None)
@@ -102,9 +58,9 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
     order = list(range(len(events)))
     rng.shuffle(order)
     graph = IdentityGraph(TIGHT)
-    groups = grouping(events, order, TIGHT, graph)
+    grouped = grouping(events, order, TIGHT, graph)
     comps = components(events)
-    assert all(any(group <= comp for comp in comps) for group in groups)
+    assert all(any(group <= comp for comp in comps) for group in grouped)
     held: dict[str, dict[str, set[str]]] = {}
     for ident, owner in graph.owner.items():
         held.setdefault(graph.find(owner), {}).setdefault(ident[0], set()).add(ident[1])

@@ -1,4 +1,4 @@
-"""cem.simulate.Simulator: deterministic traffic whose ground truth agrees with the pipeline's pure core."""
+"""devtools.simulate.Simulator: deterministic traffic whose ground truth agrees with the pipeline's pure core."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
-from cem.simulate import BASE_TIME_MS, Simulator, Traffic
+from devtools.simulate import BASE_TIME_MS, Simulator, Traffic
 from streams.app import Ingestor
 from tests.unit.factories import DAY_MS, components
 
