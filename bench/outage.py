@@ -33,7 +33,7 @@ import orjson
 from cem.settings import Settings
 from devtools.harness import WorkerProcess, isolated_settings, wait_until
 from devtools.proxy import DelayProxy
-from devtools.services import ClickHouseServer, KafkaBroker, ensure_clickhouse_installed
+from devtools.services import ClickHouseServer, KafkaBroker, require_clickhouse
 from devtools.simulate import Simulator, recent_base_ms
 from devtools.topics import drained, publish
 
@@ -116,7 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="cem-bench-outage-"))
-    ensure_clickhouse_installed()
+    require_clickhouse()
     try:
         with KafkaBroker(workdir / "kafka") as kafka, ClickHouseServer(workdir / "clickhouse") as clickhouse:
             result = {"outage": outage(kafka, clickhouse, workdir, args),

@@ -50,7 +50,7 @@ from bench.traffic import (
 from cem.kafka import ensure_topics
 from cem.settings import Settings
 from devtools.harness import WorkerProcess
-from devtools.services import ClickHouseServer, KafkaBroker, ensure_clickhouse_installed, stop_all
+from devtools.services import ClickHouseServer, KafkaBroker, require_clickhouse, stop_all
 from devtools.simulate import recent_base_ms
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -88,7 +88,7 @@ class Bench:
 
     # ---- services and settings ---------------------------------------------------------------------------
     def start_services(self) -> None:
-        ensure_clickhouse_installed()
+        require_clickhouse()
         # A new consumer group waits this long for more members before its first assignment, so the two
         # workers of the scaling phase start with the final assignment instead of a rebalance mid-run.
         self.kafka = KafkaBroker(self.workdir / "kafka", config={"group.initial.rebalance.delay.ms": "4000"})

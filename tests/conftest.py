@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import ClickHouseServer, KafkaBroker, TansuBroker, ensure_clickhouse_installed
+from devtools.services import ClickHouseServer, KafkaBroker, TansuBroker, require_clickhouse
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def kafka(tmp_workdir: Callable[[str], Path]) -> Iterator[KafkaBroker]:
 @pytest.fixture(scope="session")
 def clickhouse(tmp_workdir: Callable[[str], Path]) -> Iterator[ClickHouseServer]:
     """A shared ClickHouse server with database ``cem``; see ``.url`` and ``.readonly_url``."""
-    ensure_clickhouse_installed()
+    require_clickhouse()
     server = ClickHouseServer(tmp_workdir("clickhouse"))
     server.start()
     try:
