@@ -13,8 +13,10 @@ import orjson
 from cem.config import identifier_rules, type_limits
 from cem.domain.erasure import NOT_FOUND, REFUSED, ErasureRequest
 from cem.domain.keyed import key_bytes, keyed_hash
+from cem.kafka import produce
 from cem.settings import Settings
 from cem.sql_cli import sql_limits
+from schemas.internal import signature_headers
 from sinks.clickhouse import Warehouse, connect, sql_string
 
 
@@ -193,8 +195,5 @@ def _print_outcome(status: str, reason: str, customers: int, identifiers: int, e
 
 async def _send_control(settings: Settings, payload: bytes) -> None:
     """Erasure requests go to the control topic, signed: the worker accepts only requests signed with its key."""
-    from cem.cli import produce
-    from schemas.internal import signature_headers
-
     await produce(settings, [(settings.control_topic, b"control", payload,
                               signature_headers(settings.signing_key, payload))])

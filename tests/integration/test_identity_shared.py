@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cem.harness import WorkerProcess, metric_value, publish, wait_until
+from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
+from devtools.scrape import metric_value
+from devtools.simulate import groups
+from devtools.topics import drained, publish
 from schemas.codec import encode_json
 from sinks.clickhouse import connect
-from tests.integration.test_end_to_end import BASE_MS, drained, grouping, isolated_settings
-from tests.integration.test_identity_workers import cem
+from tests.integration.common import BASE_MS
 
 pytestmark = pytest.mark.integration
 
@@ -53,23 +55,23 @@ def scenario(base_ms: int) -> tuple[list[dict[str, object]], set[frozenset[str]]
 
 
 def test_kiosk_and_placeholders_group_exactly_and_are_explained(kafka, clickhouse, tmp_path: Path) -> None:
-    settings = isolated_settings(kafka, clickhouse, "shared")
+    settings = isolated_settings(kafka.bootstrap, clickhouse.url, "shared")
     records, expected = scenario(BASE_MS + 10_800_000)
     random.Random(7).shuffle(records)
     messages = [(settings.raw_topic(str(r["channel"])), None, encode_json(r)) for r in records]
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         publish(settings, messages[: len(messages) // 2])
         publish(settings, messages[len(messages) // 2:])
-        wait_until(lambda: drained(worker, len(messages)), 120, worker.log_tail())
+        wait_until(lambda: drained(settings), 120, "not drained", workers=[worker], settings=settings)
         metrics = worker.metrics_text()
-        explained_kiosk = cem(["identity", "explain", "device_id", KIOSK], settings)
-        explained_visitor = cem(["identity", "explain", "anonymous_id", "anon-7f003"], settings)
-        explained_email = cem(["identity", "explain", "email", " FrontDesk@BigStore.com "], settings)
+        explained_kiosk = run_cem("identity", "explain", "device_id", KIOSK, env=settings.as_env())
+        explained_visitor = run_cem("identity", "explain", "anonymous_id", "anon-7f003", env=settings.as_env())
+        explained_email = run_cem("identity", "explain", "email", " FrontDesk@BigStore.com ", env=settings.as_env())
 
     db = connect(settings.clickhouse_url)
     name = db.database
     assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(len(records),) * 2]
-    assert grouping(db.query(f"SELECT event_id, customer_id FROM {name}.interactions")) == expected
+    assert groups(db.query(f"SELECT event_id, customer_id FROM {name}.interactions")) == expected
     shared = db.query(f"SELECT id_type, value, reason, distinct_count FROM {name}.shared_identifiers "
                       "ORDER BY id_type, value")
     assert shared == [("device_id", KIOSK, "limit:anonymous_id", 51), ("email", SHARED_EMAIL, "limit:phone", 6)]

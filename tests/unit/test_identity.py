@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.identity import IdentityGraph, Merge, RefusedMerge
 from cem.domain.model import Identifier, stable_id
+from devtools.simulate import groups
 from tests.unit.factories import components
 
 EMAIL_A: Identifier = ("email", "a@example.com")
@@ -241,10 +242,7 @@ def _grouping(
         result = graph.attribute(event_id, occurred_ms, identifiers)
         assert result.refused == [] and result.unlinked == []
         customer_of_event[event_id] = result.customer_id
-    groups: dict[str, set[str]] = {}
-    for event_id, customer_id in customer_of_event.items():
-        groups.setdefault(graph.find(customer_id), set()).add(event_id)
-    return {frozenset(g) for g in groups.values()}, graph, customer_of_event
+    return groups((event_id, graph.find(c)) for event_id, c in customer_of_event.items()), graph, customer_of_event
 
 
 @settings(max_examples=150, deadline=None)
@@ -316,11 +314,9 @@ def _set_grouping(events: list[tuple[str, int, tuple[Identifier, ...]]]) -> tupl
     graph = IdentityGraph(TIGHT_LIMITS)
     for event_id, occurred_ms, identifiers in events:
         graph.attribute(event_id, occurred_ms, identifiers)
-    groups: dict[str | None, set[str]] = {}
-    for event_id, _, identifiers in events:
-        groups.setdefault(graph.customer_of_set(identifiers), set()).add(event_id)
-    assert None not in groups
-    return {frozenset(g) for g in groups.values()}, set(graph.customers)
+    owners = [(event_id, graph.customer_of_set(identifiers)) for event_id, _, identifiers in events]
+    assert all(owner is not None for _, owner in owners)
+    return groups(owners), set(graph.customers)
 
 
 @settings(max_examples=200, deadline=None)

@@ -20,27 +20,9 @@ from hypothesis import strategies as st
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.identity import IdentityGraph
 from cem.domain.model import Identifier
-
-Event = tuple[str, int, tuple[Identifier, ...]]
-
-POOL = {
-    "customer_ref": ["r0", "r1", "r2"],
-    "email": ["e0", "e1", "e2", "e3"],
-    "phone": ["p0", "p1", "p2"],
-    "device_id": ["d0", "d1"],
-    "anonymous_id": ["a0", "a1", "a2"],
-}
-
-
-def identifier_sets(types: Iterable[str]) -> st.SearchStrategy[tuple[Identifier, ...]]:
-    pool = [(t, v) for t in types for v in POOL[t]]
-    return st.lists(st.sampled_from(pool), min_size=1, max_size=4).map(lambda ids: tuple(sorted(set(ids))))
-
-
-def event_lists(types: Iterable[str]) -> st.SearchStrategy[list[Event]]:
-    return st.lists(st.tuples(st.integers(0, 6), identifier_sets(list(types))), min_size=1, max_size=24).map(
-        lambda items: [(f"ev{i}", ms, ids) for i, (ms, ids) in enumerate(items)]
-    )
+from devtools.simulate import groups
+from tests.unit.factories import components as connected_components
+from tests.unit.strategies import NO_GUARDS, POOL, TIGHT, WEAK, Event, event_lists, reference_shared
 
 
 def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] | None = None,
@@ -48,37 +30,12 @@ def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] |
     graph = graph or IdentityGraph(limits)
     for i in order:
         graph.attribute(*events[i])
-    by_customer: dict[str | None, set[str]] = {}
-    for event_id, _, ids in events:
-        by_customer.setdefault(graph.customer_of_set(ids), set()).add(event_id)
-    return {frozenset(v) for v in by_customer.values()}
+    return groups((event_id, graph.customer_of_set(ids)) for event_id, _, ids in events)
 
 
 def components(events: list[Event]) -> set[frozenset[str]]:
-    """Connected components of "shares an identifier", by a union-find written here, independent of cem."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    first_with: dict[Identifier, str] = {}
-    for event_id, _, ids in events:
-        find(event_id)
-        for ident in ids:
-            if ident in first_with:
-                parent[find(event_id)] = find(first_with[ident])
-            else:
-                first_with[ident] = event_id
-    groups: dict[str, set[str]] = {}
-    for event_id, _, _ in events:
-        groups.setdefault(find(event_id), set()).add(event_id)
-    return {frozenset(v) for v in groups.values()}
-
-
-NO_GUARDS = {t: 1_000_000 for t in POOL}
-TIGHT = {"customer_ref": 1, "email": 2, "phone": 2, "device_id": 1, "anonymous_id": 2}
+    """Connected components of "shares an identifier" (tests/unit/factories.py: a union-find independent of cem)."""
+    return connected_components((event_id, ids) for event_id, _, ids in events)
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,9 +63,9 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
     order = list(range(len(events)))
     rng.shuffle(order)
     graph = IdentityGraph(TIGHT)
-    groups = grouping(events, order, TIGHT, graph)
+    grouped = grouping(events, order, TIGHT, graph)
     comps = components(events)
-    assert all(any(group <= comp for comp in comps) for group in groups)
+    assert all(any(group <= comp for comp in comps) for group in grouped)
     held: dict[str, dict[str, set[str]]] = {}
     for ident, owner in graph.owner.items():
         held.setdefault(graph.find(owner), {}).setdefault(ident[0], set()).add(ident[1])
@@ -119,30 +76,6 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
 
 # ---- 4. shared identifiers: a reference written from the documentation, not from the product code -------------
 RANK = {"customer_ref": 0, "email": 1, "phone": 2, "social_handle": 3, "device_id": 4, "anonymous_id": 5}
-WEAK = frozenset({"device_id", "anonymous_id"})
-
-
-def reference_shared(events: list[Event], limits: dict[str, int], weak: frozenset[str],
-                     weak_threshold: int) -> set[Identifier]:
-    """Identifiers whose events carry more values of another type than one customer may hold of it. Against a
-    person's identifier, a weak type (device or browser id) needs more than `weak_threshold` values too."""
-    values_with: dict[Identifier, dict[str, set[str]]] = {}
-    for _, _, ids in events:
-        for ident in ids:
-            for other_type, other_value in ids:
-                if other_type != ident[0]:
-                    values_with.setdefault(ident, {}).setdefault(other_type, set()).add(other_value)
-
-    def allowed(ident: Identifier, id_type: str) -> int:
-        person_seen_with_weak = ident[0] not in weak and id_type in weak
-        return max(limits[id_type], weak_threshold) if person_seen_with_weak else limits[id_type]
-
-    return {
-        ident for ident, by_type in values_with.items() for id_type, values in by_type.items()
-        if id_type in limits and len(values) > allowed(ident, id_type)
-    }
-
-
 def reference_fold(events: list[Event], limits: dict[str, int], weak: frozenset[str] = WEAK,
                    weak_threshold: int = 200) -> set[frozenset[str]]:
     """Fold the distinct identifier sets, each at its earliest event, in event-time order, shared ones left out:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from cem.domain.identity import DEFAULT_TYPE_LIMITS
-from cem.domain.model import Interaction, identity_key, stable_id
-from cem.domain.resolver import Effects, RecentRow, Resolver, ResolverConfig, Snapshot
+from cem.domain.model import Interaction
+from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from cem.settings import Settings
-from cem.simulate import BASE_TIME_MS, Simulator
+from devtools.simulate import BASE_TIME_MS, Simulator
 from streams.app import Ingestor
-from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
+from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, sid, snapshot_of
 
 EMAIL = ("email", "a@example.com")
 PHONE = ("phone", "+14155550123")
@@ -22,18 +22,6 @@ ANON = ("anonymous_id", "anon-1")
 DEVICE = ("device_id", "dev-1")
 WINDOW = 7 * DAY_MS
 T0 = NOW_MS - DAY_MS
-
-
-def cid(event_id: str) -> str:
-    return stable_id("c", event_id)
-
-
-def sid(event_id: str) -> str:
-    return stable_id("s", event_id)
-
-
-def jid(issue_ref: str, event_id: str) -> str:
-    return stable_id("j", issue_ref, event_id)
 
 
 def test_version_is_monotonic_and_derived_from_now() -> None:
@@ -226,36 +214,6 @@ def test_session_alias_emitted_when_merge_joins_sessions() -> None:
 
 
 # ---- restore -----------------------------------------------------------------------------------------
-def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
-    """The rows the warehouse would hold after these batches, as sinks.clickhouse.load_snapshot reads them back."""
-    snapshot = Snapshot()
-    session_alias: dict[str, str] = {}
-    journey_alias: dict[str, str] = {}
-    for effects, now_ms in batches:
-        for identifiers, (_customer, first) in effects.identity_sets.items():
-            key = identity_key(identifiers)  # GROUP BY identity_key, min(first_ms), argMin(first_event_id)
-            known = snapshot.identity_sets.get(key)
-            snapshot.identity_sets[key] = (identifiers, first if known is None else min(first, known[1]))
-        for alias in effects.session_aliases:
-            session_alias[alias.from_id] = alias.into_id  # argMax(current_id, version)
-        for journey in effects.journeys.values():  # argMax(merged_into, version), argMax(customer_id, version)
-            journey_alias.pop(journey.journey_id, None)
-            snapshot.journey_owners[journey.journey_id] = journey.customer_id
-        for journey_alias_row in effects.journey_aliases:
-            journey_alias[journey_alias_row.from_id] = journey_alias_row.into_id
-            snapshot.journey_owners.pop(journey_alias_row.from_id, None)
-        snapshot.recent += [
-            RecentRow(r.interaction.event_id, r.interaction.fingerprint, now_ms, effects.version,
-                      r.interaction.occurred_ms, r.interaction.channel, r.interaction.type, r.customer_id,
-                      r.session_id, r.interaction.issue_ref or "", identity_key(r.interaction.identifiers),
-                      r.journey_id)
-            for r in effects.interactions
-        ]
-    snapshot.session_aliases = list(session_alias.items())
-    snapshot.journey_aliases = list(journey_alias.items())
-    return snapshot
-
-
 def test_restore_replays_are_duplicates_and_new_events_join_the_same_customers() -> None:
     original = Resolver(ResolverConfig())
     batch = [

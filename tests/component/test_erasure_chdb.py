@@ -8,8 +8,6 @@ from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from cem.domain.keyed import key_bytes, keyed_hash
 from cem.domain.model import Interaction
 from cem.report import print_report
@@ -19,9 +17,8 @@ from sinks.clickhouse import Warehouse
 from sinks.erasure import ErasureOutcome
 from streams.app import Ingestor, ResolverSink
 from tests.integration import erasure_scenario as jane
-from tests.integration.test_end_to_end import BASE_MS
+from tests.integration.common import BASE_MS
 
-pytestmark = pytest.mark.integration
 SECRET = "chdb-test-secret"
 
 
