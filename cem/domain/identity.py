@@ -23,14 +23,18 @@ grouping (property-tested in tests/unit/test_identity_order.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
-from cem.domain.identity_erasure import GraphErasure, forget_in_graph
+from cem.domain.identity_records import (
+    Attribution,
+    Customer,
+    EventKey,
+    IdentitySet,
+    Link,
+    Merge,
+    RefusedMerge,
+)
 from cem.domain.model import Identifier, stable_id
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
-
-IdentitySet = tuple[Identifier, ...]  # sorted, normalised, de-duplicated
-EventKey = tuple[int, str]  # (occurred_ms, event_id): the canonical order
 
 IDENTIFIER_PRIORITY: dict[str, int] = {
     "customer_ref": 0,
@@ -49,60 +53,6 @@ DEFAULT_TYPE_LIMITS: dict[str, int] = {
     "anonymous_id": 50,
 }
 NO_LIMIT = 1_000_000
-
-
-@dataclass(slots=True)
-class Customer:
-    customer_id: str
-    first_seen: EventKey  # orders customers for "first seen survives"
-    counts: dict[str, int] = field(default_factory=dict)  # identifier values held, per type
-    members: list[str] = field(default_factory=list)  # customer ids merged into this one, transitively
-    sets: dict[IdentitySet, EventKey] = field(default_factory=dict)  # identifier sets attributed here
-    latest: EventKey = (0, "")  # the newest event key folded into this customer
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    id_type: str
-    value: str
-    customer_id: str
-    event_id: str
-    occurred_ms: int
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class Merge:
-    from_id: str
-    into_id: str
-    event_id: str
-    occurred_ms: int
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedMerge:
-    customer_id: str
-    other_customer_id: str
-    event_id: str
-    occurred_ms: int
-    reason: str
-
-
-@dataclass
-class Attribution:
-    customer_id: str = ""
-    created: list[Customer] = field(default_factory=list)
-    links: list[Link] = field(default_factory=list)
-    merges: list[Merge] = field(default_factory=list)
-    refused: list[RefusedMerge] = field(default_factory=list)
-    unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
-    # Identifier set -> its customer now, for every set whose customer changed (interactions resolve through it).
-    set_customers: dict[IdentitySet, str] = field(default_factory=dict)
-    # Historical customer id -> current id, for every id whose resolution changed.
-    aliases: dict[str, str] = field(default_factory=dict)
-    recomputed: bool = False
-    shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers this event revealed as shared
 
 
 class IdentityGraph:
@@ -371,8 +321,3 @@ class IdentityGraph:
                 for ident in scanned.intersection(member_set):
                     found[ident].append(member_set)
         return found
-
-    def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier]) -> GraphErasure:
-        """Erase customers and identifiers (docs/identity.md, "Erasure"); the graph is left exactly as a restore
-        of the identifier sets that remain builds it. See cem/domain/identity_erasure.py."""
-        return forget_in_graph(self, customer_ids, erased)

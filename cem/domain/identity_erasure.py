@@ -1,4 +1,4 @@
-"""Erasing customers and identifiers from the identity graph (`IdentityGraph.forget`; docs/identity.md, "Erasure").
+"""Erasing customers and identifiers from the identity graph (`forget_in_graph`; docs/identity.md, "Erasure").
 
 The graph afterwards is exactly what a restart builds from the identifier sets that remain: the customers that
 shared an identifier with a removed set are replayed from their remaining sets, and the shared-identifier
@@ -12,16 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cem.domain.identity_records import Attribution, Customer, IdentitySet, Link, Merge
 from cem.domain.model import Identifier
 from cem.domain.shared import SharedIdentifier
 
 if TYPE_CHECKING:
-    from cem.domain.identity import Attribution, Customer, IdentityGraph, IdentitySet
+    from cem.domain.identity import IdentityGraph
 
 
 @dataclass
 class GraphErasure:
-    """What IdentityGraph.forget removed, and what its replay of the neighbours wrote (`replay`)."""
+    """What forget_in_graph removed, and what its replay of the neighbours wrote (`replay`)."""
 
     customer_ids: list[str]  # the erased customers and every id merged into them
     vanished_ids: list[str]  # neighbours none of whose identifier sets remain
@@ -36,8 +37,6 @@ def forget_in_graph(graph: IdentityGraph, customer_ids: Iterable[str], erased: I
     other set carrying an erased identifier goes too (for a shared one, found by a scan of every set). The
     customers that shared an identifier with a removed set, or carry an identifier no longer shared, are replayed
     from their remaining sets, exactly as a restart replays what is left in the warehouse."""
-    from cem.domain.identity import Attribution, Link, Merge
-
     persons = {graph.find(c) for c in customer_ids} & graph.customers.keys()
     erased = set(erased)
     removed = {s for root in persons for s in graph.customers[root].sets}

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.identity import Customer, EventKey, IdentityGraph, IdentitySet, Link, Merge, RefusedMerge
+from cem.domain.identity_erasure import forget_in_graph
 from cem.domain.journeys import (
     JourneyAlias,
     JourneyBook,
@@ -142,7 +143,7 @@ class Resolver:
         continue under the customer `forgotten`, as a restart would rebuild them from the anonymised rows. Seen
         event ids stay, so replays of erased events are recognised and not inserted again. The erased events stop
         being evidence of shared identifiers: those no longer shared are returned (their records go)."""
-        result = self.graph.forget(customer_ids, erased)
+        result = forget_in_graph(self.graph, customer_ids, erased)
         self.version = max(self.version + 1, now_ms * 1000)
         effects = Effects(self.version)
         replay = result.replay

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import random
 
-from cem.config import type_limits
 from cem.domain.identity import IdentityGraph
 from cem.domain.model import Identifier, stable_id
 from cem.domain.resolver import Effects, Resolver, ResolverConfig, Snapshot
 from cem.domain.shared import SharedIdentifier, SharedIdentifiers
-from cem.identity_cli import explain_customer, explain_shared
-from cem.settings import Settings
-from sinks.clickhouse import TABLE_ORDER, effect_columns, load_snapshot
-from streams.app import ResolverSink
+from sinks.clickhouse import TABLE_ORDER, effect_columns
 from tests.unit.factories import DAY_MS, MINUTE_MS, NOW_MS, event
 from tests.unit.test_resolver import snapshot_of
 
@@ -281,38 +277,3 @@ def test_a_restore_missing_the_shared_rows_finds_them_again_and_records_them() -
     next_batch = restored.process([], NOW_MS + 1)
     assert [(s.id_type, s.value) for s in next_batch.shared] == [KIOSK]
     assert restored.process([], NOW_MS + 2).shared == []  # recorded once
-
-
-# ---- the warehouse (embedded engine): rows, snapshot and `cem identity explain` -------------------------------
-def test_the_warehouse_records_and_explains_a_shared_identifier(tmp_path) -> None:
-    settings = Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse")
-    sink = ResolverSink(settings, clock=lambda: NOW_MS / 1000)
-    sink.process_and_write(_kiosk_batch())
-    warehouse = sink.warehouse
-    assert warehouse is not None
-    db = warehouse.database
-    assert warehouse.query(f"SELECT id_type, value, event_id, reason, distinct_count, marked_ms "
-                           f"FROM {db}.shared_identifiers") == [
-        ("device_id", "kiosk-lobby-1", "v50-k", "limit:anonymous_id", 51, NOW_MS)]
-    assert load_snapshot(warehouse, 0).shared == [
-        SharedIdentifier("device_id", "kiosk-lobby-1", "v50-k", T0 + 50 * MINUTE_MS + 1_000, "limit:anonymous_id", 51)]
-    # The identities view links the kiosk to nobody; every visitor is a customer of their own.
-    assert warehouse.query(f"SELECT customer_id, rule FROM {db}.identities WHERE id_type = 'device_id'") == [
-        ("", "shared")]
-    rows = dict(warehouse.query(f"SELECT event_id, customer_id FROM {db}.interactions"))
-    assert len({rows[f"v{i}-k"] for i in range(60)}) == 60
-    assert all(rows[f"v{i}-k"] == rows[f"v{i}-a"] for i in range(60))
-
-    about = explain_shared(warehouse, KIOSK, type_limits(settings))
-    assert about is not None
-    assert "device_id kiosk-lobby-1 is shared: it links and attributes nobody" in about
-    assert "seen with 51 anonymous_id values (one customer may hold 50); marked by event v50-k" in about
-    assert "carried by 61 identifier sets of 61 customers" in about
-    assert explain_shared(warehouse, anon(3), type_limits(settings)) is None
-
-    customer = rows["v3-k"]
-    text = explain_customer(warehouse, customer, anon(3))
-    assert "Shared identifiers (1): on this customer's events, but linking nobody" in text
-    assert "kiosk-lobby-1" in text and "seen with 51 anonymous_id values" in text
-    # Visitor 3 was glued to the kiosk's first visitor until the kiosk was found shared: that merge is undone.
-    assert "[shared_identifier] (undone since)" in text
