@@ -5,14 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
-SOURCES := cem streams schemas sinks tests bench
+SOURCES := cem streams schemas sinks devtools tests bench
 
-.PHONY: help install system-deps demo test test-unit test-integration test-faults lint typecheck check bench clean
+.PHONY: help install system-deps demo test test-unit test-component test-integration test-faults lint typecheck check bench \
+	bench-outage clean
 
 help:
 	@echo "make demo       run the pipeline on embedded components (Tansu + chdb) and print the report"
 	@echo "make test       install everything the tests need, lint, type-check and run every test"
-	@echo "make test-unit | test-integration | test-faults | lint | typecheck | bench"
+	@echo "make test-unit | test-component | test-integration | test-faults | lint | typecheck | bench | bench-outage"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,20 +38,26 @@ system-deps:
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
 
+# The demo is a development tool (devtools/), not part of the installed `cem` command.
 demo: $(STAMP)
-	$(BIN)/cem demo
+	$(BIN)/python -m devtools.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy cem streams schemas sinks
+	$(BIN)/mypy cem streams schemas sinks devtools bench
 
 check: lint typecheck
 	$(BIN)/cem schemas check
 
+# Pure logic: no process, connection or embedded engine (tests/unit/conftest.py refuses them).
 test-unit: $(STAMP)
-	$(PYTEST) tests/unit tests/contract -q -m "not integration"
+	$(PYTEST) tests/unit -q
+
+# Real processes, threads, local sockets and the embedded ClickHouse (chdb); no Kafka, no ClickHouse server.
+test-component: $(STAMP)
+	$(PYTEST) tests/component -q
 
 test-integration: $(STAMP) system-deps
 	$(PYTEST) tests/integration -q -m "integration and not faults"
@@ -63,6 +70,9 @@ test: $(STAMP) system-deps check
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.run
+
+bench-outage: $(STAMP) system-deps
+	$(BIN)/python -m bench.outage
 
 clean:
 	rm -rf $(VENV) .cem .pytest_cache .mypy_cache .ruff_cache

@@ -69,7 +69,7 @@ def create_bare_app(settings: Settings, expected: int, result_path: Path, mode: 
 
 
 def main() -> None:
-    from cem.cli import configure_logging, faust_worker
+    from cem.worker import configure_logging, faust_worker
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)

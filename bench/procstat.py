@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cem.harness import proc_status_kb
+from devtools.harness import proc_status_kb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -96,17 +96,17 @@ def inproc(events: int, kind: str, seed: int, batch: int, profile: bool, order: 
     import orjson
 
     from bench.traffic import many_customers, simulated
-    from cem.cli import _sim_base_ms
     from cem.config import resolver_config
     from cem.domain.model import Interaction
     from cem.domain.resolver import Resolver
     from cem.domain.validate import build_interaction
     from cem.settings import Settings
+    from devtools.simulate import recent_base_ms
     from schemas.codec import DecodeError, decode
     from sinks.writer import effect_columns
     from streams.app import Ingestor
 
-    base = _sim_base_ms()
+    base = recent_base_ms()
     traffic = simulated(events, seed, 0, base, order) if kind == "sim" else \
         many_customers(max(1, events // 5), 5, seed, 0, base, order=order)
     settings = Settings()
@@ -198,13 +198,13 @@ def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool, warm: 
     """The ingest agent's per-record code only (decode, then build_interaction), each stage repeated `repeat`
     times over the same records; the minimum is reported, which is the figure least disturbed by other load."""
     from bench.traffic import many_customers, simulated
-    from cem.cli import _sim_base_ms
     from cem.domain.validate import build_interaction
     from cem.settings import Settings
+    from devtools.simulate import recent_base_ms
     from schemas.codec import DecodeError, decode
     from streams.app import Ingestor
 
-    base = _sim_base_ms()
+    base = recent_base_ms()
     traffic = simulated(events, seed, 0, base) if kind == "sim" else \
         many_customers(max(1, events // 5), 5, seed, 0, base)
     settings = Settings()

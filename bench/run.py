@@ -11,6 +11,9 @@ Phases (docs/performance.md explains each method and its resolution):
   4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
                          peak RSS (VmHWM) at the end
+  6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
+                         e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
+                         identifier must not cost more)
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
 """
@@ -30,14 +33,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import procstat
+from bench import kiosk, procstat
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -48,9 +50,11 @@ from bench.traffic import (
     simulated,
     with_event_ids,
 )
-from cem.cli import _sim_base_ms, ensure_topics
-from cem.devservices import ClickHouseServer, KafkaBroker, ensure_clickhouse_installed, free_port, stop_all
+from cem.kafka import ensure_topics
 from cem.settings import Settings
+from devtools.harness import WorkerProcess
+from devtools.services import ClickHouseServer, KafkaBroker, require_clickhouse, stop_all
+from devtools.simulate import recent_base_ms
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -60,77 +64,19 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class BenchWorker:
-    """One `cem worker` process, spawned without waiting, so the benchmark can watch its very first records.
-    With proposals, it is the same worker with bench/proposals patches applied first. (Standalone rather than
-    cem.harness.WorkerProcess, which the test suites evolve for their own needs.)"""
+def bench_worker(settings: Settings, log_path: Path, name: str, proposals: str = "") -> WorkerProcess:
+    """One `cem worker` process (devtools.harness.WorkerProcess); with proposals, the same worker with
+    bench/proposals patches applied first."""
+    if not proposals:
+        return WorkerProcess(settings, log_path, name)
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return WorkerProcess(settings, log_path, name, env={"BENCH_PROPOSALS": proposals, "PYTHONPATH": path},
+                         command=[sys.executable, "-m", "bench.proposals.worker"])
 
-    def __init__(self, settings: Settings, log_path: Path, name: str, proposals: str = "") -> None:
-        self.settings = replace(settings, web_port=free_port())
-        self.log_path = log_path
-        self.name = name
-        self.proposals = proposals
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def spawn(self) -> BenchWorker:
-        Path(self.settings.state_dir).mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.settings.as_env()}
-        command = [sys.executable, "-m", "cem.cli", "worker"]
-        if self.proposals:
-            env["BENCH_PROPOSALS"] = self.proposals
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-            command = [sys.executable, "-m", "bench.proposals.worker"]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True, cwd=REPO)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def _get(self, path: str) -> bytes | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.settings.web_port}{path}", timeout=3) as r:
-                body: bytes = r.read()
-                return body
-        except OSError:
-            return None
-
-    def status(self) -> dict[str, int] | None:
-        body = self._get("/status")
-        return None if body is None else orjson.loads(body)
-
-    def metrics(self) -> dict[str, float]:
-        """The worker's Prometheus samples, summed over labels: {metric name: value}."""
-        out: dict[str, float] = {}
-        for line in (self._get("/metrics") or b"").decode().splitlines():
-            if line and not line.startswith("#"):
-                head, _, value = line.rpartition(" ")
-                name = head.partition("{")[0]
-                try:
-                    out[name] = out.get(name, 0.0) + float(value)
-                except ValueError:
-                    continue
-        return out
-
-    def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            _terminate(self.process, timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+def pid_of(worker: WorkerProcess) -> int:
+    assert worker.pid is not None, f"{worker.name} was not started"
+    return worker.pid
 
 
 class Bench:
@@ -140,12 +86,12 @@ class Bench:
         self.kafka: KafkaBroker | None = None
         self.clickhouse: ClickHouseServer | None = None
         self.result: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": vars(args).copy()}
-        self.base_ms = _sim_base_ms()
+        self.base_ms = recent_base_ms()
         self.overrides = dict(item.split("=", 1) for item in args.overrides)
 
     # ---- services and settings ---------------------------------------------------------------------------
     def start_services(self) -> None:
-        ensure_clickhouse_installed()
+        require_clickhouse()
         # A new consumer group waits this long for more members before its first assignment, so the two
         # workers of the scaling phase start with the final assignment instead of a rebalance mid-run.
         self.kafka = KafkaBroker(self.workdir / "kafka", config={"group.initial.rebalance.delay.ms": "4000"})
@@ -203,35 +149,30 @@ class Bench:
 
     # ---- phase 1: the bare-Faust ceiling ---------------------------------------------------------------------
     def bare_faust(self, settings: Settings, traffic: TrafficSet, mode: str) -> dict[str, Any]:
-        bare = replace(settings, app_id=f"{settings.app_id}_bare_{mode}", web_port=free_port(),
+        bare = replace(settings, app_id=f"{settings.app_id}_bare_{mode}",
                        state_dir=str(self.workdir / "state" / f"bare_{mode}"))
         result_path = self.workdir / f"bare_{mode}.json"
-        env = {**os.environ, **bare.as_env(), "BENCH_EXPECTED": str(len(traffic.records)),
-               "BENCH_RESULT": str(result_path), "BENCH_MODE": mode}
-        Path(bare.state_dir).mkdir(parents=True, exist_ok=True)
+        env = {"BENCH_EXPECTED": str(len(traffic.records)), "BENCH_RESULT": str(result_path), "BENCH_MODE": mode}
         load = procstat.load_average()
-        with (self.workdir / f"bare_{mode}.log").open("ab") as out:
-            process = subprocess.Popen([sys.executable, "-m", "bench.bare"], env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        process = WorkerProcess(bare, self.workdir / f"bare_{mode}.log", "bare_faust", env=env,
+                                command=[sys.executable, "-m", "bench.bare"]).spawn()
         first_path = result_path.with_suffix(".first")
         try:
             deadline = time.monotonic() + self.args.timeout
             while not first_path.exists():  # CPU is metered from the first record on, like the workers'
-                if process.poll() is not None or time.monotonic() > deadline:
+                if not process.running or time.monotonic() > deadline:
                     break
                 time.sleep(0.02)
-            meter = procstat.CpuMeter({**self.service_pids(), "bare_faust": process.pid}).start()
+            meter = procstat.CpuMeter({**self.service_pids(), "bare_faust": pid_of(process)}).start()
             while not result_path.exists():
-                if process.poll() is not None:
-                    raise RuntimeError(f"bare Faust exited with {process.returncode}: "
-                                       f"{(self.workdir / f'bare_{mode}.log').read_text()[-3000:]}")
+                process.check_alive()
                 if time.monotonic() > deadline:
                     raise TimeoutError("bare Faust did not consume every record")
                 time.sleep(0.1)
             cpu = meter.stop()
-            peak = procstat.peak_rss_mb(process.pid)
+            peak = procstat.peak_rss_mb(pid_of(process))
         finally:
-            _terminate(process)
+            process.stop(20.0)
         done = orjson.loads(result_path.read_bytes())
         seconds = done["last_s"] - done["first_s"]
         rate = done["count"] / seconds
@@ -243,12 +184,12 @@ class Bench:
     # ---- phase 2 and 4: pipeline throughput ------------------------------------------------------------------
     def pipeline(self, settings: Settings, traffic: TrafficSet, n_workers: int, label: str,
                  keep_running: bool = False, rss_samples: bool = False,
-                 limit: float | None = None) -> tuple[dict[str, Any], list[BenchWorker]]:
+                 limit: float | None = None) -> tuple[dict[str, Any], list[WorkerProcess]]:
         limit = self.args.phase_limit if limit is None else limit
         client = self.client()
         db = settings.clickhouse_url.rsplit("/", 1)[-1]
-        workers = [BenchWorker(replace(settings, state_dir=f"{settings.state_dir}/w{i}"),
-                               self.workdir / f"{label}-worker{i}.log", f"{label}-worker{i}", self.args.with_proposals)
+        workers = [bench_worker(replace(settings, state_dir=f"{settings.state_dir}/w{i}"),
+                                self.workdir / f"{label}-worker{i}.log", f"{label}-worker{i}", self.args.with_proposals)
                    for i in range(n_workers)]
         load = procstat.load_average()
         for w in workers:
@@ -267,10 +208,10 @@ class Bench:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{label}: no worker consumed anything:\n{workers[0].log_tail()}")
                     time.sleep(0.02)
-            meter = procstat.CpuMeter({**self.service_pids(), **{w.name: w.pid for w in workers}}).start()
-            baseline_rss = {w.name: procstat.rss_mb(w.pid) for w in workers}
+            meter = procstat.CpuMeter({**self.service_pids(), **{w.name: pid_of(w) for w in workers}}).start()
+            baseline_rss = {w.name: procstat.rss_mb(pid_of(w)) for w in workers}
             if self.args.profile and n_workers == 1 and label == "throughput":
-                profiler = self._start_profiler(workers[0].pid, label)
+                profiler = self._start_profiler(pid_of(workers[0]), label)
             samples: list[dict[str, Any]] = []
             next_sample = 0.0
             expected = traffic.unique_valid
@@ -295,7 +236,7 @@ class Bench:
                     status = workers[0].status() or {}
                     samples.append({"t": round(polled - t0, 2), "consumed": status.get("consumed", 0),
                                     "resolved": status.get("resolved", 0), "rows": rows,
-                                    "rss_mb": procstat.rss_mb(workers[0].pid)})
+                                    "rss_mb": procstat.rss_mb(pid_of(workers[0]))})
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{label}: {rows}/{expected} rows, stuck")
                 time.sleep(0.1)
@@ -306,8 +247,8 @@ class Bench:
             seconds = t_end - t0
             # records/s; an incomplete phase counts the records its visible rows stand for
             rate = len(traffic.records) * min(1.0, rows / expected) / seconds
-            per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(w.pid),
-                                   "rss_mb": procstat.rss_mb(w.pid), "rss_at_first_record_mb": baseline_rss[w.name],
+            per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(pid_of(w)),
+                                   "rss_mb": procstat.rss_mb(pid_of(w)), "rss_at_first_record_mb": baseline_rss[w.name],
                                    "metrics": _worker_metrics(w.metrics())}
                           for w in workers}
             check = self.check_unique(client, db, expected) if not incomplete else \
@@ -361,7 +302,7 @@ class Bench:
             profiler.kill()
 
     # ---- phase 3: latency at a fixed rate -------------------------------------------------------------------
-    def latency(self, settings: Settings, worker: BenchWorker, rate: float, traffic: TrafficSet,
+    def latency(self, settings: Settings, worker: WorkerProcess, rate: float, traffic: TrafficSet,
                 rows_before: int) -> dict[str, Any]:
         db = settings.clickhouse_url.rsplit("/", 1)[-1]
         poll_s = self.args.poll_ms / 1000
@@ -398,9 +339,9 @@ class Bench:
         load = procstat.load_average()
         poller = threading.Thread(target=poll, name="latency-poller", daemon=True)
         poller.start()
-        meter = procstat.CpuMeter({**self.service_pids(), worker.name: worker.pid}).start()
+        meter = procstat.CpuMeter({**self.service_pids(), worker.name: pid_of(worker)}).start()
         metrics_before = worker.metrics()
-        profiler = self._start_profiler(worker.pid, "latency") if self.args.profile else None
+        profiler = self._start_profiler(pid_of(worker), "latency") if self.args.profile else None
         sent_at: list[float] = []
         achieved = asyncio.run(produce_at_rate(settings, traffic.to_topics(settings), rate, sent_at))
         log(f"latency: produced {len(sent_at)} records at {achieved:,.0f}/s (target {rate:,.0f}/s)")
@@ -528,6 +469,15 @@ class Bench:
             self.result["memory"] = mem
             log(f"memory: {mem['rss_growth']}")
 
+        if args.kiosk_visitors > 0:
+            hot = kiosk.measure(args.kiosk_visitors, args.seed)
+            self.result["kiosk"] = {"visitors": hot.visitors, "events": hot.events, "own_devices_s": hot.own_devices_s,
+                                    "kiosk_s": hot.kiosk_s, "shared_email_s": hot.shared_email_s,
+                                    "ratio": round(hot.ratio, 3), "email_ratio": round(hot.email_ratio, 3)}
+            log(f"kiosk: {hot.visitors:,} visitors, own devices {hot.own_devices_s:.2f} s, one kiosk "
+                f"{hot.kiosk_s:.2f} s (ratio {hot.ratio:.2f}), one e-mail {hot.shared_email_s:.2f} s "
+                f"(ratio {hot.email_ratio:.2f})")
+
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
         return self.result
@@ -542,16 +492,6 @@ class Bench:
         stop_all()
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 WORKER_METRICS = ("cem_events_in_total", "cem_events_resolved_total", "cem_duplicates_dropped_total",
@@ -653,6 +593,12 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{r['memory']['records']:,} events / {r['memory']['customers']:,} customers; "
             f"{g.get('mb_per_100k_events', '?')} MB per 100k events; "
             f"~{g.get('peak_extrapolated_to_1m_events_mb', '?')} MB at 1M")
+    if "kiosk" in r:
+        hot = r["kiosk"]
+        add("kiosk: one device / own devices", f"{hot['ratio']:.2f}", f"{hot['visitors']:,} visitors, "
+            f"{hot['kiosk_s']:.2f} s vs {hot['own_devices_s']:.2f} s in-process; target <= 2")
+        add("kiosk: one e-mail / own devices", f"{hot['email_ratio']:.2f}",
+            f"{hot['shared_email_s']:.2f} s; target <= 2")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -688,6 +634,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bare-mode", choices=["events", "take"], default="events",
                    help="bare agent loop: one turn per record (default) or take_events batches")
     p.add_argument("--bare-both", action="store_true", help="also measure the other bare-Faust loop")
+    p.add_argument("--kiosk-visitors", type=int, default=10_000, help="visitors of the in-process kiosk phase "
+                   "(0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--profile", action="store_true",

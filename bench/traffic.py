@@ -2,7 +2,7 @@
 compact generator of many customers with few events each for the memory run. Plus fast and rate-limited
 producers.
 
-cem.simulate.Simulator derives phones and issue refs from the person index (phone numbers repeat every 10,000
+devtools.simulate.Simulator derives phones and issue refs from the person index (phone numbers repeat every 10,000
 people), which is right for the tests' few hundred customers but would merge unrelated people at benchmark
 scale. BenchSimulator keeps everything else (channels, identity links, placeholders, duplicates, re-encodings,
 malformed records, out-of-order delivery) and only makes identifiers unique per (offset + index).
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cem.settings import Settings
-from cem.simulate import HAPPY, NEUTRAL, UNHAPPY, USER_AGENTS, Person, Simulator, iso
+from devtools.simulate import HAPPY, NEUTRAL, UNHAPPY, USER_AGENTS, Person, Simulator, iso
 from schemas.codec import DecodeError, decode, encode_avro, encode_json
 
 RawRecord = tuple[str, bytes | None, bytes]  # (channel, key, value)
@@ -234,7 +234,7 @@ def many_customers(customers: int, events_per_customer: int, seed: int, offset: 
 def _producer(settings: Settings, max_batch_size: int, linger_ms: int) -> Any:
     from aiokafka import AIOKafkaProducer
 
-    from cem.cli import kafka_client_options
+    from cem.kafka import kafka_client_options
 
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=False,
                             max_batch_size=max_batch_size, linger_ms=linger_ms, **kafka_client_options(settings))

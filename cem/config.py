@@ -29,9 +29,19 @@ def type_limits(settings: Settings) -> dict[str, int]:
     return limits
 
 
-def identifier_rules(settings: Settings) -> IdentifierRules:
+def identifier_priority(settings: Settings) -> dict[str, int]:
+    """The built-in types' order, strongest first, then the extra types in the order given (weakest last)."""
+    priority = dict(IDENTIFIER_PRIORITY)
     for rank, id_type in enumerate(extra_types(settings), start=len(IDENTIFIER_PRIORITY)):
-        IDENTIFIER_PRIORITY.setdefault(id_type, rank)
+        priority.setdefault(id_type, rank)
+    return priority
+
+
+def weak_identifier_types(settings: Settings) -> frozenset[str]:
+    return frozenset(_items(settings.weak_identifier_types))
+
+
+def identifier_rules(settings: Settings) -> IdentifierRules:
     return IdentifierRules(
         default_region=settings.phone_default_region,
         blocked_values=DEFAULT_BLOCKED_VALUES | {v.lower() for v in _items(settings.blocked_values_extra)},
@@ -46,4 +56,7 @@ def resolver_config(settings: Settings) -> ResolverConfig:
         session_gap_ms=int(settings.session_gap_minutes * 60_000),
         fcr_window_ms=int(settings.fcr_window_days * DAY_MS),
         type_limits=type_limits(settings),
+        identifier_priority=identifier_priority(settings),
+        weak_identifier_types=weak_identifier_types(settings),
+        shared_weak_threshold=settings.shared_weak_threshold,
     )

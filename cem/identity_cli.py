@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 
 import orjson
 
-from cem.config import identifier_rules
+from cem.config import identifier_rules, type_limits
 from cem.domain.erasure import NOT_FOUND, REFUSED, ErasureRequest
 from cem.domain.keyed import key_bytes, keyed_hash
+from cem.kafka import produce
 from cem.settings import Settings
 from cem.sql_cli import sql_limits
+from schemas.internal import signature_headers
 from sinks.clickhouse import connect, sql_string
 from sinks.warehouse import Warehouse
 
@@ -40,15 +42,52 @@ def explain_identifier(settings: Settings, id_type: str, value: str) -> int:
         return 2
     warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
     db = warehouse.database
+    shared = explain_shared(warehouse, (id_type, normalised), type_limits(settings))
+    if shared is not None:
+        print(shared)
+        return 0
     owner = warehouse.query(
         f"SELECT customer_id FROM {db}.identities WHERE id_type = {sql_string(id_type)} "
-        f"AND value = {sql_string(normalised)}")
+        f"AND value = {sql_string(normalised)} AND customer_id != ''")
     if not owner:
         print(f"{id_type} {normalised}: not linked to any customer")
         return 1
     customer = str(owner[0][0])
     print(explain_customer(warehouse, customer, (id_type, normalised)))
     return 0
+
+
+SHARED_COLUMNS = ("argMin(event_id, version), argMin(occurred_ms, version), argMin(reason, version), "
+                  "argMin(distinct_count, version)")
+
+
+def _evidence(reason: str, distinct: int, limit: int | None = None) -> str:
+    seen_with = reason.partition(":")[2] or reason
+    held = f"one customer may hold {limit}" if limit is not None else "more than one customer may hold"
+    return f"seen with {distinct} {seen_with} values ({held})"
+
+
+def explain_shared(warehouse: Warehouse, asked: tuple[str, str], limits: dict[str, int]) -> str | None:
+    """What a shared identifier is and why, or None when it is not shared."""
+    db = warehouse.database
+    id_type, value = (sql_string(part) for part in asked)
+    rows = warehouse.query(f"SELECT {SHARED_COLUMNS} FROM {db}.shared_identifiers "
+                           f"WHERE id_type = {id_type} AND value = {value} GROUP BY id_type, value")
+    if not rows:
+        return None
+    event_id, occurred_ms, reason, distinct = rows[0]
+    carried = warehouse.query(
+        "SELECT uniqExact(owner), count() FROM (SELECT argMax(customer_id, version) AS owner, "
+        f"any(id_types) AS types, any(id_values) AS vals FROM {db}.identity_sets GROUP BY identity_key) "
+        f"WHERE arrayExists((t, v) -> t = {id_type} AND v = {value}, types, vals)")
+    customers, sets = (int(n) for n in carried[0]) if carried else (0, 0)
+    return "\n".join([
+        f"{asked[0]} {asked[1]} is shared: it links and attributes nobody",
+        f"  {_evidence(str(reason), int(distinct), limits.get(str(reason).partition(':')[2]))}; "
+        f"marked by event {event_id} at {_when(int(occurred_ms))}",
+        f"  carried by {sets} identifier sets of {customers} customers: each event is attributed by its other "
+        "identifiers, and an event with only shared identifiers is a customer of its own",
+    ])
 
 
 def explain_customer(warehouse: Warehouse, customer: str, asked: tuple[str, str]) -> str:
@@ -73,8 +112,19 @@ def explain_customer(warehouse: Warehouse, customer: str, asked: tuple[str, str]
         f"SELECT from_id, into_id, event_id, occurred_ms, rule FROM {db}.customer_merges "
         f"WHERE into_id IN ({in_ids}) OR from_id IN ({in_ids}) ORDER BY version, seq")
     lines.append(f"\nMerges ({len(merges)}):")
+    current = _resolutions(warehouse, {i for row in merges for i in row[:2]})
     for from_id, into_id, event_id, occurred_ms, rule in merges:
-        lines.append(f"  {from_id} -> {into_id} at {_when(int(occurred_ms))} by event {event_id} [{rule}]")
+        # A later recompute (a late event, an identifier found shared) can split what a merge joined.
+        undone = "" if current.get(from_id, from_id) == current.get(into_id, into_id) else " (undone since)"
+        lines.append(f"  {from_id} -> {into_id} at {_when(int(occurred_ms))} by event {event_id} [{rule}]{undone}")
+    shared = warehouse.query(
+        f"SELECT id_type, value, {SHARED_COLUMNS} FROM {db}.shared_identifiers WHERE (id_type, value) IN ("
+        "SELECT id_type, value FROM (SELECT argMax(id_types, version) AS types, argMax(id_values, version) AS vals "
+        f"FROM {db}.identity_sets GROUP BY identity_key HAVING argMax(customer_id, version) IN ({in_ids})) "
+        "ARRAY JOIN types AS id_type, vals AS value) GROUP BY id_type, value ORDER BY id_type, value")
+    lines.append(f"\nShared identifiers ({len(shared)}): on this customer's events, but linking nobody")
+    for id_type, value, event_id, _occurred_ms, reason, distinct in shared:
+        lines.append(f"  {id_type:<14} {value:<40} {_evidence(str(reason), int(distinct))}, since event {event_id}")
     refused = warehouse.query(
         f"SELECT customer_id, other_customer_id, event_id, occurred_ms, reason FROM {db}.refused_merges "
         f"WHERE customer_id IN ({in_ids}) OR other_customer_id IN ({in_ids}) ORDER BY occurred_ms")
@@ -89,6 +139,15 @@ def explain_customer(warehouse: Warehouse, customer: str, asked: tuple[str, str]
         lines.append(f"\nEvents: {count} from {_when(int(first_ms))} to {_when(int(last_ms))} on "
                      f"{', '.join(sorted(channels))}")
     return "\n".join(lines)
+
+
+def _resolutions(warehouse: Warehouse, customer_ids: set[str]) -> dict[str, str]:
+    if not customer_ids:
+        return {}
+    in_ids = ", ".join(sql_string(i) for i in sorted(customer_ids))
+    return {str(a): str(b) for a, b in warehouse.query(
+        f"SELECT customer_id, current_customer_id FROM {warehouse.database}.customer_resolution "
+        f"WHERE customer_id IN ({in_ids})")}
 
 
 def forget_identifier(settings: Settings, id_type: str, value: str, wait: float, force: bool = False) -> int:
@@ -137,8 +196,5 @@ def _print_outcome(status: str, reason: str, customers: int, identifiers: int, e
 
 async def _send_control(settings: Settings, payload: bytes) -> None:
     """Erasure requests go to the control topic, signed: the worker accepts only requests signed with its key."""
-    from cem.cli import produce
-    from schemas.internal import signature_headers
-
     await produce(settings, [(settings.control_topic, b"control", payload,
                               signature_headers(settings.signing_key, payload))])

@@ -27,9 +27,10 @@ def report_queries(db: str) -> list[tuple[str, list[str], str]]:
                    sum(nps_detractors), sum(nps_responses), sum(csat_satisfied), sum(csat_responses), sum(ces_sum),
                    sum(ces_responses)
             FROM {db}.channel_hourly GROUP BY channel ORDER BY channel"""),
-        ("Identity", ["identifiers", "merges", "refused merges"], f"""
-            SELECT (SELECT count() FROM {db}.identities), (SELECT count() FROM {db}.customer_merges),
-                   (SELECT count() FROM {db}.refused_merges)"""),
+        ("Identity", ["identifiers", "shared", "merges", "refused merges"], f"""
+            SELECT (SELECT count() FROM {db}.identities WHERE customer_id != ''),
+                   (SELECT count() FROM (SELECT id_type, value FROM {db}.shared_identifiers GROUP BY id_type, value)),
+                   (SELECT count() FROM {db}.customer_merges), (SELECT count() FROM {db}.refused_merges)"""),
     ]
 
 

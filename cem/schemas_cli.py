@@ -10,16 +10,16 @@ from typing import Any
 
 import fastavro
 
+from cem.kafka import ensure_topics, produce
 from cem.settings import Settings
 from schemas.codec import default_registry, schema_documents, schema_fingerprint
 from schemas.evolution import SchemaProblem, check_versions, registration_message, validated_writer
+from schemas.internal import signature_headers
 
 
 def register_schema(settings: Settings, path: Path) -> int:
     """Check that records written with the schema in `path` are readable with the current reader schema, then
     publish it on the schemas topic, which every worker reads at start-up and follows."""
-    from cem.cli import ensure_topics, produce
-
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -38,8 +38,6 @@ def register_schema(settings: Settings, path: Path) -> int:
         return 0
     key, value = registration_message(text)
     asyncio.run(ensure_topics(settings))
-    from schemas.internal import signature_headers
-
     asyncio.run(produce(settings, [(settings.schemas_topic, key, value, signature_headers(settings.signing_key,
                                                                                           value))]))
     print(f"registered writer schema {writer.fingerprint.hex()} on {settings.schemas_topic}: every worker reads "

@@ -55,6 +55,9 @@ class Settings:
     blocked_patterns_extra: str = ""  # regexes separated by ";;", on top of the defaults
     erasure_max_customers: int = 3  # cem forget refuses, unless --force, an identifier carried by more customers
     erasure_purge_raw_topics: bool = False  # after an erasure, also delete consumed records from the raw topics
+    # Types naming a device or browser, not a person: they make a person's identifier shared only past a threshold.
+    weak_identifier_types: str = "device_id,anonymous_id"
+    shared_weak_threshold: int = 200
     max_record_bytes: int = 900_000
     max_text_chars: int = 20_000
     max_identifiers: int = 50

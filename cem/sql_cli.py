@@ -16,7 +16,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from cem.report import format_table
 from cem.settings import Settings
+from sinks.clickhouse import ReadOnlyViolation, connect
 from sinks.read_only import QueryLimits, QueryTimeout
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
@@ -28,8 +30,6 @@ def sql_limits(settings: Settings) -> QueryLimits:
 
 
 def run_sql(settings: Settings, query: str, fmt: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from sinks.clickhouse import ReadOnlyViolation, connect
-
     out, err = out or sys.stdout, err or sys.stderr
     try:
         warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
@@ -84,8 +84,6 @@ def render(fmt: str, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
         lines = ["\t".join(_tsv(n) for n in names)]
         lines += ["\t".join("\\N" if v is None else _tsv(_text(v)) for v in row) for row in rows]
         return "\n".join(lines) + "\n"
-    from cem.report import format_table
-
     cells = [["NULL" if v is None else _printable(_text(v)) for v in row] for row in rows]
     footer = "1 row" if len(rows) == 1 else f"{len(rows)} rows"
     table = "\n".join(line.rstrip() for line in format_table([_printable(n) for n in names], cells).splitlines())

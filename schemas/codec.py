@@ -21,6 +21,8 @@ import fastavro
 import orjson
 from fastavro.schema import to_parsing_canonical_form
 
+from cem.domain.reasons import Reason
+
 SCHEMA_DIR = Path(__file__).parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _JSON_STARTS = (b"{", b"[")
@@ -34,7 +36,7 @@ _EMPTY = 0xC15D213AA4D7A795
 
 
 class DecodeError(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -187,9 +189,9 @@ def decode(raw: bytes | None, max_bytes: int, registry: SchemaRegistry | None = 
     """Decode one record to a dict, Avro records with the writers `registry` knows (by default the versions kept
     in schemas/). Raises DecodeError with a dead-letter reason."""
     if not raw:
-        return _fail("empty_record")
+        return _fail(Reason.EMPTY_RECORD)
     if len(raw) > max_bytes:
-        return _fail("too_large", f"{len(raw)} bytes > {max_bytes}")
+        return _fail(Reason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
     if raw[:2] == SINGLE_OBJECT_MAGIC:
         return _decode_avro(raw, registry or default_registry())
     if raw[:1] in _JSON_STARTS or raw.lstrip()[:1] in _JSON_STARTS:
@@ -198,11 +200,11 @@ def decode(raw: bytes | None, max_bytes: int, registry: SchemaRegistry | None = 
         body = raw[3:]
         if body.lstrip()[:1] in _JSON_STARTS:
             return _decode_json(body)
-        return _fail("unknown_encoding", "a UTF-8 byte order mark followed by neither a JSON object nor an array")
+        return _fail(Reason.UNKNOWN_ENCODING, "a UTF-8 byte order mark followed by neither a JSON object nor an array")
     wide = _wide_encoding(raw)
     if wide is not None:
-        return _fail("unknown_encoding", f"JSON must be UTF-8; this looks like {wide}")
-    return _fail("unknown_encoding", "neither JSON nor Avro single-object encoding (C3 01)")
+        return _fail(Reason.UNKNOWN_ENCODING, f"JSON must be UTF-8; this looks like {wide}")
+    return _fail(Reason.UNKNOWN_ENCODING, "neither JSON nor Avro single-object encoding (C3 01)")
 
 
 def _wide_encoding(raw: bytes) -> str | None:
@@ -229,19 +231,19 @@ def _decode_json(raw: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         wide = _wide_encoding(raw)
         if wide is not None:  # `{` then NUL: UTF-16LE or UTF-32LE text without a byte order mark
-            return _fail("unknown_encoding", f"JSON must be UTF-8; this looks like {wide}")
+            return _fail(Reason.UNKNOWN_ENCODING, f"JSON must be UTF-8; this looks like {wide}")
         message = str(exc)
         if "UTF-8" in message or "surrogate" in message:
-            return _fail("invalid_utf8", message[:200])
+            return _fail(Reason.INVALID_UTF8, message[:200])
         if "recursion" in message.lower() or "depth" in message.lower():
-            return _fail("too_deeply_nested", message[:200])
-        return _fail("malformed_json", message[:200])
+            return _fail(Reason.TOO_DEEPLY_NESTED, message[:200])
+        return _fail(Reason.MALFORMED_JSON, message[:200])
 
 
 def _decode_avro(raw: bytes, registry: SchemaRegistry) -> Any:
     known = registry.writer(raw[2:10])
     if known is None:
-        return _fail("unknown_schema", _unknown_schema_detail(raw[2:10], registry))
+        return _fail(Reason.UNKNOWN_SCHEMA, _unknown_schema_detail(raw[2:10], registry))
     writer = known.plain
     reader = registry.reader
     buffer = io.BytesIO(raw)
@@ -251,11 +253,11 @@ def _decode_avro(raw: bytes, registry: SchemaRegistry) -> Any:
         # fastavro's per-call deep comparison of the two schemas and its resolving read (about 3 us a record).
         record = fastavro.schemaless_reader(buffer, writer, None if writer is reader else reader)
     except UnicodeDecodeError as exc:
-        return _fail("invalid_utf8", str(exc)[:200])
+        return _fail(Reason.INVALID_UTF8, str(exc)[:200])
     except Exception as exc:  # fastavro raises many kinds on truncated or corrupt bodies
-        return _fail("malformed_avro", f"{type(exc).__name__}: {str(exc)[:180]}")
+        return _fail(Reason.MALFORMED_AVRO, f"{type(exc).__name__}: {str(exc)[:180]}")
     if buffer.tell() != len(raw):
-        return _fail("malformed_avro", f"{len(raw) - buffer.tell()} trailing bytes after the record")
+        return _fail(Reason.MALFORMED_AVRO, f"{len(raw) - buffer.tell()} trailing bytes after the record")
     return record
 
 
@@ -267,5 +269,5 @@ def _unknown_schema_detail(fingerprint: bytes, registry: SchemaRegistry) -> str:
             "`cem schemas register FILE.avsc` before publishing records written with it")
 
 
-def _fail(reason: str, detail: str = "") -> Any:
+def _fail(reason: Reason, detail: str = "") -> Any:
     raise DecodeError(reason, detail)

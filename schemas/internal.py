@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from cem.domain.model import Interaction
+from cem.domain.reasons import Reason
 
 SIGNATURE_HEADER = "cem.signature"
 CONTROL_KINDS = frozenset({"forget"})
@@ -27,7 +28,7 @@ MAX_REQUEST_ID_CHARS = 128
 class InternalMessageError(Exception):
     """Why a message on an internal topic was not accepted; `reason` is a dead-letter reason code."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -42,12 +43,12 @@ def signature_headers(key: bytes, value: bytes) -> list[tuple[str, bytes]]:
 
 
 def verify(key: bytes, value: bytes, headers: Any) -> None:
-    """Raises InternalMessageError("bad_signature") unless `headers` hold a valid signature of `value`."""
+    """Raises InternalMessageError(Reason.BAD_SIGNATURE) unless `headers` hold a valid signature of `value`."""
     signature = header_value(headers, SIGNATURE_HEADER)
     if signature is None:
-        raise InternalMessageError("bad_signature", "no cem.signature header: not written by a cem process")
+        raise InternalMessageError(Reason.BAD_SIGNATURE, "no cem.signature header: not written by a cem process")
     if not hmac.compare_digest(signature, sign(key, value)):
-        raise InternalMessageError("bad_signature", "cem.signature does not match: wrong key or altered value")
+        raise InternalMessageError(Reason.BAD_SIGNATURE, "cem.signature does not match: wrong key or altered value")
 
 
 def header_value(headers: Any, name: str) -> bytes | None:
@@ -85,45 +86,45 @@ class ControlRequest:
 def decode_resolve_message(value: bytes | None) -> list[Interaction] | ControlRequest:
     """A message of the resolver topic: a batch of events (a JSON list) or a control request (a JSON object)."""
     if not value:
-        raise InternalMessageError("invalid_internal_message", "empty message")
+        raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, "empty message")
     try:
         message = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise InternalMessageError("invalid_internal_message", f"not JSON: {str(exc)[:120]}") from None
+        raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, f"not JSON: {str(exc)[:120]}") from None
     if isinstance(message, dict):
         return parse_control(message)
     if not isinstance(message, list):
-        raise InternalMessageError("invalid_internal_message", "neither a batch (list) nor a control (object)")
+        raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, "neither a batch (list) nor a control (object)")
     return [_event_from_wire(index, row) for index, row in enumerate(message)]
 
 
 def parse_control(message: Any) -> ControlRequest:
     if not isinstance(message, dict):
-        raise InternalMessageError("invalid_control", "a control request is a JSON object")
+        raise InternalMessageError(Reason.INVALID_CONTROL, "a control request is a JSON object")
     control = message.get("control")
     if control not in CONTROL_KINDS:
-        raise InternalMessageError("invalid_control", f"control must be one of {sorted(CONTROL_KINDS)}")
+        raise InternalMessageError(Reason.INVALID_CONTROL, f"control must be one of {sorted(CONTROL_KINDS)}")
     request_id = _text(message, "request_id", MAX_REQUEST_ID_CHARS)
     id_type = _text(message, "id_type", 64)
     value_key = _text(message, "value_key", 64)
     if len(value_key) != 64 or any(c not in "0123456789abcdef" for c in value_key):
-        raise InternalMessageError("invalid_control", "value_key must be 64 lower-case hex digits (a keyed hash)")
+        raise InternalMessageError(Reason.INVALID_CONTROL, "value_key must be 64 lower-case hex digits (a keyed hash)")
     requested_ms = message.get("requested_ms")
     if not isinstance(requested_ms, int) or isinstance(requested_ms, bool) or requested_ms < 0:
-        raise InternalMessageError("invalid_control", "requested_ms must be a non-negative integer")
+        raise InternalMessageError(Reason.INVALID_CONTROL, "requested_ms must be a non-negative integer")
     force = message.get("force", False)
     if not isinstance(force, bool):
-        raise InternalMessageError("invalid_control", "force must be true or false")
+        raise InternalMessageError(Reason.INVALID_CONTROL, "force must be true or false")
     unknown = set(message) - {"control", "request_id", "id_type", "value_key", "requested_ms", "force"}
     if unknown:
-        raise InternalMessageError("invalid_control", f"unknown fields: {', '.join(sorted(unknown))[:120]}")
+        raise InternalMessageError(Reason.INVALID_CONTROL, f"unknown fields: {', '.join(sorted(unknown))[:120]}")
     return ControlRequest(str(control), request_id, id_type, value_key, int(requested_ms), force)
 
 
 def _text(message: dict[str, Any], name: str, max_chars: int) -> str:
     value = message.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > max_chars:
-        raise InternalMessageError("invalid_control", f"{name} must be a string of 1..{max_chars} characters")
+        raise InternalMessageError(Reason.INVALID_CONTROL, f"{name} must be a string of 1..{max_chars} characters")
     return value
 
 
@@ -140,7 +141,7 @@ def _event_from_wire(index: int, row: Any) -> Interaction:
     resolver or the warehouse writer."""
     problem = _wire_problem(row)
     if problem is not None:
-        raise InternalMessageError("invalid_internal_message", f"event {index}: {problem}")
+        raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, f"event {index}: {problem}")
     return Interaction.from_wire(row)
 
 

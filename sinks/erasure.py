@@ -8,7 +8,9 @@ keyed hash of the value.
 
 Order, for a retry after any failure (the caller rebuilds the resolver from the warehouse and calls again):
 the rows that the graph's replay of the neighbours rewrites go first, then the mutations, identity sets last,
-so a retry still finds whatever is not erased yet. Every step is idempotent.
+so a retry still finds whatever is not erased yet. Every step is idempotent. Last, the rows of identifiers still
+shared that a mutation deleted with an anonymised event are written again (cut short, a restart finds them
+shared from the identity sets and writes them with its next batch).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
-from cem.domain.resolver import Resolver
+from cem.domain.model import Identifier
+from cem.domain.resolver import Effects, Resolver
 from cem.settings import Settings
 from sinks.clickhouse import sql_string
 from sinks.warehouse import Warehouse, WarehouseError
@@ -73,9 +76,16 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
     event_ids = _column(warehouse, f"SELECT event_id FROM {db}.interaction_log WHERE identity_key IN", keys)
     first_events = _column(warehouse, f"SELECT DISTINCT first_event_id FROM {db}.identity_sets WHERE identity_key IN",
                            keys)
-    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events):
+    marking_events, rewrite = _shared_rows(warehouse, set(plan.erased) | set(erasure.unshared), set(event_ids))
+    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events):
         warehouse.command(statement)
     wait_for_mutations(warehouse, timeout)
+    marked = resolver.graph.shared.marked
+    still = [marked[ident] for ident in sorted(rewrite) if ident in marked]
+    if still:  # after the mutations, or they would delete these rows again
+        warehouse.insert("shared_identifiers",
+                         effect_columns(Effects(erasure.effects.version, shared=still), now_ms, fcr_window_ms)
+                         ["shared_identifiers"])
     outcome = _applied(plan, len(plan.customer_ids), len(event_ids))
     record(warehouse, request, outcome, now_ms)
     return outcome
@@ -92,9 +102,25 @@ def _column(warehouse: Warehouse, select_in: str, values: Sequence[str]) -> list
     return found
 
 
+def _shared_rows(warehouse: Warehouse, no_longer: set[Identifier],
+                 anonymised: set[str]) -> tuple[list[str], set[Identifier]]:
+    """The rows of `shared_identifiers` an erasure deletes: those of the identifiers erased or no longer shared,
+    and those whose revealing event is anonymised. Rows are deleted by event id (a mutation names no value), so
+    another identifier revealed by the same event loses its row too. Returns the revealing events of the rows of
+    identifiers no longer shared that are not anonymised, and the identifiers still shared whose row goes: they
+    are written again. The table is small (a few rows per kiosk or placeholder), so it is read whole: a SELECT
+    naming identifiers would put values in a query text."""
+    rows = [((str(t), str(v)), str(e)) for t, v, e in
+            warehouse.query(f"SELECT id_type, value, event_id FROM {warehouse.database}.shared_identifiers")]
+    extra = {event for ident, event in rows if ident in no_longer} - anonymised
+    deleted = anonymised | extra
+    return sorted(extra), {ident for ident, event in rows if event in deleted} - no_longer
+
+
 def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence[str],
-                       first_event_ids: Sequence[str]) -> list[str]:
-    """The mutations of one erasure, in the order they must be sent. They name customer ids and event ids only."""
+                       first_event_ids: Sequence[str], marking_event_ids: Sequence[str] = ()) -> list[str]:
+    """The mutations of one erasure, in the order they must be sent. They name customer ids and event ids only.
+    `marking_event_ids`: events, kept, that revealed an identifier no longer shared; its row goes."""
     statements: list[str] = []
     if customer_ids:
         ids = _in_list(sorted(customer_ids))
@@ -112,11 +138,15 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
         statements += [
             f"ALTER TABLE {db}.identity_links DELETE WHERE event_id IN ({events})",
             f"ALTER TABLE {db}.refused_merge_log DELETE WHERE event_id IN ({events})",
+            # A shared identifier revealed by an anonymised event (one erased with --force, say) goes too.
+            f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({events})",
             # Kept, so counts and hourly aggregates stay exact, but with nothing of the person.
             f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
             f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
             f"origin_customer_id = '{FORGOTTEN}', origin_session_id = '' WHERE event_id IN ({events})",
         ]
+    for chunk in _chunks(sorted(set(marking_event_ids))):
+        statements.append(f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({_in_list(chunk)})")
     for chunk in _chunks(sorted(set(first_event_ids))):
         statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE first_event_id IN ({_in_list(chunk)})")
     if customer_ids:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cem.domain.resolver import RecentRow
+from cem.domain.shared import SharedIdentifier
 from sinks.clickhouse import migration_tables
 from sinks.warehouse import IdentitySetRow, JourneyRow
 
@@ -164,6 +165,17 @@ class FakeWarehouse:
         return [IdentitySetRow(key, tuple(zip(map(str, row["id_types"]), map(str, row["id_values"]), strict=True)),
                                int(earliest[key]["first_ms"]), str(earliest[key]["first_event_id"]))
                 for key, row in first.items()]
+
+    def shared_identifiers(self) -> list[SharedIdentifier]:
+        """GROUP BY id_type, value: argMin(…, version), the row of the lowest version."""
+        earliest: dict[tuple[str, str], Row] = {}
+        for row in self._table("shared_identifiers"):
+            key = (str(row["id_type"]), str(row["value"]))
+            if key not in earliest or row["version"] < earliest[key]["version"]:
+                earliest[key] = row
+        return [SharedIdentifier(id_type, value, str(row["event_id"]), int(row["occurred_ms"]), str(row["reason"]),
+                                 int(row["distinct_count"]))
+                for (id_type, value), row in earliest.items()]
 
     def session_aliases(self) -> list[tuple[str, str]]:
         latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from cem.domain.resolver import RecentRow, Snapshot
+from cem.domain.shared import SharedIdentifier
 from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader
 
 
@@ -14,6 +15,7 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int) -> Snapshot:
     snapshot = Snapshot()
     for row in reader.identity_sets():
         snapshot.identity_sets[row.identity_key] = (row.identifiers, (row.first_ms, row.first_event_id))
+    snapshot.shared = reader.shared_identifiers()
     snapshot.session_aliases = reader.session_aliases()
     # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
     for journey in reader.service_journeys():
@@ -40,6 +42,14 @@ class ClickHouseReads:
             for key, types, values, first_ms, first_event in self.query(
                 "SELECT identity_key, any(id_types), any(id_values), min(first_ms), "
                 f"argMin(first_event_id, first_ms) FROM {self.database}.identity_sets GROUP BY identity_key")
+        ]
+
+    def shared_identifiers(self) -> list[SharedIdentifier]:
+        return [
+            SharedIdentifier(str(t), str(v), str(e), int(ms), str(reason), int(n)) for t, v, e, ms, reason, n in
+            self.query("SELECT id_type, value, argMin(event_id, version), argMin(occurred_ms, version), "
+                       "argMin(reason, version), argMin(distinct_count, version) "
+                       f"FROM {self.database}.shared_identifiers GROUP BY id_type, value")
         ]
 
     def session_aliases(self) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from cem.domain.identity import IdentitySet
 from cem.domain.resolver import RecentRow
+from cem.domain.shared import SharedIdentifier
 
 
 class WarehouseError(Exception):
@@ -40,6 +41,11 @@ class WarehouseReader(Protocol):
 
     def identity_sets(self) -> list[IdentitySetRow]:
         """One row per identity_key: its identifiers, the smallest first_ms and that row's first_event_id."""
+        ...
+
+    def shared_identifiers(self) -> list[SharedIdentifier]:
+        """One row per (id_type, value): the marking, i.e. its earliest version (a later one is the same fact
+        found again after a restart)."""
         ...
 
     def session_aliases(self) -> list[tuple[str, str]]:

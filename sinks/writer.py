@@ -16,8 +16,8 @@ from cem.domain.model import identity_key
 from cem.domain.resolver import Effects
 
 # The order matters: interaction rows go last (see the module docstring).
-TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "id_aliases",
-               "identity_sets", "journey_log", "interaction_log")
+TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
+               "id_aliases", "identity_sets", "journey_log", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
@@ -45,6 +45,11 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         tables["refused_merge_log"] = _columns(
             effects.refused_merges, ("customer_id", "other_customer_id", "event_id", "occurred_ms", "reason"), v
         )
+    if effects.shared:
+        cols = _columns(effects.shared, ("id_type", "value", "event_id", "occurred_ms"), v)
+        cols.update(marked_ms=[now_ms] * len(effects.shared), reason=[s.reason for s in effects.shared],
+                    distinct_count=[s.distinct_count for s in effects.shared])
+        tables["shared_identifiers"] = cols
     # One batch shares one version, so only the last alias of an id may be written (argMax has no tie-break).
     latest = {("customer", a): b for a, b in effects.customer_aliases.items()}
     latest.update({("session", s.from_id): s.into_id for s in effects.session_aliases})
@@ -145,7 +150,6 @@ def _rows_to_columns(names: tuple[str, ...], rows: list[tuple[Any, ...]], versio
                                                                             strict=True)}
     cols["version"] = [version] * len(rows)
     return cols
-
 
 
 def row_count(columns: dict[str, list[Any]]) -> int:

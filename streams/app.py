@@ -1,12 +1,12 @@
-"""The Faust app: two thin agents around the pure core.
+r"""The worker's composition root: the Faust app, its topics, stages, agents, timers and pages, wired in one place.
 
     cem.raw.<channel> --ingest--> cem.resolve (1 partition) --resolve--> ClickHouse
-           \\--> cem.deadletter
+           \--> cem.deadletter        ^-- control <-- cem.control (signed erasure requests)
 
-`ingest` is stateless (decode, validate, normalise, enrich), so it scales with the raw topics' partitions. It
-forwards each batch of valid events as ONE message, so the second Kafka hop costs one Faust loop turn per
-batch, not per event. `resolve` owns the single resolver partition: deduplication and identity stitching need
-one authority for the whole keyspace to give the same answer with 1 or N workers (docs/architecture.md).
+The agents (streams.agents) are thin loops over their stages: streams.ingest (stateless: decode, validate,
+normalise, enrich; it scales with the raw topics' partitions and forwards each batch as one signed message),
+streams.resolve (the single resolver partition: deduplication and identity stitching need one authority over the
+whole keyspace to give the same answer with 1 or N workers, docs/architecture.md) and streams.control.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from schemas.codec import new_registry
 from sinks.erasure import erasure_key
-from streams import metrics
-from streams.batches import BatchRunner
+from streams import agents, metrics
 from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
+from streams.stages import Stages
+from streams.status import WorkerStatus
 from streams.watchdog import watch_event_loop
 
 log = logging.getLogger("cem.worker")
@@ -77,9 +78,9 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
-def faust_app(settings: Settings, web: bool) -> faust.App:
+def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.App) -> Any:
     """The Faust app every cem worker runs, and the bench's bare-Faust ceiling too: one configuration for both."""
-    return faust.App(
+    return app_class(
         settings.app_id,
         broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
         broker_credentials=kafka_credentials(settings),
@@ -99,22 +100,45 @@ def faust_app(settings: Settings, web: bool) -> faust.App:
     )
 
 
-def create_app(settings: Settings, stopping: threading.Event | None = None) -> faust.App:
-    """The worker's app. `stopping` is set when the worker is asked to stop (cem.cli.run_worker does it on
-    SIGTERM): from then on every stage gives up a batch it cannot finish instead of retrying it."""
+class CemApp(faust.App):
+    """The Faust app with the worker's stages on it: the agents (streams.agents) find them through their stream."""
+
+    stages: Stages
+
+
+def create_app(settings: Settings, stopping: threading.Event | None = None) -> CemApp:
+    """The worker's app: topics, stages, agents, timers and pages, wired once. `stopping` is set when the worker
+    is asked to stop (cem.cli.run_worker does it on SIGTERM): from then on every stage gives up a batch it cannot
+    finish instead of retrying it."""
     quiet_payload_loggers()
     erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
-    app = faust_app(settings, web=True)
-    raw_topics = app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")
-    resolve_topic = app.topic(settings.resolve_topic, partitions=1, key_serializer="raw", value_serializer="raw")
-    control_topic = app.topic(settings.control_topic, partitions=1, key_serializer="raw", value_serializer="raw")
-    deadletter_topic = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
-    registry = new_registry()
-    schema_feed = SchemaFeed(settings, registry)
-    app.task(schema_feed.run)
+    app = faust_app(settings, web=True, app_class=CemApp)
+    topics = _topics(app, settings)
     sink = ResolverService(settings, stopping=stopping, rebalance_pending=lambda: bool(app.rebalancing),
                            on_stuck=exit_stuck_in_rebalance)
+    app.stages = _stages(app, settings, sink, topics)
+    app.task(app.stages.schema_feed.run)
+    app.agent(topics["raw"], name="ingest")(agents.ingest)
+    app.agent(topics["resolve"], name="resolve")(agents.resolve)
+    app.agent(topics["control"], name="control")(agents.control)
+    watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
+    observe(app, settings, sink)
+    return app
+
+
+def _topics(app: faust.App, settings: Settings) -> dict[str, Any]:
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    return {
+        "raw": app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes, **raw),
+        "resolve": app.topic(settings.resolve_topic, partitions=1, **raw),
+        "control": app.topic(settings.control_topic, partitions=1, **raw),
+        "deadletter": app.topic(settings.deadletter_topic, **raw),
+    }
+
+
+def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: dict[str, Any]) -> Stages:
+    status = WorkerStatus()
+    schema_feed = SchemaFeed(settings, new_registry())
     purges: set[asyncio.Future[int]] = set()
 
     def purge_after_erasure() -> None:
@@ -124,36 +148,20 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
         purges.add(purge)
         purge.add_done_callback(purges.discard)
 
-    ingest_stage = IngestStage(settings, resolve_topic, deadletter_topic, registry=registry,
-                               catch_up=schema_feed.catch_up)
-    resolve_stage = ResolveStage(settings, sink, deadletter_topic, after_erasure=purge_after_erasure)
-    control_stage = ControlStage(settings, resolve_topic, deadletter_topic)
+    return Stages(
+        settings=settings,
+        ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
+                           registry=schema_feed.registry, catch_up=schema_feed.catch_up),
+        resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure),
+        control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
+        schema_feed=schema_feed,
+        stopping=sink.stopping,
+        status=status,
+    )
 
-    def runner(stage: str) -> BatchRunner:
-        return BatchRunner(stage, sink.stopping, settings.shutdown_grace_seconds, settings.sink_retry_max_seconds)
 
-    watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
-
-    @app.agent(raw_topics)
-    async def ingest(stream: Any) -> None:
-        await schema_feed.ready.wait()  # writer schemas registered before a record are known when it is decoded
-        run = runner("ingest").run
-        async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
-            await run(ingest_stage.handle, events)
-
-    flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
-
-    @app.agent(resolve_topic)
-    async def resolve(stream: Any) -> None:
-        run = runner("resolve").run
-        async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
-            await run(resolve_stage.handle, events)
-
-    @app.agent(control_topic)
-    async def control(stream: Any) -> None:
-        run = runner("control").run
-        async for events in stream.take_events(100, within=0.5):
-            await run(control_stage.handle, events)
+def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
+    """What ops see: consumer lag as a metric, /metrics, /status; and the resolver rebuilt on takeover."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -179,6 +187,4 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> f
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        return web.json({**ingest_stage.status, **resolve_stage.status, **control_stage.status})
-
-    return app
+        return web.json(app.stages.status.as_json())

@@ -15,10 +15,12 @@ from typing import Any
 
 import orjson
 
+from cem.domain.reasons import Reason
 from schemas.internal import InternalMessageError, parse_control, signature_headers, verify
 from streams import metrics
 from streams.deadletters import dead_letter
 from streams.ingest import source_of
+from streams.status import WorkerStatus
 
 
 def read_control(key: bytes, value: bytes | None, headers: Any) -> bytes:
@@ -27,19 +29,19 @@ def read_control(key: bytes, value: bytes | None, headers: Any) -> bytes:
     try:
         message = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:
-        raise InternalMessageError("invalid_control", f"not JSON: {str(exc)[:120]}") from None
+        raise InternalMessageError(Reason.INVALID_CONTROL, f"not JSON: {str(exc)[:120]}") from None
     return orjson.dumps(parse_control(message).as_dict())
 
 
 class ControlStage:
-    def __init__(self, settings: Any, resolve_topic: Any, deadletter_topic: Any,
+    def __init__(self, settings: Any, resolve_topic: Any, deadletter_topic: Any, status: WorkerStatus | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.resolve_topic = resolve_topic
         self.deadletter_topic = deadletter_topic
         self.clock = clock
         self.key = settings.signing_key
-        self.status = {"control_relayed": 0, "control_rejected": 0}
+        self.status = status or WorkerStatus()
 
     async def handle(self, events: list[Any]) -> None:
         deliveries = []
@@ -60,5 +62,5 @@ class ControlStage:
         await asyncio.gather(*deliveries)
         for reason in reasons:
             metrics.DEADLETTERED.labels(reason).inc()
-        self.status["control_rejected"] += len(reasons)
-        self.status["control_relayed"] += len(events) - len(reasons)
+        self.status.control_rejected += len(reasons)
+        self.status.control_relayed += len(events) - len(reasons)

@@ -15,12 +15,14 @@ from typing import Any
 
 from cem.config import identifier_rules
 from cem.domain.model import Interaction, Rejection
+from cem.domain.reasons import Reason
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, SchemaRegistry, decode
 from schemas.internal import encode_batch, signature_headers
 from streams import metrics
 from streams.deadletters import DeadLetter, dead_letter
+from streams.status import WorkerStatus
 
 log = logging.getLogger("cem.worker")
 
@@ -71,7 +73,7 @@ class IngestBatch:
     valid: list[Interaction] = field(default_factory=list)
     sources: list[Any] = field(default_factory=list)  # the raw message of each valid event
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
     faults: list[tuple[Any, Exception]] = field(default_factory=list)
 
 
@@ -99,7 +101,8 @@ async def _nothing_new() -> bool:
 
 class IngestStage:
     def __init__(self, settings: Settings, resolve_topic: Any, deadletter_topic: Any,
-                 clock: Callable[[], float] = time.time, registry: SchemaRegistry | None = None,
+                 status: WorkerStatus | None = None, clock: Callable[[], float] = time.time,
+                 registry: SchemaRegistry | None = None,
                  catch_up: Callable[[], Awaitable[bool]] = _nothing_new) -> None:
         """`catch_up` reads the registered writer schemas up to now; True when it found new ones."""
         self.settings = settings
@@ -109,7 +112,7 @@ class IngestStage:
         self.deadletter_topic = deadletter_topic
         self.clock = clock
         self.key = settings.signing_key
-        self.status = {"consumed": 0, "deadlettered": 0}
+        self.status = status or WorkerStatus()
 
     def classify(self, messages: list[Any], now_ms: int, last_attempt: bool) -> IngestBatch:
         batch = IngestBatch()
@@ -122,7 +125,7 @@ class IngestStage:
                 if not last_attempt:
                     batch.faults.append((message, exc))
                     continue
-                parsed = Rejection("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
+                parsed = Rejection(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
             if isinstance(parsed, Rejection):
                 batch.reasons.append(parsed.reason)
                 batch.dead_letters.append(
@@ -139,7 +142,7 @@ class IngestStage:
         schemas_read = False
         for attempt in range(PARSE_ATTEMPTS):
             batch = self.classify(messages, int(self.clock() * 1000), last_attempt=attempt == PARSE_ATTEMPTS - 1)
-            if "unknown_schema" in batch.reasons and not schemas_read:
+            if Reason.UNKNOWN_SCHEMA in batch.reasons and not schemas_read:
                 # Its writer may have been registered after the schema feed's last poll: read up to now, again.
                 schemas_read = True
                 if await self.catch_up():
@@ -157,8 +160,8 @@ class IngestStage:
             metrics.EVENTS_IN.labels(message.topic.rsplit(".", 1)[-1]).inc()
         for reason in batch.reasons:
             metrics.DEADLETTERED.labels(reason).inc()
-        self.status["consumed"] += len(messages)
-        self.status["deadlettered"] += len(batch.reasons)
+        self.status.consumed += len(messages)
+        self.status.deadlettered += len(batch.reasons)
 
     async def _deliver(self, batch: IngestBatch) -> None:
         deliveries = [await self._send_dead_letter(letter) for letter in batch.dead_letters]
@@ -172,9 +175,10 @@ class IngestStage:
                 source = batch.sources[next(i for i, v in enumerate(batch.valid) if v is oversized)]
                 detail = ("the normalised event exceeds the resolver message limit "
                           f"({self.settings.message_max_bytes} bytes)")
-                batch.reasons.append("too_large")
-                deliveries.append(await self._send_dead_letter(dead_letter(
-                    source_of(source), source.value, "too_large", detail, now_ms, self.settings.message_max_bytes)))
+                batch.reasons.append(Reason.TOO_LARGE)
+                letter = dead_letter(source_of(source), source.value, Reason.TOO_LARGE, detail, now_ms,
+                                     self.settings.message_max_bytes)
+                deliveries.append(await self._send_dead_letter(letter))
         # The batch may be acknowledged only once everything it became is on the broker.
         await asyncio.gather(*deliveries)
 

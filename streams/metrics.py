@@ -30,6 +30,11 @@ UNLINKED = Counter(
     "cem_identifiers_unlinked_total", "Identifiers not linked because a per-type limit was reached", ["id_type"],
     registry=REGISTRY,
 )
+SHARED_IDENTIFIERS = Counter(
+    "cem_identifiers_shared_total",
+    "Identifiers marked shared: seen with more values of another type than one customer may hold, they link nobody",
+    ["id_type"], registry=REGISTRY,
+)
 ROWS_WRITTEN = Counter("cem_rows_written_total", "Rows inserted into ClickHouse, per table", ["table"],
                        registry=REGISTRY)
 SINK_BATCH_SECONDS = Histogram(

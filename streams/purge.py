@@ -37,7 +37,7 @@ async def purge_consumed(settings: Settings, topics: Sequence[str], wait_seconds
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-    from cem.cli import kafka_client_options
+    from cem.kafka import kafka_client_options
 
     options = kafka_client_options(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000, **options)

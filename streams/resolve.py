@@ -14,27 +14,27 @@ from typing import Any
 
 from cem.domain.erasure import APPLIED
 from cem.domain.model import Interaction
+from cem.domain.reasons import Reason
 from schemas.internal import ControlRequest, InternalMessageError, decode_resolve_message, verify
 from streams import metrics
 from streams.deadletters import DeadLetter, dead_letter, event_dead_letter
 from streams.ingest import source_of
+from streams.status import WorkerStatus
 
 # A copy of an event_id already processed whose content differs from the first copy: the first copy wins.
-DUPLICATE_CONFLICT = "duplicate_conflict"
 CONFLICT_DETAIL = "this event_id was first processed with other content, which was kept"
 
 
 class ResolveStage:
-    def __init__(self, settings: Any, sink: Any, deadletter_topic: Any,
+    def __init__(self, settings: Any, sink: Any, deadletter_topic: Any, status: WorkerStatus | None = None,
                  clock: Callable[[], float] = time.time, after_erasure: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.sink = sink
         self.after_erasure = after_erasure
         self.deadletter_topic = deadletter_topic
+        self.status = status or WorkerStatus()
         self.clock = clock
         self.key = settings.signing_key
-        self.status = {"resolved": 0, "written": 0, "warehouse_rejected": 0, "internal_rejected": 0,
-                       DUPLICATE_CONFLICT: 0}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -53,7 +53,7 @@ class ResolveStage:
         loop = asyncio.get_running_loop()
         pending: list[Interaction] = []
         rejected: list[DeadLetter] = []
-        counts = {"resolved": 0, "written": 0, "warehouse_rejected": 0, DUPLICATE_CONFLICT: 0}
+        counts = WorkerStatus()
         for event in events:
             item = self.read(event.message)
             if isinstance(item, DeadLetter):
@@ -70,12 +70,13 @@ class ResolveStage:
         await asyncio.gather(*[await self._send(letter) for letter in rejected])
         for letter in rejected:
             metrics.DEADLETTERED.labels(dict(letter.headers)["cem.reason"].decode()).inc()
-        self.status["internal_rejected"] += len(rejected)
-        for name, value in counts.items():
-            self.status[name] += value
+        self.status.internal_rejected += len(rejected)
+        self.status.resolved += counts.resolved
+        self.status.written += counts.written
+        self.status.warehouse_rejected += counts.warehouse_rejected
+        self.status.duplicate_conflict += counts.duplicate_conflict
 
-    async def _write(self, loop: asyncio.AbstractEventLoop, events: list[Interaction],
-                     counts: dict[str, int]) -> None:
+    async def _write(self, loop: asyncio.AbstractEventLoop, events: list[Interaction], counts: WorkerStatus) -> None:
         if not events:
             return
         result = await loop.run_in_executor(None, self.sink.process_and_write, events)
@@ -83,24 +84,24 @@ class ResolveStage:
             # Acknowledged with the batch only once on the broker; a replay refuses and dead-letters them again
             # under the same key (consumers deduplicate by key).
             now_ms = self._now_ms()
-            letters = [event_dead_letter(self.settings.resolve_topic, event, "warehouse_rejected", detail, now_ms,
+            letters = [event_dead_letter(self.settings.resolve_topic, event, Reason.WAREHOUSE_REJECTED, detail, now_ms,
                                          self.settings.message_max_bytes) for event, detail in result.rejected]
             await asyncio.gather(*[await self._send(letter) for letter in letters])
-            metrics.DEADLETTERED.labels("warehouse_rejected").inc(len(result.rejected))
+            metrics.DEADLETTERED.labels(Reason.WAREHOUSE_REJECTED).inc(len(result.rejected))
         conflicting = result.effects.conflicting
         if conflicting:
             # The same: a replay finds the first copy in the warehouse and dead-letters them again, same key. The
             # key names the content too (one event_id can collide with several contents).
             now_ms = self._now_ms()
-            letters = [event_dead_letter(self.settings.resolve_topic, event, DUPLICATE_CONFLICT, CONFLICT_DETAIL,
+            letters = [event_dead_letter(self.settings.resolve_topic, event, Reason.DUPLICATE_CONFLICT, CONFLICT_DETAIL,
                                          now_ms, self.settings.message_max_bytes, suffix=f"#{event.fingerprint}")
                        for event in conflicting]
             await asyncio.gather(*[await self._send(letter) for letter in letters])
-            metrics.DEADLETTERED.labels(DUPLICATE_CONFLICT).inc(len(conflicting))
-        counts["resolved"] += len(events)
-        counts["written"] += result.written
-        counts["warehouse_rejected"] += len(result.rejected)
-        counts[DUPLICATE_CONFLICT] += len(conflicting)
+            metrics.DEADLETTERED.labels(Reason.DUPLICATE_CONFLICT).inc(len(conflicting))
+        counts.resolved += len(events)
+        counts.written += result.written
+        counts.warehouse_rejected += len(result.rejected)
+        counts.duplicate_conflict += len(conflicting)
 
     async def _send(self, letter: DeadLetter) -> Any:
         return await self.deadletter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)

@@ -90,7 +90,7 @@ class SchemaFeed:
     async def _start(self) -> None:
         from aiokafka import AIOKafkaConsumer
 
-        from cem.cli import kafka_client_options
+        from cem.kafka import kafka_client_options
 
         topic = self.settings.schemas_topic
         # Subscribed without a group: aiokafka assigns every partition of the topic, and with no committed

@@ -1,4 +1,4 @@
-"""Shared fixtures: real private services on free loopback ports (see cem.devservices).
+"""Shared fixtures: real private services on free loopback ports (see devtools.services).
 
 Session-scoped services start lazily: only when a test (or fixture) requests them. Their
 workdirs (data + logs) live under pytest's ``tmp_path_factory`` base directory, so the logs of
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cem.devservices import ClickHouseServer, KafkaBroker, TansuBroker, ensure_clickhouse_installed
+from devtools.services import ClickHouseServer, KafkaBroker, TansuBroker, require_clickhouse
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def kafka(tmp_workdir: Callable[[str], Path]) -> Iterator[KafkaBroker]:
 @pytest.fixture(scope="session")
 def clickhouse(tmp_workdir: Callable[[str], Path]) -> Iterator[ClickHouseServer]:
     """A shared ClickHouse server with database ``cem``; see ``.url`` and ``.readonly_url``."""
-    ensure_clickhouse_installed()
+    require_clickhouse()
     server = ClickHouseServer(tmp_workdir("clickhouse"))
     server.start()
     try:

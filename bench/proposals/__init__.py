@@ -28,7 +28,7 @@ def _rewrite(owner: Any, name: str, old: str, new: str) -> None:
 
 
 # Adopted in the tree (commit ec815c8): `identity_recompute` (IdentityGraph._recompute walks the replayed sets instead
-# of the whole owner map) and `gc_thresholds` (gc.set_threshold(50_000, 50, 100) in cem.cli.run_worker). Their
+# of the whole owner map) and `gc_thresholds` (gc.set_threshold(50_000, 50, 100) in cem.worker.run_worker). Their
 # patches are gone: they would now fail as stale. docs/performance.md keeps their measurements.
 
 

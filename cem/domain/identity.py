@@ -10,6 +10,10 @@ order, (occurred_ms, event_id), and applying `_step` to each:
 - the event's unowned identifiers are linked to its customer while the customer is under the type's limit;
 - when two customers merge, the one first seen (earliest event time) survives.
 
+Shared identifiers (cem/domain/shared.py) take no part: they neither link nor attribute, and an identifier set made
+only of shared identifiers is a customer of its own. When a new set reveals an identifier as shared, the customers
+it glued are recomputed without it, so the grouping is the fold with every identifier shared by then excluded.
+
 Events usually arrive in event-time order per customer, and then each is one incremental `_step`. An event older
 than something already folded into the customers it touches triggers a *recompute* of just those customers:
 their identifier sets are replayed in event-time order. So 1 or N workers, and any arrival order, give the same
@@ -19,12 +23,18 @@ grouping (property-tested in tests/unit/test_identity_order.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
+from cem.domain.identity_records import (
+    Attribution,
+    Customer,
+    EventKey,
+    IdentitySet,
+    Link,
+    Merge,
+    RefusedMerge,
+)
 from cem.domain.model import Identifier, stable_id
-
-IdentitySet = tuple[Identifier, ...]  # sorted, normalised, de-duplicated
-EventKey = tuple[int, str]  # (occurred_ms, event_id): the canonical order
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
 
 IDENTIFIER_PRIORITY: dict[str, int] = {
     "customer_ref": 0,
@@ -45,68 +55,19 @@ DEFAULT_TYPE_LIMITS: dict[str, int] = {
 NO_LIMIT = 1_000_000
 
 
-@dataclass(slots=True)
-class Customer:
-    customer_id: str
-    first_seen: EventKey  # orders customers for "first seen survives"
-    counts: dict[str, int] = field(default_factory=dict)  # identifier values held, per type
-    members: list[str] = field(default_factory=list)  # customer ids merged into this one, transitively
-    sets: dict[IdentitySet, EventKey] = field(default_factory=dict)  # identifier sets attributed here
-    latest: EventKey = (0, "")  # the newest event key folded into this customer
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    id_type: str
-    value: str
-    customer_id: str
-    event_id: str
-    occurred_ms: int
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class Merge:
-    from_id: str
-    into_id: str
-    event_id: str
-    occurred_ms: int
-    rule: str
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedMerge:
-    customer_id: str
-    other_customer_id: str
-    event_id: str
-    occurred_ms: int
-    reason: str
-
-
-@dataclass
-class Attribution:
-    customer_id: str = ""
-    created: list[Customer] = field(default_factory=list)
-    links: list[Link] = field(default_factory=list)
-    merges: list[Merge] = field(default_factory=list)
-    refused: list[RefusedMerge] = field(default_factory=list)
-    unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
-    # Identifier set -> its customer now, for every set whose customer changed (interactions resolve through it).
-    set_customers: dict[IdentitySet, str] = field(default_factory=dict)
-    # Historical customer id -> current id, for every id whose resolution changed.
-    aliases: dict[str, str] = field(default_factory=dict)
-    recomputed: bool = False
-
-
 class IdentityGraph:
-    def __init__(self, type_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(self, type_limits: Mapping[str, int] | None = None, priority: Mapping[str, int] | None = None,
+                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES, weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
         self.type_limits = dict(DEFAULT_TYPE_LIMITS if type_limits is None else type_limits)
+        self.priority = dict(IDENTIFIER_PRIORITY if priority is None else priority)  # strongest first (lowest)
+        self.shared = SharedIdentifiers(self.type_limits, weak_types, weak_threshold)
         self.owner: dict[Identifier, str] = {}
         self.parent: dict[str, str] = {}  # merged customer -> the customer it merged into
         self.customers: dict[str, Customer] = {}  # live (unmerged) customers only
         self.set_owner: dict[IdentitySet, str] = {}  # identifier set -> the customer it was attributed to
         self.set_key: dict[IdentitySet, EventKey] = {}  # identifier set -> its earliest event
         # identifier -> customers with an event carrying it (owned or not): who a late event can affect
+        # Shared identifiers have no entry: they are never walked, however many customers carry them.
         self.carriers: dict[Identifier, set[str]] = {}
         self.origins: dict[str, IdentitySet] = {}  # customer id -> identifier set of the event that created it
 
@@ -136,7 +97,14 @@ class IdentityGraph:
         if known is not None and known <= key:
             # The same identifier set was already folded in earlier in event time: folding it again changes nothing.
             return Attribution(customer_id=self.find(self.set_owner[identifiers]))
-        touched = self._touched(identifiers)
+        revealed = self.shared.observe(identifiers, key) if known is None else []
+        touched = self._touched(identifiers)  # includes the customers a revealed identifier glued
+        if revealed:
+            for found in revealed:
+                self.carriers.pop(found.identifier, None)
+            out = self._recompute(touched, identifiers, key)
+            out.shared = revealed
+            return out
         if known is None and all(self.customers[r].latest < key for r in touched):
             out = Attribution()
             self._step(identifiers, key, out)
@@ -155,16 +123,17 @@ class IdentityGraph:
     # ---- one sequential step (the reference semantics) ---------------------------------------------------
     def _step(self, identifiers: IdentitySet, key: EventKey, out: Attribution, record: bool = True) -> str:
         occurred_ms, event_id = key
+        live = self.shared.live(identifiers)  # empty when all are shared: the set is a customer of its own
+        priority = self.priority
         owned: dict[str, int] = {}  # root -> best priority among the event's identifiers it owns
-        for ident in identifiers:
+        for ident in live:
             root = self.customer_of(ident)
             if root is not None:
-                owned[root] = min(_rank(ident), owned.get(root, NO_LIMIT))
-        strongest = min(identifiers, key=_rank)
-        anchor = self.customer_of(strongest)
+                owned[root] = min(priority.get(ident[0], 99), owned.get(root, NO_LIMIT))
+        anchor = self.customer_of(min(live, key=lambda i: priority.get(i[0], 99))) if live else None
         # What the event itself would add: its identifiers that nobody owns yet, per type.
         own_counts: dict[str, int] = {}
-        for ident in identifiers:
+        for ident in live:
             if ident not in self.owner:
                 own_counts[ident[0]] = own_counts.get(ident[0], 0) + 1
 
@@ -190,7 +159,7 @@ class IdentityGraph:
 
         customer = self.customers[current]
         rule = "first_seen" if out.created and out.created[-1] is customer else "shared_identifier"
-        for ident in identifiers:
+        for ident in live:
             if ident in self.owner:
                 continue
             held = customer.counts.get(ident[0], 0)
@@ -202,7 +171,7 @@ class IdentityGraph:
             out.links.append(Link(ident[0], ident[1], current, event_id, occurred_ms, rule))
 
         if record:
-            for ident in identifiers:
+            for ident in live:
                 self.carriers.setdefault(ident, set()).add(current)
             customer.sets[identifiers] = min(key, customer.sets.get(identifiers, key))
             self.set_owner[identifiers] = current
@@ -283,6 +252,9 @@ class IdentityGraph:
                        if old_owner.get((link.id_type, link.value)) != self.find(link.customer_id)]
         out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
                      for li in moved_links]
+        # Linked before, linked to nobody now (it became shared, or a limit filled up first): say so.
+        out.links += [Link(ident[0], ident[1], "", key[1], key[0], "shared" if ident in self.shared else "unlinked")
+                      for ident in old_owner if ident not in self.owner]
         out.set_customers = {}
         for member_set in replay:
             now = self.find(self.set_owner[member_set])
@@ -317,94 +289,35 @@ class IdentityGraph:
         return roots
 
     # ---- rebuilding from the warehouse --------------------------------------------------------------
-    def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]]) -> None:
-        """Replay distinct identifier sets in event-time order: the same state any arrival order produced."""
+    def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]],
+                shared: Iterable[SharedIdentifier] = ()) -> list[SharedIdentifier]:
+        """Replay distinct identifier sets in event-time order: the same state any arrival order produced.
+        The sets are the evidence of which identifiers are shared; `shared`, the identifiers recorded as shared,
+        supply their records. Returns the identifiers the sets show shared that were not recorded (to be
+        recorded now)."""
+        ordered = sorted(sets, key=lambda item: item[1])
+        revealed = self.shared.rebuild(ordered, shared)
         scratch = Attribution()
-        for identifiers, key in sorted(sets, key=lambda item: item[1]):
+        for identifiers, key in ordered:
             if identifiers not in self.set_key:
                 self._step(identifiers, key, scratch)
+        return revealed
 
-    def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier]) -> GraphErasure:
-        """Erase customers and identifiers (docs/identity.md, "Erasure"). The customers go with every identifier
-        set attributed to them; every other set carrying an erased identifier goes too. The customers that shared
-        an identifier with a removed set are replayed from their remaining sets, exactly as a restart replays
-        what is left in the warehouse, so memory and a restart agree; what the replay wrote is returned."""
-        persons = {self.find(c) for c in customer_ids} & self.customers.keys()
-        erased = set(erased)
-        removed = {s for root in persons for s in self.customers[root].sets}
-        for ident in erased:
-            for carrier in self.carriers.get(ident, ()):
-                holder = self.customers.get(self.find(carrier))
-                if holder is not None:
-                    removed.update(s for s in holder.sets if ident in s)
-        gone = {root: self.customers.pop(root) for root in persons}
-        touched = {self.find(c) for s in removed for ident in s for c in self.carriers.get(ident, ())}
-        replayed = {root: self.customers.pop(root) for root in self._closure(touched)}
-        person_ids = {cid for root, c in gone.items() for cid in (root, *c.members)}
-        every = {**gone, **replayed}
-        all_ids = {cid for root, c in every.items() for cid in (root, *c.members)}
-        sets = {s for c in every.values() for s in c.sets} | removed
-        for ident in {ident for s in sets for ident in s} | erased:
-            owner_id = self.owner.get(ident)
-            if owner_id is not None and (self.find(owner_id) in every or ident in erased):
-                del self.owner[ident]
-        for cid in all_ids:
-            self.parent.pop(cid, None)
-            if cid in person_ids or self.origins.get(cid) in removed:
-                self.origins.pop(cid, None)
-        for member_set in sets:
-            self.set_owner.pop(member_set, None)
-            self.set_key.pop(member_set, None)
-            for ident in member_set:
-                holders = self.carriers.get(ident)
-                if holders is not None:
-                    holders.difference_update(all_ids)
-                    if not holders:
-                        del self.carriers[ident]
-        out = Attribution()
-        replay = {s: k for c in replayed.values() for s, k in c.sets.items() if s not in removed}
-        for member_set, key in sorted(replay.items(), key=lambda item: item[1]):
-            self._step(member_set, key, out)
-        out.set_customers = {s: self.find(self.set_owner[s]) for s in replay}
-        out.links = [Link(li.id_type, li.value, self.find(li.customer_id), li.event_id, li.occurred_ms, li.rule)
-                     for li in out.links]
-        vanished = self._alias_replayed(replayed, out)
-        # Only merges of customers that were live before: the others are on record already.
-        out.merges = [Merge(m.from_id, self.find(m.from_id), m.event_id, m.occurred_ms, m.rule)
-                      for m in out.merges if m.from_id in replayed]
-        return GraphErasure(sorted(person_ids), sorted(vanished), sorted(removed), out)
-
-    def _alias_replayed(self, replayed: Mapping[str, Customer], out: Attribution) -> set[str]:
-        """Old ids of replayed customers that the replay did not re-create live on as aliases of where their
-        remaining sets went. Returns the ids none of whose sets remain: they are gone, like the erased ones."""
-        vanished: set[str] = set()
-        for root, customer in replayed.items():
-            remaining = sorted((k, s) for s, k in customer.sets.items() if s in self.set_owner)
-            for cid in (root, *customer.members):
-                if cid in self.customers or cid in self.parent:
-                    out.aliases[cid] = self.find(cid)
-                    continue
-                if not remaining:
-                    vanished.add(cid)
-                    continue
-                origin = self.origins.get(cid)
-                home = self.find(self.set_owner[origin] if origin in self.set_owner else
-                                 self.set_owner[remaining[0][1]])
-                self.parent[cid] = home
-                self.customers[home].members.append(cid)
-                out.aliases[cid] = home
-        return vanished
-
-
-def _rank(ident: Identifier) -> int:
-    return IDENTIFIER_PRIORITY.get(ident[0], 99)
-
-
-@dataclass
-class GraphErasure:
-    """What IdentityGraph.forget removed, and what its replay of the neighbours wrote (`replay`)."""
-
-    customer_ids: list[str]  # the erased customers and every id merged into them
-    vanished_ids: list[str]  # neighbours none of whose identifier sets remain
-    removed_sets: list[IdentitySet]
-    replay: Attribution
+    def sets_with(self, identifiers: Iterable[Identifier]) -> dict[Identifier, list[IdentitySet]]:
+        """The identifier sets carrying each identifier. Found through the sets of its carriers; a shared
+        identifier has no carriers (it is never walked), so finding its sets scans every set: O(state), which
+        only erasure, a rare request, pays."""
+        found: dict[Identifier, list[IdentitySet]] = {ident: [] for ident in identifiers}
+        scanned = {ident for ident in found if ident in self.shared}
+        for ident in found:
+            if ident in scanned:
+                continue
+            for root in {self.find(c) for c in self.carriers.get(ident, ())}:
+                customer = self.customers.get(root)
+                if customer is not None:
+                    found[ident].extend(s for s in customer.sets if ident in s)
+        if scanned:
+            for member_set in self.set_key:
+                for ident in scanned.intersection(member_set):
+                    found[ident].append(member_set)
+        return found

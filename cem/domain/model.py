@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from cem.domain.reasons import Reason
+
 Identifier = tuple[str, str]  # (type, normalised value)
 
 IDENTIFIER_TYPES: tuple[str, ...] = (
@@ -71,7 +73,7 @@ class Interaction:
 class Rejection:
     """Why a raw record cannot become an Interaction. `reason` is a stable machine-readable code."""
 
-    reason: str
+    reason: Reason
     detail: str = ""
 
 

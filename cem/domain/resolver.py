@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.identity import Customer, EventKey, IdentityGraph, IdentitySet, Link, Merge, RefusedMerge
+from cem.domain.identity_erasure import forget_in_graph
 from cem.domain.journeys import (
     JourneyAlias,
     JourneyBook,
@@ -22,6 +23,7 @@ from cem.domain.journeys import (
     journey_id_for,
 )
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier
 
 DAY_MS = 86_400_000
 FORGOTTEN = "forgotten"  # the customer of anonymised interactions, sessions and journeys
@@ -33,6 +35,9 @@ class ResolverConfig:
     session_gap_ms: int = 30 * 60_000
     fcr_window_ms: int = 7 * DAY_MS
     type_limits: Mapping[str, int] | None = None
+    identifier_priority: Mapping[str, int] | None = None  # strongest first; None: the built-in types' order
+    weak_identifier_types: frozenset[str] = DEFAULT_WEAK_TYPES
+    shared_weak_threshold: int = DEFAULT_WEAK_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class Effects:
     # dead-lettered as duplicate_conflict.
     conflicting: list[Interaction] = field(default_factory=list)
     unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
+    shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers newly marked shared
 
     @property
     def conflicts(self) -> int:
@@ -75,7 +81,9 @@ class Effects:
 class Resolver:
     def __init__(self, config: ResolverConfig) -> None:
         self.config = config
-        self.graph = IdentityGraph(config.type_limits)
+        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
+                                   config.shared_weak_threshold)
+        self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
         self.sessions = SessionBook(config.session_gap_ms)
         self.journeys = JourneyBook()
         # event_id -> (fingerprint, first seen ms); insertion order is first-seen order, so expiry pops the front
@@ -86,6 +94,8 @@ class Resolver:
         self.version = max(self.version + 1, now_ms * 1000)
         self._expire(now_ms)
         effects = Effects(self.version)
+        effects.shared.extend(self.unrecorded_shared)
+        self.unrecorded_shared = []
         for event in batch:
             known = self.seen.get(event.event_id)
             if known is not None:
@@ -105,6 +115,7 @@ class Resolver:
         effects.merges.extend(attribution.merges)
         effects.refused_merges.extend(attribution.refused)
         effects.unlinked.extend(attribution.unlinked)
+        effects.shared.extend(attribution.shared)
         effects.recomputes += attribution.recomputed
         for identifiers, owner in attribution.set_customers.items():
             effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
@@ -130,8 +141,9 @@ class Resolver:
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
         """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys
         continue under the customer `forgotten`, as a restart would rebuild them from the anonymised rows. Seen
-        event ids stay, so replays of erased events are recognised and not inserted again."""
-        result = self.graph.forget(customer_ids, erased)
+        event ids stay, so replays of erased events are recognised and not inserted again. The erased events stop
+        being evidence of shared identifiers: those no longer shared are returned (their records go)."""
+        result = forget_in_graph(self.graph, customer_ids, erased)
         self.version = max(self.version + 1, now_ms * 1000)
         effects = Effects(self.version)
         replay = result.replay
@@ -148,7 +160,8 @@ class Resolver:
             # No event reaches an erased customer again: its journeys leave the book (kept whole in journey_log).
             for journey in self.journeys.by_customer.pop(customer_id, {}).values():
                 journey.customer_id = FORGOTTEN
-        return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects)
+        return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects,
+                       [found.identifier for found in result.unshared])
 
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
         """Sessions and journeys of a merged customer continue under the survivor."""
@@ -181,7 +194,7 @@ class Resolver:
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot) -> None:
         """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot)."""
-        self.graph.restore(snapshot.identity_sets.values())
+        self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared)
         session_alias = dict(snapshot.session_aliases)
         restored: dict[str, Session] = {}
         journey_alias = dict(snapshot.journey_aliases)
@@ -248,6 +261,7 @@ class Erasure:
     customer_ids: list[str]  # every customer id erased, merged ones included
     identity_keys: list[str]  # of the identifier sets removed: their interaction rows are anonymised
     effects: Effects  # what the graph's replay of the erased customers' neighbours writes
+    unshared: list[Identifier] = field(default_factory=list)  # no longer shared: their records are deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +283,7 @@ class RecentRow:
 @dataclass
 class Snapshot:
     identity_sets: dict[str, tuple[IdentitySet, EventKey]] = field(default_factory=dict)  # by identity_key
+    shared: list[SharedIdentifier] = field(default_factory=list)
     session_aliases: list[tuple[str, str]] = field(default_factory=list)
     journey_aliases: list[tuple[str, str]] = field(default_factory=list)  # absorbed journey id -> current id
     journey_owners: dict[str, str] = field(default_factory=dict)  # live journey id -> its customer as written

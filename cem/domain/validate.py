@@ -17,6 +17,7 @@ import orjson
 from cem.domain.enrich import device_of, sentiment
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.model import SURVEY_SCALES, Interaction, Rejection
+from cem.domain.reasons import Reason
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 MAX_EVENT_ID_CHARS = 128
@@ -40,70 +41,70 @@ def build_interaction(
     record: Any, topic_channel: str | None, rules: IdentifierRules, limits: Limits, now_ms: int
 ) -> Interaction | Rejection:
     if not isinstance(record, dict):
-        return Rejection("not_an_object", type(record).__name__)
+        return Rejection(Reason.NOT_AN_OBJECT, type(record).__name__)
 
     event_id = record.get("event_id")
     if event_id is None or event_id == "":
-        return Rejection("missing_field", "event_id")
+        return Rejection(Reason.MISSING_FIELD, "event_id")
     if not isinstance(event_id, str):
-        return Rejection("wrong_type", "event_id must be a string")
+        return Rejection(Reason.WRONG_TYPE, "event_id must be a string")
     if len(event_id) > MAX_EVENT_ID_CHARS or not event_id.strip():
-        return Rejection("invalid_event_id", f"event_id must be 1..{MAX_EVENT_ID_CHARS} visible characters")
+        return Rejection(Reason.INVALID_EVENT_ID, f"event_id must be 1..{MAX_EVENT_ID_CHARS} visible characters")
 
     channel = record.get("channel", topic_channel)
     if channel is None:
-        return Rejection("missing_field", "channel")
+        return Rejection(Reason.MISSING_FIELD, "channel")
     if not isinstance(channel, str):
-        return Rejection("wrong_type", "channel must be a string")
+        return Rejection(Reason.WRONG_TYPE, "channel must be a string")
     if channel not in limits.channels:
-        return Rejection("unknown_channel", channel[:64])
+        return Rejection(Reason.UNKNOWN_CHANNEL, channel[:64])
     if topic_channel is not None and channel != topic_channel:
-        return Rejection("channel_mismatch", f"record says {channel[:64]!r}, topic is cem.raw.{topic_channel}")
+        return Rejection(Reason.CHANNEL_MISMATCH, f"record says {channel[:64]!r}, topic is cem.raw.{topic_channel}")
 
     event_type = record.get("type")
     if event_type is None or event_type == "":
-        return Rejection("missing_field", "type")
+        return Rejection(Reason.MISSING_FIELD, "type")
     if not isinstance(event_type, str):
-        return Rejection("wrong_type", "type must be a string")
+        return Rejection(Reason.WRONG_TYPE, "type must be a string")
     if not TYPE_PATTERN.match(event_type):
-        return Rejection("invalid_type", "type must match " + TYPE_PATTERN.pattern)
+        return Rejection(Reason.INVALID_TYPE, "type must match " + TYPE_PATTERN.pattern)
 
     if record.get("occurred_at") is None:
-        return Rejection("missing_field", "occurred_at")
+        return Rejection(Reason.MISSING_FIELD, "occurred_at")
     occurred_ms = check_event_time(record["occurred_at"], limits, now_ms)
     if isinstance(occurred_ms, Rejection):
         return occurred_ms
 
     raw_ids = record.get("identifiers")
     if raw_ids is None or raw_ids == {}:
-        return Rejection("missing_field", "identifiers")
+        return Rejection(Reason.MISSING_FIELD, "identifiers")
     if not isinstance(raw_ids, dict):
-        return Rejection("wrong_type", "identifiers must be a map of type to string")
+        return Rejection(Reason.WRONG_TYPE, "identifiers must be a map of type to string")
     for value in raw_ids.values():
         if not isinstance(value, str):
-            return Rejection("wrong_type", "identifiers must be a map of type to string")
+            return Rejection(Reason.WRONG_TYPE, "identifiers must be a map of type to string")
     if len(raw_ids) > limits.max_identifiers:
-        return Rejection("too_many_identifiers", f"{len(raw_ids)} > {limits.max_identifiers}")
+        return Rejection(Reason.TOO_MANY_IDENTIFIERS, f"{len(raw_ids)} > {limits.max_identifiers}")
     unknown = rules.unknown_types(raw_ids)
     if unknown:
-        return Rejection("unknown_identifier_type", ",".join(unknown)[:200])
+        return Rejection(Reason.UNKNOWN_IDENTIFIER_TYPE, ",".join(unknown)[:200])
     identifiers = normalise_all(raw_ids, rules)
     if not identifiers:
-        return Rejection("no_valid_identifier", "every identifier is empty, a placeholder or malformed")
+        return Rejection(Reason.NO_VALID_IDENTIFIER, "every identifier is empty, a placeholder or malformed")
 
     text = record.get("text")
     if text is not None:
         if not isinstance(text, str):
-            return Rejection("wrong_type", "text must be a string")
+            return Rejection(Reason.WRONG_TYPE, "text must be a string")
         if len(text) > limits.max_text_chars:
-            return Rejection("text_too_long", f"{len(text)} > {limits.max_text_chars} characters")
+            return Rejection(Reason.TEXT_TOO_LONG, f"{len(text)} > {limits.max_text_chars} characters")
 
     issue_ref = record.get("issue_ref")
     if issue_ref is not None:
         if not isinstance(issue_ref, str):
-            return Rejection("wrong_type", "issue_ref must be a string")
+            return Rejection(Reason.WRONG_TYPE, "issue_ref must be a string")
         if len(issue_ref) > MAX_SHORT_FIELD_CHARS:
-            return Rejection("field_too_long", "issue_ref")
+            return Rejection(Reason.FIELD_TOO_LONG, "issue_ref")
         issue_ref = issue_ref.strip() or None
 
     survey = record.get("survey")
@@ -168,7 +169,7 @@ def check_event_time(value: Any, limits: Limits, now_ms: int) -> int | Rejection
     if occurred_ms is None:
         hint = " (a number in a string: send it as a JSON number)" if isinstance(value, str) and \
             value.strip().lstrip("-").isdigit() else ""
-        return Rejection("invalid_timestamp", "occurred_at must be ISO-8601 UTC or epoch milliseconds" + hint)
+        return Rejection(Reason.INVALID_TIMESTAMP, "occurred_at must be ISO-8601 UTC or epoch milliseconds" + hint)
     latest_ms = now_ms + limits.max_future_skew_ms
     number = isinstance(value, int | float) and not isinstance(value, bool)
     read = f"occurred_at {value!r} read as epoch milliseconds is" if number else "occurred_at is"
@@ -176,7 +177,7 @@ def check_event_time(value: Any, limits: Limits, now_ms: int) -> int | Rejection
         detail = f"{read} {iso_ms(occurred_ms)}, before the earliest accepted time {iso_ms(limits.min_event_ms)}"
         if number and limits.min_event_ms <= value * 1000 <= latest_ms:
             detail += f"; it looks like epoch seconds ({iso_ms(int(value * 1000))}): send epoch milliseconds"
-        return Rejection("timestamp_too_old", detail)
+        return Rejection(Reason.TIMESTAMP_TOO_OLD, detail)
     if occurred_ms > latest_ms:
         detail = (f"{read} {iso_ms(occurred_ms)}, more than {limits.max_future_skew_ms / 3_600_000:g} h after "
                   f"now ({iso_ms(now_ms)})")
@@ -184,7 +185,7 @@ def check_event_time(value: Any, limits: Limits, now_ms: int) -> int | Rejection
             if number and limits.min_event_ms <= value / per_ms <= latest_ms:
                 detail += f"; it looks like epoch {unit} ({iso_ms(int(value // per_ms))}): send epoch milliseconds"
                 break
-        return Rejection("timestamp_in_future", detail)
+        return Rejection(Reason.TIMESTAMP_IN_FUTURE, detail)
     return occurred_ms
 
 
@@ -206,16 +207,16 @@ def content_fingerprint(content: tuple[Any, ...]) -> str:
 
 def _check_survey(survey: Any) -> tuple[str, int] | Rejection:
     if not isinstance(survey, dict):
-        return Rejection("wrong_type", "survey must be an object")
+        return Rejection(Reason.WRONG_TYPE, "survey must be an object")
     kind, score = survey.get("kind"), survey.get("score")
     if kind not in SURVEY_SCALES:
-        return Rejection("invalid_survey", f"kind must be one of {sorted(SURVEY_SCALES)}")
+        return Rejection(Reason.INVALID_SURVEY, f"kind must be one of {sorted(SURVEY_SCALES)}")
     if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score) \
             or score != int(score):
-        return Rejection("invalid_survey", "score must be a whole number")
+        return Rejection(Reason.INVALID_SURVEY, "score must be a whole number")
     low, high = SURVEY_SCALES[kind]
     if not low <= score <= high:
-        return Rejection("invalid_survey", f"{kind} score must be {low}..{high}")
+        return Rejection(Reason.INVALID_SURVEY, f"{kind} score must be {low}..{high}")
     return kind, int(score)
 
 
@@ -223,14 +224,14 @@ def _check_properties(properties: Any, limits: Limits) -> dict[str, str] | Rejec
     if properties is None:
         return {}
     if not isinstance(properties, dict):
-        return Rejection("wrong_type", "properties must be a map of strings")
+        return Rejection(Reason.WRONG_TYPE, "properties must be a map of strings")
     if len(properties) > limits.max_properties:
-        return Rejection("too_many_properties", f"{len(properties)} > {limits.max_properties}")
+        return Rejection(Reason.TOO_MANY_PROPERTIES, f"{len(properties)} > {limits.max_properties}")
     out: dict[str, str] = {}
     for key, value in properties.items():
         if type(value) is str:  # the common case first: one check instead of four
             if len(key) > MAX_SHORT_FIELD_CHARS or len(value) > MAX_PROPERTY_VALUE_CHARS:
-                return Rejection("field_too_long", f"properties.{str(key)[:64]}")
+                return Rejection(Reason.FIELD_TOO_LONG, f"properties.{str(key)[:64]}")
             out[key] = value
             continue
         # JSON producers send numbers and booleans for order_total and the like; the contract is strings.
@@ -241,8 +242,8 @@ def _check_properties(properties: Any, limits: Limits) -> dict[str, str] | Rejec
         elif value is None:
             continue
         elif not isinstance(value, str):
-            return Rejection("wrong_type", f"properties.{str(key)[:64]} must be a string")
+            return Rejection(Reason.WRONG_TYPE, f"properties.{str(key)[:64]} must be a string")
         if len(key) > MAX_SHORT_FIELD_CHARS or len(value) > MAX_PROPERTY_VALUE_CHARS:
-            return Rejection("field_too_long", f"properties.{str(key)[:64]}")
+            return Rejection(Reason.FIELD_TOO_LONG, f"properties.{str(key)[:64]}")
         out[key] = value
     return out

@@ -75,6 +75,14 @@ class ResolverService:
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
                            RebalanceWatch(rebalance_pending, on_stuck))
 
+    def close(self) -> None:
+        """Closes the warehouse connection; the next call opens another (the embedded engine serves one data
+        directory per process until every connection to it is closed)."""
+        if self.warehouse is not None:
+            with contextlib.suppress(Exception):
+                self.warehouse.close()
+            self.warehouse = None
+
     def invalidate(self) -> None:
         """Another worker may write while we do not own the resolver partition: rebuild before the next batch."""
         self.resolver = None
@@ -189,10 +197,7 @@ class ResolverService:
             log.warning("resolver failed, retrying: %s", exc)
         else:
             log.warning("ClickHouse write failed, retrying: %s", describe_error(exc))
-        if self.warehouse is not None:
-            with contextlib.suppress(Exception):
-                self.warehouse.close()
-            self.warehouse = None
+        self.close()
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -208,3 +213,5 @@ def _count(effects: Effects, n_events: int) -> None:
         metrics.REFUSED_MERGES.labels(refusal.reason).inc()
     for ident, _reason in effects.unlinked:
         metrics.UNLINKED.labels(ident[0]).inc()
+    for found in effects.shared:
+        metrics.SHARED_IDENTIFIERS.labels(found.id_type).inc()

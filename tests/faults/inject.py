@@ -80,7 +80,7 @@ def load_plan(path: Path) -> tuple[list[Fault], Path | None]:
 
 
 def launcher(plan: Path) -> tuple[list[str], dict[str, str]]:
-    """The command and extra environment that start a worker running `plan` (for cem.harness.WorkerProcess)."""
+    """The command and extra environment that start a worker running `plan` (for devtools.harness.WorkerProcess)."""
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
     return [sys.executable, "-m", "tests.faults.inject"], {PLAN_VARIABLE: str(plan), "PYTHONPATH": path}
 

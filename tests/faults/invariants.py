@@ -21,14 +21,15 @@ from typing import Any
 
 import orjson
 
-from cem.harness import DeadLetter, read_topic
+from cem.domain.reasons import Reason
 from cem.settings import Settings
-from cem.simulate import JourneyTruth, Traffic
+from devtools.simulate import JourneyTruth, Traffic, groups
+from devtools.topics import DeadLetter, read_topic
 from sinks.clickhouse import connect
 
 HOUR_MS = 3_600_000
 WAREHOUSE_REJECTED = "warehouse_rejected"
-DUPLICATE_CONFLICT = "duplicate_conflict"
+DUPLICATE_CONFLICT = Reason.DUPLICATE_CONFLICT
 
 
 @dataclass
@@ -56,10 +57,7 @@ class Expected:
         self.hourly[(channel, occurred_ms // HOUR_MS * HOUR_MS)] += 1
 
     def groups(self) -> set[frozenset[str]]:
-        by_person: dict[int, set[str]] = defaultdict(set)
-        for event_id, person in self.person_of_event.items():
-            by_person[person].add(event_id)
-        return {frozenset(v) for v in by_person.values()}
+        return groups(self.person_of_event.items())
 
 
 HOURLY_MEASURES = (
@@ -110,11 +108,9 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
 
         # 3. Customers.
         rows = [(str(e), str(c)) for e, c in db.query(f"SELECT event_id, customer_id FROM {name}.interactions")]
-        by_customer: dict[str, set[str]] = defaultdict(set)
-        for event_id, customer_id in rows:
-            by_customer[customer_id].add(event_id)
-        assert {frozenset(v) for v in by_customer.values()} == expected.groups(), "customer grouping"
-        customers = len(by_customer)
+        grouped = groups(rows)
+        assert grouped == expected.groups(), "customer grouping"
+        customers = len(grouped)
         if check_journeys and expected.journeys is not None:
             journeys = {str(r[0]): r[1:] for r in db.query(
                 f"SELECT issue_ref, contacts, channels, resolved, fcr, time_to_resolution_s FROM {name}.journeys "
@@ -128,7 +124,9 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
             person_of_customer = {c: expected.person_of_event[e] for e, c in rows}
             sessions = db.query(
                 f"SELECT customer_id, count() FROM {name}.journeys WHERE kind = 'session' GROUP BY customer_id")
-            assert {person_of_customer[str(c)]: n for c, n in sessions} == expected.sessions_per_person, "sessions"
+            got = {person_of_customer[str(c)]: n for c, n in sessions}
+            differ = {p: (got.get(p), n) for p, n in expected.sessions_per_person.items() if got.get(p) != n}
+            assert got == expected.sessions_per_person, f"sessions (person: got, expected): {differ}"
     finally:
         db.close()
 

@@ -7,18 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cem.harness import WorkerProcess, diagnose, drained, isolated_settings, metric_value, wait_until
 from cem.settings import Settings
-from cem.simulate import Simulator, Traffic
+from devtools.harness import WorkerProcess, diagnose, isolated_settings, wait_until
+from devtools.scrape import metric_value
+from devtools.simulate import Simulator, Traffic, recent_base_ms
+from devtools.topics import drained
 from tests.faults.inject import launcher
 from tests.faults.invariants import Expected, assert_invariants
-
-DAY_MS = 86_400_000
-
-
-def base_ms() -> int:
-    """Midnight UTC twelve days ago: every simulated event is in the past and inside the accepted range."""
-    return (int(time.time()) // 86_400 - 12) * DAY_MS
 
 
 class Scenario:
@@ -30,10 +25,9 @@ class Scenario:
         self.report = report
         self.settings: Settings = isolated_settings(
             kafka_bootstrap, clickhouse_url, name, **{"sink_retry_max_seconds": 2.0, **overrides})
-        self.traffic = traffic or Simulator(customers=customers, seed=seed, base_time_ms=base_ms()).run()
+        self.traffic = traffic or Simulator(customers=customers, seed=seed, base_time_ms=recent_base_ms()).run()
         self.expected = Expected.of(self.traffic)
-        self.records: list[tuple[str, bytes | None, bytes]] = [
-            (self.settings.raw_topic(r.channel), r.key, r.value) for r in self.traffic.records]
+        self.records: list[tuple[str, bytes | None, bytes]] = self.traffic.topic_records(self.settings)
         self.workers: list[WorkerProcess] = []
         self.ended: set[str] = set()  # workers the scenario killed or stopped on purpose
         self.figures: dict[str, Any] = {"scenario": name}
@@ -91,7 +85,7 @@ class Scenario:
         return time.monotonic() - began
 
     def log_tails(self, chars: int = 3000) -> str:
-        """Every worker's state, /status, key metrics and log tail (cem.harness.diagnose), read now."""
+        """Every worker's state, /status, key metrics and log tail (devtools.harness.diagnose), read now."""
         return diagnose(self.workers, log_chars=chars)
 
     # ---- the end -----------------------------------------------------------------------------------------

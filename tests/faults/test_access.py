@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import urllib.parse
 import uuid
 from dataclasses import replace
@@ -22,8 +20,10 @@ from typing import Any
 import pytest
 
 from cem.domain.identifiers import normalise_phone
-from cem.harness import metric_value, publish, wait_until
-from cem.simulate import iso
+from devtools.harness import run_cem, wait_until
+from devtools.scrape import metric_value
+from devtools.simulate import iso
+from devtools.topics import publish
 from schemas.codec import encode_json
 from sinks.clickhouse import connect, migrate
 
@@ -78,9 +78,7 @@ WRITES = [
 
 
 def cem_sql(url: str, query: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CEM_CLICKHOUSE_URL": url}
-    return subprocess.run([sys.executable, "-m", "cem.cli", "sql", query, "--format", "tsv"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_cem("sql", query, "--format", "tsv", env={"CEM_CLICKHOUSE_URL": url}, timeout=60)
 
 
 def test_cem_sql_refuses_writes_on_a_server(clickhouse, tmp_path: Path) -> None:

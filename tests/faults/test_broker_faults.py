@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from cem.devservices import KafkaBroker
-from cem.harness import BackgroundPublisher, wait_until
+from devtools.harness import wait_until
+from devtools.services import KafkaBroker
+from devtools.topics import BackgroundPublisher
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

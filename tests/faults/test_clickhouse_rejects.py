@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from cem.harness import publish, read_topic
-from cem.simulate import iso
+from devtools.simulate import iso
+from devtools.topics import publish, read_topic
 from schemas.codec import encode_json
 from sinks.clickhouse import connect, migrate
 

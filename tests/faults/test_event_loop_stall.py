@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cem.harness import BackgroundPublisher, WorkerProcess, wait_until
+from devtools.harness import WorkerProcess, wait_until
+from devtools.topics import BackgroundPublisher
 from streams.watchdog import EXIT_EVENT_LOOP_STALLED
 from tests.faults.inject import Fault, write_plan
 from tests.faults.scenario import Scenario

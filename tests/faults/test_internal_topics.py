@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cem.devservices import ClickHouseServer
-from cem.harness import publish, read_topic, wait_until
 from cem.settings import Settings
+from devtools.harness import wait_until
+from devtools.services import ClickHouseServer
+from devtools.topics import publish, read_topic
 from schemas.internal import encode_batch, signature_headers
 from sinks.clickhouse import connect
 from streams.deadletters import HEADER_ROOM_BYTES
@@ -68,7 +69,7 @@ def publish_big(settings: Settings, records: list[tuple[str, bytes | None, bytes
 def rejected_record(size: int, index: int) -> bytes:
     """A JSON record of exactly `size` bytes that the validator rejects."""
     head = orjson.dumps({"event_id": f"big-{index}", "type": "page_view",
-                         "identifiers": {"email": f"big-{index}@example.com"},
+                         "identifiers": {"email": f"big.record{index + 1}@example.com"},
                          "occurred_at": "2026-11-16T10:00:00Z", "text": ""})[:-2]
     return head + b"z" * (size - len(head) - 2) + b'"}'
 
@@ -136,7 +137,7 @@ def forged_messages(settings: Settings) -> list[tuple[str, bytes, bytes, list[tu
 
 
 def publish_with_headers(settings: Settings, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
-    from cem.cli import produce
+    from cem.kafka import produce
 
     asyncio.run(produce(settings, records))
 

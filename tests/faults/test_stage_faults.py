@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from cem.harness import publish
+from devtools.topics import publish
 from tests.faults.inject import Fault, write_plan
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
-from cem.devservices import (
+from devtools.services import (
     REPO_ROOT,
     ClickHouseServer,
     KafkaBroker,
@@ -396,7 +396,7 @@ _CHILD = textwrap.dedent(
     import os, sys
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from cem.devservices import TansuBroker
+    from devtools.services import TansuBroker
     broker = TansuBroker(Path({workdir!r})).start()
     print(broker.pid, broker.port, flush=True)
     mode = {mode!r}

@@ -6,7 +6,6 @@ names the event and its content, so a replayed or re-sent copy is recognisably t
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
-from cem.harness import WorkerProcess, drained, isolated_settings, metric_value, publish, read_topic, wait_until
 from cem.settings import Settings
-from cem.simulate import iso
+from devtools.harness import WorkerProcess, isolated_settings, wait_until
+from devtools.scrape import metric_value
+from devtools.simulate import iso, recent_base_ms
+from devtools.topics import drained, publish, read_topic
 from schemas.codec import encode_avro, encode_json
 from sinks.clickhouse import connect
 
 pytestmark = pytest.mark.integration
-DAY_MS = 86_400_000
 
 
 def body(event_id: str, channel: str, text: str, at_ms: int) -> dict[str, Any]:
@@ -38,13 +38,13 @@ def run(settings: Settings, log: Path, records: list[tuple[str, bytes | None, by
     """A fresh worker process (its state restored from ClickHouse) handles `records`; returns its metrics."""
     with WorkerProcess(settings, log) as worker:
         publish(settings, records)
-        wait_until(lambda: drained(settings), 90, f"worker did not drain:\n{worker.log_tail()}")
+        wait_until(lambda: drained(settings), 90, "worker did not drain", workers=[worker])
         return worker.metrics_text()
 
 
 def test_conflicting_copies_are_dead_lettered_and_the_first_copy_kept_once(kafka, clickhouse, tmp_path) -> None:
     settings = isolated_settings(kafka.bootstrap, clickhouse.url, "conflicts")
-    at = (int(time.time()) // 86_400 - 2) * DAY_MS
+    at = recent_base_ms(days_ago=2)
     first = {f"d{i}": body(f"d{i}", "chat", f"first copy {i}", at + i * 60_000) for i in range(6)}
     other_channel = [body(e, "email", first[e]["text"], first[e]["occurred_at"]) for e in ("d0", "d1")]
     other_text = {**first["d2"], "text": "CONFLICT"}

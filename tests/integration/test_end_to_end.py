@@ -5,53 +5,33 @@ The simulator's ground truth is computed independently of the pipeline; every as
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from cem import harness
-from cem.harness import WorkerProcess, metric_value, publish, read_topic, wait_until
-from cem.settings import CHANNELS, Settings
-from cem.simulate import Simulator, Traffic, iso
+from cem.settings import CHANNELS
+from devtools.harness import WorkerProcess, isolated_settings, wait_until
+from devtools.scrape import metric_value
+from devtools.simulate import Simulator, groups, iso
+from devtools.topics import drained, publish, read_topic
 from schemas.codec import encode_json
 from sinks.clickhouse import connect
+from tests.integration.common import BASE_MS
 
 pytestmark = pytest.mark.integration
-BASE_MS = 1_763_078_400_000  # 2025-11-14 00:00 UTC: in the past, inside the accepted range
-
-
-def isolated_settings(kafka: object, clickhouse: object, name: str) -> Settings:
-    """Own topics, group and database, with the tests' short timeouts and INFO logs (cem.harness.TEST_OVERRIDES)."""
-    return harness.isolated_settings(kafka.bootstrap, clickhouse.url, name)  # type: ignore[attr-defined]
-
-
-def records_of(settings: Settings, traffic: Traffic) -> list[tuple[str, bytes | None, bytes]]:
-    return [(settings.raw_topic(r.channel), r.key, r.value) for r in traffic.records]
-
-
-def drained(worker: WorkerProcess, sent: int) -> bool:
-    status = worker.status() or {}
-    return status.get("consumed", 0) >= sent and status.get("resolved", 0) + status.get("deadlettered", 0) >= sent
-
-
-def grouping(rows: list[tuple]) -> set[frozenset[str]]:  # type: ignore[type-arg]
-    by_customer: dict[str, set[str]] = defaultdict(set)
-    for event_id, customer_id in rows:
-        by_customer[customer_id].add(event_id)
-    return {frozenset(v) for v in by_customer.values()}
 
 
 def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_path: Path) -> None:
-    settings = isolated_settings(kafka, clickhouse, "e2e")
+    settings = isolated_settings(kafka.bootstrap, clickhouse.url, "e2e")
     traffic = Simulator(customers=120, seed=11, base_time_ms=BASE_MS).run()
-    records = records_of(settings, traffic)
+    records = traffic.topic_records(settings)
     unique = len(traffic.person_of_event)
 
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         publish(settings, records)
-        wait_until(lambda: drained(worker, len(records)), 120, "worker did not drain", workers=[worker])
+        wait_until(lambda: drained(settings), 120, "worker did not drain", workers=[worker])
         metrics = worker.metrics_text()
     finally:
         worker.stop()
@@ -60,7 +40,7 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
     name = db.database
     assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(unique, unique)]
     rows = db.query(f"SELECT event_id, customer_id FROM {name}.interactions")
-    assert grouping(rows) == traffic.groups()
+    assert groups(rows) == traffic.groups()
     assert db.query(f"SELECT uniqExact(customer_id) FROM {name}.interactions") == [(traffic.customers,)]
     assert db.query(f"SELECT count() FROM {name}.customers") == [(traffic.customers,)]
 
@@ -106,12 +86,11 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
     again = WorkerProcess(settings, tmp_path / "worker2.log").start()
     try:
         publish(settings, records)
-        wait_until(lambda: drained(again, len(records)), 120, "second worker did not drain",
-                   workers=[again])
+        wait_until(lambda: drained(settings), 120, "second worker did not drain", workers=[again])
     finally:
         again.stop()
     assert db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interactions") == [(unique, unique)]
-    assert grouping(db.query(f"SELECT event_id, customer_id FROM {name}.interactions")) == traffic.groups()
+    assert groups(db.query(f"SELECT event_id, customer_id FROM {name}.interactions")) == traffic.groups()
     assert db.query(f"SELECT sum(events) FROM {name}.channel_hourly") == [(unique,)]
 
 
@@ -122,7 +101,7 @@ def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) ->
 
     kcat = shutil.which("kcat")
     assert kcat is not None, "kcat is installed by `make test` (Debian package kcat)"
-    settings = isolated_settings(kafka, clickhouse, "kcat")
+    settings = isolated_settings(kafka.bootstrap, clickhouse.url, "kcat")
     t = "2025-11-14T10:00:00.000Z"
     lines = {
         "web": [  # anonymous browsing, then a login with an email written differently
@@ -151,7 +130,7 @@ def test_identity_bridge_published_by_kcat(kafka, clickhouse, tmp_path: Path) ->
             payload = "\n".join(line % t if "%s" in line else line for line in items) + "\n"
             subprocess.run([kcat, "-P", "-b", settings.kafka_bootstrap, "-t", settings.raw_topic(channel)],
                            input=payload.encode(), check=True, timeout=60)
-        wait_until(lambda: drained(worker, 7), 90, "worker did not drain", workers=[worker])
+        wait_until(lambda: drained(settings), 90, "worker did not drain", workers=[worker])
     db = connect(settings.clickhouse_url)
     rows = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))
     assert sorted(rows) == ["k1", "k2", "k3", "k4", "k5"]
@@ -171,7 +150,7 @@ def test_one_issue_ref_shared_by_unrelated_customers_and_by_identities_that_merg
     """issue_ref "1" on three unrelated customers is three journeys. On two identities of one person (an email
     and a phone) it is two journeys until an order carrying both merges them: then one, whose id is that of the
     journey started first, and the interaction written before the merge resolves to it in `interactions`."""
-    settings = isolated_settings(kafka, clickhouse, "journeys")
+    settings = isolated_settings(kafka.bootstrap, clickhouse.url, "journeys")
     minute = 60_000
     email, phone = "x.person@example.com", "+14155550142"
 
@@ -198,13 +177,11 @@ def test_one_issue_ref_shared_by_unrelated_customers_and_by_identities_that_merg
     name = db.database
     with WorkerProcess(settings, tmp_path / "worker.log") as worker:
         publish(settings, before)
-        wait_until(lambda: drained(worker, len(before)), 90, f"worker did not drain:\n{worker.log_tail()}")
+        wait_until(lambda: drained(settings), 90, "worker did not drain", workers=[worker])
         assert db.query(f"SELECT count() FROM {name}.journeys WHERE kind = 'service'") == [(5,)]
-        sent = len(before)
         for phase in (merge, after):
             publish(settings, phase)
-            sent += len(phase)
-            wait_until(lambda n=sent: drained(worker, n), 90, f"not drained:\n{worker.log_tail()}")
+            wait_until(lambda: drained(settings), 90, "not drained", workers=[worker])
 
     rows = {r[0]: r[1:] for r in db.query(
         f"SELECT event_id, customer_id, journey_id, origin_journey_id FROM {name}.interactions")}

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cem.harness import WorkerProcess, publish, wait_until
 from cem.settings import Settings
+from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
+from devtools.topics import drained, publish
 from schemas.codec import encode_json
 from sinks.clickhouse import connect
 from tests.integration import erasure_scenario as jane
-from tests.integration.test_end_to_end import BASE_MS, drained, isolated_settings
-from tests.integration.test_identity_workers import cem
+from tests.integration.common import BASE_MS
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +55,14 @@ def published(settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
 
 
 def test_forget_leaves_nothing_of_her_anywhere(kafka, clickhouse, tmp_path: Path) -> None:
-    settings = replace(isolated_settings(kafka, clickhouse, "erase"), identifier_limits="phone=1",
+    settings = replace(isolated_settings(kafka.bootstrap, clickhouse.url, "erase"), identifier_limits="phone=1",
                        erasure_purge_raw_topics=True,
                        secret_key="integration-secret", log_level="DEBUG")
     events = published(settings)
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     with WorkerProcess(settings, logs[0]) as worker:
         publish(settings, events)
-        wait_until(lambda: drained(worker, len(events)), 120, worker.log_tail())
+        wait_until(lambda: drained(settings), 120, "worker did not drain", workers=[worker])
         db = connect(settings.clickhouse_url)
         name = db.database
         before = dict(db.query(f"SELECT event_id, customer_id FROM {name}.interactions"))
@@ -71,7 +71,7 @@ def test_forget_leaves_nothing_of_her_anywhere(kafka, clickhouse, tmp_path: Path
         assert "Query:" in logs[0].read_text() or "DEBUG" in logs[0].read_text()  # the log is at DEBUG
 
         # The phone she typed went unlinked at the limit (phone=1); it still finds her.
-        forgotten = cem(["forget", "phone", jane.PHONE_TYPED], settings)
+        forgotten = run_cem("forget", "phone", jane.PHONE_TYPED, env=settings.as_env())
         assert forgotten.returncode == 0, forgotten.stderr + worker.log_tail()
         assert "1 customer(s) forgotten: 5 identifiers deleted, 5 interactions anonymised" in forgotten.stdout
 
@@ -96,7 +96,7 @@ def test_forget_leaves_nothing_of_her_anywhere(kafka, clickhouse, tmp_path: Path
         publish(settings, [(settings.raw_topic("chat"), None, encode_json(
             {"event_id": "j9", "channel": "chat", "type": "chat_message", "occurred_at": BASE_MS + 900_000,
              "identifiers": {"email": jane.EMAIL}}))])
-        wait_until(lambda: drained(worker, 1), 120, worker.log_tail())
+        wait_until(lambda: drained(settings), 120, "worker did not drain", workers=[worker])
         new_id = dict(db.query(f"SELECT event_id, customer_id FROM {name}.interactions"))["j9"]
         assert new_id not in (before["j1"], "forgotten", before["b1"])
         holders = db.query(f"SELECT set_customer_id FROM {name}.set_resolution ANY INNER JOIN {name}.identity_sets "
@@ -105,19 +105,19 @@ def test_forget_leaves_nothing_of_her_anywhere(kafka, clickhouse, tmp_path: Path
         assert db.query(f"SELECT customer_id FROM {name}.identities WHERE value = '{jane.EMAIL}'") == [(new_id,)]
 
         # A shared placeholder: refused with an explanation, then erased with --force.
-        refused = cem(["forget", "email", jane.PLACEHOLDER], settings)
+        refused = run_cem("forget", "email", jane.PLACEHOLDER, env=settings.as_env())
         assert refused.returncode == 3, refused.stdout + refused.stderr
         assert "events of 5 customers" in refused.stderr and "--force" in refused.stderr
         assert db.query(f"SELECT count() FROM {name}.interactions WHERE customer_id = 'forgotten'") == [(5,)]
-        forced = cem(["forget", "email", jane.PLACEHOLDER, "--force"], settings)
+        forced = run_cem("forget", "email", jane.PLACEHOLDER, "--force", env=settings.as_env())
         assert forced.returncode == 0, forced.stderr
         assert f"{jane.PLACEHOLDER_PEOPLE} interactions anonymised" in forced.stdout, forced.stdout
         assert jane.find(jane.warehouse_texts(db), [jane.PLACEHOLDER, "placeholder person"]) == []
 
-        report = cem(["report"], settings)
+        report = run_cem("report", env=settings.as_env())
         overview = report.stdout.split("Overview")[1].splitlines()[3].split()
         live = db.query(f"SELECT uniqExact(customer_id) FROM {name}.interactions WHERE customer_id != 'forgotten'")
-        # Bob, Kate and j9's customer; the placeholder's owner went with --force, the other four had no other event.
+        # Bob, Kate and j9's customer: the placeholder is nobody's, and its five people had no other event.
         assert (int(overview[0]), int(overview[2])) == (14, live[0][0]) and live[0][0] == 3
     audit = db.query(f"SELECT id_type, status, forced FROM {name}.erasure_audit ORDER BY completed_ms")
     assert audit == [("phone", "applied", 0), ("email", "refused", 0), ("email", "applied", 1)]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from cem.domain.keyed import key_bytes, keyed_hash
-from cem.harness import WorkerProcess, publish, wait_until
-from cem.simulate import Record, Simulator
+from cem.settings import Settings
+from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
+from devtools.simulate import Record, Simulator, groups
+from devtools.topics import drained, publish
 from schemas.codec import encode_json
 from sinks.clickhouse import connect
-from tests.integration.test_end_to_end import BASE_MS, drained, grouping, isolated_settings
+from tests.integration.common import BASE_MS
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,8 @@ def guard_cases(base_ms: int) -> list[Record]:
     return records
 
 
-def run_pipeline(settings, records, workers: int, tmp_path: Path, name: str) -> set[frozenset[str]]:
+def run_pipeline(settings: Settings, records: list[tuple[str, bytes | None, bytes]], workers: int, tmp_path: Path,
+                 name: str) -> set[frozenset[str]]:
     procs = [WorkerProcess(settings, tmp_path / f"{name}-{i}.log", f"{name}-{i}") for i in range(workers)]
     try:
         for proc in procs:
@@ -55,19 +55,12 @@ def run_pipeline(settings, records, workers: int, tmp_path: Path, name: str) -> 
         half = len(records) // 2
         publish(settings, records[:half])
         publish(settings, records[half:])
-
-        def all_drained() -> bool:
-            statuses = [p.status() or {} for p in procs]
-            consumed = sum(s.get("consumed", 0) for s in statuses)
-            settled = sum(s.get("resolved", 0) + s.get("deadlettered", 0) for s in statuses)
-            return consumed >= len(records) and settled >= len(records)
-
-        wait_until(all_drained, 180, "workers did not drain", workers=procs, settings=settings)
+        wait_until(lambda: drained(settings), 180, "workers did not drain", workers=procs, settings=settings)
     finally:
         for proc in procs:
             proc.stop()
     db = connect(settings.clickhouse_url)
-    return grouping(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))
+    return groups(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))
 
 
 def test_two_workers_give_the_same_grouping_as_one(kafka, clickhouse, tmp_path: Path) -> None:
@@ -75,8 +68,8 @@ def test_two_workers_give_the_same_grouping_as_one(kafka, clickhouse, tmp_path: 
     records = traffic.records + guard_cases(BASE_MS + 3_600_000)
     random.Random(4).shuffle(records)
 
-    one = isolated_settings(kafka, clickhouse, "one")
-    two = isolated_settings(kafka, clickhouse, "two")
+    one = isolated_settings(kafka.bootstrap, clickhouse.url, "one")
+    two = isolated_settings(kafka.bootstrap, clickhouse.url, "two")
     grouping_one = run_pipeline(one, [(one.raw_topic(r.channel), r.key, r.value) for r in records], 1, tmp_path, "one")
     grouping_two = run_pipeline(two, [(two.raw_topic(r.channel), r.key, r.value) for r in records], 2, tmp_path, "two")
     assert grouping_one == grouping_two
@@ -97,14 +90,8 @@ def test_two_workers_give_the_same_grouping_as_one(kafka, clickhouse, tmp_path: 
     assert "conflicting_customer_ref" in reasons
 
 
-def cem(args: list[str], settings) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **settings.as_env()}
-    return subprocess.run([sys.executable, "-m", "cem.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=180)
-
-
 def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: Path) -> None:
-    settings = isolated_settings(kafka, clickhouse, "forget")
+    settings = isolated_settings(kafka.bootstrap, clickhouse.url, "forget")
     base = BASE_MS + 7_200_000
 
     def event(event_id: str, offset_s: int, ids: dict[str, str], text: str | None = None) -> tuple:
@@ -122,9 +109,9 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
             event("f4", 4, {"phone": "+14155550100", "email": "erase.me@example.org"}),  # the bridge: one person
             event("g1", 5, {"email": "keep.me@example.org"}, "hello"),
         ])
-        wait_until(lambda: drained(worker, 5), 90, "worker did not drain", workers=[worker])
+        wait_until(lambda: drained(settings), 90, "worker did not drain", workers=[worker])
 
-        explained = cem(["identity", "explain", "email", "  ERASE.me@example.org "], settings)
+        explained = run_cem("identity", "explain", "email", "  ERASE.me@example.org ", env=settings.as_env())
         assert explained.returncode == 0, explained.stderr
         db = connect(settings.clickhouse_url)
         customer = dict(db.query(f"SELECT event_id, customer_id FROM {db.database}.interactions"))["f1"]
@@ -135,7 +122,7 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
         # Which event a merge is attributed to depends on arrival order (a late event replays what it touches).
         assert any(f"by event {e} [shared_identifier]" in out for e in ("f1", "f2", "f3", "f4")), out
 
-        forgotten = cem(["forget", "email", "erase.me@example.org"], settings)
+        forgotten = run_cem("forget", "email", "erase.me@example.org", env=settings.as_env())
         assert forgotten.returncode == 0, forgotten.stderr + worker.log_tail()
         assert "1 customer(s) forgotten: 3 identifiers deleted, 4 interactions anonymised" in forgotten.stdout, \
             forgotten.stdout
@@ -153,10 +140,10 @@ def test_explain_and_forget_on_a_clickhouse_server(kafka, clickhouse, tmp_path: 
 
         # A later event with the forgotten email starts a new customer.
         publish(settings, [event("f5", 10, {"email": "erase.me@example.org"})])
-        wait_until(lambda: drained(worker, 6), 90, "worker did not drain", workers=[worker])
+        wait_until(lambda: drained(settings), 90, "worker did not drain", workers=[worker])
         later = dict(db.query(f"SELECT event_id, customer_id FROM {name}.interactions"))["f5"]
         assert later not in (customer, "forgotten")
-        again = cem(["identity", "explain", "email", "erase.me@example.org"], settings)
+        again = run_cem("identity", "explain", "email", "erase.me@example.org", env=settings.as_env())
         assert f"belongs to customer {later}" in again.stdout
     by_customer: dict[str, set[str]] = defaultdict(set)
     for event_id, cid in db.query(f"SELECT event_id, customer_id FROM {name}.interactions"):

@@ -8,17 +8,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cem.harness import WorkerProcess, isolated_settings, publish, read_topic, wait_until
 from cem.settings import Settings
+from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
+from devtools.topics import publish, read_topic
 from schemas.codec import encode_avro, schema_documents
 from schemas.evolution import registration_message
 from schemas.internal import signature_headers
@@ -39,11 +37,6 @@ V3 = with_fields({"name": "locale", "type": ["null", "string"], "default": None}
                  {"name": "campaign", "type": ["null", "string"], "default": None})
 NEVER_REGISTERED = with_fields({"name": "region", "type": "string"})
 INCOMPATIBLE = with_fields(drop="identifiers")
-
-
-def cem(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cem.cli", *args], env={**os.environ, **settings.as_env()},
-                          capture_output=True, text=True, timeout=120)
 
 
 def records(settings: Settings, prefix: str, count: int, schema: dict[str, Any], **extra: Any
@@ -84,11 +77,11 @@ def test_registered_writer_schemas_are_decoded_and_unknown_ones_dead_lettered(ka
         files[name] = tmp_path / f"{name}.avsc"
         files[name].write_text(json.dumps(schema, indent=2))
 
-    refused = cem(settings, "schemas", "register", str(files["incompatible"]))
+    refused = run_cem("schemas", "register", str(files["incompatible"]), env=settings.as_env())
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "identifiers" in refused.stderr
 
-    registered = cem(settings, "schemas", "register", str(files["v2"]))
+    registered = run_cem("schemas", "register", str(files["v2"]), env=settings.as_env())
     assert registered.returncode == 0, registered.stdout + registered.stderr
     assert topic_config(settings, settings.schemas_topic).get("cleanup.policy") == "compact"
 
@@ -108,7 +101,7 @@ def test_registered_writer_schemas_are_decoded_and_unknown_ones_dead_lettered(ka
                    f"v2 records were not resolved:\n{worker.log_tail()}")
 
         # Registered while the worker runs, published right after the command returns.
-        registered = cem(settings, "schemas", "register", str(files["v3"]))
+        registered = run_cem("schemas", "register", str(files["v3"]), env=settings.as_env())
         assert registered.returncode == 0, registered.stdout + registered.stderr
         running = (records(settings, "v3", 30, V3, locale="fr-FR", campaign="spring")
                    + records(settings, "v2b", 10, V2) + records(settings, "v1", 10, V1))
@@ -148,7 +141,7 @@ def _numbered_schema(n: int) -> dict[str, Any]:
 
 
 def _feed_settings(kafka: Any, clickhouse: Any, name: str) -> Settings:
-    from cem.cli import ensure_topics
+    from cem.kafka import ensure_topics
 
     settings = isolated_settings(kafka.bootstrap, clickhouse.url, name)
     asyncio.run(ensure_topics(settings))
@@ -179,7 +172,7 @@ def test_feed_is_ready_only_once_it_read_every_earlier_registration(kafka, click
 
 
 def test_catch_up_returns_once_what_was_just_registered_is_applied(kafka, clickhouse) -> None:
-    from cem.cli import produce
+    from cem.kafka import produce
     from schemas.codec import new_registry
     from streams.schema_feed import SchemaFeed
 

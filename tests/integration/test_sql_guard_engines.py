@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cem.cli import main
-from cem.harness import wait_until
+from devtools.harness import wait_until
 from sinks.clickhouse import QueryLimits, QueryTimeout, ReadOnlyViolation, connect, migrate
 from sinks.sql_guard import check_read_only
 from tests.unit.sql_guard_cases import ALLOWED, REFUSED

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from cem.domain.model import Identifier, Interaction
-from cem.domain.resolver import Resolver
+from cem.domain.model import Identifier, Interaction, identity_key, stable_id
+from cem.domain.resolver import Effects, RecentRow, Resolver, Snapshot
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -37,6 +37,51 @@ def event(
         fingerprint=fingerprint if fingerprint is not None else f"fp-{event_id}",
         issue_ref=issue_ref,
     )
+
+
+def cid(event_id: str) -> str:
+    """The id of the customer an event started."""
+    return stable_id("c", event_id)
+
+
+def sid(event_id: str) -> str:
+    """The id of the session an event started."""
+    return stable_id("s", event_id)
+
+
+def jid(issue_ref: str, event_id: str) -> str:
+    """The id of the journey an event started for an issue_ref."""
+    return stable_id("j", issue_ref, event_id)
+
+
+def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
+    """The rows the warehouse would hold after these batches, as sinks.snapshot.load_snapshot reads them back."""
+    snapshot = Snapshot()
+    session_alias: dict[str, str] = {}
+    journey_alias: dict[str, str] = {}
+    for effects, now_ms in batches:
+        for identifiers, (_customer, first) in effects.identity_sets.items():
+            key = identity_key(identifiers)  # GROUP BY identity_key, min(first_ms), argMin(first_event_id)
+            known = snapshot.identity_sets.get(key)
+            snapshot.identity_sets[key] = (identifiers, first if known is None else min(first, known[1]))
+        for alias in effects.session_aliases:
+            session_alias[alias.from_id] = alias.into_id  # argMax(current_id, version)
+        for journey in effects.journeys.values():  # argMax(merged_into, version), argMax(customer_id, version)
+            journey_alias.pop(journey.journey_id, None)
+            snapshot.journey_owners[journey.journey_id] = journey.customer_id
+        for journey_alias_row in effects.journey_aliases:
+            journey_alias[journey_alias_row.from_id] = journey_alias_row.into_id
+            snapshot.journey_owners.pop(journey_alias_row.from_id, None)
+        snapshot.recent += [
+            RecentRow(r.interaction.event_id, r.interaction.fingerprint, now_ms, effects.version,
+                      r.interaction.occurred_ms, r.interaction.channel, r.interaction.type, r.customer_id,
+                      r.session_id, r.interaction.issue_ref or "", identity_key(r.interaction.identifiers),
+                      r.journey_id)
+            for r in effects.interactions
+        ]
+    snapshot.session_aliases = list(session_alias.items())
+    snapshot.journey_aliases = list(journey_alias.items())
+    return snapshot
 
 
 class UnionFind:
@@ -78,17 +123,20 @@ CONTACTS = (("web", "page_view", False), ("mobile", "app_open", False), ("chat",
 
 
 def mixed_batch(size: int = 60, seed: int = 5, prefix: str = "e", first_person: int = 0,
-                start_ms: int = NOW_MS - DAY_MS, shuffled: bool = False) -> list[Interaction]:
+                start_ms: int = NOW_MS - DAY_MS, shuffled: bool = False,
+                phone_rotation: int = 10) -> list[Interaction]:
     """Events of 9 people (numbered from `first_person`) over a few hours, in event-time order unless `shuffled`:
-    sessions (web, mobile), service journeys (an issue_ref per person), merges through shared phones, each event
-    with a text."""
+    sessions (web, mobile), service journeys (an issue_ref per person), merges through phones two people carry (and
+    merges the e-mail limit refuses), each event with a text. The phone a person's events carry moves to the next
+    person's every `phone_rotation` events: with the default no phone is seen with more e-mails than one customer
+    may hold, so none is shared; with 9 one is (seen with 7 e-mails), and the customers it glued are split."""
     rng = random.Random(seed)
     events = []
     for i in range(size):
         person = first_person + i % 9
         identifiers = [("email", f"p{person}@example.com")]
         if i % 4 == 0:
-            identifiers.append(("phone", f"+1415555{first_person + (person + i // 9) % 9:04d}"))
+            identifiers.append(("phone", f"+1415555{first_person + (person + i // phone_rotation) % 9:04d}"))
         channel, kind, service = CONTACTS[rng.randrange(len(CONTACTS))]
         base = event(f"{prefix}{i:02d}", start_ms + i * 7 * MINUTE_MS, identifiers, channel=channel, type=kind,
                      issue_ref=f"CASE-{person}" if service else None)

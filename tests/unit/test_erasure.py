@@ -4,6 +4,7 @@ the refusal of shared identifiers, and the graph after a forget being exactly wh
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -19,13 +20,15 @@ from cem.domain.erasure import (
     find_identifiers,
     plan_erasure,
 )
-from cem.domain.identity import IdentityGraph
+from cem.domain.identity import DEFAULT_TYPE_LIMITS, IdentityGraph, IdentitySet
+from cem.domain.identity_erasure import forget_in_graph
 from cem.domain.keyed import DEVELOPMENT_KEY, key_bytes, keyed_hash
 from cem.domain.model import Identifier, identity_key, stable_id
 from cem.domain.resolver import Resolver, ResolverConfig
+from cem.domain.shared import DEFAULT_WEAK_THRESHOLD
 from sinks.erasure import IN_LIST_MAX, erasure_statements
 from tests.unit.factories import HOUR_MS, MINUTE_MS, NOW_MS, event
-from tests.unit.test_identity_order import TIGHT, Event, event_lists
+from tests.unit.strategies import TIGHT, WEAK, Event, event_lists, reference_shared
 
 KEY = b"k" * 32
 JANE = ("email", "jane.doe@example.com")
@@ -45,7 +48,7 @@ def graph_of(events: list[Event], limits: dict[str, int] | None = None) -> Ident
 # ---- the keyed hash ----------------------------------------------------------------------------------
 def test_keyed_hash_depends_on_the_key_and_is_no_unkeyed_hash() -> None:
     value = keyed_hash(KEY, *JANE)
-    assert len(value) == 64 and int(value, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", value), value  # 32 bytes, hex: a SHA-256-sized keyed digest
     assert value == keyed_hash(KEY, *JANE)
     assert value != keyed_hash(b"another key", *JANE)
     assert value != keyed_hash(KEY, "email", "jane.doe@example.org")
@@ -96,15 +99,18 @@ def test_force_must_be_a_json_true() -> None:
 
 # ---- finding and planning --------------------------------------------------------------------------------
 def test_an_identifier_unlinked_at_a_limit_is_found_and_its_carrier_erased() -> None:
-    phones = [("phone", f"+1212555030{i}") for i in range(3)]
-    graph = graph_of([(f"e{i}", i, (JANE, phone)) for i, phone in enumerate(phones)], {"phone": 2, "email": 5})
+    # Devices name a device, not a person: Jane's e-mail stays hers past the device limit (its shared threshold
+    # for device ids is far higher), and the third device goes unlinked.
+    devices = [("device_id", f"dev-{i}") for i in range(3)]
+    graph = graph_of([(f"e{i}", i, (JANE, device)) for i, device in enumerate(devices)],
+                     {"device_id": 2, "email": 5})
     jane = graph.customer_of(JANE)
-    assert graph.customer_of(phones[2]) is None  # went unlinked at the phone limit
-    assert find_identifiers(graph, "phone", keyed_hash(KEY, *phones[2]), KEY) == [phones[2]]
-    assert find_identifiers(graph, "phone", keyed_hash(b"wrong", *phones[2]), KEY) == []
-    plan = plan_erasure(graph, request(phones[2]), KEY, 3)
+    assert graph.customer_of(devices[2]) is None  # went unlinked at the device limit
+    assert find_identifiers(graph, "device_id", keyed_hash(KEY, *devices[2]), KEY) == [devices[2]]
+    assert find_identifiers(graph, "device_id", keyed_hash(b"wrong", *devices[2]), KEY) == []
+    plan = plan_erasure(graph, request(devices[2]), KEY, 3)
     assert plan.status == APPLIED and plan.customer_ids == (jane,)
-    assert plan.erased == {JANE, *phones}
+    assert plan.erased == {JANE, *devices}
 
 
 def test_not_found() -> None:
@@ -117,28 +123,46 @@ def test_not_found() -> None:
 @pytest.mark.parametrize("people, max_customers, refused", [(2, 1, True), (4, 3, True), (3, 3, False),
                                                             (520, 3, True), (520, 600, False)])
 def test_shared_identifier_is_refused_unless_forced(people: int, max_customers: int, refused: bool) -> None:
-    placeholder = ("email", "noemail@noemail.com")
-    events = [(f"p{i}", i, (("customer_ref", f"CRM-{i}"), placeholder)) for i in range(people)]
+    # A front-desk address typed for every walk-in customer: two CRM ids on it make it shared (it belongs to
+    # nobody and is never walked), and erasure still finds it and counts the customers whose events carry it.
+    front_desk = ("email", "frontdesk@example.org")
+    events = [(f"p{i}", i, (("customer_ref", f"CRM-{i}"), front_desk)) for i in range(people)]
     graph = graph_of(events)
-    plan = plan_erasure(graph, request(placeholder), KEY, max_customers)
+    assert front_desk in graph.shared and front_desk not in graph.carriers
+    assert graph.customer_of(front_desk) is None
+    plan = plan_erasure(graph, request(front_desk), KEY, max_customers)
     assert plan.carriers == people
     assert plan.status == (REFUSED if refused else APPLIED)
     if refused:
         assert not plan.erased and f"events of {people} customers" in plan.reason and "--force" in plan.reason
-        forced = plan_erasure(graph, request(placeholder, force=True), KEY, max_customers)
-        assert forced.status == APPLIED and forced.customer_ids == (graph.customer_of(placeholder),)
-        assert forced.erased == {placeholder, ("customer_ref", "CRM-0")}
+        plan = plan_erasure(graph, request(front_desk, force=True), KEY, max_customers)
+        assert plan.status == APPLIED and plan.carriers == people
+    # Nobody's: no customer is the person, and nothing but the identifier itself is erased.
+    assert plan.customer_ids == () and plan.erased == {front_desk}
+    # Every event carrying it is anonymised (its set removed), and its mark goes with its evidence.
+    every_set = set(graph.set_key)
+    result = forget_in_graph(graph, plan.customer_ids, plan.erased)
+    assert set(result.removed_sets) == every_set and not graph.set_key and not graph.customers
+    assert front_desk not in graph.shared and result.unshared == []
+    assert plan_erasure(graph, request(front_desk, True), KEY, max_customers).status == NOT_FOUND
 
 
 def test_identifiers_of_others_and_widely_shared_ones_are_not_the_persons() -> None:
     kiosk = ("device_id", "kiosk-42")
+    bob_phone = ("phone", "+12125550199")
     events = [("j1", 1, (("customer_ref", "CRM-J"), JANE, kiosk)),
-              ("b1", 2, (("customer_ref", "CRM-B"), ("email", "bob@example.com"))),
-              ("j2", 3, (("customer_ref", "CRM-B"), JANE)),  # refused merge: CRM-B stays Bob's
+              ("b1", 2, (("customer_ref", "CRM-B"), ("email", "bob@example.com"), bob_phone)),
+              # Hers (her email anchors it), carrying Bob's phone; the merge is refused (two CRM ids), so the
+              # phone stays Bob's. A CRM id of his on it would make her email shared.
+              ("j2", 3, (JANE, bob_phone)),
               *[(f"k{i}", 10 + i, (("customer_ref", f"CRM-K{i}"), kiosk)) for i in range(5)]]
     graph = graph_of(events)
+    jane = graph.customer_of(JANE)
+    assert jane is not None and graph.customer_of_set((JANE, bob_phone)) == jane
+    assert graph.customer_of(bob_phone) == graph.customer_of(("customer_ref", "CRM-B")) != jane
+    assert kiosk in graph.shared  # seen with six CRM ids
     plan = plan_erasure(graph, request(JANE), KEY, 3)
-    assert plan.customer_ids == (graph.customer_of(JANE),)
+    assert plan.customer_ids == (jane,)
     assert plan.erased == {JANE, ("customer_ref", "CRM-J")}
     assert plan.shared_kept == 1  # the kiosk: 6 customers' events carry it
 
@@ -152,6 +176,7 @@ def assert_nothing_of(graph: IdentityGraph, erased: set[Identifier], customer_id
     assert not any(erased.intersection(s) for s in graph.origins.values())
     assert not set(customer_ids) & (graph.customers.keys() | graph.parent.keys())
     assert not any(set(customer_ids) & holders for holders in graph.carriers.values())
+    assert not erased & graph.shared.marked.keys()
 
 
 def restored_like(graph: IdentityGraph, limits: dict[str, int] | None) -> IdentityGraph:
@@ -160,10 +185,10 @@ def restored_like(graph: IdentityGraph, limits: dict[str, int] | None) -> Identi
     return fresh
 
 
-def state(graph: IdentityGraph) -> tuple[dict[object, str], dict[Identifier, str]]:
+def state(graph: IdentityGraph) -> tuple[dict[object, str], dict[Identifier, str], set[Identifier]]:
     sets = {s: graph.find(owner) for s, owner in graph.set_owner.items()}
     owners = {ident: graph.find(owner) for ident, owner in graph.owner.items()}
-    return sets, owners
+    return sets, owners, set(graph.shared.marked)
 
 
 @settings(max_examples=300, deadline=None)
@@ -173,39 +198,59 @@ def test_forget_leaves_exactly_what_a_restart_rebuilds(events: list[Event], rnd:
     order = list(range(len(events)))
     rnd.shuffle(order)  # type: ignore[attr-defined]
     graph = graph_of([events[i] for i in order], TIGHT)
-    target = rnd.choice(sorted(graph.carriers))  # type: ignore[attr-defined]
+    target = rnd.choice(sorted(graph.carriers.keys() | graph.shared.marked.keys()))  # type: ignore[attr-defined]
     plan = plan_erasure(graph, request(target, force), KEY, max_customers)
     if plan.status != APPLIED:
         assert plan.status == REFUSED and not force
         return
     before = dict(graph.set_key)
-    result = graph.forget(plan.customer_ids, plan.erased)
+    shared_before = set(graph.shared.marked)
+    result = forget_in_graph(graph, plan.customer_ids, plan.erased)
     assert set(result.removed_sets) == {s for s in before if plan.erased.intersection(s)} | {
         s for s in before if s not in graph.set_key}
     assert_nothing_of(graph, set(plan.erased), result.customer_ids)
-    assert state(graph) == state(restored_like(graph, TIGHT))
+    restored = restored_like(graph, TIGHT)
+    assert state(graph) == state(restored)
+    # Shared is what the remaining events show (an independent reference): the erased events' evidence is gone.
+    remaining = [e for e in events if e[2] in graph.set_key]
+    assert set(graph.shared.marked) == reference_shared(remaining, TIGHT, WEAK, DEFAULT_WEAK_THRESHOLD)
+    assert {found.identifier for found in result.unshared} == shared_before - plan.erased - graph.shared.marked.keys()
     # What the replay reports covers every set it replayed, with the owner a restart gives it.
     for member_set, owner in result.replay.set_customers.items():
         assert graph.find(graph.set_owner[member_set]) == owner
+    # The evidence left behind is a restart's too: the same later events give the same state.
+    later = [(f"n{i}", 100 + i, tuple(sorted(set(ids) - plan.erased))) for i, (_, _, ids) in enumerate(events)]
+    for event_id, ms, ids in later:
+        if ids:
+            graph.attribute(event_id, ms, ids)
+            restored.attribute(event_id, ms, ids)
+    assert state(graph) == state(restored)
     # Forgetting again finds nothing.
     assert plan_erasure(graph, request(target, True), KEY, max_customers).status == NOT_FOUND
 
 
-def test_a_neighbour_whose_first_set_carried_her_email_keeps_its_id_through_an_alias() -> None:
-    # Bob's first event carried Jane's email (a refused merge); it goes, his later events stay his.
-    events = [("j1", 1, (("customer_ref", "CRM-J"), JANE)),
-              ("b1", 2, (("customer_ref", "CRM-B"), JANE)),
-              ("b2", 3, (("customer_ref", "CRM-B"), ("phone", "+12125550199")))]
-    graph = graph_of(events)
+@pytest.mark.parametrize("limits, bob_first", [
+    # Bob's first event carried Jane's email and an email of his: the merge is refused at the email limit.
+    ({**DEFAULT_TYPE_LIMITS, "email": 1}, (("email", "bob@example.com"), JANE)),
+    # Bob's first event carried Jane's email and his CRM id: her email is shared (two CRM ids), nobody's.
+    (None, (("customer_ref", "CRM-B"), JANE)),
+])
+def test_a_neighbour_whose_first_set_carried_her_email_keeps_its_id_through_an_alias(
+        limits: dict[str, int] | None, bob_first: IdentitySet) -> None:
+    # Bob's first set goes (it names her); his later events stay his.
+    b2 = (("customer_ref", "CRM-B"), ("email", "bob@example.com"), ("phone", "+12125550199"))
+    events = [("j1", 1, (("customer_ref", "CRM-J"), JANE)), ("b1", 2, bob_first), ("b2", 3, b2)]
+    graph = graph_of(events, limits)
     bob = graph.customer_of(("customer_ref", "CRM-B"))
     assert bob == stable_id("c", "b1")
+    assert (JANE in graph.shared) == (limits is None)
     plan = plan_erasure(graph, request(JANE), KEY, 3)
-    result = graph.forget(plan.customer_ids, plan.erased)
-    b2 = (("customer_ref", "CRM-B"), ("phone", "+12125550199"))
-    assert graph.customer_of_set(b2) == stable_id("c", "b2")
+    result = forget_in_graph(graph, plan.customer_ids, plan.erased)
+    assert tuple(sorted(bob_first)) in result.removed_sets
+    assert graph.customer_of_set(tuple(sorted(b2))) == stable_id("c", "b2")
     assert graph.find(bob) == stable_id("c", "b2")  # the old id resolves to where his events went
     assert result.replay.aliases[bob] == stable_id("c", "b2")
-    assert state(graph) == state(restored_like(graph, None))
+    assert state(graph) == state(restored_like(graph, limits))
     # Her email now makes a brand-new customer, the only one holding it.
     after = graph.attribute("j9", 9, (JANE,))
     assert after.customer_id == stable_id("c", "j9") and graph.customer_of(JANE) == after.customer_id

@@ -4,7 +4,6 @@ processes, sync and async targets, methods, and names bound by `from x import f`
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,8 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from cem.settings import Settings
-from tests.faults.inject import Fault, Trigger, install, launcher, load_plan, write_plan
+from tests.faults.inject import Fault, Trigger, install, load_plan, write_plan
 
 VICTIM = '''
 class Store:
@@ -156,17 +154,3 @@ def test_a_plan_round_trips_and_rejects_unknown_actions(tmp_path: Path) -> None:
         Fault("a.b", "raise", exception="len")
     with pytest.raises(ValueError, match="not an exception type"):
         Fault("a.b", "raise", exception="cem.settings.Settings")
-
-
-def test_the_launcher_runs_the_worker_with_the_plan_installed(tmp_path: Path) -> None:
-    """`python -m tests.faults.inject` in a real process: a fault in the worker's first step (an async function)
-    ends it before it needs a broker."""
-    plan = write_plan(tmp_path / "plan.json", [Fault("cem.cli.ensure_topics", "raise", exception="ConnectionError",
-                                                     message="injected: no broker")])
-    command, env = launcher(plan)
-    settings = Settings.from_env({}, kafka_bootstrap="127.0.0.1:9", state_dir=str(tmp_path / "state"))
-    done = subprocess.run(command, env={**settings.as_env(), **env, "PATH": "/usr/bin:/bin"}, capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode != 0
-    assert "[fault-inject] raise in cem.cli.ensure_topics" in done.stderr
-    assert "ConnectionError: injected: no broker" in done.stderr, done.stderr[-2000:]

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
-from cem.simulate import Simulator
 from cem.topic_limits import limit_problems
+from devtools.simulate import Simulator
 from schemas.codec import encode_avro, encode_json
 from sinks.errors import describe_error, error_code, is_rejection
 from streams.app import Ingestor

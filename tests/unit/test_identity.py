@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.identity import IdentityGraph, Merge, RefusedMerge
 from cem.domain.model import Identifier, stable_id
+from devtools.simulate import groups
 from tests.unit.factories import components
 
 EMAIL_A: Identifier = ("email", "a@example.com")
@@ -108,14 +109,17 @@ def test_find_of_unknown_id_is_itself() -> None:
 
 
 def test_conflicting_customer_ref_refuses_the_merge() -> None:
+    # The anonymous id reaches CRM-1's customer through the email: it was never seen with CRM-1 itself, so it is
+    # not shared (seen with one customer_ref), and the bridge to CRM-2 is refused by the guard.
     graph = IdentityGraph()
     graph.attribute("e1", 100, (REF_1, EMAIL_A))
+    graph.attribute("e1b", 150, (ANON_X, EMAIL_A))
     graph.attribute("e2", 200, (REF_2, PHONE_P))
-    result = graph.attribute("e3", 300, (REF_2, EMAIL_A))
-    assert result.merges == []
+    result = graph.attribute("e3", 300, (REF_2, ANON_X))
+    assert result.merges == [] and result.shared == []
     assert result.refused == [RefusedMerge(cid("e2"), cid("e1"), "e3", 300, "conflicting_customer_ref")]
     assert result.customer_id == cid("e2")  # the customer of the event's customer_ref
-    assert graph.customer_of(EMAIL_A) == cid("e1")  # the email stays where it was
+    assert graph.customer_of(ANON_X) == cid("e1")  # the anonymous id stays where it was
     assert set(graph.customers) == {cid("e1"), cid("e2")}
 
 
@@ -128,18 +132,26 @@ def test_without_customer_ref_attribution_follows_the_email() -> None:
     assert [r.reason for r in result.refused] == ["conflicting_customer_ref"]
 
 
-def test_second_customer_ref_starts_its_own_customer() -> None:
-    # The event's strongest identifier (its customer_ref) decides: it may not join a customer holding another one.
+def test_second_customer_ref_on_one_email_makes_the_email_shared() -> None:
+    # One customer holds one customer_ref, so an email seen with two is shared: it links and attributes nobody.
     graph = IdentityGraph()
     graph.attribute("e1", 100, (REF_1, EMAIL_A))
     result = graph.attribute("e2", 200, (REF_2, EMAIL_A))
     assert result.customer_id == cid("e2")
-    assert [(r.customer_id, r.other_customer_id, r.reason) for r in result.refused] == [
-        (cid("e2"), cid("e1"), "conflicting_customer_ref")
+    assert result.refused == [] and result.merges == []
+    assert [(s.id_type, s.value, s.event_id, s.reason, s.distinct_count) for s in result.shared] == [
+        ("email", "a@example.com", "e2", "limit:customer_ref", 2)
     ]
     assert graph.customer_of(REF_2) == cid("e2")
-    assert graph.customer_of(EMAIL_A) == cid("e1")  # the email stays with the first customer
+    assert graph.customer_of(REF_1) == cid("e1")
+    assert graph.customer_of(EMAIL_A) is None  # unlinked from the first customer
+    assert [(link.value, link.customer_id, link.rule) for link in result.links] == [
+        ("CRM-2", cid("e2"), "first_seen"), ("a@example.com", "", "shared")]
     assert set(graph.customers) == {cid("e1"), cid("e2")}
+    # An event carrying only the email belongs to neither: its identifier set is a customer of its own.
+    alone = graph.attribute("e3", 300, (EMAIL_A,))
+    assert alone.customer_id == cid("e3") and alone.links == []
+    assert graph.attribute("e4", 400, (EMAIL_A,)).customer_id == cid("e3")
 
 
 def test_device_limit() -> None:
@@ -172,10 +184,15 @@ def test_merge_refused_when_combined_emails_exceed_the_limit() -> None:
 def test_custom_type_limits() -> None:
     graph = IdentityGraph({"email": 1})
     graph.attribute("e1", 1, (ANON_X, EMAIL_A))
-    # The new email is the event's strongest identifier; joining e1's customer would give it two emails.
-    result = graph.attribute("e2", 2, (ANON_X, EMAIL_B))
+    graph.attribute("e2", 2, (PHONE_P, EMAIL_B))
+    # The phone is the event's strongest identifier; joining e1's customer would give its customer two emails.
+    result = graph.attribute("e2b", 3, (ANON_X, PHONE_P))
     assert [r.reason for r in result.refused] == ["limit:email"]
     assert result.customer_id == cid("e2") != graph.customer_of(ANON_X) == cid("e1")
+    # The limit is also what makes an identifier shared: this anonymous id now has two emails.
+    shared = graph.attribute("e2c", 4, (ANON_X, EMAIL_B))
+    assert [(s.value, s.reason) for s in shared.shared] == [("anon-x", "limit:email")]
+    assert graph.customer_of(ANON_X) is None
     # Under the limit of a customer anchored by an owned identifier, the extra value is left unlinked.
     third = graph.attribute("e3", 3, (EMAIL_A, ("email", "c@example.com")))
     assert third.customer_id == cid("e1")
@@ -225,10 +242,7 @@ def _grouping(
         result = graph.attribute(event_id, occurred_ms, identifiers)
         assert result.refused == [] and result.unlinked == []
         customer_of_event[event_id] = result.customer_id
-    groups: dict[str, set[str]] = {}
-    for event_id, customer_id in customer_of_event.items():
-        groups.setdefault(graph.find(customer_id), set()).add(event_id)
-    return {frozenset(g) for g in groups.values()}, graph, customer_of_event
+    return groups((event_id, graph.find(c)) for event_id, c in customer_of_event.items()), graph, customer_of_event
 
 
 @settings(max_examples=150, deadline=None)
@@ -300,11 +314,9 @@ def _set_grouping(events: list[tuple[str, int, tuple[Identifier, ...]]]) -> tupl
     graph = IdentityGraph(TIGHT_LIMITS)
     for event_id, occurred_ms, identifiers in events:
         graph.attribute(event_id, occurred_ms, identifiers)
-    groups: dict[str | None, set[str]] = {}
-    for event_id, _, identifiers in events:
-        groups.setdefault(graph.customer_of_set(identifiers), set()).add(event_id)
-    assert None not in groups
-    return {frozenset(g) for g in groups.values()}, set(graph.customers)
+    owners = [(event_id, graph.customer_of_set(identifiers)) for event_id, _, identifiers in events]
+    assert all(owner is not None for _, owner in owners)
+    return groups(owners), set(graph.customers)
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,10 +4,14 @@
 2. With guards, no customer ever holds two customer_refs or more values of a type than its limit, and every
    customer lies inside one connected component (guards only ever refuse links).
 3. Whatever the arrival order, the grouping is the same as folding the events in event-time order.
+4. Whatever the arrival order, the grouping is the event-time fold of the identifier sets with the shared
+   identifiers (as determined over all events) left out, computed here by a reference written from
+   docs/identity.md; an identifier set made only of shared identifiers is a customer of its own.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from hypothesis import given, settings
@@ -16,27 +20,9 @@ from hypothesis import strategies as st
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.identity import IdentityGraph
 from cem.domain.model import Identifier
-
-Event = tuple[str, int, tuple[Identifier, ...]]
-
-POOL = {
-    "customer_ref": ["r0", "r1", "r2"],
-    "email": ["e0", "e1", "e2", "e3"],
-    "phone": ["p0", "p1", "p2"],
-    "device_id": ["d0", "d1"],
-    "anonymous_id": ["a0", "a1", "a2"],
-}
-
-
-def identifier_sets(types: Iterable[str]) -> st.SearchStrategy[tuple[Identifier, ...]]:
-    pool = [(t, v) for t in types for v in POOL[t]]
-    return st.lists(st.sampled_from(pool), min_size=1, max_size=4).map(lambda ids: tuple(sorted(set(ids))))
-
-
-def event_lists(types: Iterable[str]) -> st.SearchStrategy[list[Event]]:
-    return st.lists(st.tuples(st.integers(0, 6), identifier_sets(list(types))), min_size=1, max_size=24).map(
-        lambda items: [(f"ev{i}", ms, ids) for i, (ms, ids) in enumerate(items)]
-    )
+from devtools.simulate import groups
+from tests.unit.factories import components as connected_components
+from tests.unit.strategies import NO_GUARDS, POOL, TIGHT, WEAK, Event, event_lists, reference_shared
 
 
 def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] | None = None,
@@ -44,37 +30,12 @@ def grouping(events: list[Event], order: Iterable[int], limits: dict[str, int] |
     graph = graph or IdentityGraph(limits)
     for i in order:
         graph.attribute(*events[i])
-    by_customer: dict[str | None, set[str]] = {}
-    for event_id, _, ids in events:
-        by_customer.setdefault(graph.customer_of_set(ids), set()).add(event_id)
-    return {frozenset(v) for v in by_customer.values()}
+    return groups((event_id, graph.customer_of_set(ids)) for event_id, _, ids in events)
 
 
 def components(events: list[Event]) -> set[frozenset[str]]:
-    """Connected components of "shares an identifier", by a union-find written here, independent of cem."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    first_with: dict[Identifier, str] = {}
-    for event_id, _, ids in events:
-        find(event_id)
-        for ident in ids:
-            if ident in first_with:
-                parent[find(event_id)] = find(first_with[ident])
-            else:
-                first_with[ident] = event_id
-    groups: dict[str, set[str]] = {}
-    for event_id, _, _ in events:
-        groups.setdefault(find(event_id), set()).add(event_id)
-    return {frozenset(v) for v in groups.values()}
-
-
-NO_GUARDS = {t: 1_000_000 for t in POOL}
-TIGHT = {"customer_ref": 1, "email": 2, "phone": 2, "device_id": 1, "anonymous_id": 2}
+    """Connected components of "shares an identifier" (tests/unit/factories.py: a union-find independent of cem)."""
+    return connected_components((event_id, ids) for event_id, _, ids in events)
 
 
 @settings(max_examples=300, deadline=None)
@@ -102,9 +63,9 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
     order = list(range(len(events)))
     rng.shuffle(order)
     graph = IdentityGraph(TIGHT)
-    groups = grouping(events, order, TIGHT, graph)
+    grouped = grouping(events, order, TIGHT, graph)
     comps = components(events)
-    assert all(any(group <= comp for comp in comps) for group in groups)
+    assert all(any(group <= comp for comp in comps) for group in grouped)
     held: dict[str, dict[str, set[str]]] = {}
     for ident, owner in graph.owner.items():
         held.setdefault(graph.find(owner), {}).setdefault(ident[0], set()).add(ident[1])
@@ -113,14 +74,107 @@ def test_guards_hold_and_only_refuse_links(events: list[Event], rng) -> None:
             assert len(values) <= TIGHT[id_type]
 
 
+# ---- 4. shared identifiers: a reference written from the documentation, not from the product code -------------
+RANK = {"customer_ref": 0, "email": 1, "phone": 2, "social_handle": 3, "device_id": 4, "anonymous_id": 5}
+def reference_fold(events: list[Event], limits: dict[str, int], weak: frozenset[str] = WEAK,
+                   weak_threshold: int = 200) -> set[frozenset[str]]:
+    """Fold the distinct identifier sets, each at its earliest event, in event-time order, shared ones left out:
+    the strongest identifier anchors; the other owners join oldest first unless the merged customer would hold
+    more of a type than its limit; unowned identifiers link while under the limit; the first seen survives."""
+    shared = reference_shared(events, limits, weak, weak_threshold)
+    earliest: dict[tuple[Identifier, ...], tuple[int, str]] = {}
+    for event_id, ms, ids in events:
+        earliest[ids] = min(earliest.get(ids, (ms, event_id)), (ms, event_id))
+    owner: dict[Identifier, str] = {}
+    merged_into: dict[str, str] = {}
+    held: dict[str, Counter[str]] = {}
+    born: dict[str, tuple[int, str]] = {}
+    home: dict[tuple[Identifier, ...], str] = {}
+
+    def root(customer: str) -> str:
+        while customer in merged_into:
+            customer = merged_into[customer]
+        return customer
+
+    def too_many(a: Counter[str], b: Counter[str]) -> bool:
+        return any(a[t] + b[t] > limit for t, limit in limits.items())
+
+    for ids, key in sorted(earliest.items(), key=lambda item: item[1]):
+        live = [i for i in ids if i not in shared] or [("only shared identifiers", repr(ids))]
+        strongest = min(live, key=lambda i: (RANK.get(i[0], 99), i))
+        anchor = root(owner[strongest]) if strongest in owner else None
+        others = sorted({root(owner[i]) for i in live if i in owner} - {anchor}, key=born.__getitem__)
+        fresh = Counter(i[0] for i in live if i not in owner)
+        current = anchor
+        for other in others:
+            if too_many(held[current] if current is not None else fresh, held[other]):
+                continue
+            if current is None:
+                current = other
+                continue
+            keep, gone = sorted((current, other), key=born.__getitem__)
+            merged_into[gone] = keep
+            held[keep] += held[gone]
+            current = keep
+        if current is None:
+            current = key[1]
+            born[current], held[current] = key, Counter()
+        for ident in live:
+            if ident not in owner and held[current][ident[0]] < limits.get(ident[0], 1_000_000):
+                owner[ident] = current
+                held[current][ident[0]] += 1
+        home[ids] = current
+    groups: dict[str, set[str]] = {}
+    for event_id, _, ids in events:
+        groups.setdefault(root(home[ids]), set()).add(event_id)
+    return {frozenset(v) for v in groups.values()}
+
+
+LOOSE = {"customer_ref": 1, "email": 3, "phone": 2, "device_id": 2, "anonymous_id": 2}
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_lists(POOL), st.randoms(use_true_random=False), st.sampled_from([TIGHT, LOOSE]),
+       st.sampled_from([WEAK, frozenset()]), st.sampled_from([0, 2, 1_000_000]))
+def test_grouping_is_the_time_fold_without_shared_identifiers_in_any_order(
+        events: list[Event], rng, limits: dict[str, int], weak: frozenset[str], weak_threshold: int) -> None:
+    expected = reference_fold(events, limits, weak, weak_threshold)
+    shared = reference_shared(events, limits, weak, weak_threshold)
+    for _ in range(2):
+        order = list(range(len(events)))
+        rng.shuffle(order)
+        graph = IdentityGraph(limits, weak_types=weak, weak_threshold=weak_threshold)
+        assert grouping(events, order, graph=graph) == expected
+        assert set(graph.shared.marked) == shared
+        assert not shared & set(graph.owner) and not shared & set(graph.carriers)  # they link, and are walked, never
+    # Rebuilt from its identifier sets (as after a restart), the graph gives the same grouping.
+    restored = IdentityGraph(limits, weak_types=weak, weak_threshold=weak_threshold)
+    restored.restore((ids, key) for ids, key in {ids: (ms, e) for e, ms, ids in sorted(events, reverse=True,
+                                                                                           key=lambda e: (e[1], e[0]))
+                                                 }.items())
+    assert grouping(events, [], graph=restored) == expected
+
+
+def test_reference_fold_agrees_with_the_documented_examples() -> None:
+    """The reference itself, on cases whose answer the documentation spells out."""
+    r1, r2, email = ("customer_ref", "R1"), ("customer_ref", "R2"), ("email", "x@e.com")
+    # Two CRM ids on one email: the email is shared, each CRM id is a customer, the email alone is a third.
+    events: list[Event] = [("a", 1, (r1, email)), ("b", 2, (email, r2)), ("c", 3, (email,))]
+    assert reference_fold(events, TIGHT) == {frozenset({"a"}), frozenset({"b"}), frozenset({"c"})}
+    # Below every limit it is the connected components.
+    events = [("a", 1, (r1, email)), ("b", 2, (email,)), ("c", 3, (("phone", "p"),))]
+    assert reference_fold(events, TIGHT) == components(events)
+
+
 def test_two_customer_refs_on_one_email_never_merge() -> None:
     graph = IdentityGraph()
     first = graph.attribute("e1", 100, (("customer_ref", "R1"), ("email", "x@example.com")))
     second = graph.attribute("e2", 200, (("customer_ref", "R2"), ("email", "x@example.com")))
     assert first.customer_id != second.customer_id
-    assert [r.reason for r in second.refused] == ["conflicting_customer_ref"]
-    # The email stays with the first customer; an event with only the email goes there.
-    assert graph.attribute("e3", 300, (("email", "x@example.com"),)).customer_id == first.customer_id
+    # The email is shared by the two: an event with only the email belongs to neither.
+    assert [s.reason for s in second.shared] == ["limit:customer_ref"]
+    assert graph.attribute("e3", 300, (("email", "x@example.com"),)).customer_id not in (
+        graph.find(first.customer_id), graph.find(second.customer_id))
 
 
 def test_a_shared_kiosk_device_does_not_glue_200_customers() -> None:

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from cem.domain.model import Identifier, Interaction, stable_id
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
-from tests.unit.factories import DAY_MS, HOUR_MS, NOW_MS, components, event
-from tests.unit.test_resolver import snapshot_of
+from tests.unit.factories import DAY_MS, HOUR_MS, NOW_MS, components, event, snapshot_of
 
 WINDOW = 7 * DAY_MS
 T0 = NOW_MS - 20 * DAY_MS

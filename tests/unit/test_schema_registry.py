@@ -3,7 +3,6 @@ and the registration messages) and SchemaFeed.apply (no Kafka). The versions in 
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -34,9 +33,21 @@ from schemas.evolution import (
 )
 from schemas.internal import signature_headers
 from streams.schema_feed import SchemaFeed
+from tests.unit.schema_changes import (
+    LOCALE,
+    V1,
+    V2,
+    add,
+    drop,
+    evolve,
+    rename,
+    renamespace,
+    retype,
+    reverse,
+    survey_score,
+)
 
 MAX = 1_048_576
-V1: dict[str, Any] = schema_documents()[1]
 OCCURRED_MS = 1_794_823_200_123
 RECORD: dict[str, Any] = {
     "event_id": "evt-1",
@@ -49,48 +60,6 @@ RECORD: dict[str, Any] = {
     "survey": {"kind": "nps", "score": 3},
     "properties": {"url": "/x"},
 }
-LOCALE = {"name": "locale", "type": ["null", "string"], "default": None}
-
-
-def evolve(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    schema = copy.deepcopy(V1)
-    change(schema)
-    return schema
-
-
-def add(*fields: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
-    return lambda s: s["fields"].extend(fields)
-
-
-def drop(*names: str) -> Callable[[dict[str, Any]], None]:
-    def change(s: dict[str, Any]) -> None:
-        s["fields"] = [f for f in s["fields"] if f["name"] not in names]
-    return change
-
-
-def retype(name: str, new_type: Any) -> Callable[[dict[str, Any]], None]:
-    def change(s: dict[str, Any]) -> None:
-        field = next(f for f in s["fields"] if f["name"] == name)
-        field["type"] = new_type
-        field.pop("default", None)
-    return change
-
-
-def survey_score(new_type: str) -> Callable[[dict[str, Any]], None]:
-    return lambda s: next(f for f in s["fields"] if f["name"] == "survey")["type"][1]["fields"][1].update(
-        type=new_type)
-
-
-def rename(name: str) -> Callable[[dict[str, Any]], None]:
-    return lambda s: s.update(name=name)
-
-
-def renamespace(namespace: str) -> Callable[[dict[str, Any]], None]:
-    return lambda s: s.update(namespace=namespace)
-
-
-def reverse(s: dict[str, Any]) -> None:
-    s["fields"].reverse()
 
 
 # (name, change, the record the producer writes, what the current reader must read)
@@ -198,7 +167,6 @@ def test_the_current_schema_is_accepted_and_known() -> None:
 
 
 # ---- the registry ----------------------------------------------------------------------------------------
-V2 = evolve(add(LOCALE))
 
 
 def test_registry_starts_with_the_versions_kept_in_schemas() -> None:

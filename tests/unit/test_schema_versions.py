@@ -13,7 +13,7 @@ import pytest
 import schemas.codec as codec
 from cem.cli import main
 from schemas.evolution import check_versions
-from tests.unit.test_schema_registry import LOCALE, V1, V2, add, drop, evolve
+from tests.unit.schema_changes import LOCALE, V1, V2, add, drop, evolve
 
 
 # ---- the versions kept in schemas/ ------------------------------------------------------------------------

@@ -1,17 +1,15 @@
 """Secrets come from settings only, reach the clients that need them, and are never printed.
 
 Kafka: SASL and TLS options pass through to aiokafka, both for the plain clients of the CLI
-(`cem.cli.kafka_client_options`) and for the Faust app (`streams.app.kafka_credentials`, which Faust turns into
+(`cem.kafka.kafka_client_options`) and for the Faust app (`streams.app.kafka_credentials`, which Faust turns into
 aiokafka options). ClickHouse: the password in CEM_CLICKHOUSE_URL reaches the driver and no repr, log line or
-error description. The server-side checks (a worker with a password in its URL, `cem sql` against a server) are
-in tests/faults/test_access.py.
+error description. The checks that need a connection or a process are in tests/component/test_secrets_io.py; the
+server-side ones (a worker with a password in its URL, `cem sql` against a server) in tests/faults/test_access.py.
 """
 
 from __future__ import annotations
 
-import logging
 import ssl
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,13 +17,9 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from cem.cli import kafka_client_options
-from cem.devservices import free_port
-from cem.service.resolver_service import ResolverService
-from cem.service.retry import Stopping
+from cem.kafka import kafka_client_options
 from cem.settings import Settings
-from sinks.clickhouse import connect, parse_url
-from sinks.errors import describe_error
+from sinks.clickhouse import parse_url
 from streams.app import create_app, kafka_credentials
 
 SECRET = "s3cr3t-P@ss/word"
@@ -104,29 +98,3 @@ def test_clickhouse_url_password_reaches_the_driver_and_no_repr() -> None:
     assert target.password == SECRET and target.user == "cem" and target.database == "analytics"
     assert SECRET not in repr(target) and URL_SECRET not in repr(target)
     assert target.redacted() == "clickhouse://cem:***@ch.internal:9440/analytics"
-
-
-def test_a_failing_connection_logs_no_password(caplog: pytest.LogCaptureFixture) -> None:
-    url = f"clickhouse://cem:{URL_SECRET}@127.0.0.1:{free_port()}/cem"  # nothing listens there
-    with pytest.raises(Exception) as raised:
-        connect(url).query("SELECT 1")
-    caplog.set_level(logging.DEBUG)
-    stopping = threading.Event()
-    stopping.set()  # the first failure gives the batch up
-    with pytest.raises(Stopping):
-        ResolverService(Settings(clickhouse_url=url), stopping=stopping).process_and_write([])
-    logged = caplog.text + describe_error(raised.value) + str(raised.value)
-    assert "ClickHouse write failed, retrying: NetworkError" in caplog.text
-    assert SECRET not in logged and URL_SECRET not in logged
-
-
-def test_cem_sql_on_the_embedded_engine_writes_no_file(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    target = tmp_path / "written.tsv"
-    env = {**os.environ, "CEM_CLICKHOUSE_URL": f"chdb://{tmp_path}/warehouse"}
-    subprocess.run([sys.executable, "-m", "cem.cli", "sql", f"SELECT 1 INTO OUTFILE '{target}'"], env=env,
-                   capture_output=True, text=True, timeout=120)
-    assert not target.exists(), "cem sql wrote a file"

@@ -1,4 +1,4 @@
-"""cem.simulate.Simulator: deterministic traffic whose ground truth agrees with the pipeline's pure core."""
+"""devtools.simulate.Simulator: deterministic traffic whose ground truth agrees with the pipeline's pure core."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from cem.domain.model import Interaction, Rejection
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.settings import Settings
-from cem.simulate import BASE_TIME_MS, Simulator, Traffic
+from devtools.simulate import BASE_TIME_MS, Simulator, Traffic, groups
 from streams.app import Ingestor
 from tests.unit.factories import DAY_MS, components
 
@@ -110,13 +110,9 @@ def test_resolver_reproduces_the_ground_truth(seed: int) -> None:
     assert (effects.duplicates, effects.conflicts) == (t.duplicates_sent, 0)
     assert effects.refused_merges == [] and effects.unlinked == []
 
-    groups: dict[str, set[str]] = defaultdict(set)
-    customer_of_person: dict[int, str] = {}
-    for row in effects.interactions:
-        customer = resolver.graph.find(row.customer_id)
-        groups[customer].add(row.interaction.event_id)
-        customer_of_person[t.person_of_event[row.interaction.event_id]] = customer
-    assert {frozenset(g) for g in groups.values()} == t.groups()
+    customer_of_event = {row.interaction.event_id: resolver.graph.find(row.customer_id) for row in effects.interactions}
+    customer_of_person = {t.person_of_event[event_id]: customer for event_id, customer in customer_of_event.items()}
+    assert groups(customer_of_event.items()) == t.groups()
 
     for person, sessions in t.sessions_per_person.items():
         assert len(resolver.sessions.by_customer[customer_of_person[person]]) == sessions, person

@@ -77,7 +77,12 @@ def test_happy_path_fields() -> None:
     assert event.properties == {"url": "/p/1"}
     assert (event.text, event.sentiment, event.survey_kind, event.survey_score) == (None, None, None, None)
     assert (event.device, event.os, event.browser) == ("", "", "")
-    assert len(event.fingerprint) == 16 and int(event.fingerprint, 16) >= 0
+    # The fingerprint is taken over the normalised content, event_id left out (a re-send under another id, or
+    # re-encoded, is the same content): 16 hex digits of that exact tuple, identifiers sorted and normalised.
+    assert re.fullmatch(r"[0-9a-f]{16}", event.fingerprint), event.fingerprint
+    assert event.fingerprint == content_fingerprint(("web", "page_view", 1_794_823_200_123,
+                                                     (("email", "alice@example.com"),), None, "CASE-1", None, None,
+                                                     {"url": "/p/1"}))
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cem.cli import configure_logging, faust_worker
 from cem.settings import Settings
+from cem.worker import configure_logging, faust_worker
 from streams.app import faust_app
 
 

@@ -3,27 +3,19 @@ exactly-once design needs, with the columns the migrations create."""
 
 from __future__ import annotations
 
-from cem.domain.model import stable_id
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from sinks.clickhouse import migration_tables
 from sinks.writer import JOURNEY_COLUMNS, TABLE_ORDER, effect_columns
-from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, event
+from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid
 
 T0 = NOW_MS - DAY_MS
 EMAIL = ("email", "x@example.com")
 PHONE = ("phone", "+14155550123")
 
 
-def jid(issue_ref: str, event_id: str) -> str:
-    return stable_id("j", issue_ref, event_id)
-
-
-def cid(event_id: str) -> str:
-    return stable_id("c", event_id)
-
-
 def _busy_effects() -> Effects:
-    """One batch with customers, links, merges, a refusal, customer and session aliases, sessions, journeys."""
+    """One batch with customers, links, merges, a refusal, a shared identifier, customer and session aliases,
+    sessions, journeys."""
     t0 = NOW_MS - DAY_MS
     resolver = Resolver(ResolverConfig())
     return resolver.process(
@@ -36,7 +28,10 @@ def _busy_effects() -> Effects:
             event("e", t0 + 40 * MINUTE_MS, [("customer_ref", "CRM-2"), ("phone", "+14155550123")],
                   channel="store", type="purchase"),
             event("f", t0 + 50 * MINUTE_MS, [("customer_ref", "CRM-2"), ("email", "a@x.org")], channel="store",
-                  type="purchase"),
+                  type="purchase"),  # the email is shared by CRM-1 and CRM-2 now
+            event("i", t0 + 52 * MINUTE_MS, [("customer_ref", "CRM-1"), ("phone", "+14155550999")]),
+            event("j", t0 + 53 * MINUTE_MS, [("phone", "+14155550999"), ("anonymous_id", "anon-2")]),
+            event("k", t0 + 54 * MINUTE_MS, [("customer_ref", "CRM-2"), ("anonymous_id", "anon-2")]),  # refused
             event("g", t0 + HOUR_MS, [("device_id", "dev-1")], channel="call_center", type="call_ended",
                   issue_ref="CASE-1"),
             event("h", t0 + 2 * HOUR_MS, [("device_id", "dev-1")], channel="support", type="ticket_resolved",
@@ -46,10 +41,10 @@ def _busy_effects() -> Effects:
     )
 
 
-
 def test_effect_columns_shapes_and_order() -> None:
     effects = _busy_effects()
-    assert effects.merges and effects.refused_merges and effects.session_aliases and effects.journeys
+    assert effects.merges and effects.refused_merges and effects.shared and effects.session_aliases \
+        and effects.journeys
     tables = effect_columns(effects, NOW_MS, 7 * DAY_MS)
     assert TABLE_ORDER[-1] == "interaction_log"
     assert list(tables) == [t for t in TABLE_ORDER if t in tables]
@@ -58,7 +53,7 @@ def test_effect_columns_shapes_and_order() -> None:
         lengths = {column: len(values) for column, values in columns.items()}
         assert len(set(lengths.values())) == 1, (name, lengths)
         assert set(columns["version"]) == {effects.version}
-    assert len(tables["interaction_log"]["event_id"]) == 8
+    assert len(tables["interaction_log"]["event_id"]) == 11
     assert set(tables["interaction_log"]["ingested_ms"]) == {NOW_MS}
     assert list(tables["journey_log"]) == [*JOURNEY_COLUMNS, "version"]
     assert tables["customer_merges"]["seq"] == list(range(len(effects.merges)))

@@ -16,7 +16,7 @@ import random
 import threading
 from typing import Any
 
-from cem.devservices import free_port
+from devtools.services import free_port
 
 
 class DelayProxy:

@@ -1,4 +1,4 @@
-"""What cem.harness reports when a wait times out: each worker's state, /status, key metrics and a plain log tail.
+"""What devtools.harness reports when a wait times out: each worker's state, /status, key metrics and a plain log tail.
 The worker is a small fake process serving the worker's /status and /metrics interface on CEM_WEB_PORT."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cem.harness import WorkerProcess, wait_until
-from cem.scrape import metrics_summary, plain_text
 from cem.settings import Settings
+from devtools.harness import WorkerProcess, wait_until
+from devtools.scrape import metrics_summary, plain_text
 
 FAKE_WORKER = r"""
 import http.server, json, os, sys, time

@@ -6,23 +6,38 @@ phone and customer_ref). The ground truth is computed here, independently of the
 valid and unique, which person each belongs to, each service journey's metrics and each person's sessions.
 Traffic also carries re-sent duplicates (some re-encoded), out-of-order delivery, placeholder identifiers that
 must link nobody, and malformed records.
+
+    python -m devtools.simulate [--customers N] [--seed S] [--out FILE]
+
+publishes the traffic to CEM_KAFKA_BOOTSTRAP, or writes it to FILE for `cem publish FILE`.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
 import random
+import sys
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from cem.settings import raw_topic
+import orjson
+
+from cem.kafka import produce
+from cem.settings import Settings, raw_topic
 from schemas.codec import encode_avro, encode_json
 
 BASE_TIME_MS = int(datetime(2026, 11, 16, tzinfo=UTC).timestamp() * 1000)
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
+DAY_MS = 24 * HOUR_MS
 SESSION_GAP_MS = 30 * MINUTE_MS
 USER_AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
@@ -89,11 +104,29 @@ class Traffic:
     def customers(self) -> int:
         return len(set(self.person_of_event.values()))
 
+    def topic_records(self, settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
+        """The records as (topic, key, value) on the raw topics of `settings` (its topic prefix)."""
+        return [(settings.raw_topic(r.channel), r.key, r.value) for r in self.records]
+
     def groups(self) -> set[frozenset[str]]:
-        by_person: dict[int, set[str]] = defaultdict(set)
-        for event_id, person in self.person_of_event.items():
-            by_person[person].add(event_id)
-        return {frozenset(v) for v in by_person.values()}
+        """The unique valid events of each person: what the pipeline's customers must be."""
+        return groups(self.person_of_event.items())
+
+
+def groups(owners: Iterable[tuple[str, Hashable]]) -> set[frozenset[str]]:
+    """Event ids grouped by their owner, from (event id, owner) pairs: a person of the ground truth, or a customer
+    id the pipeline assigned. Two groupings are equal when they put the same events together, whatever the ids."""
+    by_owner: dict[Hashable, set[str]] = defaultdict(set)
+    for event_id, owner in owners:
+        by_owner[owner].add(event_id)
+    return {frozenset(v) for v in by_owner.values()}
+
+
+def recent_base_ms(days_ago: int = 12, now: float | None = None) -> int:
+    """Midnight UTC `days_ago` days before `now` (default: the current time): simulated days starting there are in
+    the past and inside the range of event times the validator accepts."""
+    today = int(time.time() if now is None else now) // 86_400
+    return (today - days_ago) * DAY_MS
 
 
 class Simulator:
@@ -285,3 +318,38 @@ class Simulator:
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def traffic_lines(records: Sequence[tuple[str, bytes | None, bytes]]) -> bytes:
+    """A recorded traffic file: one {"topic", "key", "value"} object per line, key and value in base64, the format
+    `cem publish FILE` replays."""
+    return b"".join(orjson.dumps({"topic": topic, "key": _b64(key), "value": _b64(value)}) + b"\n"
+                    for topic, key, value in records)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.simulate",
+                                     description="generate realistic multichannel traffic and publish it (or save it)")
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, help="write records to this file instead of publishing")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    traffic = Simulator(customers=args.customers, seed=args.seed, base_time_ms=recent_base_ms()).run()
+    records = traffic.topic_records(settings)
+    if args.out is not None:
+        args.out.write_bytes(traffic_lines(records))
+    else:
+        asyncio.run(produce(settings, records))
+    print(f"{len(records)} records ({traffic.duplicates_sent} re-sent duplicates, {len(traffic.invalid)} malformed) "
+          f"for {traffic.customers} customers, {len(traffic.person_of_event)} unique valid events, "
+          f"{len(traffic.journeys)} service journeys", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

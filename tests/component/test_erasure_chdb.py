@@ -1,14 +1,13 @@
-"""Erasure on the embedded warehouse (chdb), through the worker's own sink: the production writer, the
+"""Erasure on the embedded warehouse (chdb), through the worker's resolver service: the production writer, the
 production erase(), then a search of every table, view and mutation text for anything left of the person."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from cem.domain.keyed import key_bytes, keyed_hash
 from cem.domain.model import Interaction
@@ -20,9 +19,8 @@ from sinks.erasure import ErasureOutcome
 from sinks.warehouse import Warehouse
 from streams.app import Ingestor
 from tests.integration import erasure_scenario as jane
-from tests.integration.test_end_to_end import BASE_MS
+from tests.integration.common import BASE_MS
 
-pytestmark = pytest.mark.integration
 SECRET = "chdb-test-secret"
 
 
@@ -56,9 +54,9 @@ def rows(warehouse: Warehouse, sql: str) -> list[tuple]:  # type: ignore[type-ar
     return warehouse.query(sql.format(db=warehouse.database))
 
 
-def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path) -> None:
+def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path, new_service: Callable[..., ResolverService]) -> None:
     settings = settings_for(tmp_path)
-    sink = ResolverService(settings)
+    sink = new_service(settings)
     sink.process_and_write(interactions(settings, jane.records(BASE_MS)))
     db = connection(sink)
     before = jane.find(jane.warehouse_texts(db), jane.needles())
@@ -97,8 +95,8 @@ def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path) -> None:
     assert int(overview[0]) == 13 and int(overview[2]) == live[0][0] == 7  # Bob, Kate, five placeholder people
 
     # A restart restores nothing of her: her email makes a brand-new customer, held by one set only.
-    sink.warehouse.close()  # type: ignore[union-attr]
-    restarted = ResolverService(settings)
+    sink.close()
+    restarted = new_service(settings)
     restarted.process_and_write(interactions(settings, [
         ("chat", {"event_id": "j9", "channel": "chat", "type": "chat_message", "occurred_at": BASE_MS + 900_000,
                   "identifiers": {"email": jane.EMAIL}})]))

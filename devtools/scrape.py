@@ -47,3 +47,18 @@ def metrics_summary(text: str) -> str:
     busy = ", ".join(f"{topic}: {n:g}" for topic, n in sorted(lag.items()) if n)
     parts.append(f"consumer_lag={sum(lag.values()):g}" + (f" ({busy})" if busy else ""))
     return " ".join(parts)
+
+
+def metric_totals(text: str) -> dict[str, float]:
+    """Every metric of a /metrics text, its samples summed over their labels: {name: value}."""
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name = head.partition("{")[0]
+        try:
+            totals[name] = totals.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return totals

@@ -1,27 +1,26 @@
-"""Drive real `cem worker` processes from tests and benchmarks: start, watch, kill, and read what they wrote."""
+"""Drive real `cem worker` processes from tests, benchmarks and the demo: settings of their own, start, watch,
+stop or kill, and read what they wrote; run a `cem` command in a child process."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from cem.devservices import free_port
-from cem.scrape import metric_value as metric_value  # re-exported: tests and bench read metrics through the harness
-from cem.scrape import metrics_summary, plain_text
 from cem.settings import Settings
+from devtools.scrape import metric_totals, metrics_summary, plain_text
+from devtools.services import REPO_ROOT, free_port
+from devtools.topics import consumer_lag
 
 # What the tests use instead of the production defaults: a dead worker is noticed within seconds, and small
 # batches keep several of them in flight, so a fault lands between batches as well as inside one.
@@ -50,8 +49,9 @@ def isolated_settings(kafka_bootstrap: str, clickhouse_url: str, name: str, stat
 
 
 class WorkerProcess:
-    """One `cem worker` OS process with its own web port and log file. `command` replaces `python -m cem.cli
-    worker`, e.g. by the fault-injection launcher (tests/faults/inject.py), which runs the same worker."""
+    """One `cem worker` OS process with its own web port and log file, in its own process group. `command`
+    replaces `python -m cem.cli worker`, e.g. by the fault-injection launcher (tests/faults/inject.py) or the
+    benchmark's proposals (bench/proposals), which run the same worker."""
 
     def __init__(self, settings: Settings, log_path: Path, name: str = "worker", state_dir: Path | None = None,
                  env: dict[str, str] | None = None, command: Sequence[str] | None = None) -> None:
@@ -66,17 +66,22 @@ class WorkerProcess:
         self.last_status: dict[str, int] = {}
         self.last_metrics = ""
 
-    def start(self, wait: float = 90.0) -> WorkerProcess:
+    def spawn(self) -> WorkerProcess:
+        """Start the process and return at once (a benchmark watches for its very first record)."""
         env = {**os.environ, **self.settings.as_env(), **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        log.close()
+        Path(self.settings.state_dir).mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        return self
+
+    def start(self, wait: float = 90.0) -> WorkerProcess:
+        """Start the process and wait until it serves /status."""
+        self.spawn()
         deadline = time.monotonic() + wait
         while self.status() is None:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.diagnostics()}")
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} did not serve /status within {wait} s:\n{self.diagnostics()}")
             time.sleep(0.3)
@@ -104,6 +109,15 @@ class WorkerProcess:
         if body:
             self.last_metrics = body.decode()
         return self.last_metrics
+
+    def metrics(self) -> dict[str, float]:
+        """The current /metrics, each metric summed over its labels (see metrics_text)."""
+        return metric_totals(self.metrics_text())
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError, with the diagnostics, when the process has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.diagnostics()}")
 
     @property
     def pid(self) -> int | None:
@@ -220,168 +234,16 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: str | Call
     raise TimeoutError(text)
 
 
-def publish(settings: Settings, records: Sequence[tuple[Any, ...]]) -> None:
-    """Records as (topic, key, value) or (topic, key, value, headers)."""
-    from cem.cli import produce
-
-    asyncio.run(produce(settings, records))
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    key: bytes | None
-    value: bytes
-    headers: dict[str, str]
-
-    @property
-    def reason(self) -> str:
-        return self.headers.get("cem.reason", "")
+def run_module(module: str, *args: str, env: Mapping[str, str] | None = None,
+               timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    """`python -m module ARGS` in a child process with this environment plus `env`, the repository root on its
+    path (devtools and tests are not installed); output captured as text."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", module, *args], env={**os.environ, "PYTHONPATH": path, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
 
 
-def read_topic(settings: Settings, topic: str, idle_seconds: float = 3.0) -> list[DeadLetter]:
-    """Every record of a topic, from the beginning, until nothing new arrives for idle_seconds."""
-
-    async def read() -> list[DeadLetter]:
-        from aiokafka import AIOKafkaConsumer
-
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
-        await consumer.start()
-        out: list[DeadLetter] = []
-        try:
-            idle_since = time.monotonic()
-            while time.monotonic() - idle_since < idle_seconds:
-                batch = await consumer.getmany(timeout_ms=500)
-                for messages in batch.values():
-                    for m in messages:
-                        headers = {k: v.decode("utf-8", "replace") for k, v in (m.headers or ())}
-                        out.append(DeadLetter(m.key, m.value or b"", headers))
-                    idle_since = time.monotonic()
-        finally:
-            await consumer.stop()
-        return out
-
-    return asyncio.run(read())
-
-
-def group_offsets(settings: Settings, topics: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
-    """Per topic, summed over its partitions: (end offset, offset the consumer group, i.e. the app id, committed).
-    Raw topics and the resolver topic by default. A partition with no commit counts as committed at 0."""
-    wanted = list(topics) if topics is not None else [*settings.raw_topics, settings.resolve_topic]
-
-    async def offsets() -> dict[str, tuple[int, int]]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                    enable_auto_commit=False, request_timeout_ms=10_000)
-        await admin.start()
-        await consumer.start()
-        try:
-            described = await admin.describe_topics(wanted)
-            partitions = [TopicPartition(d["topic"], p["partition"]) for d in described if not d["error_code"]
-                          for p in d["partitions"]]
-            unknown = set(wanted) - {tp.topic for tp in partitions}
-            if unknown:
-                raise LookupError(f"no metadata for {sorted(unknown)}")
-            ends = await consumer.end_offsets(partitions)
-            committed = await admin.list_consumer_group_offsets(settings.app_id)
-            out = dict.fromkeys(wanted, (0, 0))
-            for tp in partitions:
-                done = committed.get(tp)
-                end, total = out[tp.topic]
-                out[tp.topic] = (end + ends[tp], total + (done.offset if done is not None and done.offset >= 0 else 0))
-            return out
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    return asyncio.run(offsets())
-
-
-def consumer_lag(settings: Settings, topics: Sequence[str] | None = None) -> dict[str, int]:
-    """Per topic: end offsets minus committed offsets of the consumer group (see group_offsets)."""
-    return {topic: max(0, end - done) for topic, (end, done) in group_offsets(settings, topics).items()}
-
-
-def drained(settings: Settings) -> bool:
-    """True when every raw record and every resolver batch is committed: the raw topics are checked first, so a
-    resolver batch that an ingested record became is already in the resolver topic's end offset."""
-    try:
-        raw = consumer_lag(settings, settings.raw_topics)
-        if sum(raw.values()):
-            return False
-        return consumer_lag(settings, [settings.resolve_topic])[settings.resolve_topic] == 0
-    except Exception:
-        return False
-
-
-class BackgroundPublisher:
-    """Publishes records in chunks from a thread, pausing between chunks, so a stream is still arriving while a
-    test injects a fault. `published` counts the records acknowledged by the broker so far.
-
-    With through_outages=True one idempotent producer sends every chunk and waits out a broker that is down
-    (its retries are deduplicated by the broker, so no record is written twice); otherwise each chunk is sent
-    with `publish` and a failure ends the stream."""
-
-    def __init__(self, settings: Settings, records: Sequence[tuple[str, bytes | None, bytes]], chunks: int = 10,
-                 pause: float = 1.0, through_outages: bool = False) -> None:
-        self.settings = settings
-        self.records = list(records)
-        self.chunks = max(1, chunks)
-        self.pause = pause
-        self.through_outages = through_outages
-        self.published = 0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-
-    def start(self) -> BackgroundPublisher:
-        self._thread.start()
-        return self
-
-    def _chunks(self) -> list[list[tuple[str, bytes | None, bytes]]]:
-        size = -(-len(self.records) // self.chunks)
-        return [self.records[i:i + size] for i in range(0, len(self.records), size)]
-
-    def _run(self) -> None:
-        try:
-            if self.through_outages:
-                asyncio.run(self._run_idempotent())
-                return
-            chunks = self._chunks()
-            for i, chunk in enumerate(chunks):
-                publish(self.settings, chunk)  # no retry: a retried chunk would re-send part of itself
-                self.published += len(chunk)
-                if i + 1 < len(chunks):
-                    time.sleep(self.pause)
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
-
-    async def _run_idempotent(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, enable_idempotence=True,
-                                    acks="all", request_timeout_ms=120_000, retry_backoff_ms=500, linger_ms=5)
-        await producer.start()
-        try:
-            chunks = self._chunks()
-            for i, chunk in enumerate(chunks):
-                futures = [await producer.send(topic, value, key=key) for topic, key, value in chunk]
-                await asyncio.gather(*futures)
-                self.published += len(chunk)
-                if i + 1 < len(chunks):
-                    await asyncio.sleep(self.pause)
-        finally:
-            await producer.stop()
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def join(self, timeout: float = 300.0) -> None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError("the publisher did not finish")
-        if self.error is not None:
-            raise self.error
+def run_cem(*args: str, env: Mapping[str, str] | None = None,
+            timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    """The `cem` command (`python -m cem.cli ARGS`) in a child process; see run_module."""
+    return run_module("cem.cli", *args, env=env, timeout=timeout)

@@ -1,5 +1,6 @@
-"""The warehouses every contract test runs against: the in-memory fake (sinks.fake), the embedded engine (chdb)
-and a ClickHouse 18.16 server (the `clickhouse` fixture of tests/conftest.py; marked integration).
+"""The warehouses the contract tests run against: the in-memory fake (sinks.fake), the embedded engine (chdb) and
+a ClickHouse 18.16 server. Each runs in its own test layer, which binds the `backend` (and `engine`) fixture of
+the contract classes: the fake in tests/unit, chdb in tests/component, the server in tests/integration.
 
 Each backend gives migrated connections with the same insert faults (`faults.fail`, `faults.lose_reply`: in the
 fake itself, around the real connections for the engines), and rejects the interaction rows whose text holds a
@@ -15,8 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sinks.clickhouse import connect, open_migrated
 from sinks.fake import FakeWarehouseServer, InsertFaults
@@ -85,40 +84,35 @@ def _engine(name: str, url: str) -> Backend:
                    faults, 8.0)
 
 
-@pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One data directory for the whole session: chdb serves one path per process. A database per test."""
-    return tmp_path_factory.mktemp("chdb-contract")
-
-
 @contextlib.contextmanager
-def _backend(kind: str, request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[Backend]:
-    database = f"contract_{next(_databases)}"
-    if kind == "fake":
-        made = _fake()
-    elif kind == "chdb":
-        made = _engine("chdb", f"chdb://{chdb_path}?database={database}")
-    else:
-        server_url = request.getfixturevalue("clickhouse").url
-        made = _engine("server", server_url.rsplit("/", 1)[0] + "/" + database)
+def fake_backend() -> Iterator[Backend]:
+    made = _fake()
     try:
         yield made
     finally:
         made.close()
-        if kind == "server":
-            admin = connect(server_url)
-            admin.command(f"DROP DATABASE IF EXISTS {database}")
-            admin.close()
 
 
-@pytest.fixture(params=["fake", "chdb", pytest.param("server", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[Backend]:
-    with _backend(request.param, request, chdb_path) as made:
+@contextlib.contextmanager
+def chdb_backend(chdb_path: Path) -> Iterator[Backend]:
+    """A database of its own under `chdb_path`: chdb serves one data directory per process, so a test session
+    passes the same one every time."""
+    made = _engine("chdb", f"chdb://{chdb_path}?database=contract_{next(_databases)}")
+    try:
         yield made
+    finally:
+        made.close()
 
 
-@pytest.fixture(params=["chdb", pytest.param("server", marks=pytest.mark.integration)])
-def engine(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[Backend]:
-    """The SQL engines only: for what the fake does not have (the analysts' views)."""
-    with _backend(request.param, request, chdb_path) as made:
+@contextlib.contextmanager
+def server_backend(server_url: str) -> Iterator[Backend]:
+    """A database of its own on the ClickHouse server, dropped afterwards."""
+    database = f"contract_{next(_databases)}"
+    made = _engine("server", server_url.rsplit("/", 1)[0] + "/" + database)
+    try:
         yield made
+    finally:
+        made.close()
+        admin = connect(server_url)
+        admin.command(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()

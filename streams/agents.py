@@ -1,0 +1,40 @@
+"""The worker's three Faust agents: thin loops that hand each batch to its stage through a BatchRunner, which
+retries it until it is done and never lets it be acknowledged unfinished. Registered on their topics by
+streams.app.create_app; testable alone with `app.agent(topic)(ingest).test_context()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.stages import stages_of
+
+CONTROL_BATCH_MAX = 100
+CONTROL_BATCH_SECONDS = 0.5
+
+
+async def ingest(stream: Any) -> None:
+    """Raw channel records -> signed resolver batches and dead letters."""
+    stages = stages_of(stream)
+    await stages.schema_feed.ready.wait()  # writer schemas registered before a record are known when decoded
+    run = stages.runner("ingest").run
+    settings = stages.settings
+    async for events in stream.take_events(settings.ingest_batch_max, within=settings.ingest_batch_seconds):
+        await run(stages.ingest.handle, events)
+
+
+async def resolve(stream: Any) -> None:
+    """Resolver batches and erasure requests, in order -> the resolver and ClickHouse."""
+    stages = stages_of(stream)
+    run = stages.runner("resolve").run
+    settings = stages.settings
+    flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
+    async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
+        await run(stages.resolve.handle, events)
+
+
+async def control(stream: Any) -> None:
+    """Signed erasure requests -> the resolver topic, behind the batches already there."""
+    stages = stages_of(stream)
+    run = stages.runner("control").run
+    async for events in stream.take_events(CONTROL_BATCH_MAX, within=CONTROL_BATCH_SECONDS):
+        await run(stages.control.handle, events)

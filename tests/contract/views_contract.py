@@ -1,0 +1,128 @@
+"""The analysts' views over what the resolver service wrote, on the SQL engines (chdb in tests/component, a
+ClickHouse 18.16 server in tests/integration, each binding `engine` in a subclass of `ViewsContract`; the fake has
+no views): journey alias rows, the `interactions` view resolving a stale journey_id, a
+journey only rejected events had leaving the `journeys` view, and a restore that rebuilds merged journeys."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+from cem.domain.model import Interaction
+from cem.domain.resolver import Resolver
+from cem.service.resolver_service import ResolverService
+from cem.settings import Settings
+from tests.contract.backends import Backend
+from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
+
+T0 = NOW_MS - DAY_MS
+EMAIL = ("email", "x@example.com")
+PHONE = ("phone", "+14155550123")
+CHAT = {"channel": "chat", "type": "chat_message", "issue_ref": "1"}
+
+
+BEFORE_MERGE = [
+    event("u1", T0, [("email", "u1@example.com")], **CHAT),
+    event("u2", T0 + 1, [("email", "u2@example.com")], **CHAT),
+    event("u3", T0 + 2, [("email", "u3@example.com")], **CHAT),
+    event("x0", T0, [EMAIL], channel="email", type="email_open"),
+    event("x", T0 + HOUR_MS, [EMAIL], **CHAT),
+    event("y", T0 + 30 * MINUTE_MS, [PHONE], channel="call_center", type="call_ended", issue_ref="1"),
+    event("r", T0 + 2 * HOUR_MS, [PHONE], channel="support", type="ticket_resolved", issue_ref="1"),
+]
+MERGE = [event("link", T0 + 3 * HOUR_MS, [EMAIL, PHONE], channel="commerce", type="purchase")]
+AFTER_RESTART = [event("x2", T0 + 4 * HOUR_MS, [EMAIL], **CHAT), *BEFORE_MERGE]
+
+
+def service_on(engine: Backend) -> ResolverService:
+    return ResolverService(Settings(sink_retry_max_seconds=0.001), clock=lambda: NOW_MS / 1000,
+                           open_warehouse=engine.open)
+
+
+def _query(engine: Backend, sql: str) -> list[tuple[Any, ...]]:
+    db = engine.open()
+    return db.query(sql.format(db=db.database))
+
+
+def _poisoned_batch(rng: random.Random) -> list[Interaction]:
+    events = []
+    for i in range(60):
+        base = event(f"e{i:02d}", NOW_MS - i * 60_000, [("email", f"p{i % 7}@example.com")], channel="chat",
+                     type="chat_message", issue_ref=f"CASE-{i % 5}")
+        poison = i in (3, 17, 18, 41)
+        events.append(replace(base, text=("POISON# " if poison else "") + f"message {i}"))
+    rng.shuffle(events)
+    return events
+
+
+class ViewsContract:
+    """The tests; a layer's subclass named Test... binds `engine` to its SQL engine."""
+
+    def test_views_resolve_merged_journeys_and_restore_rebuilds_them(self, engine: Backend) -> None:
+        sink = service_on(engine)
+        sink.process_and_write(BEFORE_MERGE)
+        assert _query(engine, "SELECT count() FROM {db}.journeys WHERE kind = 'service'") == [(5,)]
+        sink.process_and_write(MERGE)
+
+        journeys = _query(engine, "SELECT journey_id, customer_id, issue_ref, contacts, resolved, fcr, "
+                                "time_to_resolution_s FROM {db}.journeys WHERE kind = 'service' ORDER BY journey_id")
+        assert sorted(journeys) == sorted([
+            (jid("1", "u1"), cid("u1"), "1", 1, 0, 0, None), (jid("1", "u2"), cid("u2"), "1", 1, 0, 0, None),
+            (jid("1", "u3"), cid("u3"), "1", 1, 0, 0, None), (jid("1", "y"), cid("x0"), "1", 2, 1, 0, 5400.0)])
+        rows = {r[0]: r[1:] for r in _query(engine, "SELECT event_id, journey_id, origin_journey_id, customer_id "
+                                                  "FROM {db}.interactions WHERE issue_ref != ''")}
+        assert rows["x"] == (jid("1", "y"), jid("1", "x"), cid("x0"))  # written before the merge, resolved now
+        assert rows["y"] == rows["r"] == (jid("1", "y"), jid("1", "y"), cid("x0"))
+        assert rows["u2"] == (jid("1", "u2"), jid("1", "u2"), cid("u2"))
+        assert _query(engine, "SELECT count() FROM {db}.interactions_resolved") == [(8,)]
+
+        # A restart: the resolver is rebuilt from these rows. The person's next contact joins the surviving journey,
+        # and everything equals a resolver that never stopped.
+        sink.invalidate()
+        result = sink.process_and_write(AFTER_RESTART)
+        assert result.effects.duplicates == len(BEFORE_MERGE)
+        assert [(r.interaction.event_id, r.journey_id) for r in result.effects.interactions] == [("x2", jid("1", "y"))]
+        never_stopped = Resolver(sink.config)
+        for batch in (BEFORE_MERGE, MERGE, AFTER_RESTART):
+            never_stopped.process(batch, NOW_MS)
+        assert sink.resolver is not None and journey_state(sink.resolver) == journey_state(never_stopped)
+        survivor = jid("1", "y")
+        assert _query(engine, "SELECT contacts FROM {db}.journeys WHERE journey_id = '" + survivor + "'") == [(3,)]
+
+    def test_a_journey_only_rejected_events_had_leaves_the_journeys_view(self, engine: Backend) -> None:
+        """ClickHouse refuses an event's row: a journey that event had created is marked removed (not left behind
+        with its contact counted), and the event published again once fixed brings it back under the same id."""
+        sink = service_on(engine)
+        engine.reject_text("POISON#")
+        poison = replace(event("p", T0 + 1, [PHONE], **{**CHAT, "issue_ref": "9"}), text="POISON# broken")
+        joined = replace(event("q", T0 + 2, [EMAIL], **CHAT), text="POISON# also broken")
+        result = sink.process_and_write([poison, *BEFORE_MERGE[:5], joined])
+        assert sorted(e.event_id for e, _ in result.rejected) == ["p", "q"]
+        journeys = _query(engine, "SELECT journey_id, issue_ref, contacts FROM {db}.journeys WHERE kind = 'service'")
+        assert sorted(journeys) == sorted([(jid("1", e), "1", 1) for e in ("u1", "u2", "u3", "x")])
+        assert _query(engine, "SELECT current_journey_id FROM {db}.journey_resolution WHERE journey_id = '"
+                      + jid("9", "p") + "'") == [("-",)]
+
+        fixed = replace(poison, text="fixed", fingerprint="fixed")
+        assert sink.process_and_write([fixed]).rejected == []
+        journeys = _query(engine, "SELECT journey_id, customer_id, contacts FROM {db}.journeys WHERE issue_ref = '9'")
+        assert journeys == [(jid("9", "p"), cid("p"), 1)]
+        assert _query(engine, "SELECT journey_id FROM {db}.interactions WHERE event_id = 'p'") == [(jid("9", "p"),)]
+
+    def test_the_journeys_view_counts_no_rejected_event(self, engine: Backend) -> None:
+        engine.reject_text("POISON#")
+        result = service_on(engine).process_and_write(_poisoned_batch(random.Random(5)))
+        assert sorted(e.event_id for e, _ in result.rejected) == ["e03", "e17", "e18", "e41"]
+        assert _query(engine, "SELECT count(), uniqExact(event_id) FROM {db}.interaction_log") == [(56, 56)]
+        # The journeys the rejected events had touched were written again without them. A journey is one customer's
+        # events with one issue_ref: (email p<i % 7>, CASE-<i % 5>), two events each, one where a rejected one was.
+        journeys = dict(_query(engine, "SELECT journey_id, contacts FROM {db}.journeys WHERE kind = 'service'"))
+        contacts = {tuple(sorted(ids)): journeys[journey_id] for journey_id, ids in _query(
+            engine, "SELECT journey_id, groupArray(event_id) FROM {db}.interactions GROUP BY journey_id")}
+        expected: dict[tuple[str, ...], int] = {}
+        for k in range(35):
+            members = tuple(f"e{i:02d}" for i in (k, k + 35) if i < 60 and i not in (3, 17, 18, 41))
+            expected[members] = len(members)
+        assert contacts == expected
+        assert _query(engine, "SELECT count() FROM {db}.journeys WHERE kind = 'service' AND contacts > 0") == [(35,)]
