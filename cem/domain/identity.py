@@ -23,6 +23,7 @@ grouping (property-tested in tests/unit/test_identity_order.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from cem.domain.identity_records import (
     Attribution,
@@ -53,6 +54,16 @@ DEFAULT_TYPE_LIMITS: dict[str, int] = {
     "anonymous_id": 50,
 }
 NO_LIMIT = 1_000_000
+
+
+@dataclass
+class _Detached:
+    """Customers taken out of the graph for a replay: what they held, to report what the replay changed."""
+
+    replay: dict[IdentitySet, EventKey]  # every identifier set to fold again, with its earliest event key
+    old_ids: list[str] = field(default_factory=list)
+    old_root_of_set: dict[IdentitySet, str] = field(default_factory=dict)
+    old_owner: dict[Identifier, str] = field(default_factory=dict)
 
 
 class IdentityGraph:
@@ -206,45 +217,55 @@ class IdentityGraph:
     # ---- late events: replay the customers they touch in event-time order ----------------------------
     def _recompute(self, touched: set[str], identifiers: IdentitySet, key: EventKey) -> Attribution:
         roots = self._closure(touched)
-        old_root_of_set: dict[IdentitySet, str] = {}
-        old_ids: list[str] = []
-        replay: dict[IdentitySet, EventKey] = {identifiers: key}
+        detached = self._detach(roots, identifiers, key)
+        out = Attribution(recomputed=True)
+        scratch = Attribution()
+        for member_set, member_key in sorted(detached.replay.items(), key=lambda item: item[1]):
+            target = out if member_set == identifiers else scratch
+            self._step(member_set, member_key, target)
+        out.customer_id = self.find(self.set_owner[identifiers])
+        self._report_changes(out, scratch, detached, identifiers, key)
+        # A customer that was live before and is not now merged because of this event.
+        out.merges = [Merge(root, self.find(root), key[1], key[0], "shared_identifier")
+                      for root in sorted(roots) if self.find(root) != root]
+        return out
+
+    def _detach(self, roots: set[str], identifiers: IdentitySet, key: EventKey) -> _Detached:
+        """Take the customers `roots` out of the graph, with everything they owned, ready to be replayed."""
+        detached = _Detached(replay={identifiers: key})
         for root in roots:
             customer = self.customers.pop(root)
-            old_ids.extend((root, *customer.members))
+            detached.old_ids.extend((root, *customer.members))
             for member_set, member_key in customer.sets.items():
-                old_root_of_set[member_set] = root
-                replay[member_set] = min(member_key, replay.get(member_set, member_key))
+                detached.old_root_of_set[member_set] = root
+                detached.replay[member_set] = min(member_key, detached.replay.get(member_set, member_key))
         # Only the replayed sets can hold identifiers owned by these roots (a link is made from the set being
         # folded, and merges move sets along): never scan the whole graph, or late events cost O(state).
-        old_owner: dict[Identifier, str] = {}
-        for member_set in replay:
+        for member_set in detached.replay:
             for ident in member_set:
                 holder = self.owner.get(ident)
                 if holder is not None and self.find(holder) in roots:
-                    old_owner[ident] = self.find(holder)
-        for cid in old_ids:
+                    detached.old_owner[ident] = self.find(holder)
+        for cid in detached.old_ids:
             self.parent.pop(cid, None)
-        for ident in old_owner:
+        for ident in detached.old_owner:
             del self.owner[ident]
-        for member_set in replay:
+        for member_set in detached.replay:
             self.set_owner.pop(member_set, None)
             self.set_key.pop(member_set, None)
             for ident in member_set:
                 holders = self.carriers.get(ident)
                 if holders is not None:
-                    holders.difference_update(old_ids)
+                    holders.difference_update(detached.old_ids)
                     if not holders:
                         del self.carriers[ident]
+        return detached
 
-        out = Attribution(recomputed=True)
-        scratch = Attribution()
-        for member_set, member_key in sorted(replay.items(), key=lambda item: item[1]):
-            target = out if member_set == identifiers else scratch
-            self._step(member_set, member_key, target)
-        out.customer_id = self.find(self.set_owner[identifiers])
-
-        # Report only what changed: new customers, moved links, moved sets, new resolutions of old ids.
+    def _report_changes(self, out: Attribution, scratch: Attribution, detached: _Detached,
+                        identifiers: IdentitySet, key: EventKey) -> None:
+        """Report only what the replay changed: new customers, moved links, moved sets, new resolutions of old
+        ids (an old customer the replay did not re-create lives on as an alias of where its events went)."""
+        old_ids, old_owner = detached.old_ids, detached.old_owner
         old_id_set = set(old_ids)
         out.created = [c for c in scratch.created + out.created
                        if c.customer_id not in old_id_set and self.find(c.customer_id) == c.customer_id]
@@ -256,23 +277,18 @@ class IdentityGraph:
         out.links += [Link(ident[0], ident[1], "", key[1], key[0], "shared" if ident in self.shared else "unlinked")
                       for ident in old_owner if ident not in self.owner]
         out.set_customers = {}
-        for member_set in replay:
+        for member_set in detached.replay:
             now = self.find(self.set_owner[member_set])
-            if old_root_of_set.get(member_set) != now or member_set == identifiers:
+            if detached.old_root_of_set.get(member_set) != now or member_set == identifiers:
                 out.set_customers[member_set] = now
         for cid in old_ids:
             if cid not in self.customers and cid not in self.parent:
-                # An old customer that the replay did not re-create lives on as an alias of where its events went.
                 origin = self.origins.get(cid, ())
                 home = self.find(self.set_owner[origin]) if origin in self.set_owner else cid
                 if home != cid:
                     self.parent[cid] = home
                     self.customers[home].members.append(cid)
             out.aliases[cid] = self.find(cid)
-        # A customer that was live before and is not now merged because of this event.
-        out.merges = [Merge(root, self.find(root), key[1], key[0], "shared_identifier")
-                      for root in sorted(roots) if self.find(root) != root]
-        return out
 
     def _closure(self, touched: Iterable[str]) -> set[str]:
         """Every live customer sharing an identifier with an identifier set of `touched`, transitively."""

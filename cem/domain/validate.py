@@ -1,4 +1,5 @@
-"""Turns a decoded record (a dict from JSON or Avro) into an Interaction, or a Rejection with a stable reason.
+"""Turns a decoded record (a dict from JSON or Avro) into an Interaction, or a Rejection with a stable reason:
+the input contract's checks (`check_record`), then enrichment (`enriched`, with cem.domain.enrich).
 
 The reasons are part of the dead-letter contract (README, "Dead letters"); never rename one.
 """
@@ -37,21 +38,100 @@ class Limits:
     max_properties: int = 200
 
 
+@dataclass(frozen=True)
+class CheckedRecord:
+    """A record's fields once every contract check passed, normalised; enrichment comes next."""
+
+    event_id: str
+    channel: str
+    type: str
+    occurred_ms: int
+    identifiers: tuple[tuple[str, str], ...]
+    text: str | None
+    issue_ref: str | None
+    survey_kind: str | None
+    survey_score: int | None
+    properties: dict[str, str]
+
+
 def build_interaction(
     record: Any, topic_channel: str | None, rules: IdentifierRules, limits: Limits, now_ms: int
 ) -> Interaction | Rejection:
+    """The ingest step for one decoded record: the contract checks, then enrichment (cem.domain.enrich)."""
+    checked = check_record(record, topic_channel, rules, limits, now_ms)
+    if isinstance(checked, Rejection):
+        return checked
+    return enriched(checked)
+
+
+def check_record(
+    record: Any, topic_channel: str | None, rules: IdentifierRules, limits: Limits, now_ms: int
+) -> CheckedRecord | Rejection:
+    """Every check of the input contract, in the README's order; the first that fails names the reason."""
     if not isinstance(record, dict):
         return Rejection(Reason.NOT_AN_OBJECT, type(record).__name__)
+    event_id = _check_event_id(record.get("event_id"))
+    channel = _check_channel(record.get("channel", topic_channel), topic_channel, limits)
+    event_type = _check_type(record.get("type"))
+    for checked in (event_id, channel, event_type):
+        if isinstance(checked, Rejection):
+            return checked
+    if record.get("occurred_at") is None:
+        return Rejection(Reason.MISSING_FIELD, "occurred_at")
+    occurred_ms = check_event_time(record["occurred_at"], limits, now_ms)
+    if isinstance(occurred_ms, Rejection):
+        return occurred_ms
+    identifiers = _check_identifiers(record.get("identifiers"), rules, limits)
+    if isinstance(identifiers, Rejection):
+        return identifiers
+    text = _check_text(record.get("text"), limits)
+    issue_ref = _check_issue_ref(record.get("issue_ref"))
+    survey = _check_survey(record["survey"]) if record.get("survey") is not None else (None, None)
+    properties = _check_properties(record.get("properties"), limits)
+    for optional in (text, issue_ref, survey, properties):
+        if isinstance(optional, Rejection):
+            return optional
+    assert isinstance(survey, tuple) and isinstance(properties, dict)
+    return CheckedRecord(str(event_id), str(channel), str(event_type), occurred_ms, identifiers,
+                         text if isinstance(text, str) else None, issue_ref if isinstance(issue_ref, str) else None,
+                         survey[0], survey[1], properties)
 
-    event_id = record.get("event_id")
+
+def enriched(checked: CheckedRecord) -> Interaction:
+    """The Interaction of a checked record: its content fingerprint, sentiment and device."""
+    device, os_family, browser = device_of(checked.properties.get("user_agent", ""))
+    c = checked
+    return Interaction(
+        event_id=c.event_id,
+        channel=c.channel,
+        type=c.type,
+        occurred_ms=c.occurred_ms,
+        identifiers=c.identifiers,
+        fingerprint=content_fingerprint((c.channel, c.type, c.occurred_ms, c.identifiers, c.text, c.issue_ref,
+                                         c.survey_kind, c.survey_score, c.properties)),
+        text=c.text,
+        issue_ref=c.issue_ref,
+        survey_kind=c.survey_kind,
+        survey_score=c.survey_score,
+        properties=c.properties,
+        sentiment=sentiment(c.text),
+        device=device,
+        os=os_family,
+        browser=browser,
+    )
+
+
+def _check_event_id(event_id: Any) -> str | Rejection:
     if event_id is None or event_id == "":
         return Rejection(Reason.MISSING_FIELD, "event_id")
     if not isinstance(event_id, str):
         return Rejection(Reason.WRONG_TYPE, "event_id must be a string")
     if len(event_id) > MAX_EVENT_ID_CHARS or not event_id.strip():
         return Rejection(Reason.INVALID_EVENT_ID, f"event_id must be 1..{MAX_EVENT_ID_CHARS} visible characters")
+    return event_id
 
-    channel = record.get("channel", topic_channel)
+
+def _check_channel(channel: Any, topic_channel: str | None, limits: Limits) -> str | Rejection:
     if channel is None:
         return Rejection(Reason.MISSING_FIELD, "channel")
     if not isinstance(channel, str):
@@ -60,29 +140,25 @@ def build_interaction(
         return Rejection(Reason.UNKNOWN_CHANNEL, channel[:64])
     if topic_channel is not None and channel != topic_channel:
         return Rejection(Reason.CHANNEL_MISMATCH, f"record says {channel[:64]!r}, topic is cem.raw.{topic_channel}")
+    return channel
 
-    event_type = record.get("type")
+
+def _check_type(event_type: Any) -> str | Rejection:
     if event_type is None or event_type == "":
         return Rejection(Reason.MISSING_FIELD, "type")
     if not isinstance(event_type, str):
         return Rejection(Reason.WRONG_TYPE, "type must be a string")
     if not TYPE_PATTERN.match(event_type):
         return Rejection(Reason.INVALID_TYPE, "type must match " + TYPE_PATTERN.pattern)
+    return event_type
 
-    if record.get("occurred_at") is None:
-        return Rejection(Reason.MISSING_FIELD, "occurred_at")
-    occurred_ms = check_event_time(record["occurred_at"], limits, now_ms)
-    if isinstance(occurred_ms, Rejection):
-        return occurred_ms
 
-    raw_ids = record.get("identifiers")
+def _check_identifiers(raw_ids: Any, rules: IdentifierRules,
+                       limits: Limits) -> tuple[tuple[str, str], ...] | Rejection:
     if raw_ids is None or raw_ids == {}:
         return Rejection(Reason.MISSING_FIELD, "identifiers")
-    if not isinstance(raw_ids, dict):
+    if not isinstance(raw_ids, dict) or not all(isinstance(value, str) for value in raw_ids.values()):
         return Rejection(Reason.WRONG_TYPE, "identifiers must be a map of type to string")
-    for value in raw_ids.values():
-        if not isinstance(value, str):
-            return Rejection(Reason.WRONG_TYPE, "identifiers must be a map of type to string")
     if len(raw_ids) > limits.max_identifiers:
         return Rejection(Reason.TOO_MANY_IDENTIFIERS, f"{len(raw_ids)} > {limits.max_identifiers}")
     unknown = rules.unknown_types(raw_ids)
@@ -91,55 +167,27 @@ def build_interaction(
     identifiers = normalise_all(raw_ids, rules)
     if not identifiers:
         return Rejection(Reason.NO_VALID_IDENTIFIER, "every identifier is empty, a placeholder or malformed")
+    return identifiers
 
-    text = record.get("text")
-    if text is not None:
-        if not isinstance(text, str):
-            return Rejection(Reason.WRONG_TYPE, "text must be a string")
-        if len(text) > limits.max_text_chars:
-            return Rejection(Reason.TEXT_TOO_LONG, f"{len(text)} > {limits.max_text_chars} characters")
 
-    issue_ref = record.get("issue_ref")
-    if issue_ref is not None:
-        if not isinstance(issue_ref, str):
-            return Rejection(Reason.WRONG_TYPE, "issue_ref must be a string")
-        if len(issue_ref) > MAX_SHORT_FIELD_CHARS:
-            return Rejection(Reason.FIELD_TOO_LONG, "issue_ref")
-        issue_ref = issue_ref.strip() or None
+def _check_text(text: Any, limits: Limits) -> str | None | Rejection:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return Rejection(Reason.WRONG_TYPE, "text must be a string")
+    if len(text) > limits.max_text_chars:
+        return Rejection(Reason.TEXT_TOO_LONG, f"{len(text)} > {limits.max_text_chars} characters")
+    return text
 
-    survey = record.get("survey")
-    survey_kind: str | None = None
-    survey_score: int | None = None
-    if survey is not None:
-        checked = _check_survey(survey)
-        if isinstance(checked, Rejection):
-            return checked
-        survey_kind, survey_score = checked
 
-    properties = _check_properties(record.get("properties"), limits)
-    if isinstance(properties, Rejection):
-        return properties
-
-    device, os_family, browser = device_of(properties.get("user_agent", ""))
-    return Interaction(
-        event_id=event_id,
-        channel=channel,
-        type=event_type,
-        occurred_ms=occurred_ms,
-        identifiers=identifiers,
-        fingerprint=content_fingerprint(
-            (channel, event_type, occurred_ms, identifiers, text, issue_ref, survey_kind, survey_score, properties)
-        ),
-        text=text,
-        issue_ref=issue_ref,
-        survey_kind=survey_kind,
-        survey_score=survey_score,
-        properties=properties,
-        sentiment=sentiment(text),
-        device=device,
-        os=os_family,
-        browser=browser,
-    )
+def _check_issue_ref(issue_ref: Any) -> str | None | Rejection:
+    if issue_ref is None:
+        return None
+    if not isinstance(issue_ref, str):
+        return Rejection(Reason.WRONG_TYPE, "issue_ref must be a string")
+    if len(issue_ref) > MAX_SHORT_FIELD_CHARS:
+        return Rejection(Reason.FIELD_TOO_LONG, "issue_ref")
+    return issue_ref.strip() or None
 
 
 def parse_event_time(value: Any) -> int | None:
@@ -205,7 +253,7 @@ def content_fingerprint(content: tuple[Any, ...]) -> str:
     return hashlib.blake2b(canonical, digest_size=8).hexdigest()
 
 
-def _check_survey(survey: Any) -> tuple[str, int] | Rejection:
+def _check_survey(survey: Any) -> tuple[str | None, int | None] | Rejection:
     if not isinstance(survey, dict):
         return Rejection(Reason.WRONG_TYPE, "survey must be an object")
     kind, score = survey.get("kind"), survey.get("score")
