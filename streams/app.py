@@ -20,11 +20,12 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
+from cem import metrics
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from schemas.codec import new_registry
 from sinks.erasure import erasure_key
-from streams import agents, metrics
+from streams import agents
 from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from cem import metrics
 from cem.service.retry import Stopping as Stopping  # raised by the service's retry loops too
-from streams import metrics
 
 log = logging.getLogger("cem.worker")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
+from cem import metrics
 from cem.domain.reasons import Reason
 from schemas.internal import InternalMessageError, parse_control, signature_headers, verify
-from streams import metrics
 from streams.deadletters import dead_letter
 from streams.ingest import source_of
 from streams.status import WorkerStatus

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cem import metrics
 from cem.config import identifier_rules
 from cem.domain.model import Interaction, Rejection
 from cem.domain.reasons import Reason
@@ -20,7 +21,6 @@ from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
 from schemas.codec import DecodeError, SchemaRegistry, decode
 from schemas.internal import encode_batch, signature_headers
-from streams import metrics
 from streams.deadletters import DeadLetter, dead_letter
 from streams.status import WorkerStatus
 

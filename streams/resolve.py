@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cem import metrics
 from cem.domain.erasure import APPLIED
 from cem.domain.model import Interaction
 from cem.domain.reasons import Reason
 from schemas.internal import ControlRequest, InternalMessageError, decode_resolve_message, verify
-from streams import metrics
 from streams.deadletters import DeadLetter, dead_letter, event_dead_letter
 from streams.ingest import source_of
 from streams.status import WorkerStatus

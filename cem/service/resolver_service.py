@@ -9,7 +9,7 @@ and the reply was lost), and the attempt may have stopped between two tables. Th
 warehouse and the batch processed again, exactly as after a crash, so rows that landed are recognised as
 duplicates and only the missing ones are written (docs/architecture.md, "State and exactly-once").
 
-The counters are those of streams.metrics, a leaf module of Prometheus collectors with no Faust in it.
+The counters are those of cem.metrics, a leaf module of Prometheus collectors with no Faust in it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cem import metrics
 from cem.config import resolver_config
 from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction
@@ -36,7 +37,6 @@ from sinks.errors import describe_error, error_code, is_rejection
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import Warehouse
 from sinks.writer import TABLE_ORDER, effect_columns, row_count
-from streams import metrics
 
 log = logging.getLogger("cem.worker")
 

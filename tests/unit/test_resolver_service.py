@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cem import metrics
 from cem.domain.journeys import REMOVED
 from cem.domain.resolver import AliasCycle, RecentRow, Resolver, ResolverConfig, Snapshot
 from cem.service.rejected_rows import REJECTED_ALL_AFTER, WarehouseRefusesEverything, isolate_rejected_rows
@@ -20,7 +21,6 @@ from cem.service.resolver_service import ResolverService
 from cem.service.retry import RebalanceWatch, Retry, Stopping
 from cem.settings import Settings
 from sinks.fake import FakeServerError, FakeWarehouseServer
-from streams import metrics
 from tests.unit.factories import NOW_MS, mixed_batch
 
 MARKER = "POISON#"
