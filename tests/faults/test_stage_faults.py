@@ -51,10 +51,6 @@ def faults_at_every_step(s: Any) -> list[Fault]:
     ]
 
 
-# Events land once in every run; sessions can come out one too many for a person: after a failed batch the
-# resolver is restored from the warehouse, and restore can put a split customer's sessions elsewhere (a
-# restore bug, pinned as a strict xfail on branch service). Not strict until restore is fixed.
-@pytest.mark.xfail(strict=False, reason="known restore bug: sessions after a rebuild can differ")
 def test_a_fault_at_every_step_loses_nothing_and_doubles_nothing(scenario, kafka, clickhouse, tmp_path) -> None:
     s = scenario("stepfaults", kafka.bootstrap, clickhouse.url, customers=80, seed=44)
     faults = faults_at_every_step(s)
