@@ -181,6 +181,12 @@ class FakeWarehouse:
         latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "session")
         return [(alias_id, str(row["current_id"])) for alias_id, row in latest.items()]
 
+    def session_owners(self, since_version: int) -> dict[str, str]:
+        latest = _latest(self._table("journey_log"), "journey_id",
+                         lambda row: row["kind"] == "session" and row["customer_id"] != ""
+                         and row["version"] >= since_version)
+        return {session_id: str(row["customer_id"]) for session_id, row in latest.items()}
+
     def service_journeys(self) -> list[JourneyRow]:
         latest = _latest(self._table("journey_log"), "journey_id", lambda row: row["kind"] == "service")
         return [JourneyRow(journey_id, str(row["merged_into"]), str(row["customer_id"]))

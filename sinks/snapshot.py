@@ -24,6 +24,9 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int) -> Snapshot:
         else:
             snapshot.journey_owners[journey.journey_id] = journey.customer_id
     snapshot.recent = reader.recent_interactions(since_ingested_ms)
+    # A session with a row ingested since then was written at that batch's version or later (versions start at
+    # the batch's time in microseconds).
+    snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000)
     return snapshot
 
 
@@ -56,6 +59,11 @@ class ClickHouseReads:
         return [(str(a), str(b)) for a, b in self.query(
             f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = 'session' "
             "GROUP BY alias_id")]
+
+    def session_owners(self, since_version: int) -> dict[str, str]:
+        return {str(s): str(c) for s, c in self.query(
+            f"SELECT journey_id, argMax(customer_id, version) FROM {self.database}.journey_log "
+            f"WHERE kind = 'session' AND customer_id != '' AND version >= {int(since_version)} GROUP BY journey_id")}
 
     def service_journeys(self) -> list[JourneyRow]:
         return [JourneyRow(str(journey_id), str(merged_into), str(owner)) for journey_id, merged_into, owner in

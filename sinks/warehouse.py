@@ -52,6 +52,11 @@ class WarehouseReader(Protocol):
         """(alias session id, current session id), the latest version of each alias."""
         ...
 
+    def session_owners(self, since_version: int) -> dict[str, str]:
+        """Session id -> the customer of its latest row that names one (an absorbed session's rows name none),
+        over the rows written at or after that version."""
+        ...
+
     def service_journeys(self) -> list[JourneyRow]:
         """One row per service journey id, with merged_into and customer_id of its latest version."""
         ...

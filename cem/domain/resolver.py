@@ -196,7 +196,7 @@ class Resolver:
         """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot)."""
         self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared)
         session_alias = dict(snapshot.session_aliases)
-        restored: dict[str, Session] = {}
+        sessions: dict[str, Session] = {}
         journey_alias = dict(snapshot.journey_aliases)
         journeys: dict[str, ServiceJourney] = {}
         for row in snapshot.recent:
@@ -205,15 +205,22 @@ class Resolver:
             customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
                 session_id = _follow(session_alias, row.session_id)
-                self._restore_session(restored, session_id, customer_id, row.occurred_ms, row.channel)
+                owner = snapshot.session_owners.get(session_id)
+                _restore_session_event(sessions, session_id, self.graph.find(owner) if owner else customer_id, row)
             if row.issue_ref:
                 self._restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id)
             self.version = max(self.version, row.version)
-        for alias_id, into_id in snapshot.session_aliases:
-            final = restored.get(_follow(session_alias, into_id))
+        self._file_restored_sessions(sessions, session_alias)
+        self._file_restored_journeys(journeys, journey_alias)
+
+    def _file_restored_sessions(self, sessions: dict[str, Session], alias: Mapping[str, str]) -> None:
+        for alias_id, into_id in alias.items():
+            final = sessions.get(_follow(alias, into_id))
             if final is not None:
                 final.members.append(alias_id)
-        self._file_restored_journeys(journeys, journey_alias)
+        for session in sessions.values():
+            if session.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
+                insort(self.sessions.by_customer.setdefault(session.customer_id, []), session)
 
     def _restore_journey_event(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str],
                                owners: Mapping[str, str], row: RecentRow, customer_id: str) -> None:
@@ -237,24 +244,6 @@ class Resolver:
         for journey in journeys.values():
             if journey.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
                 self.journeys.place(journey)
-
-    def _restore_session(
-        self, restored: dict[str, Session], session_id: str, customer_id: str, occurred_ms: int, channel: str
-    ) -> None:
-        session = restored.get(session_id)
-        if session is None:
-            session = Session(session_id, customer_id, occurred_ms, occurred_ms, 0)
-            restored[session_id] = session
-            insort(self.sessions.by_customer.setdefault(customer_id, []), session)
-        elif occurred_ms < session.start_ms:
-            sessions = self.sessions.by_customer[customer_id]
-            sessions.remove(session)
-            session.start_ms = occurred_ms
-            insort(sessions, session)
-        session.end_ms = max(session.end_ms, occurred_ms)
-        session.events += 1
-        session.channels.add(channel)
-
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
@@ -287,7 +276,20 @@ class Snapshot:
     session_aliases: list[tuple[str, str]] = field(default_factory=list)
     journey_aliases: list[tuple[str, str]] = field(default_factory=list)  # absorbed journey id -> current id
     journey_owners: dict[str, str] = field(default_factory=dict)  # live journey id -> its customer as written
+    session_owners: dict[str, str] = field(default_factory=dict)  # session id -> its customer as last written
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
+
+
+def _restore_session_event(sessions: dict[str, Session], session_id: str, customer_id: str, row: RecentRow) -> None:
+    """A session belongs to the customer it was last written with (as live: a recompute that later split that
+    customer leaves the session where it was), so every row of it lands in the same place."""
+    session = sessions.get(session_id)
+    if session is None:
+        session = sessions[session_id] = Session(session_id, customer_id, row.occurred_ms, row.occurred_ms, 0)
+    session.start_ms = min(session.start_ms, row.occurred_ms)
+    session.end_ms = max(session.end_ms, row.occurred_ms)
+    session.events += 1
+    session.channels.add(row.channel)
 
 
 class AliasCycle(Exception):

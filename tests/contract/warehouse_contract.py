@@ -226,9 +226,6 @@ class WarehouseContract:
         assert restarted.resolver is not None and set(restarted.resolver.graph.shared.marked) == {KIOSK}
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(service, kiosk_batch()))
 
-    # ---- a known bug: this fails today (strict xfail: fixing the bug makes it pass, and the marker must go) --------
-    @pytest.mark.xfail(strict=True, reason="Resolver.restore fails (ValueError in _restore_session) when late events "
-                       "recomputed a customer who has web or mobile sessions")
     def test_a_restart_after_late_events_restores_what_never_stopped(self, backend: Backend) -> None:
         events = mixed_batch(shuffled=True)
         service_on(backend).process_and_write(events)

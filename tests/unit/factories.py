@@ -66,6 +66,8 @@ def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
             snapshot.identity_sets[key] = (identifiers, first if known is None else min(first, known[1]))
         for alias in effects.session_aliases:
             session_alias[alias.from_id] = alias.into_id  # argMax(current_id, version)
+        for session in effects.sessions.values():  # argMax(customer_id, version) of rows naming a customer
+            snapshot.session_owners[session.session_id] = session.customer_id
         for journey in effects.journeys.values():  # argMax(merged_into, version), argMax(customer_id, version)
             journey_alias.pop(journey.journey_id, None)
             snapshot.journey_owners[journey.journey_id] = journey.customer_id

@@ -364,9 +364,6 @@ def test_a_customer_split_by_a_recompute_keeps_its_journeys_whole_and_restore_ag
     assert _journey_state(restored) == _journey_state(original)
 
 
-# ---- a known bug: this fails today (strict xfail: fixing the bug makes it pass, and the marker must go) ------------
-@pytest.mark.xfail(strict=True, reason="a session built under a customer that a shared identifier's recompute split "
-                   "is restored under the customer its events resolve to now, not the one it kept in memory")
 def test_a_restore_after_a_shared_identifier_split_customers_keeps_their_sessions() -> None:
     original = Resolver(ResolverConfig())
     effects = original.process(mixed_batch(phone_rotation=9), NOW_MS)
