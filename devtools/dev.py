@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -73,9 +74,17 @@ class Stack:
         return f"clickhouse://default:@{LOOPBACK}:{self.ports.clickhouse}/cem"
 
     def env(self) -> dict[str, str]:
-        """The settings that point cem at this stack."""
-        return {"CEM_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "CEM_CLICKHOUSE_URL": self.clickhouse_url,
-                "CEM_STATE_DIR": str(self.root / "state")}
+        """The settings that point cem at this stack, with the stack's own secret key (workers and `cem forget`
+        must share one; the public development key would make every command warn)."""
+        env = {"CEM_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "CEM_CLICKHOUSE_URL": self.clickhouse_url,
+               "CEM_STATE_DIR": str(self.root / "state")}
+        if self.secret_file.exists():
+            env["CEM_SECRET_KEY"] = self.secret_file.read_text().strip()
+        return env
+
+    @property
+    def secret_file(self) -> Path:
+        return self.root / "secret.key"
 
     def services(self) -> dict[str, tuple[str, Path]]:
         """name -> (address, work directory)."""
@@ -120,6 +129,9 @@ def up(stack: Stack) -> int:
         return 1
     stack.root.mkdir(parents=True, exist_ok=True)
     (stack.root / "stack.json").write_text(json.dumps(asdict(stack.ports)) + "\n")
+    if not stack.secret_file.exists():
+        stack.secret_file.write_text(secrets.token_hex(32) + "\n")
+        stack.secret_file.chmod(0o600)
     for name, (address, workdir) in stack.services().items():
         pid = stack.running_pid(name)
         if pid is not None:
