@@ -23,7 +23,10 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     assert "\x1b" not in worker_log and "\x08" not in worker_log
     assert "@example.org" not in worker_log.lower() and "555-" not in worker_log and "+1415555" not in worker_log
     simulated = next(line for line in demo.stdout.splitlines() if line.startswith("[demo] simulated"))
-    unique = int(simulated.split(": ")[1].split(" unique")[0])
+    examples = next(line for line in demo.stdout.splitlines() if line.startswith("[demo] plus the README's examples"))
+    # The README's examples: docs/examples/jane.jsonl (7 events) and frontdesk.jsonl (7 events).
+    assert examples.split(": ")[1].startswith("14 events from docs/examples/jane.jsonl, docs/examples/frontdesk.jsonl")
+    unique = int(simulated.split(": ")[1].split(" unique")[0]) + 14
 
     counted = run_cem("sql", "SELECT count(), uniqExact(event_id), uniqExact(customer_id) FROM cem.interactions",
                       "--format", "tsv", env=env)
@@ -32,7 +35,7 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     assert header.split("\t") == ["count()", "uniqExact(event_id)", "uniqExact(customer_id)"]
     count, distinct, customers = (int(v) for v in values.split())
     assert count == distinct == unique
-    assert customers == 60
+    assert customers == 60 + 2 + 7  # Jane and the CRM-99 customer; the front desk's six phone customers and d-7
 
     refused = run_cem("sql", "DROP TABLE cem.interaction_log", env=env)
     assert refused.returncode == 2 and "read-only" in refused.stderr
