@@ -65,7 +65,9 @@ dev-down: $(STAMP)
 dev-status: $(STAMP)
 	@$(DEV) status
 
-dev-env: $(STAMP)
+# No install here: its output would end up in `eval "$(make -s dev-env)"`.
+dev-env:
+	@test -x $(BIN)/python || { echo "no $(VENV) yet: run make dev-up first" >&2; exit 1; }
 	@$(DEV) env
 
 lint: $(STAMP)

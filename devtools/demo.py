@@ -76,8 +76,10 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
             worker.stop()
 
     print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
-    print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it:  .venv/bin/cem sql \"SELECT channel, "
-          "count() FROM cem.interactions GROUP BY channel\"")
+    print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it, from any directory:\n"
+          "  .venv/bin/cem sql \"SELECT channel, count() FROM cem.interactions GROUP BY channel\"\n"
+          "  .venv/bin/cem identity explain email jane.doe@example.com\n"
+          "Your own events on Kafka and a ClickHouse server: README, \"Your own events: the dev stack\"")
     return 0
 
 

@@ -146,7 +146,8 @@ def test_dev_stack_up_is_idempotent_status_and_down(dev_stack: DevStack) -> None
     stopped = dev("status", *dev_stack.args)
     assert stopped.returncode == 3
     assert [line.split()[:2] for line in stopped.stdout.splitlines()] == [["clickhouse", "down"], ["kafka", "down"]]
-    assert not port_is_open(*kafka.split(":"))  # type: ignore[arg-type]
+    host, port = kafka.split(":")
+    assert not port_is_open(host, int(port))
     # The data stays: up again serves the same warehouse, with the migrations applied before the stop.
     assert dev("up", *dev_stack.args).returncode == 0
     done = run_cem("sql", "SELECT count() FROM cem.schema_migrations", "--format", "tsv", env=dev_stack.env,
