@@ -102,5 +102,8 @@ bench: $(STAMP) system-deps
 bench-outage: $(STAMP) system-deps
 	$(BIN)/python -m bench.outage
 
+# The dev stack's data is in .cem/dev: stop it before its directory goes. The demo's state is in
+# ~/.local/share/cem (CEM_STATE_DIR), which clean leaves alone.
 clean:
+	-[ ! -x $(BIN)/python ] || $(DEV) down
 	rm -rf $(VENV) .cem .pytest_cache .mypy_cache .ruff_cache
