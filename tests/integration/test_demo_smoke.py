@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
 from devtools.harness import run_cem, run_module
+from tests.integration.readme import normalised, shown_output
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +43,11 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "read-only" in refused.stderr
     still_there = run_cem("sql", "SELECT count() FROM cem.interaction_log", "--format", "tsv", env=env)
     assert still_there.stdout.splitlines() == ["count()", str(unique)]
+
+    # The README's examples are in the demo's traffic: explain answers as the README shows (its walk runs them on
+    # the dev stack; here on the embedded warehouse, among simulated customers that share none of their identifiers).
+    for command in ('cem identity explain email "JANE.DOE@example.com"', 'cem identity explain phone "+1 212 555 2303"',
+                    "cem identity explain email frontdesk@store.example.com"):
+        explained = run_cem(*shlex.split(command)[1:], env=env)
+        assert explained.returncode == 0, explained.stderr
+        assert normalised(explained.stdout) == normalised(shown_output(command)), explained.stdout

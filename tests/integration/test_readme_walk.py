@@ -6,8 +6,9 @@ on the order the worker received the events in (README, "Merges are history").""
 
 from __future__ import annotations
 
-import re
+import random
 import shlex
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,58 +18,15 @@ import pytest
 
 from cem.settings import Settings
 from devtools.harness import WorkerProcess, run_cem, run_module, wait_until
-from devtools.services import free_port, port_is_open
+from devtools.services import port_is_open
 from devtools.topics import drained
+from tests.integration.readme import ROOT, normalised, readme_steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
-SECTION = "### Your own events: the dev stack"
 # Shell lines of the walk that the fixture does itself (on its own ports and directory).
 DONE_BY_THE_FIXTURE = ("make system-deps", "make dev-up", 'eval "$(make -s dev-env)"',
                        'export PATH="$PWD/.venv/bin:$PATH"', "cem worker &")
-
-
-@dataclass(frozen=True)
-class Step:
-    command: str
-    expected: str
-
-
-def readme_steps(text: str) -> list[Step]:
-    """Each `$ ` line of the section's code blocks, with the lines up to the next `$ ` line or the block's end."""
-    section = text.split(SECTION, 1)[1]
-    section = re.split(r"\n#{2,3} ", section, maxsplit=1)[0]
-    steps: list[Step] = []
-    for block in re.findall(r"^```\n(.*?)^```$", section, flags=re.S | re.M):
-        command: str | None = None
-        output: list[str] = []
-        for line in block.splitlines():
-            if line.startswith("$ "):
-                if command is not None:
-                    steps.append(Step(command, "\n".join(output)))
-                command, output = line[2:], []
-            else:
-                output.append(line)
-        if command is not None:
-            steps.append(Step(command, "\n".join(output)))
-    return steps
-
-
-def normalised(text: str) -> str:
-    text = re.sub(r"erasure request [0-9a-f]{32}", "erasure request <request id>", text)
-    text = re.sub(r"keyed hash [0-9a-f]{16}…", "keyed hash <keyed hash>…", text)
-    # The merge history and the event at which an identifier was found shared depend on the arrival order.
-    text = re.sub(r"^(Refused merges|Merges) \(\d+\):\n(?:  .*\n)*", r"\1: <history>\n", text + "\n", flags=re.M)
-    text = re.sub(r"marked by event \S+ at \S+ \S+", "marked by event <event> at <time>", text)
-    text = re.sub(r"since event \S+$", "since event <event>", text, flags=re.M)
-    # The report's identity figures: the merges and refused merges counted are that history too.
-    text = re.sub(r"^(\s*\d+\s+\d+)\s+\d+\s+\d+$", r"\1 <merges> <refused>", text, flags=re.M)
-    lines = []
-    for line in text.splitlines():
-        line = re.sub(r" {2,}", " ", line.rstrip())
-        lines.append("---" if line and set(line) <= {"-", " "} else line)
-    return "\n".join(lines).strip("\n")
 
 
 def test_normalised_keeps_what_does_not_depend_on_the_run() -> None:
@@ -92,11 +50,18 @@ def test_the_section_holds_the_walk() -> None:
 
 
 def free_port_pair() -> int:
-    """A free port whose successor is free too (the stack's second listener)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_is_open("127.0.0.1", port + 1):
-            return port
+    """A port that, with its successor (the stack's second listener), can be bound now: picked below the kernel's
+    ephemeral range, where the tests' own services and every client connection take theirs."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 30_000)
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free pair of ports")
 
 
@@ -112,9 +77,13 @@ def dev(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
-    args = ["--dir", str(tmp_path / "dev"), "--kafka-port", str(free_port_pair()),
-            "--clickhouse-port", str(free_port_pair())]
-    started = dev("up", *args)
+    for _attempt in range(3):  # another process may take a probed port before the service binds it
+        args = ["--dir", str(tmp_path / "dev"), "--kafka-port", str(free_port_pair()),
+                "--clickhouse-port", str(free_port_pair())]
+        started = dev("up", *args)
+        if "Address already in use" not in started.stdout + started.stderr:
+            break
+        dev("down", *args)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         env = dict(line.removeprefix("export ").split("=", 1)
