@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from devtools.services import REPO_ROOT, ClickHouseServer, KafkaBroker, ServiceError, port_is_open
+from devtools.services import REPO_ROOT, ClickHouseServer, KafkaBroker, ServiceError, fetch_kafka_libs, port_is_open
 from devtools.services.base import CLICKHOUSE_SERVER, LOOPBACK
 
 DEFAULT_DIR = REPO_ROOT / ".cem" / "dev"
@@ -107,8 +107,10 @@ class Stack:
     def build(self, name: str) -> KafkaBroker | ClickHouseServer:
         workdir = self.services()[name][1]
         if name == "kafka":
-            return KafkaBroker(workdir, port=self.ports.kafka, controller_port=self.ports.kafka_controller,
-                               start_timeout=180.0)
+            print("kafka: resolving its jars (deploy/kafka/fetch.sh: Maven, a few minutes the first time, then "
+                  "cached in ~/.cache/cem)", flush=True)
+            return KafkaBroker(workdir, fetch_kafka_libs(), port=self.ports.kafka,
+                               controller_port=self.ports.kafka_controller, start_timeout=180.0)
         return ClickHouseServer(workdir, tcp_port=self.ports.clickhouse, http_port=self.ports.clickhouse_http,
                                 start_timeout=90.0)
 
