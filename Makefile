@@ -7,19 +7,31 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 SOURCES := cem streams schemas sinks devtools tests bench
 
-.PHONY: help install system-deps demo test test-unit test-component test-integration test-faults lint typecheck check bench \
+# The dev stack (make dev-up): where it keeps its data and which ports it takes; override on the command line.
+DEV_DIR ?= .cem/dev
+DEV_KAFKA_PORT ?= 19092
+DEV_CLICKHOUSE_PORT ?= 19000
+DEV := $(BIN)/python -m devtools.dev --dir "$(DEV_DIR)" --kafka-port $(DEV_KAFKA_PORT) \
+	--clickhouse-port $(DEV_CLICKHOUSE_PORT)
+
+.PHONY: help install system-deps demo dev-up dev-down dev-status dev-env test test-unit test-component test-integration test-faults lint typecheck check bench \
 	bench-outage clean
 
 help:
 	@echo "make demo       run the pipeline on embedded components (Tansu + chdb) and print the report"
 	@echo "make test       install everything the tests need, lint, type-check and run every test"
+	@echo "make dev-up     start Apache Kafka (127.0.0.1:$(DEV_KAFKA_PORT)) and a ClickHouse server (127.0.0.1:$(DEV_CLICKHOUSE_PORT)) in the background"
+	@echo "make dev-down | dev-status | dev-env (eval \"\$$(make -s dev-env)\" points cem at the dev stack)"
 	@echo "make test-unit | test-component | test-integration | test-faults | lint | typecheck | bench | bench-outage"
 
+# pip's own progress (one line per package collected, a bar per download) shows what a first install is doing.
 $(STAMP): pyproject.toml
+	@echo "[install] creating $(VENV) and installing cem with its development tools (about a minute on a fresh clone)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --progress-bar on --upgrade pip
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
 	touch $(STAMP)
+	@echo "[install] done"
 
 install: $(STAMP)
 
@@ -41,6 +53,22 @@ system-deps:
 # The demo is a development tool (devtools/), not part of the installed `cem` command.
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo
+
+# A persistent local Kafka and ClickHouse server (no Docker) for `cem worker` and the README's examples;
+# `make system-deps` installs the server packages. Data in $(DEV_DIR), kept by dev-down.
+dev-up: $(STAMP)
+	$(DEV) up
+
+dev-down: $(STAMP)
+	$(DEV) down
+
+dev-status: $(STAMP)
+	@$(DEV) status
+
+# No install here: its output would end up in `eval "$(make -s dev-env)"`.
+dev-env:
+	@test -x $(BIN)/python || { echo "no $(VENV) yet: run make dev-up first" >&2; exit 1; }
+	@$(DEV) env
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
@@ -75,5 +103,8 @@ bench: $(STAMP) system-deps
 bench-outage: $(STAMP) system-deps
 	$(BIN)/python -m bench.outage
 
+# The dev stack's data is in .cem/dev: stop it before its directory goes. The demo's state is in
+# ~/.local/share/cem (CEM_STATE_DIR), which clean leaves alone.
 clean:
+	-[ ! -x $(BIN)/python ] || $(DEV) down
 	rm -rf $(VENV) .cem .pytest_cache .mypy_cache .ruff_cache

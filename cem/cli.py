@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cem import identity_cli, report, schemas_cli, sql_cli
+from cem import identity_cli, preflight, report, schemas_cli, sql_cli
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
 from cem.worker import run_worker
@@ -17,7 +17,9 @@ from sinks.clickhouse import connect, migrate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cem", description="Real-time customer-experience pipeline")
+    parser = argparse.ArgumentParser(prog="cem", description="Real-time customer-experience pipeline",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run a stream worker (Faust) against CEM_KAFKA_BOOTSTRAP and CEM_CLICKHOUSE_URL")
     pub = sub.add_parser("publish", help="publish records: JSON events (one per line) or a recorded traffic file")
@@ -48,9 +50,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_CODES = """exit codes: 0 done; 1 failed (the line printed says why); 2 refused or bad usage; 3 erasure refused;
+69 a service the command needs is unavailable (Kafka, ClickHouse, or the embedded warehouse held by a worker)"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        check_services(settings, args)
+        return dispatch(settings, args)
+    except preflight.Unavailable as exc:
+        print(f"cem {args.command}: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an expected failure is one line; --debug shows where it came from
+        if args.debug:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"cem {args.command}: {type(exc).__name__}: {first_line} (run `cem --debug {args.command} ...` for "
+              "the traceback)", file=sys.stderr)
+        return 1
+
+
+# What each command reaches, checked before it starts: (needs Kafka, needs the warehouse, only reads it).
+NEEDS: dict[str, tuple[bool, bool, bool]] = {
+    "worker": (True, True, False),
+    "publish": (True, False, False),
+    "sql": (False, True, True),
+    "identity": (False, True, True),
+    "report": (False, True, True),
+    "migrate": (False, True, False),
+}
+
+
+def check_services(settings: Settings, args: argparse.Namespace) -> None:
+    kafka, warehouse, reads = NEEDS.get(args.command, (False, False, False))  # `schemas register` checks its own
+    if args.command == "forget":  # it waits for the audit row on a server; an embedded warehouse is the worker's
+        kafka, warehouse, reads = True, not settings.clickhouse_url.startswith("chdb://"), True
+    if kafka:
+        preflight.check_kafka(settings)
+    if warehouse:
+        preflight.check_warehouse(settings, must_exist=reads)
+
+
+def dispatch(settings: Settings, args: argparse.Namespace) -> int:
     command = args.command
     if command == "worker":
         return run_worker(settings)

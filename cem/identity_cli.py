@@ -102,12 +102,14 @@ def explain_customer(warehouse: Warehouse, customer: str, asked: tuple[str, str]
         f"AND customer_id != {sql_string(customer)}")]
     in_ids = ", ".join(sql_string(i) for i in ids)
     identifiers = warehouse.query(
-        f"SELECT id_type, value, event_id, linked_at, rule, linked_customer_id FROM {db}.identities "
+        f"SELECT id_type, value, event_id, toUnixTimestamp(linked_at), rule, linked_customer_id FROM {db}.identities "
         f"WHERE customer_id = {sql_string(customer)} ORDER BY linked_at, id_type, value")
     lines.append(f"\nIdentifiers ({len(identifiers)}):")
     for id_type, value, event_id, linked_at, rule, linked_to in identifiers:
         via = "" if linked_to == customer else f" (linked to {linked_to}, merged since)"
-        lines.append(f"  {id_type:<14} {value:<40} linked {linked_at} by event {event_id} [{rule}]{via}")
+        # Epoch seconds, not the DateTime: the server's driver and the embedded engine print a DateTime differently.
+        lines.append(f"  {id_type:<14} {value:<40} linked {_when(int(linked_at) * 1000)} by event {event_id} "
+                     f"[{rule}]{via}")
     merges = warehouse.query(
         f"SELECT from_id, into_id, event_id, occurred_ms, rule FROM {db}.customer_merges "
         f"WHERE into_id IN ({in_ids}) OR from_id IN ({in_ids}) ORDER BY version, seq")

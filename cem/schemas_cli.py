@@ -11,6 +11,7 @@ from typing import Any
 import fastavro
 
 from cem.kafka import ensure_topics, produce
+from cem.preflight import check_kafka
 from cem.settings import Settings
 from schemas.codec import default_registry, schema_documents, schema_fingerprint
 from schemas.evolution import SchemaProblem, check_versions, registration_message, validated_writer
@@ -37,6 +38,7 @@ def register_schema(settings: Settings, path: Path) -> int:
               "workers already accept it, nothing to register")
         return 0
     key, value = registration_message(text)
+    check_kafka(settings)  # the schema is checked offline first; only publishing it needs the broker
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, [(settings.schemas_topic, key, value, signature_headers(settings.signing_key,
                                                                                           value))]))

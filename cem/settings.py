@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from cem.domain.keyed import key_bytes
@@ -22,6 +23,10 @@ CHANNELS: tuple[str, ...] = (
     "survey",
 )
 
+# Local state (Faust's data dir, the embedded warehouse, the demo's files) lives in one place whatever the current
+# directory: a command run from another folder finds the same warehouse.
+DEFAULT_STATE_DIR = str(Path.home() / ".local" / "share" / "cem")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -32,14 +37,15 @@ class Settings:
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = field(default="", repr=False)
     kafka_ssl_cafile: str = ""
-    clickhouse_url: str = field(default="chdb://.cem/warehouse", repr=False)  # may hold a password
+    # Empty: the embedded engine in <state_dir>/warehouse. May hold a password.
+    clickhouse_url: str = field(default="", repr=False)
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
     secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
     # Worker identity and state
     app_id: str = "cem"
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
-    state_dir: str = ".cem"
+    state_dir: str = DEFAULT_STATE_DIR
     topic_partitions: int = 4
     # Processing
     dedup_window_days: float = 7.0
@@ -83,6 +89,10 @@ class Settings:
     # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
     # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
     watchdog_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.clickhouse_url:
+            object.__setattr__(self, "clickhouse_url", f"chdb://{Path(self.state_dir).absolute()}/warehouse")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from cem.kafka import ensure_topics
 from cem.settings import Settings
 from cem.topic_limits import LimitsDisagree
+from sinks.clickhouse import parse_url
 
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
@@ -32,6 +33,11 @@ def run_worker(settings: Settings) -> int:
     except LimitsDisagree as exc:
         print(f"cem worker: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
+    # One line saying it runs and where: at the default log level the worker is otherwise silent while it waits.
+    print(f"cem worker: consuming {settings.topic_prefix}.raw.* from {settings.kafka_bootstrap}, writing to "
+          f"{parse_url(settings.clickhouse_url).redacted()}; metrics on "
+          f"http://{settings.web_host}:{settings.web_port}/metrics; SIGTERM or Ctrl-C stops it", file=sys.stderr,
+          flush=True)
     stopping = threading.Event()
     app = create_app(settings, stopping)
     deadline = settings.shutdown_grace_seconds + STOP_DEADLINE_MARGIN_SECONDS

