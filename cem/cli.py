@@ -22,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a stream worker (Faust) against CEM_KAFKA_BOOTSTRAP and CEM_CLICKHOUSE_URL")
     pub = sub.add_parser("publish", help="publish records: JSON events (one per line) or a recorded traffic file")
     pub.add_argument("file", type=Path, nargs="?", help="default: standard input")
-    pub.add_argument("--channel", choices=CHANNELS, help="topic for plain JSON events without a channel field")
+    pub.add_argument("--channel", choices=CHANNELS,
+                     help="channel of events without a channel field; an event naming another one is an error")
+    pub.add_argument("--skip-invalid", action="store_true",
+                     help="publish the valid lines and count the others (exit code 1 all the same)")
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
     sql.add_argument("--format", choices=sql_cli.FORMATS, default="table",
@@ -55,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "worker":
         return run_worker(settings)
     if command == "publish":
-        return publish_file(settings, args.file, args.channel)
+        return publish_file(settings, args.file, args.channel, args.skip_invalid)
     if command == "sql":
         return sql_cli.run_sql(settings, args.query, args.format)
     if command == "identity":
