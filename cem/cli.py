@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
     register.add_argument("file", type=Path, help="the writer schema (.avsc)")
     schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
-    sub.add_parser("report", help="print the customer-experience report from the warehouse")
+    rep = sub.add_parser("report", help="print the customer-experience report from the warehouse")
+    rep.add_argument("--since", type=report.day_argument, metavar="YYYY-MM-DD",
+                     help="first day of event time (UTC), included; default: the first event")
+    rep.add_argument("--until", type=report.day_argument, metavar="YYYY-MM-DD",
+                     help="last day of event time (UTC), included; default: the last event")
     return parser
 
 
@@ -72,17 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return schemas_cli.register_schema(settings, args.file)
         return schemas_cli.check_schemas()
     if command == "report":
-        return print_report(settings)
+        return report.run_report(settings, args.since, args.until)
     return 2
 
 
 def migrate_warehouse(settings: Settings) -> int:
     print("applied:", ", ".join(migrate(connect(settings.clickhouse_url))) or "nothing, already current")
-    return 0
-
-
-def print_report(settings: Settings) -> int:
-    report.print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_cli.sql_limits(settings)))
     return 0
 
 
