@@ -9,6 +9,7 @@ this module fetches and lays out. Definitions: docs/cli.md, "cem report".
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -100,7 +101,10 @@ def run_report(settings: Settings, since: date | None, until: date | None, out: 
     try:
         print_report(warehouse, window, settings.fcr_window_days, out)
     except Exception as exc:  # a warehouse not migrated yet, a timeout: the engine's words
-        print(f"error: {error_text(exc)}", file=err)
+        text = error_text(exc)
+        if re.match(r"Code: (60|81)\.", text):  # unknown table or database
+            text += "\n(the warehouse has no tables yet: run `cem migrate`, or start `cem worker`, which migrates)"
+        print(f"error: {text}", file=err)
         return 1
     finally:
         warehouse.close()

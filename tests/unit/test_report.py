@@ -4,13 +4,16 @@ on hand-made counts: the warehouse's side is in tests/component/test_report_chdb
 from __future__ import annotations
 
 import argparse
+import io
 from datetime import UTC, date, datetime
 
 import pytest
 
+from cem import report
 from cem.domain import cx_metrics as cx
 from cem.domain.cx_metrics import JourneyCounts, ScoreCounts, Window
 from cem.report import Report, day_argument, render_report
+from cem.settings import Settings
 
 
 @pytest.mark.parametrize(("answers", "expected"), [
@@ -139,3 +142,38 @@ def test_an_empty_warehouse_prints_dashes_not_zero_divisions() -> None:
                                                            "-"]
     assert table(text, "Top negative topics (words in the text of the 0 negative interactions)")[2] == "(none)"
     assert "within the FCR window" in text
+
+
+class FailingWarehouse:
+    database = "cem"
+
+    def __init__(self, message: str) -> None:
+        self.message, self.closed = message, False
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        raise RuntimeError(self.message)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("message", "hint"), [
+    ("Code: 81. DB::Exception: Database cem doesn't exist.", True),
+    ("Code: 60. DB::Exception: Table cem.interactions doesn't exist.", True),
+    ("Code: 159. DB::Exception: Timeout exceeded", False),
+])
+def test_a_warehouse_error_is_printed_with_a_hint_when_it_is_not_migrated(
+        monkeypatch: pytest.MonkeyPatch, message: str, hint: bool) -> None:
+    warehouse = FailingWarehouse(message)
+    monkeypatch.setattr(report, "open_read_only", lambda settings, err: warehouse)
+    err = io.StringIO()
+    assert report.run_report(Settings(), None, None, io.StringIO(), err) == 1
+    assert err.getvalue().startswith(f"error: {message}") and ("cem migrate" in err.getvalue()) == hint
+    assert warehouse.closed
+
+
+def test_a_window_ending_before_it_starts_is_refused_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "open_read_only", lambda settings, err: pytest.fail("connected"))
+    err = io.StringIO()
+    assert report.run_report(Settings(), date(2026, 11, 30), date(2026, 11, 1), io.StringIO(), err) == 2
+    assert err.getvalue() == "error: --since 2026-11-30 is after --until 2026-11-01\n"
