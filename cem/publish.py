@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ Record = tuple[str, bytes | None, bytes]
 Check = Callable[[bytes, str, int], Any]
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_NOT_ACKNOWLEDGED = 0, 1, 2, 3
 MAX_ERRORS_SHOWN = 20
+_JSON_POSITION = re.compile(r": line 1 column (\d+) \(char \d+\)")
 
 
 @dataclass
@@ -104,8 +106,8 @@ def parse_line(settings: Settings, line: bytes, channel: str | None, check: Chec
     """One record, or what is wrong with the line."""
     try:
         item = orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))  # an editor's byte order mark, as the worker allows
-    except orjson.JSONDecodeError as exc:
-        return f"not valid JSON ({exc})"
+    except orjson.JSONDecodeError as exc:  # its position is within the line: "line 1" would mislead
+        return "not valid JSON (" + _JSON_POSITION.sub(r" at column \1", str(exc)) + ")"
     if not isinstance(item, dict):
         return f"not a JSON object but a {_json_kind(item)}: each line is one event, {{\"event_id\": ...}}"
     if "topic" in item and "value" in item and "event_id" not in item:

@@ -69,7 +69,8 @@ def test_an_event_goes_to_the_topic_of_its_channel_as_written(channel: str) -> N
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    (b'{"event_id": "x", ', "not valid JSON"),
+    (b'{"event_id": "x", ', "not valid JSON (unexpected end of data at column 18)"),
+    (b'{"event_id": "x"} {}', "not valid JSON (unexpected content after document at column 19)"),
     (b"[1, 2]", "not a JSON object but a list"),
     (b'"an event"', "not a JSON object but a string"),
     (b"42", "not a JSON object but a number"),
