@@ -53,6 +53,8 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None, ski
     ingestor = Ingestor(settings)
     now_ms = int(time.time() * 1000)
     if path is None:
+        if sys.stdin.isatty():  # a first try without a file would otherwise wait in silence
+            print("reading events from standard input, one JSON object per line; end with Ctrl-D", file=err)
         parsed = parse_lines(settings, sys.stdin.buffer, channel, ingestor.parse, now_ms)
     else:
         try:

@@ -51,7 +51,7 @@ class Report:
 
 def build_report(warehouse: Warehouse, window: Window, fcr_window_days: float | None = None) -> Report:
     db = warehouse.database
-    (interactions, unique, customers, service, sessions, first_ms, last_ms), = warehouse.query(q.overview(db, window))
+    (interactions, unique, customers, first_ms, last_ms, service, sessions), = warehouse.query(q.overview(db, window))
     found = int(interactions) > 0
     journeys_row = warehouse.query(q.journeys(db, window))[0]
     weekly_journeys = {row[0]: _journey_counts(row[1:]) for row in warehouse.query(q.journeys_by_week(db, window))}

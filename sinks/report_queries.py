@@ -28,16 +28,14 @@ def within(column: str, window: Window) -> str:
 
 
 def overview(db: str, window: Window) -> str:
-    """interactions, unique events, customers, service journeys, sessions, first and last event (ms)."""
+    """interactions, unique events, customers, first and last event (ms), service journeys, sessions."""
     events, journeys = within("occurred_ms", window), within("started_ms", window)
     return f"""
-        SELECT (SELECT count() FROM {db}.interactions WHERE {events}),
-               (SELECT uniqExact(event_id) FROM {db}.interactions WHERE {events}),
-               (SELECT uniqExactIf(customer_id, customer_id != '{FORGOTTEN}') FROM {db}.interactions WHERE {events}),
-               (SELECT count() FROM {db}.journeys WHERE kind = 'service' AND {journeys}),
-               (SELECT count() FROM {db}.journeys WHERE kind = 'session' AND {journeys}),
-               (SELECT min(occurred_ms) FROM {db}.interactions WHERE {events}),
-               (SELECT max(occurred_ms) FROM {db}.interactions WHERE {events})"""
+        SELECT count(), uniqExact(event_id), uniqExactIf(customer_id, customer_id != '{FORGOTTEN}'),
+               min(occurred_ms), max(occurred_ms),
+               (SELECT countIf(kind = 'service') FROM {db}.journeys WHERE {journeys}),
+               (SELECT countIf(kind = 'session') FROM {db}.journeys WHERE {journeys})
+        FROM {db}.interactions WHERE {events}"""
 
 
 def scores_by_channel(db: str, window: Window) -> str:
