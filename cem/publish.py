@@ -48,7 +48,7 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None, ski
                  err: TextIO | None = None) -> int:
     err = err or sys.stderr
     name = str(path) if path else "<stdin>"
-    from streams.ingest import Ingestor
+    from streams.ingest import Ingestor  # here: the other commands need none of the worker's modules
 
     ingestor = Ingestor(settings)
     now_ms = int(time.time() * 1000)
