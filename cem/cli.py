@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run a stream worker (Faust) against CEM_KAFKA_BOOTSTRAP and CEM_CLICKHOUSE_URL")
     pub = sub.add_parser("publish", help="publish records: JSON events (one per line) or a recorded traffic file")
     pub.add_argument("file", type=Path, nargs="?", help="default: standard input")
-    pub.add_argument("--channel", choices=CHANNELS, help="topic for plain JSON events without a channel field")
+    pub.add_argument("--channel", choices=CHANNELS,
+                     help="channel of events without a channel field; an event naming another one is an error")
+    pub.add_argument("--skip-invalid", action="store_true",
+                     help="publish the valid lines and count the others (exit code 1 all the same)")
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
     sql.add_argument("--format", choices=sql_cli.FORMATS, default="table",
@@ -46,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
     register.add_argument("file", type=Path, help="the writer schema (.avsc)")
     schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
-    sub.add_parser("report", help="print the customer-experience report from the warehouse")
+    rep = sub.add_parser("report", help="print the customer-experience report from the warehouse")
+    rep.add_argument("--since", type=report.day_argument, metavar="YYYY-MM-DD",
+                     help="first day of event time (UTC), included; default: the first event")
+    rep.add_argument("--until", type=report.day_argument, metavar="YYYY-MM-DD",
+                     help="last day of event time (UTC), included; default: the last event")
     return parser
 
 
@@ -102,7 +109,7 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
     if command == "worker":
         return run_worker(settings)
     if command == "publish":
-        return publish_file(settings, args.file, args.channel)
+        return publish_file(settings, args.file, args.channel, args.skip_invalid)
     if command == "sql":
         return sql_cli.run_sql(settings, args.query, args.format)
     if command == "identity":
@@ -116,17 +123,12 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return schemas_cli.register_schema(settings, args.file)
         return schemas_cli.check_schemas()
     if command == "report":
-        return print_report(settings)
+        return report.run_report(settings, args.since, args.until)
     return 2
 
 
 def migrate_warehouse(settings: Settings) -> int:
     print("applied:", ", ".join(migrate(connect(settings.clickhouse_url))) or "nothing, already current")
-    return 0
-
-
-def print_report(settings: Settings) -> int:
-    report.print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_cli.sql_limits(settings)))
     return 0
 
 

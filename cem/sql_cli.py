@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 import orjson
 
-from cem.report import format_table
 from cem.settings import Settings
-from sinks.clickhouse import ReadOnlyViolation, connect
+from cem.tables import format_table
+from sinks.clickhouse import ReadOnlyViolation, Warehouse, connect
+from sinks.embedded_lock import embedded_warehouse_in_use
 from sinks.read_only import QueryLimits, QueryTimeout
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
@@ -29,12 +30,22 @@ def sql_limits(settings: Settings) -> QueryLimits:
     return QueryLimits(settings.sql_timeout_seconds, settings.sql_max_result_rows)
 
 
+def open_read_only(settings: Settings, err: TextIO) -> Warehouse | None:
+    """The read-only warehouse of `cem sql` and `cem report`, or None after one line on `err` saying why not."""
+    if busy := embedded_warehouse_in_use(settings.clickhouse_url):
+        print(f"error: {busy}", file=err)
+        return None
+    try:
+        return connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
+    except Exception as exc:  # a server that is down, a directory that cannot be read: the engine's words
+        print(f"error: {error_text(exc)}", file=err)
+        return None
+
+
 def run_sql(settings: Settings, query: str, fmt: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
-    except Exception as exc:  # a locked chdb directory, a server that is down: the engine's words
-        print(f"error: {error_text(exc)}", file=err)
+    warehouse = open_read_only(settings, err)
+    if warehouse is None:
         return 1
     try:
         names, rows = warehouse.query_with_columns(query)

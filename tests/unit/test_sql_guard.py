@@ -3,6 +3,8 @@ before it reaches an engine, every read in it passes, and what is sent is the st
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sinks.clickhouse import ReadOnlyViolation as WarehouseReadOnlyViolation
@@ -27,7 +29,8 @@ def test_refused(template: str) -> None:
 @pytest.mark.parametrize(("template", "_on_server"), ALLOWED)
 def test_allowed(template: str, _on_server: bool) -> None:
     statement = check_read_only(fill(template))
-    assert statement.sql.strip() and ";" not in statement.sql.replace("';'", "").replace("a;b", "")
+    outside_strings = re.sub(r"'(?:[^'\\]|\\.|'')*'", "''", statement.sql)  # ';' in a literal is data
+    assert statement.sql.strip() and ";" not in outside_strings
 
 
 def test_callers_keep_catching_the_warehouse_exception() -> None:
