@@ -5,8 +5,6 @@ its directory and lock); the command's own clients then do the real work."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import socket
 from collections.abc import Callable
@@ -14,6 +12,7 @@ from pathlib import Path
 
 from cem.settings import Settings
 from sinks.clickhouse import WarehouseError, parse_url
+from sinks.embedded_lock import holder_pid
 
 EXIT_UNAVAILABLE = 69  # sysexits EX_UNAVAILABLE: a service the command needs is down, busy or missing
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -95,44 +94,15 @@ def check_warehouse(settings: Settings, must_exist: bool, connect: Connector = t
     if must_exist and not embedded_database_exists(path, target.database):
         raise Unavailable(f"the embedded warehouse at {path} has no database {target.database}: run `make demo` to "
                           "fill it, or set CEM_CLICKHOUSE_URL (or CEM_STATE_DIR) to the warehouse you mean")
-    holder = embedded_lock_holder(path)
+    holder = holder_pid(path / "status")
     if holder is not None:
-        raise Unavailable(f"the embedded warehouse at {path} is in use by {holder} (a `cem worker` or the demo; the "
-                          "embedded engine allows one process per directory): stop it, or run the worker on a "
-                          f"ClickHouse server ({DEV_STACK_HINT}) so that other commands can query alongside it")
+        raise Unavailable(
+            f"the embedded warehouse at {path} is in use by process {holder} (a `cem worker` or the demo; the "
+            "embedded engine allows one process per directory): stop it, or run the worker on a ClickHouse server "
+            f"({DEV_STACK_HINT}) so that other commands can query alongside it")
 
 
 def embedded_database_exists(path: Path, database: str) -> bool:
     """The engine keeps one metadata entry per database: `metadata/<db>.sql` and/or `metadata/<db>/`."""
     metadata = path / "metadata"
     return (metadata / f"{database}.sql").exists() or (metadata / database).is_dir()
-
-
-def embedded_lock_holder(path: Path) -> str | None:
-    """Who holds the embedded engine's lock on `path` (`process 1234`), or None when nobody does. The engine takes
-    an exclusive flock on `<path>/status` for as long as it runs, and writes its pid there."""
-    status = path / "status"
-    try:
-        fd = os.open(status, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            return holder_name(os.read(fd, 4096).decode(errors="replace"))
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def holder_name(status_text: str) -> str:
-    """`process 1234` from the status file's `PID: 1234` line, `another process` when it has none."""
-    for line in status_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().upper() == "PID" and value.strip().isdigit():
-            return f"process {value.strip()}"
-    return "another process"

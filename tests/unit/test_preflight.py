@@ -16,9 +16,7 @@ from cem.preflight import (
     bootstrap_addresses,
     check_kafka,
     check_warehouse,
-    embedded_lock_holder,
     failure_text,
-    holder_name,
 )
 from cem.settings import Settings
 
@@ -133,30 +131,18 @@ def test_an_embedded_database_is_found_by_its_metadata(tmp_path: Path, layout: s
 def test_a_locked_embedded_warehouse_names_its_holder(tmp_path: Path) -> None:
     (tmp_path / "metadata" / "cem").mkdir(parents=True)
     status = tmp_path / "status"
-    status.write_text("PID: 4242\nStarted at: 2026-12-03 04:42:00\nRevision: 54500\n")
-    assert embedded_lock_holder(tmp_path) is None  # a status file nobody locks: a stopped engine
+    status.write_text("PID: 1\nStarted at: 2026-12-03 04:42:00\nRevision: 54500\n")  # a live process, not us
     check_warehouse(_embedded(tmp_path), must_exist=True)
     with status.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert embedded_lock_holder(tmp_path) == "process 4242"
         for must_exist in (True, False):
             with pytest.raises(Unavailable) as caught:
                 check_warehouse(_embedded(tmp_path), must_exist=must_exist)
             message = str(caught.value)
-            assert message.startswith(f"the embedded warehouse at {tmp_path} is in use by process 4242")
+            assert message.startswith(f"the embedded warehouse at {tmp_path} is in use by process 1")
             assert "stop it, or run the worker on a ClickHouse server (`make dev-up`" in message
             assert "\n" not in message
-    assert embedded_lock_holder(tmp_path) is None
-
-
-@pytest.mark.parametrize(("text", "name"), [
-    ("PID: 17\nStarted at: x\n", "process 17"),
-    ("pid:  99 \n", "process 99"),
-    ("", "another process"),
-    ("PID: abc\n", "another process"),
-])
-def test_holder_name(text: str, name: str) -> None:
-    assert holder_name(text) == name
+    check_warehouse(_embedded(tmp_path), must_exist=True)  # released: usable again
 
 
 def test_the_default_warehouse_does_not_depend_on_the_current_directory(tmp_path: Path,
