@@ -181,6 +181,9 @@ class FakeWarehouse:
         latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "session")
         return [(alias_id, str(row["current_id"])) for alias_id, row in latest.items()]
 
+    def holds_version(self, table: str, version: int) -> bool:
+        return any(row["version"] == version for row in self._table(table))
+
     def session_owners(self, since_version: int) -> dict[str, str]:
         latest = _latest(self._table("journey_log"), "journey_id",
                          lambda row: row["kind"] == "session" and row["customer_id"] != ""

@@ -60,6 +60,11 @@ class ClickHouseReads:
             f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = 'session' "
             "GROUP BY alias_id")]
 
+    def holds_version(self, table: str, version: int) -> bool:
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        return bool(self.query(f"SELECT count() FROM {self.database}.{table} WHERE version = {int(version)}")[0][0])
+
     def session_owners(self, since_version: int) -> dict[str, str]:
         return {str(s): str(c) for s, c in self.query(
             f"SELECT journey_id, argMax(customer_id, version) FROM {self.database}.journey_log "

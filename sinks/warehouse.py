@@ -67,6 +67,12 @@ class WarehouseReader(Protocol):
         ...
 
 
+    def holds_version(self, table: str, version: int) -> bool:
+        """Whether a row of `table` carries that version: after a failed insert, whether it landed all the same
+        (an insert is all or none)."""
+        ...
+
+
 class Warehouse(WarehouseReader, Protocol):
     database: str
 

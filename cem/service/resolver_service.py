@@ -4,10 +4,13 @@
 resolve stage runs them in a worker thread) and both return only once done, retrying meanwhile (cem.service.retry):
 the caller acknowledges Kafka only after they returned.
 
-A failed attempt is never re-sent as it was: an insert that failed may still have landed (the server committed it
-and the reply was lost), and the attempt may have stopped between two tables. The resolver is rebuilt from the
-warehouse and the batch processed again, exactly as after a crash, so rows that landed are recognised as
-duplicates and only the missing ones are written (docs/architecture.md, "State and exactly-once").
+A failed insert is resumed, not re-sent: the batch's tables are written in order (sinks.writer), the ones before
+the failure are done, and the failed one is looked up first (an insert is all or none, and its reply can be lost
+after the rows were written) and written only if it holds no row of the batch's version; then the rest. The
+resolver's state already reflects the batch, so it is kept. When the resolver itself failed (its state may be half
+updated), or the partition moved, the resolver is rebuilt from the warehouse and the batch processed again,
+exactly as after a crash: rows that landed are recognised as duplicates and only the missing ones are written
+(docs/architecture.md, "State and exactly-once").
 
 The counters are those of cem.metrics, a leaf module of Prometheus collectors with no Faust in it.
 """
@@ -51,6 +54,18 @@ class BatchResult:
     rejected: list[tuple[Interaction, str]] = field(default_factory=list)
 
 
+@dataclass
+class PendingWrite:
+    """A batch whose effects are computed and partly written: `landed` tables hold its rows; `uncertain` is the
+    table whose insert failed (it may have landed all the same)."""
+
+    events: list[Interaction]
+    effects: Effects
+    tables: dict[str, Columns]
+    landed: set[str] = field(default_factory=set)
+    uncertain: str = ""
+
+
 class ResolverFault(Exception):
     """The resolver itself failed on a batch: its state may be half-updated, so it is rebuilt before a retry."""
 
@@ -72,6 +87,7 @@ class ResolverService:
         self.stopping = stopping if stopping is not None else threading.Event()
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
+        self.pending: PendingWrite | None = None
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
                            RebalanceWatch(rebalance_pending, on_stuck))
 
@@ -86,6 +102,7 @@ class ResolverService:
     def invalidate(self) -> None:
         """Another worker may write while we do not own the resolver partition: rebuild before the next batch."""
         self.resolver = None
+        self.pending = None
 
     def process_and_write(self, events: list[Interaction]) -> BatchResult:
         """Returns once every row of the batch is written, or rejected by the warehouse (those events are
@@ -112,6 +129,10 @@ class ResolverService:
 
     # ---- one attempt ---------------------------------------------------------------------------------
     def _process_and_write(self, events: list[Interaction]) -> BatchResult:
+        if self.pending is not None:
+            if self.pending.events is events:
+                return self._write(self.pending)
+            self.invalidate()  # another batch: the state reflects one whose write was given up
         resolver = self._ensure_resolver()
         now_ms = self._now_ms()
         try:
@@ -119,7 +140,7 @@ class ResolverService:
         except Exception as exc:
             raise ResolverFault(describe_error(exc)) from exc
         metrics.SINK_PENDING_EVENTS.set(len(events))
-        return self._write(effects, now_ms)
+        return self._write(PendingWrite(events, effects, effect_columns(effects, now_ms, self.config.fcr_window_ms)))
 
     def _erase(self, request: ErasureRequest, key: bytes) -> ErasureOutcome:
         resolver = self._ensure_resolver()
@@ -129,23 +150,30 @@ class ResolverService:
         metrics.ERASURES.inc()
         return outcome
 
-    def _write(self, effects: Effects, now_ms: int) -> BatchResult:
-        tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
+    def _write(self, write: PendingWrite) -> BatchResult:
         warehouse = self._ensure_warehouse()
         started = time.perf_counter()
         rejected: list[tuple[Interaction, str]] = []
+        version = write.effects.version
         for table in TABLE_ORDER:
-            columns = tables.get(table)
-            if columns is None:
+            columns = write.tables.get(table)
+            if columns is None or table in write.landed:
                 continue
+            if table == write.uncertain and warehouse.holds_version(table, version):
+                write.landed.add(table)
+                continue
+            self.pending, write.uncertain = write, table
             try:
                 self._insert(warehouse, table, columns)
             except Exception as exc:
                 if table != "interaction_log" or not is_rejection(exc):
                     raise
-                rejected = self._set_rejected_aside(warehouse, effects, columns, exc)
+                self.pending = None  # set aside by rebuilding from the warehouse, not resumed
+                rejected = self._set_rejected_aside(warehouse, write.effects, columns, exc)
+            write.landed.add(table)
+        self.pending = None
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
-        return BatchResult(effects, len(effects.interactions) - len(rejected), rejected)
+        return BatchResult(write.effects, len(write.effects.interactions) - len(rejected), rejected)
 
     def _set_rejected_aside(self, warehouse: Warehouse, effects: Effects, columns: Columns,
                             error: Exception) -> list[tuple[Interaction, str]]:
@@ -189,8 +217,10 @@ class ResolverService:
         return self.resolver
 
     def _failed(self, exc: Exception) -> None:
-        """One failed attempt: count it, drop the state (it may be stale) and the connection."""
-        self.invalidate()
+        """One failed attempt: count it and drop the connection. The state goes too (it may be stale), unless a
+        write is to be resumed: the state reflects that batch already."""
+        if self.pending is None or isinstance(exc, ResolverFault):
+            self.invalidate()
         metrics.SINK_FAILURES.inc()
         metrics.SINK_UP.set(0)
         if isinstance(exc, ResolverFault):

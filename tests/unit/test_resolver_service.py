@@ -21,7 +21,7 @@ from cem.service.resolver_service import ResolverService
 from cem.service.retry import RebalanceWatch, Retry, Stopping
 from cem.settings import Settings
 from sinks.fake import FakeServerError, FakeWarehouseServer
-from tests.unit.factories import NOW_MS, mixed_batch
+from tests.unit.factories import NOW_MS, mixed_batch, resolver_state
 
 MARKER = "POISON#"
 
@@ -40,20 +40,59 @@ def sample(name: str, **labels: str) -> float:
 
 
 # ---- retries ----------------------------------------------------------------------------------------------
-def test_a_failed_attempt_drops_its_connection_and_state_and_the_retry_lands_the_batch() -> None:
+def written_once(batches: list[list[Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every table's rows after these batches on a warehouse that never failed."""
+    clean = FakeWarehouseServer()
+    service = service_on(clean)
+    for batch in batches:
+        service.process_and_write(batch)
+    return clean.tables
+
+
+@pytest.mark.parametrize("table", ["customer_log", "id_aliases", "journey_log", "interaction_log"])
+@pytest.mark.parametrize("fault", ["fail", "lose_reply"])
+def test_a_failed_insert_drops_its_connection_and_the_write_resumes_where_it_stopped(fault: str, table: str) -> None:
+    """The state already reflects the batch, so it is kept; the failed table is looked up (a lost reply means
+    its rows are there), and every table ends up with its rows once, as on a warehouse that never failed."""
     server = FakeWarehouseServer()
     service = service_on(server)
-    service.process_and_write(mixed_batch(prefix="a"))
+    first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
+    service.process_and_write(first)
     first_connection, first_resolver = service.warehouse, service.resolver
     failures = sample("cem_sink_failures_total")
-    server.faults.fail(times=2, table="customer_log")
-    result = service.process_and_write(mixed_batch(seed=6, prefix="b", first_person=5))
+    getattr(server.faults, fault)(times=2, table=table)
+    result = service.process_and_write(second)
+    attempts = 2 if fault == "fail" else 1  # after a lost reply the rows are found there: no insert to fail again
+    assert server.faults.fired == [(fault, table)] * attempts
     assert result.written == 60
-    assert sample("cem_sink_failures_total") - failures == 2
+    assert sample("cem_sink_failures_total") - failures == attempts
     assert sample("cem_sink_up") == 1.0
     assert first_connection is not None and first_connection.closed  # type: ignore[attr-defined]
-    assert server.connections == 3 and service.resolver is not first_resolver  # rebuilt from the warehouse
-    assert landed(server) == Counter(e.event_id for e in mixed_batch(prefix="a") + mixed_batch(prefix="b"))
+    assert server.connections == 1 + attempts and service.resolver is first_resolver
+    assert server.tables == written_once([first, second])
+
+
+def test_a_write_given_up_is_not_resumed_for_another_batch_the_state_is_rebuilt() -> None:
+    server = FakeWarehouseServer()
+    stopping = threading.Event()
+    service = service_on(server, stopping=stopping)
+    first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
+    service.process_and_write(first)
+    server.faults.fail(times=1000, table="interaction_log")
+    threading.Timer(0.05, stopping.set).start()
+    with pytest.raises(Stopping):
+        service.process_and_write(second)
+    given_up = service.resolver
+    server.faults.pending.clear()
+    stopping.clear()
+    redelivered = list(second)  # Kafka delivers the unacknowledged batch again, as new objects
+    assert service.process_and_write(redelivered).written == 60
+    assert service.resolver is not given_up  # rebuilt: the old state held a batch the warehouse did not
+    assert landed(server) == Counter(e.event_id for e in first + second)
+    never_failed = service_on(FakeWarehouseServer())
+    for batch in (first, second):
+        never_failed.process_and_write(batch)
+    assert resolver_state(service.resolver) == resolver_state(never_failed.resolver)
 
 
 def test_rows_written_are_counted_per_table() -> None:
