@@ -14,9 +14,10 @@ from typing import Any
 from cem.domain.cx_metrics import MIN_TOPIC_LETTERS, STOPWORDS, Window
 from cem.domain.enrich import sentiment
 from cem.domain.model import Interaction
+from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from schemas.codec import encode_json
-from streams.app import Ingestor, ResolverSink
+from streams.app import Ingestor
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -105,7 +106,11 @@ def load(settings: Settings, scenario: Scenario) -> None:
     now_ms = START_MS + (DAYS + 5) * DAY_MS
     parsed = [ingestor.parse(encode_json(record), channel, now_ms) for channel, record in scenario.events]
     assert all(isinstance(p, Interaction) for p in parsed), [p for p in parsed if not isinstance(p, Interaction)]
-    ResolverSink(settings, clock=lambda: now_ms / 1000).process_and_write(parsed)  # type: ignore[arg-type]
+    service = ResolverService(settings, clock=lambda: now_ms / 1000)
+    try:
+        service.process_and_write(parsed)  # type: ignore[arg-type]
+    finally:
+        service.close()
 
 
 # ---- the figures, computed directly ----------------------------------------------------------------------
