@@ -125,6 +125,7 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
     if customer_ids:
         ids = _in_list(sorted(customer_ids))
         statements += [
+            f"ALTER TABLE {db}.session_log UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
             f"ALTER TABLE {db}.journey_log UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
             f"ALTER TABLE {db}.identity_links DELETE WHERE customer_id IN ({ids})",
             f"ALTER TABLE {db}.customer_merges DELETE WHERE from_id IN ({ids}) OR into_id IN ({ids})",

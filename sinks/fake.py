@@ -185,9 +185,8 @@ class FakeWarehouse:
         return any(row["version"] == version for row in self._table(table))
 
     def session_owners(self, since_version: int) -> dict[str, str]:
-        latest = _latest(self._table("journey_log"), "journey_id",
-                         lambda row: row["kind"] == "session" and row["customer_id"] != ""
-                         and row["version"] >= since_version)
+        latest = _latest(self._table("session_log"), "session_id",
+                         lambda row: row["customer_id"] != "" and row["version"] >= since_version)
         return {session_id: str(row["customer_id"]) for session_id, row in latest.items()}
 
     def service_journeys(self) -> list[JourneyRow]:

@@ -67,8 +67,8 @@ class ClickHouseReads:
 
     def session_owners(self, since_version: int) -> dict[str, str]:
         return {str(s): str(c) for s, c in self.query(
-            f"SELECT journey_id, argMax(customer_id, version) FROM {self.database}.journey_log "
-            f"WHERE kind = 'session' AND customer_id != '' AND version >= {int(since_version)} GROUP BY journey_id")}
+            f"SELECT session_id, argMax(customer_id, version) FROM {self.database}.session_log "
+            f"WHERE customer_id != '' AND version >= {int(since_version)} GROUP BY session_id")}
 
     def service_journeys(self) -> list[JourneyRow]:
         return [JourneyRow(str(journey_id), str(merged_into), str(owner)) for journey_id, merged_into, owner in

@@ -17,11 +17,19 @@ from cem.domain.resolver import Effects
 
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
-               "id_aliases", "identity_sets", "journey_log", "interaction_log")
+               "id_aliases", "identity_sets", "session_log", "journey_log", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
     """Columnar rows for every table a batch touches, in TABLE_ORDER."""
+    tables = _identity_tables(effects, now_ms)
+    tables.update(_session_and_journey_tables(effects, fcr_window_ms))
+    if effects.interactions:
+        tables["interaction_log"] = _interaction_columns(effects, now_ms)
+    return tables
+
+
+def _identity_tables(effects: Effects, now_ms: int) -> dict[str, dict[str, list[Any]]]:
     v = effects.version
     tables: dict[str, dict[str, list[Any]]] = {}
     if effects.customers:
@@ -72,13 +80,19 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
             "customer_id": [owner for _, (owner, _) in items],
             "version": [v] * len(items),
         }
-    journey_rows = [
-        _session_row(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, s.channels, "")
-        for s in effects.sessions.values()
-    ]
-    journey_rows += [_session_row(a.from_id, "", 0, 0, 0, set(), a.into_id)
+    return tables
+
+
+def _session_and_journey_tables(effects: Effects, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
+    v = effects.version
+    tables: dict[str, dict[str, list[Any]]] = {}
+    session_rows = [(s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, sorted(s.channels), "")
+                    for s in effects.sessions.values()]
+    session_rows += [(a.from_id, "", 0, 0, 0, [], a.into_id)
                      for a in {a.from_id: a for a in effects.session_aliases}.values()]
-    journey_rows += [
+    if session_rows:
+        tables["session_log"] = _rows_to_columns(SESSION_COLUMNS, session_rows, v)
+    journey_rows = [
         _service_row(j.journey_id, j.customer_id, j.issue_ref, j.metrics(fcr_window_ms))
         for j in effects.journeys.values()
     ]
@@ -86,20 +100,12 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
                      for a in {a.from_id: a for a in effects.journey_aliases}.values()]
     if journey_rows:
         tables["journey_log"] = _rows_to_columns(JOURNEY_COLUMNS, journey_rows, v)
-    if effects.interactions:
-        tables["interaction_log"] = _interaction_columns(effects, now_ms)
     return tables
 
 
+SESSION_COLUMNS = ("session_id", "customer_id", "started_ms", "ended_ms", "events", "channels", "merged_into")
 JOURNEY_COLUMNS = ("journey_id", "kind", "customer_id", "issue_ref", "started_ms", "ended_ms", "events", "contacts",
                    "channels", "resolved", "resolved_ms", "fcr", "time_to_resolution_s", "merged_into")
-
-
-def _session_row(
-    session_id: str, customer_id: str, start: int, end: int, events: int, channels: set[str], merged_into: str
-) -> tuple[Any, ...]:
-    return (session_id, "session", customer_id, "", start, end, events, events, sorted(channels), 0, 0, 0, None,
-            merged_into)
 
 
 def _service_row(journey_id: str, customer_id: str, issue_ref: str, m: JourneyMetrics) -> tuple[Any, ...]:

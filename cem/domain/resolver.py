@@ -157,7 +157,7 @@ class Resolver:
         gone = [*result.customer_ids, *result.vanished_ids]
         for customer_id in gone:
             self.sessions.by_customer.pop(customer_id, None)
-            # No event reaches an erased customer again: its journeys leave the book (kept whole in journey_log).
+            # No event reaches an erased customer again: its journeys leave the book (kept whole in the warehouse).
             for journey in self.journeys.by_customer.pop(customer_id, {}).values():
                 journey.customer_id = FORGOTTEN
         return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects,

@@ -192,9 +192,10 @@ class ResolverService:
         resolver = self._ensure_resolver()
         now_ms = self._now_ms()
         repair = repair_effects(resolver, rejected, after_version, now_ms)
-        journeys = effect_columns(repair, now_ms, self.config.fcr_window_ms).get("journey_log")
-        if journeys is not None:
-            self._insert(self._ensure_warehouse(), "journey_log", journeys)
+        tables = effect_columns(repair, now_ms, self.config.fcr_window_ms)
+        for table in ("session_log", "journey_log"):
+            if table in tables:
+                self._insert(self._ensure_warehouse(), table, tables[table])
 
     # ---- state and connection ------------------------------------------------------------------------
     def _insert(self, warehouse: Warehouse, table: str, columns: Columns) -> None:

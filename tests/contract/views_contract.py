@@ -1,7 +1,8 @@
 """The analysts' views over what the resolver service wrote, on the SQL engines (chdb in tests/component, a
 ClickHouse 18.16 server in tests/integration, each binding `engine` in a subclass of `ViewsContract`; the fake has
 no views): journey alias rows, the `interactions` view resolving a stale journey_id, a
-journey only rejected events had leaving the `journeys` view, and a restore that rebuilds merged journeys."""
+journey only rejected events had leaving the `journeys` view, a restore that rebuilds merged journeys, and
+sessions written before they had a log of their own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
+from sinks.clickhouse import MIGRATIONS_DIR, split_statements
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
 
@@ -126,3 +128,29 @@ class ViewsContract:
             expected[members] = len(members)
         assert contacts == expected
         assert _query(engine, "SELECT count() FROM {db}.journeys WHERE kind = 'service' AND contacts > 0") == [(35,)]
+
+    def test_sessions_written_before_their_own_log_are_copied_by_its_migration(self, engine: Backend) -> None:
+        """Sessions used to be journey_log rows of kind 'session': the migration that gives them session_log
+        copies them, the journeys view lists them as before (an absorbed one not at all), and a second run of
+        the copy changes nothing."""
+        db = engine.open()
+        old = [("s_old1", "c_1", T0, T0 + MINUTE_MS, 3, ["web"], ""),
+               ("s_old2", "c_1", T0 + HOUR_MS, T0 + HOUR_MS, 1, ["mobile"], ""),
+               ("s_gone", "", 0, 0, 0, [], "s_old1")]
+        columns: dict[str, list[Any]] = {
+            "journey_id": [r[0] for r in old], "kind": ["session"] * 3, "customer_id": [r[1] for r in old],
+            "issue_ref": [""] * 3, "started_ms": [r[2] for r in old], "ended_ms": [r[3] for r in old],
+            "events": [r[4] for r in old], "contacts": [r[4] for r in old], "channels": [r[5] for r in old],
+            "resolved": [0] * 3, "resolved_ms": [0] * 3, "fcr": [0] * 3, "time_to_resolution_s": [None] * 3,
+            "merged_into": [r[6] for r in old], "version": [5] * 3}
+        db.insert("journey_log", columns)
+        for _ in range(2):
+            for statement in split_statements((MIGRATIONS_DIR / "0006_session_log.sql").read_text()):
+                db.command(statement.format(db=db.database))
+        rows = _query(engine, "SELECT journey_id, customer_id, started_ms, ended_ms, events, contacts, channels, "
+                              "resolved, time_to_resolution_s FROM {db}.journeys WHERE kind = 'session' "
+                              "ORDER BY journey_id")
+        assert [tuple(row) for row in rows] == [
+            ("s_old1", "c_1", T0, T0 + MINUTE_MS, 3, 3, ["web"], 0, None),
+            ("s_old2", "c_1", T0 + HOUR_MS, T0 + HOUR_MS, 1, 1, ["mobile"], 0, None)]
+        assert _query(engine, "SELECT count() FROM {db}.session_log") == [(6,)]  # copied twice, read once

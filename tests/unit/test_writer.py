@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from sinks.clickhouse import migration_tables
-from sinks.writer import JOURNEY_COLUMNS, TABLE_ORDER, effect_columns
+from sinks.writer import JOURNEY_COLUMNS, SESSION_COLUMNS, TABLE_ORDER, effect_columns
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid
 
 T0 = NOW_MS - DAY_MS
@@ -56,6 +56,8 @@ def test_effect_columns_shapes_and_order() -> None:
     assert len(tables["interaction_log"]["event_id"]) == 11
     assert set(tables["interaction_log"]["ingested_ms"]) == {NOW_MS}
     assert list(tables["journey_log"]) == [*JOURNEY_COLUMNS, "version"]
+    assert set(tables["journey_log"]["kind"]) == {"service"}  # sessions have a log of their own
+    assert list(tables["session_log"]) == [*SESSION_COLUMNS, "version"]
     assert tables["customer_merges"]["seq"] == list(range(len(effects.merges)))
 
 
@@ -72,6 +74,22 @@ def test_effect_columns_one_alias_row_per_id() -> None:
     keys = list(zip(aliases["kind"], aliases["alias_id"], strict=True))
     assert len(keys) == len(set(keys))
     assert {k for k, _ in keys} == {"customer", "session"}
+
+
+def test_session_rows_live_and_absorbed() -> None:
+    """A live session is written with its customer and figures; an absorbed one names only the session that
+    absorbed it (no customer: restore reads owners from rows that name one)."""
+    effects = _busy_effects()
+    sessions = effect_columns(effects, NOW_MS, 7 * DAY_MS)["session_log"]
+    rows = {row[0]: row for row in zip(*(sessions[c] for c in SESSION_COLUMNS), strict=True)}
+    absorbed = {a.from_id: a.into_id for a in effects.session_aliases}
+    live = effects.sessions
+    assert set(rows) == set(absorbed) | set(live) and not set(absorbed) & set(live)
+    for session_id, into_id in absorbed.items():
+        assert rows[session_id] == (session_id, "", 0, 0, 0, [], into_id)
+    for session in live.values():
+        assert rows[session.session_id] == (session.session_id, session.customer_id, session.start_ms,
+                                            session.end_ms, session.events, sorted(session.channels), "")
 
 
 def test_effect_columns_of_an_empty_batch() -> None:
