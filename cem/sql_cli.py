@@ -19,7 +19,6 @@ import orjson
 from cem.settings import Settings
 from cem.tables import format_table
 from sinks.clickhouse import ReadOnlyViolation, Warehouse, connect
-from sinks.embedded_lock import embedded_warehouse_in_use
 from sinks.read_only import QueryLimits, QueryTimeout
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
@@ -31,10 +30,8 @@ def sql_limits(settings: Settings) -> QueryLimits:
 
 
 def open_read_only(settings: Settings, err: TextIO) -> Warehouse | None:
-    """The read-only warehouse of `cem sql` and `cem report`, or None after one line on `err` saying why not."""
-    if busy := embedded_warehouse_in_use(settings.clickhouse_url):
-        print(f"error: {busy}", file=err)
-        return None
+    """The read-only warehouse of `cem sql` and `cem report`, or None after one line on `err` saying why not (an
+    embedded warehouse another process holds is caught before, by cem.preflight)."""
     try:
         return connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
     except Exception as exc:  # a server that is down, a directory that cannot be read: the engine's words

@@ -1,8 +1,8 @@
 """Who holds the embedded warehouse. The embedded engine (chdb) serves a data directory to one process at a time:
 it locks `<dir>/status` (flock) and writes its PID there, and a second process fails with a bare
 `Error initializing EmbeddedServer`. Opening the directory read-only does not help (checked on chdb 4.4: the
-`mode=ro` connection takes the same lock). So a command that reads the warehouse while a worker runs says who
-holds it and what to do instead, in one line, before it tries: the engine would print its own error first.
+`mode=ro` connection takes the same lock). So each command checks first (cem.preflight) and says who holds it and
+what to do instead, in one line, before it tries: the engine would print its own error first.
 """
 
 from __future__ import annotations
@@ -13,24 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from sinks.clickhouse import parse_url
-
 _PID = re.compile(r"^PID:\s*(\d+)", re.MULTILINE)
-
-
-def embedded_warehouse_in_use(url: str) -> str:
-    """'' when the warehouse at `url` can be opened here, else one line saying which process holds it and what to
-    do. A server URL is never in use in this sense."""
-    target = parse_url(url)
-    if target.scheme != "chdb":
-        return ""
-    holder = holder_pid(Path(target.path) / "status")
-    if holder is None:
-        return ""
-    return (f"the embedded warehouse {target.path} is open in another process (pid {holder}, a running `cem "
-            "worker`?), and the embedded engine serves one process at a time: stop that process and run this "
-            "again, or run the worker against a ClickHouse server (CEM_CLICKHOUSE_URL=clickhouse://...) and query "
-            "that")
 
 
 def holder_pid(status: Path) -> int | None:

@@ -40,7 +40,7 @@ FROM (
            '' AS issue_ref, argMax(started_at, version) AS started_at,
            argMax(ended_at, version) AS ended_at, argMax(started_ms, version) AS started_ms,
            argMax(ended_ms, version) AS ended_ms, argMax(events, version) AS events,
-           argMax(events, version) AS contacts, argMax(channels, version) AS channels,
+           events AS contacts, argMax(channels, version) AS channels,
            toUInt8(0) AS resolved, toUInt64(0) AS resolved_ms, toUInt8(0) AS fcr,
            CAST(NULL AS Nullable(Float64)) AS time_to_resolution_s, argMax(merged_into, version) AS merged_into
     FROM {db}.session_log GROUP BY session_id
