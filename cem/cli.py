@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command == "sql" and (refused := sql_cli.refusal(args.query)):
+            print(refused, file=sys.stderr)  # the guard needs no service: a refusal comes first
+            return 2
         check_services(settings, args)
         return dispatch(settings, args)
     except preflight.Unavailable as exc:

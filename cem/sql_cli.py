@@ -20,6 +20,7 @@ from cem.settings import Settings
 from cem.tables import format_table
 from sinks.clickhouse import ReadOnlyViolation, Warehouse, connect
 from sinks.read_only import QueryLimits, QueryTimeout
+from sinks.sql_guard import check_read_only
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
 _MAX_ERROR_LINES = 12
@@ -37,6 +38,15 @@ def open_read_only(settings: Settings, err: TextIO) -> Warehouse | None:
     except Exception as exc:  # a server that is down, a directory that cannot be read: the engine's words
         print(f"error: {error_text(exc)}", file=err)
         return None
+
+
+def refusal(query: str) -> str:
+    """'refused: …' when the read-only guard refuses `query`, else ''."""
+    try:
+        check_read_only(query)
+    except ReadOnlyViolation as exc:
+        return f"refused: {exc}"
+    return ""
 
 
 def run_sql(settings: Settings, query: str, fmt: str, out: TextIO | None = None, err: TextIO | None = None) -> int:
