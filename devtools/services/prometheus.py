@@ -80,8 +80,8 @@ class PrometheusServer(Service):
     def render_config(self) -> str:
         """The configuration, as JSON (which is YAML)."""
         config = {
-            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.evaluation_interval,
-                       "external_labels": self.external_labels},
+            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
+                       "evaluation_interval": self.evaluation_interval, "external_labels": self.external_labels},
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [{"job_name": self.job, "metrics_path": "/metrics",
                                 "static_configs": [{"targets": self.targets}]}],
