@@ -14,8 +14,8 @@ DEV_CLICKHOUSE_PORT ?= 19000
 DEV := $(BIN)/python -m devtools.dev --dir "$(DEV_DIR)" --kafka-port $(DEV_KAFKA_PORT) \
 	--clickhouse-port $(DEV_CLICKHOUSE_PORT)
 
-.PHONY: help install system-deps demo dev-up dev-down dev-status dev-env test test-unit test-component test-integration test-faults lint typecheck check bench \
-	bench-outage clean
+.PHONY: help install system-deps demo dev-up dev-down dev-status dev-env test test-unit test-component test-integration test-faults lint typecheck check \
+	check-deploy bench bench-outage clean
 
 help:
 	@echo "make demo       run the pipeline on embedded components (Tansu + chdb) and print the report"
@@ -36,7 +36,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
-# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem.
+# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem, and Prometheus
+# with promtool (Debian). Where apt starts Debian's prometheus service, it is stopped and disabled: the tests run
+# their own Prometheus on free ports, and nothing may hold 9090.
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
@@ -47,6 +49,13 @@ system-deps:
 	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@if [ ! -x /usr/bin/promtool ]; then \
+	  echo "installing: prometheus"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends prometheus; \
+	  $$SUDO systemctl disable prometheus >/dev/null 2>&1; $$SUDO service prometheus stop >/dev/null 2>&1; true; \
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
 
@@ -80,6 +89,13 @@ typecheck: $(STAMP)
 check: lint typecheck
 	$(BIN)/cem schemas check
 
+# Prometheus rules and config (promtool from Debian's prometheus package): syntax, lint, and the rules' unit tests.
+# `promtool check metrics` on a live worker's /metrics runs in tests/integration/test_monitoring.py.
+check-deploy: system-deps
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/*.test.yml
+
 # Pure logic: no process, connection or embedded engine (tests/unit/conftest.py refuses them).
 test-unit: $(STAMP)
 	$(PYTEST) tests/unit -q
@@ -94,7 +110,7 @@ test-integration: $(STAMP) system-deps
 test-faults: $(STAMP) system-deps
 	$(PYTEST) tests -q -m faults
 
-test: $(STAMP) system-deps check
+test: $(STAMP) system-deps check check-deploy
 	$(PYTEST) tests -q -ra
 
 bench: $(STAMP) system-deps

