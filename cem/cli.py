@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an expected failure is one line; --debug shows where it came from
         if args.debug:
             raise
-        first_line = (str(exc).strip().splitlines() or [""])[0]
+        first_line = sql_cli.error_text(exc).splitlines()[0]  # a server error's code with its message
         print(f"cem {args.command}: {type(exc).__name__}: {first_line} (run `cem --debug {args.command} ...` for "
               "the traceback)", file=sys.stderr)
         return 1

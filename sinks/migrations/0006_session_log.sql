@@ -1,6 +1,8 @@
 -- Sessions get a log of their own: they were written to journey_log (kind = 'session') beside the service
 -- journeys. Sessions written before this migration are copied (their rows stay in journey_log, unread: a view
 -- takes only kind = 'service' from it). A copy run twice writes identical rows, which argMax reads as one.
+-- In the view's UNION ALL the first SELECT names the columns; the second's `session_events` is a name of its
+-- own because `argMax(events, version) AS events` read again as `events` would nest one aggregate in another.
 
 CREATE TABLE IF NOT EXISTS {db}.session_log (
     session_id String,
@@ -39,8 +41,8 @@ FROM (
     SELECT session_id AS journey_id, 'session' AS kind, argMax(customer_id, version) AS owner_id,
            '' AS issue_ref, argMax(started_at, version) AS started_at,
            argMax(ended_at, version) AS ended_at, argMax(started_ms, version) AS started_ms,
-           argMax(ended_ms, version) AS ended_ms, argMax(events, version) AS events,
-           events AS contacts, argMax(channels, version) AS channels,
+           argMax(ended_ms, version) AS ended_ms, argMax(events, version) AS session_events,
+           session_events AS contacts, argMax(channels, version) AS channels,
            toUInt8(0) AS resolved, toUInt64(0) AS resolved_ms, toUInt8(0) AS fcr,
            CAST(NULL AS Nullable(Float64)) AS time_to_resolution_s, argMax(merged_into, version) AS merged_into
     FROM {db}.session_log GROUP BY session_id
