@@ -1,4 +1,4 @@
-"""`cem` console command: argument parsing and dispatch to the modules that do the work (worker, publish, sql,
+"""`cem` console command: argument parsing and dispatch to the modules that do the work (worker, publish, collect, sql,
 identity, forget, migrate, schemas, report). The simulator and the demo are development tools, outside the
 package: `python -m devtools.simulate`, `python -m devtools.demo`."""
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cem import identity_cli, report, schemas_cli, sql_cli
+from cem.collector import run_collector
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
 from cem.worker import run_worker
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="publish records: JSON events (one per line) or a recorded traffic file")
     pub.add_argument("file", type=Path, nargs="?", help="default: standard input")
     pub.add_argument("--channel", choices=CHANNELS, help="topic for plain JSON events without a channel field")
+    sub.add_parser("collect", help="HTTP collector for the Segment, RudderStack and PostHog SDKs (docs/collector.md)")
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
     sql.add_argument("--format", choices=sql_cli.FORMATS, default="table",
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_worker(settings)
     if command == "publish":
         return publish_file(settings, args.file, args.channel)
+    if command == "collect":
+        return run_collector(settings)
     if command == "sql":
         return sql_cli.run_sql(settings, args.query, args.format)
     if command == "identity":
