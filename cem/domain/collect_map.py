@@ -12,6 +12,7 @@ between two attempts does not move the event time.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -82,8 +83,8 @@ def map_message(message: Any, dialect: Dialect, batch_sent_at: Any, received_ms:
         return Rejection(Reason.UNKNOWN_CHANNEL, "no channel property, no known library, and the write key has no "
                                                  "default channel")
     event["channel"] = channel
-    sent_at = message.get("sentAt", message.get("sent_at", batch_sent_at))
-    raw_time = message.get("timestamp", message.get("originalTimestamp"))
+    sent_at = _first(message.get("sentAt"), message.get("sent_at"), batch_sent_at)
+    raw_time = _first(message.get("timestamp"), message.get("originalTimestamp"))
     event["occurred_at"] = corrected_time(raw_time, sent_at, received_ms, rules.skew_tolerance_ms)
     if raw_time is not None:
         event["properties"]["client_timestamp"] = raw_time if isinstance(raw_time, str) else str(raw_time)
@@ -119,9 +120,10 @@ def corrected_time(raw_time: Any, sent_at: Any, received_ms: int, tolerance_ms: 
 
 def type_slug(name: Any) -> str:
     """A contract `type` from a free event name: "Order Completed" -> "order_completed"."""
-    slug = _NOT_IN_TYPE.sub("_", str(name).strip().lower()).strip("_")
-    if not slug or not slug[0].isalpha():
-        slug = "event_" + slug
+    ascii_text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    slug = _NOT_IN_TYPE.sub("_", ascii_text.strip().lower()).strip("_")
+    if not slug[:1].isalpha():
+        slug = "event_" + slug if slug else "event"
     return slug[:64].rstrip("_")
 
 
@@ -186,6 +188,10 @@ def _flat(properties: Any) -> dict[str, Any]:
             continue
         out[str(key)] = orjson.dumps(value).decode() if isinstance(value, dict | list) else value
     return out
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 def _id(value: Any) -> str | None:
