@@ -144,8 +144,10 @@ class Collector:
 
 def build_app(settings: Settings, gate: KafkaGate) -> web.Application:
     collector = Collector(settings, gate)
-    # The compressed body can be no larger than the inflated limit; aiohttp refuses more before reading it.
-    app = web.Application(client_max_size=settings.collect_max_batch_bytes)
+    # The compressed body can be no larger than the inflated limit; aiohttp refuses more before reading it. Bodies
+    # are inflated by decoded_body, bounded by the limit, rather than by aiohttp.
+    app = web.Application(client_max_size=settings.collect_max_batch_bytes,
+                          handler_args={"auto_decompress": False})
     app.router.add_get("/status", collector.status)
     app.router.add_get("/health", collector.health)
     app.router.add_post("/{tail:.*}", collector.handle)
