@@ -142,6 +142,9 @@ class Collector:
                                  status=200 if self.gate.ready else 503)
 
 
+COLLECTOR = web.AppKey("collector", Collector)
+
+
 def build_app(settings: Settings, gate: KafkaGate) -> web.Application:
     collector = Collector(settings, gate)
     # The compressed body can be no larger than the inflated limit; aiohttp refuses more before reading it. Bodies
@@ -160,5 +163,5 @@ def build_app(settings: Settings, gate: KafkaGate) -> web.Application:
 
     app.on_startup.append(start_gate)
     app.on_cleanup.append(stop_gate)
-    app["collector"] = collector
+    app[COLLECTOR] = collector
     return app

@@ -168,7 +168,7 @@ def test_key_styles_gzip_refusals_and_dead_letters(kafka, clickhouse, tmp_path: 
             "bad key": (401, "invalid_write_key"), "no key": (401, "missing_write_key"),
             "big event": (413, "too_large"), "big batch": (413, "too_large"), "big gzip": (413, "too_large"),
             "not json": (400, "malformed_json")}
-        for status, _, body in refused.values():
+        for _, _, body in refused.values():
             assert set(body) == {"code", "message", "detail"} and body["message"] == body["detail"]
         wait_until(lambda: len(landed(settings)) >= 5 and drained(settings), 90, "events did not land",
                    workers=[worker, collector])
