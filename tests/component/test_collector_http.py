@@ -138,3 +138,25 @@ def test_collect_refuses_to_start_without_a_write_key() -> None:
                             timeout=60, env={**os.environ, "CEM_COLLECT_WRITE_KEYS": ""})
     assert result.returncode == 78
     assert "CEM_COLLECT_WRITE_KEYS" in result.stderr
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_bodies_reach_the_mapping_once_inflated(encoding: str) -> None:
+    """aiohttp would inflate a body itself, unbounded, and the collector's own bounded inflation would then fail on
+    plain JSON: the app turns aiohttp's off, so a compressed body is inflated exactly once."""
+    import gzip
+    import zlib
+
+    async def scenario() -> None:
+        gate = FakeGate()
+        server = await serve(gate)
+        raw = orjson.dumps(BODY)
+        packed = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+        async with ClientSession() as session:
+            async with session.post(server.make_url("/v1/batch"), data=packed,
+                                    headers={"Content-Encoding": encoding}) as response:
+                assert response.status == 200, await response.text()
+        assert [orjson.loads(r[2])["event_id"] for r in gate.sent] == ["m1"]
+        await server.close()
+
+    asyncio.run(scenario())
