@@ -13,12 +13,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cem.collector.gate import KafkaGate, KafkaUnavailable, Record
 from cem.config import collect_rules
 from cem.domain.collect_map import Mapped, MapRules, map_message
 from cem.domain.collect_request import Envelope, Refusal, RequestRules, decoded_body, endpoint_of, read_envelope
 from cem.domain.model import Rejection
+from cem.metrics import CollectMetrics
 from cem.settings import Settings
 from streams.deadletters import dead_letter
 
@@ -60,8 +62,11 @@ class Collector:
         self.request_rules, self.map_rules = collect_rules(self.settings)
         self.admission = Admission(self.settings.collect_max_inflight_requests,
                                    self.settings.collect_max_inflight_bytes)
+        self.metrics = CollectMetrics()
+        self.metrics.kafka_up.set_function(lambda: 1.0 if self.gate.ready else 0.0)
 
     async def handle(self, request: web.Request) -> web.Response:
+        began = time.perf_counter()
         endpoint = endpoint_of(request.path)
         if endpoint is None:
             return self.refuse(Refusal(404, "not_found", f"no endpoint {request.path[:80]}"))
@@ -84,31 +89,38 @@ class Collector:
                                      self.request_rules)
             if isinstance(envelope, Refusal):
                 return self.refuse(envelope)
-            return await self.accept(envelope)
+            return await self.accept(envelope, began)
         finally:
             self.admission.leave(size)
 
-    async def accept(self, envelope: Envelope) -> web.Response:
+    async def accept(self, envelope: Envelope, began: float) -> web.Response:
         received_ms = self.clock_ms()
         records: list[Record] = []
-        rejected = 0
+        channels: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
         for message in envelope.messages:
             mapped = map_message(message, envelope.dialect, envelope.sent_at, received_ms,
                                  envelope.default_channel, self.map_rules)
             if isinstance(mapped, Rejection):
                 records.append(self.dead_letter(message, mapped, received_ms))
-                rejected += 1
+                reasons[mapped.reason] += 1
             else:
                 records.append(self.record(mapped, received_ms))
+                channels[mapped.channel] += 1
         try:
             await self.gate.send_all(records)
         except KafkaUnavailable as exc:
             return self.refuse(Refusal(503, "kafka_unavailable", f"{exc}: retry later"))
-        self.counts["events"] += len(records) - rejected
-        self.counts["dead_lettered"] += rejected
-        self.counts["status_200"] += 1
-        return web.json_response({"success": True, "status": 1, "accepted": len(records) - rejected,
-                                  "dead_lettered": rejected}, headers=CORS)
+        accepted, rejected = sum(channels.values()), sum(reasons.values())
+        self.counts.update(events=accepted, dead_lettered=rejected, status_200=1)
+        for channel, n in channels.items():
+            self.metrics.events.labels(channel).inc(n)
+        for reason, n in reasons.items():
+            self.metrics.dead_letters.labels(reason).inc(n)
+        self.metrics.requests.labels("200", "ok").inc()
+        self.metrics.seconds.observe(time.perf_counter() - began)
+        return web.json_response({"success": True, "status": 1, "accepted": accepted, "dead_lettered": rejected},
+                                 headers=CORS)
 
     def record(self, mapped: Mapped, received_ms: int) -> Record:
         key = mapped.event_id.encode() if mapped.event_id else None
@@ -124,6 +136,7 @@ class Collector:
 
     def refuse(self, refusal: Refusal) -> web.Response:
         self.counts[f"status_{refusal.status}"] += 1
+        self.metrics.requests.labels(str(refusal.status), refusal.code).inc()
         headers = dict(CORS)
         if refusal.status in (429, 503):
             headers["Retry-After"] = str(self.settings.collect_retry_after_seconds)
@@ -136,6 +149,9 @@ class Collector:
             "kafka_down_seconds": round(time.monotonic() - down, 1) if down is not None else 0,
             "in_flight_requests": self.admission.requests, "in_flight_bytes": self.admission.bytes,
             **dict(self.counts)})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"kafka": "up" if self.gate.ready else "down"},
@@ -153,6 +169,7 @@ def build_app(settings: Settings, gate: KafkaGate) -> web.Application:
                           handler_args={"auto_decompress": False})
     app.router.add_get("/status", collector.status)
     app.router.add_get("/health", collector.health)
+    app.router.add_get("/metrics", collector.metrics_text)
     app.router.add_post("/{tail:.*}", collector.handle)
 
     async def start_gate(app: web.Application) -> None:

@@ -22,6 +22,7 @@ from cem.collector.gate import KafkaUnavailable, Record
 from cem.settings import Settings
 from devtools.collector import CollectorProcess, post
 from devtools.harness import wait_until
+from devtools.scrape import metric_value
 from devtools.services import free_port
 
 T = "2025-11-14T10:00:00.000Z"
@@ -84,7 +85,12 @@ def test_overload_is_429_with_retry_after_and_the_held_requests_succeed() -> Non
             gate.release.set()
             assert [(await task)[0] for task in held] == [200, 200]
             assert (await answer(session, server))[0] == 200  # admission is free again
+            metrics = await metrics_text(session, server)
         assert len(gate.sent) == 3
+        assert metric_value(metrics, "cem_collect_requests_total", {"status": "429", "code": "overloaded"}) == 1
+        assert metric_value(metrics, "cem_collect_requests_total", {"status": "200"}) == 3
+        assert metric_value(metrics, "cem_collect_events_total", {"channel": "web"}) == 3
+        assert metric_value(metrics, "cem_collect_request_duration_seconds_count") == 3
         await server.close()
 
     asyncio.run(scenario())
@@ -100,10 +106,19 @@ def test_kafka_unavailable_is_503_with_retry_after(gate: FakeGate) -> None:
             assert body["message"] == body["detail"]
             async with session.get(server.make_url("/status")) as response:
                 assert (await response.json())["status_503"] == 1
+            metrics = await metrics_text(session, server)
+        assert metric_value(metrics, "cem_collect_requests_total", {"status": "503"}) == 1
+        assert metric_value(metrics, "cem_collect_events_total") == 0
+        assert metric_value(metrics, "cem_collect_kafka_up") == (1 if gate.ready else 0)
         assert gate.sent == []
         await server.close()
 
     asyncio.run(scenario())
+
+
+async def metrics_text(session: ClientSession, server: TestServer) -> str:
+    async with session.get(server.make_url("/metrics")) as response:
+        return await response.text()
 
 
 def test_unknown_path_is_404_and_health_follows_the_gate() -> None:

@@ -16,6 +16,7 @@ import pytest
 from cem.settings import Settings
 from devtools.collector import CollectorProcess, post
 from devtools.harness import WorkerProcess, isolated_settings, wait_until
+from devtools.scrape import metric_value
 from devtools.services import KafkaBroker
 from devtools.topics import drained, read_topic
 from sinks.clickhouse import connect
@@ -172,6 +173,12 @@ def test_key_styles_gzip_refusals_and_dead_letters(kafka, clickhouse, tmp_path: 
             assert set(body) == {"code", "message", "detail"} and body["message"] == body["detail"]
         wait_until(lambda: len(landed(settings)) >= 5 and drained(settings), 90, "events did not land",
                    workers=[worker, collector])
+        metrics = collector.metrics_text()
+    assert metric_value(metrics, "cem_collect_requests_total", {"status": "401"}) == 2
+    assert metric_value(metrics, "cem_collect_requests_total", {"status": "413"}) == 3
+    assert metric_value(metrics, "cem_collect_requests_total", {"status": "200"}) == 5
+    assert metric_value(metrics, "cem_collect_events_total", {"channel": "support"}) == 4
+    assert metric_value(metrics, "cem_collect_deadletter_total", {"reason": "unknown_channel"}) == 1
     rows = {r[0]: r[1:3] for r in landed(settings)}
     assert rows == {"h-body": ("support", "ticket_opened"), "h-basic-gzip": ("support", "ticket_opened"),
                     "h-bearer": ("support", "page_view"), "h-posthog": ("support", "chat_started"),
