@@ -130,7 +130,9 @@ def type_slug(name: Any) -> str:
 def _segment_event(message: dict[str, Any]) -> dict[str, Any]:
     kind = _text(message.get("type")).lower()
     context = _dict(message.get("context"))
-    traits = {**_dict(context.get("traits")), **_dict(message.get("traits"))}
+    # A group call's traits describe the group (a company's e-mail), not the person
+    own_traits = _dict(message.get("traits")) if kind != "group" else {}
+    traits = {**_dict(context.get("traits")), **own_traits}
     identifiers = _identifiers(
         customer_ref=message.get("userId"),
         anonymous_id=message.get("anonymousId") or (message.get("previousId") if kind == "alias" else None),

@@ -231,3 +231,17 @@ def test_type_slug_matches_the_contract_pattern(name: str, slug: str) -> None:
 
     assert type_slug(name) == slug
     assert TYPE_PATTERN.match(type_slug(name))
+
+
+def test_group_traits_describe_the_group_not_the_person() -> None:
+    event = mapped({"type": "group", "groupId": "acme", "userId": "u-1", "messageId": "g-1", "timestamp": RECEIVED,
+                    "traits": {"email": "billing@acme.example", "name": "Acme"},
+                    "context": {"traits": {"email": "jane@acme.example"}}}).event
+    assert (event["type"], event["identifiers"]) == ("group", {"customer_ref": "u-1", "email": "jane@acme.example"})
+    assert event["properties"]["group_id"] == "acme"
+
+
+def test_track_takes_the_person_traits_of_its_context() -> None:
+    event = mapped({**SEGMENT_TRACK, "context": {"traits": {"email": "jane@example.com", "phone": "+1 415 555 0199"}}}
+                   ).event
+    assert event["identifiers"] == {"customer_ref": "u-42", "email": "jane@example.com", "phone": "+1 415 555 0199"}
