@@ -14,6 +14,8 @@ Phases (docs/performance.md explains each method and its resolution):
   6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
                          e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
                          identifier must not cost more)
+  7. collector           a `cem collect` process (bench/collector.py): Segment-shaped batch posts from concurrent
+                         clients, each answered once Kafka acknowledged it; requests/s, events/s, p50/p99
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
 """
@@ -39,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from bench import kiosk, procstat
+from bench import collector, kiosk, procstat
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -478,6 +480,13 @@ class Bench:
                 f"{hot.kiosk_s:.2f} s (ratio {hot.ratio:.2f}), one e-mail {hot.shared_email_s:.2f} s "
                 f"(ratio {hot.email_ratio:.2f})")
 
+        if args.collector_requests > 0:
+            collect = collector.measure(self.settings("bench_collect"), self.workdir, args.collector_requests,
+                                        args.collector_batch, args.collector_concurrency)
+            self.result["collector"] = collect
+            log(f"collector: {collect['requests_per_s']:,.0f} requests/s, {collect['events_per_s']:,.0f} events/s, "
+                f"p50 {collect['p50_ms']} ms, p99 {collect['p99_ms']} ms")
+
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
         return self.result
@@ -599,6 +608,11 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{hot['kiosk_s']:.2f} s vs {hot['own_devices_s']:.2f} s in-process; target <= 2")
         add("kiosk: one e-mail / own devices", f"{hot['email_ratio']:.2f}",
             f"{hot['shared_email_s']:.2f} s; target <= 2")
+    if "collector" in r:
+        c = r["collector"]
+        add("collector: batch posts", f"{c['requests_per_s']:,.0f}/s, {c['events_per_s']:,.0f} events/s",
+            f"{c['events_per_request']} events per post, {c['concurrency']} clients; p50 {c['p50_ms']} ms, "
+            f"p99 {c['p99_ms']} ms (200 = on Kafka)")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -636,6 +650,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bare-both", action="store_true", help="also measure the other bare-Faust loop")
     p.add_argument("--kiosk-visitors", type=int, default=10_000, help="visitors of the in-process kiosk phase "
                    "(0: skip)")
+    p.add_argument("--collector-requests", type=int, default=2_000, help="batch posts of the collector phase "
+                   "(0: skip)")
+    p.add_argument("--collector-batch", type=int, default=100, help="events per post (the SDKs' default batch)")
+    p.add_argument("--collector-concurrency", type=int, default=8, help="concurrent HTTP clients")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--profile", action="store_true",
@@ -662,6 +680,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.events = min(args.events, 20_000)
         args.latency_seconds = min(args.latency_seconds, 10.0)
         args.memory_events = min(args.memory_events, 20_000)
+        args.collector_requests = min(args.collector_requests, 200)
     known_fields = {f.name for f in fields(Settings)}
     for item in args.overrides:
         name = item.split("=", 1)[0]

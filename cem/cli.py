@@ -1,4 +1,4 @@
-"""`cem` console command: argument parsing and dispatch to the modules that do the work (worker, publish, sql,
+"""`cem` console command: argument parsing and dispatch to the modules that do the work (worker, publish, collect, sql,
 identity, forget, migrate, schemas, report). The simulator and the demo are development tools, outside the
 package: `python -m devtools.simulate`, `python -m devtools.demo`."""
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cem import identity_cli, preflight, report, schemas_cli, sql_cli
+from cem.collector import run_collector
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
 from cem.worker import run_worker
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="channel of events without a channel field; an event naming another one is an error")
     pub.add_argument("--skip-invalid", action="store_true",
                      help="publish the valid lines and count the others (exit code 1 all the same)")
+    sub.add_parser("collect", help="HTTP collector for the Segment, RudderStack and PostHog SDKs (docs/collector.md)")
     sql = sub.add_parser("sql", help="run a read-only query against the warehouse")
     sql.add_argument("query")
     sql.add_argument("--format", choices=sql_cli.FORMATS, default="table",
@@ -113,6 +115,8 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return run_worker(settings)
     if command == "publish":
         return publish_file(settings, args.file, args.channel, args.skip_invalid)
+    if command == "collect":
+        return run_collector(settings)
     if command == "sql":
         return sql_cli.run_sql(settings, args.query, args.format)
     if command == "identity":

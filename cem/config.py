@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from cem.domain.collect_map import MapRules
+from cem.domain.collect_request import RequestRules
 from cem.domain.identifiers import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentifierRules
 from cem.domain.identity import DEFAULT_TYPE_LIMITS, IDENTIFIER_PRIORITY
 from cem.domain.model import IDENTIFIER_TYPES
 from cem.domain.resolver import DAY_MS, ResolverConfig
-from cem.settings import Settings
+from cem.settings import CHANNELS, Settings
 
 
 def _items(text: str, sep: str = ",") -> list[str]:
@@ -60,3 +62,21 @@ def resolver_config(settings: Settings) -> ResolverConfig:
         weak_identifier_types=weak_identifier_types(settings),
         shared_weak_threshold=settings.shared_weak_threshold,
     )
+
+
+def collect_write_keys(settings: Settings) -> dict[str, str]:
+    """CEM_COLLECT_WRITE_KEYS, `key=channel,key2`: each write key with its default channel ("" for none)."""
+    keys: dict[str, str] = {}
+    for item in _items(settings.collect_write_keys):
+        key, _, channel = item.partition("=")
+        if channel.strip() and channel.strip() not in CHANNELS:
+            raise ValueError(f"CEM_COLLECT_WRITE_KEYS: {channel.strip()!r} is not a channel ({', '.join(CHANNELS)})")
+        keys[key.strip()] = channel.strip()
+    return keys
+
+
+def collect_rules(settings: Settings) -> tuple[RequestRules, MapRules]:
+    return (RequestRules(write_keys=collect_write_keys(settings), max_event_bytes=settings.collect_max_event_bytes,
+                         max_batch_bytes=settings.collect_max_batch_bytes),
+            MapRules(channels=frozenset(CHANNELS),
+                     skew_tolerance_ms=int(settings.collect_clock_skew_tolerance_seconds * 1000)))

@@ -83,3 +83,24 @@ def export_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
         CONSUMER_LAG.remove(*gone)
     _lag_exported.clear()
     _lag_exported.update(held)
+
+
+class CollectMetrics:
+    """`cem collect`'s own metrics (its /metrics), in a registry of their own: the collector is another process
+    than the worker, and each collector app (several in one test process) counts for itself."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("cem_collect_requests_total", "SDK requests answered, per HTTP status and code",
+                                ["status", "code"], registry=self.registry)
+        self.events = Counter("cem_collect_events_total", "SDK messages written to the raw topics, per channel",
+                              ["channel"], registry=self.registry)
+        self.dead_letters = Counter("cem_collect_deadletter_total",
+                                    "SDK messages the collector dead-lettered, per reason", ["reason"],
+                                    registry=self.registry)
+        self.seconds = Histogram("cem_collect_request_duration_seconds",
+                                 "From a request to its 200, Kafka's acknowledgement included",
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        self.kafka_up = Gauge("cem_collect_kafka_up", "1 while the collector's producer is connected to Kafka",
+                              registry=self.registry)

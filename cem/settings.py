@@ -89,6 +89,17 @@ class Settings:
     # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
     # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
     watchdog_seconds: float = 30.0
+    # `cem collect`, the HTTP collector of tracking SDKs (docs/collector.md)
+    collect_host: str = "127.0.0.1"
+    collect_port: int = 8088
+    collect_write_keys: str = field(default="", repr=False)  # "key=channel,key2", a channel per key optional
+    collect_max_event_bytes: int = 32_768
+    collect_max_batch_bytes: int = 500_000
+    collect_max_inflight_requests: int = 64  # past it (or the bytes below) an SDK is answered 429
+    collect_max_inflight_bytes: int = 16_000_000
+    collect_retry_after_seconds: int = 1
+    collect_kafka_timeout_seconds: float = 5.0  # past it a request is answered 503, and Kafka counts as down
+    collect_clock_skew_tolerance_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.clickhouse_url:
