@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cem import identity_cli, preflight, report, schemas_cli, sql_cli
+from cem import identity_cli, preflight, report, schemas_cli, sql_cli, squash_cli
 from cem.collector import run_collector
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--force", action="store_true",
                         help="erase an identifier even when the events of many customers carry it (a placeholder)")
     sub.add_parser("migrate", help="create or upgrade the warehouse tables")
+    squash = sub.add_parser("squash", help="apply old overrides to interaction rows and delete them (a cron job)")
+    squash.add_argument("--min-age-minutes", type=int, default=None,
+                        help="squash overrides older than this (default CEM_SQUASH_MIN_AGE_MINUTES)")
     schemas = sub.add_parser("schemas", help="Avro writer schemas: register one at run time, check schemas/")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
@@ -96,6 +99,7 @@ NEEDS: dict[str, tuple[bool, bool, bool]] = {
     "identity": (False, True, True),
     "report": (False, True, True),
     "migrate": (False, True, False),
+    "squash": (False, True, False),
 }
 
 
@@ -123,6 +127,8 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return identity_cli.explain_identifier(settings, args.id_type, args.value)
     if command == "forget":
         return identity_cli.forget_identifier(settings, args.id_type, args.value, args.wait, args.force)
+    if command == "squash":
+        return squash_cli.run_squash(settings, args.min_age_minutes)
     if command == "migrate":
         return migrate_warehouse(settings)
     if command == "schemas":

@@ -75,6 +75,8 @@ class Settings:
     # Read-only queries (`cem sql`, `cem identity explain`): stopped past these bounds
     sql_timeout_seconds: int = 60
     sql_max_result_rows: int = 100_000
+    # `cem squash`: overrides whose latest move is older than this are applied to interaction rows and deleted
+    squash_min_age_minutes: int = 60
     # Batching: ingest batches are sent as one message to the resolver; sink flushes when either bound is hit
     ingest_batch_max: int = 2_000
     ingest_batch_seconds: float = 0.05

@@ -16,8 +16,7 @@ shared from the identity sets and writes them with its next batch).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
@@ -25,11 +24,11 @@ from cem.domain.model import Identifier
 from cem.domain.resolver import Effects, Resolver
 from cem.settings import Settings
 from sinks.clickhouse import sql_string
-from sinks.warehouse import Warehouse, WarehouseError
+from sinks.mutations import chunks, in_list, wait_for_mutations
+from sinks.warehouse import Warehouse
 from sinks.writer import TABLE_ORDER, effect_columns
 
 log = logging.getLogger("cem.erasure")
-IN_LIST_MAX = 1_000  # values per IN (...) list: a mutation's text stays far below max_query_size (256 KiB)
 _warned_development_key = False
 
 
@@ -77,9 +76,9 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
     first_events = _column(warehouse, f"SELECT DISTINCT first_event_id FROM {db}.identity_sets WHERE identity_key IN",
                            keys)
     marking_events, rewrite = _shared_rows(warehouse, set(plan.erased) | set(erasure.unshared), set(event_ids))
-    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events):
+    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events, keys):
         warehouse.command(statement)
-    wait_for_mutations(warehouse, timeout)
+    wait_for_mutations(warehouse, timeout, "erasure mutations")
     marked = resolver.graph.shared.marked
     still = [marked[ident] for ident in sorted(rewrite) if ident in marked]
     if still:  # after the mutations, or they would delete these rows again
@@ -97,8 +96,8 @@ def _applied(plan: ErasurePlan, customers: int, events: int) -> ErasureOutcome:
 
 def _column(warehouse: Warehouse, select_in: str, values: Sequence[str]) -> list[str]:
     found: list[str] = []
-    for chunk in _chunks(sorted(values)):
-        found.extend(str(row[0]) for row in warehouse.query(f"{select_in} ({_in_list(chunk)})"))
+    for chunk in chunks(sorted(values)):
+        found.extend(str(row[0]) for row in warehouse.query(f"{select_in} ({in_list(chunk)})"))
     return found
 
 
@@ -118,12 +117,14 @@ def _shared_rows(warehouse: Warehouse, no_longer: set[Identifier],
 
 
 def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence[str],
-                       first_event_ids: Sequence[str], marking_event_ids: Sequence[str] = ()) -> list[str]:
-    """The mutations of one erasure, in the order they must be sent. They name customer ids and event ids only.
-    `marking_event_ids`: events, kept, that revealed an identifier no longer shared; its row goes."""
+                       first_event_ids: Sequence[str], marking_event_ids: Sequence[str] = (),
+                       identity_keys: Sequence[str] = ()) -> list[str]:
+    """The mutations of one erasure, in the order they must be sent. They name customer ids, event ids and
+    identity keys (hashes) only. `marking_event_ids`: events, kept, that revealed an identifier no longer shared;
+    its row goes. `identity_keys`: the erased identifier sets, whose overrides go."""
     statements: list[str] = []
     if customer_ids:
-        ids = _in_list(sorted(customer_ids))
+        ids = in_list(sorted(customer_ids))
         statements += [
             f"ALTER TABLE {db}.session_log UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
             f"ALTER TABLE {db}.journey_log UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
@@ -133,9 +134,10 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
             f"ALTER TABLE {db}.id_aliases DELETE WHERE kind = 'customer' AND (alias_id IN ({ids}) "
             f"OR current_id IN ({ids}))",
             f"ALTER TABLE {db}.customer_log DELETE WHERE customer_id IN ({ids})",
+            f"ALTER TABLE {db}.overrides DELETE WHERE kind = 'customer' AND current_id IN ({ids})",
         ]
-    for chunk in _chunks(sorted(set(event_ids))):
-        events = _in_list(chunk)
+    for chunk in chunks(sorted(set(event_ids))):
+        events = in_list(chunk)
         statements += [
             f"ALTER TABLE {db}.identity_links DELETE WHERE event_id IN ({events})",
             f"ALTER TABLE {db}.refused_merge_log DELETE WHERE event_id IN ({events})",
@@ -146,23 +148,16 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
             f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
             f"origin_customer_id = '{FORGOTTEN}', origin_session_id = '' WHERE event_id IN ({events})",
         ]
-    for chunk in _chunks(sorted(set(marking_event_ids))):
-        statements.append(f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({_in_list(chunk)})")
-    for chunk in _chunks(sorted(set(first_event_ids))):
-        statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE first_event_id IN ({_in_list(chunk)})")
+    for chunk in chunks(sorted(set(marking_event_ids))):
+        statements.append(f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({in_list(chunk)})")
+    for chunk in chunks(sorted(set(identity_keys))):
+        statements.append(f"ALTER TABLE {db}.overrides DELETE WHERE kind = 'customer' AND id IN ({in_list(chunk)})")
+    for chunk in chunks(sorted(set(first_event_ids))):
+        statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE first_event_id IN ({in_list(chunk)})")
     if customer_ids:
-        ids = _in_list(sorted(customer_ids))
+        ids = in_list(sorted(customer_ids))
         statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE customer_id IN ({ids})")
     return statements
-
-
-def wait_for_mutations(warehouse: Warehouse, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    db = sql_string(warehouse.database)
-    while warehouse.query(f"SELECT count() FROM system.mutations WHERE database = {db} AND is_done = 0")[0][0]:
-        if time.monotonic() > deadline:
-            raise WarehouseError("erasure mutations did not finish in time")
-        time.sleep(0.2)
 
 
 def recorded_outcome(warehouse: Warehouse, request_id: str) -> ErasureOutcome | None:
@@ -190,12 +185,3 @@ def record(warehouse: Warehouse, request: ErasureRequest, outcome: ErasureOutcom
         "requested_ms": [request.requested_ms],
         "completed_ms": [now_ms],
     })
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), IN_LIST_MAX):
-        yield values[start:start + IN_LIST_MAX]
-
-
-def _in_list(values: Iterable[str]) -> str:
-    return ", ".join(sql_string(v) for v in values)

@@ -17,13 +17,16 @@ from cem.domain.resolver import Effects
 
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
-               "id_aliases", "identity_sets", "session_log", "journey_log", "interaction_log")
+               "id_aliases", "identity_sets", "session_log", "journey_log", "overrides", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
     """Columnar rows for every table a batch touches, in TABLE_ORDER."""
     tables = _identity_tables(effects, now_ms)
     tables.update(_session_and_journey_tables(effects, fcr_window_ms))
+    overrides = override_rows(effects)
+    if overrides:
+        tables["overrides"] = _rows_to_columns(("kind", "id", "current_id"), overrides, effects.version)
     if effects.interactions:
         tables["interaction_log"] = _interaction_columns(effects, now_ms)
     return tables
@@ -101,6 +104,25 @@ def _session_and_journey_tables(effects: Effects, fcr_window_ms: int) -> dict[st
     if journey_rows:
         tables["journey_log"] = _rows_to_columns(JOURNEY_COLUMNS, journey_rows, v)
     return tables
+
+
+def override_rows(effects: Effects) -> list[tuple[str, str, str]]:
+    """(kind, id, current id): what the `interactions` view applies over the ids an interaction row was written
+    with. `customer`: an identifier set whose rows may carry another customer than the set's now (it moved after
+    its first rows were written); a set first seen in this batch whose rows all carry its final customer needs
+    none, which keeps the table small. `session`, `journey`: an absorbed session or journey, and the one it
+    continues as."""
+    written_with: dict[str, set[str]] = {}
+    for row in effects.interactions:
+        written_with.setdefault(identity_key(row.interaction.identifiers), set()).add(row.customer_id)
+    rows = []
+    for identifiers, (owner, _) in effects.identity_sets.items():
+        key = identity_key(identifiers)
+        if identifiers not in effects.first_sets or written_with.get(key, {owner}) != {owner}:
+            rows.append(("customer", key, owner))
+    rows += [("session", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.session_aliases}.values()]
+    rows += [("journey", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.journey_aliases}.values()]
+    return rows
 
 
 SESSION_COLUMNS = ("session_id", "customer_id", "started_ms", "ended_ms", "events", "channels", "merged_into")

@@ -61,6 +61,8 @@ class Effects:
     customer_aliases: dict[str, str] = field(default_factory=dict)  # historical id -> current id
     # identifier set -> (its customer now, its earliest event): how interaction rows find their customer
     identity_sets: dict[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)
+    # identifier sets seen for the first time in this batch: no interaction row of an earlier batch carries them
+    first_sets: set[IdentitySet] = field(default_factory=set)
     recomputes: int = 0
     session_aliases: list[SessionAlias] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)  # latest state of each touched session
@@ -108,6 +110,8 @@ class Resolver:
         return effects
 
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
+        if event.identifiers not in self.graph.set_key:
+            effects.first_sets.add(event.identifiers)
         attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
         customer_id = attribution.customer_id
         effects.customers.extend(attribution.created)

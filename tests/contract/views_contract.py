@@ -15,6 +15,7 @@ from cem.domain.resolver import Resolver
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements
+from sinks.squash import squash
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
 
@@ -154,3 +155,34 @@ class ViewsContract:
             ("s_old1", "c_1", T0, T0 + MINUTE_MS, 3, 3, ["web"], 0, None),
             ("s_old2", "c_1", T0 + HOUR_MS, T0 + HOUR_MS, 1, 1, ["mobile"], 0, None)]
         assert _query(engine, "SELECT count() FROM {db}.session_log") == [(6,)]  # copied twice, read once
+
+    def test_the_squash_job_keeps_every_view_and_empties_the_overrides(self, engine: Backend) -> None:
+        """Merges write overrides; squashing applies them to the interaction rows and deletes them, and the views
+        read the same before and after, and after later merges too."""
+        sink = service_on(engine)
+        sink.process_and_write(BEFORE_MERGE)
+        sink.process_and_write(MERGE)
+        views = ("SELECT event_id, customer_id, session_id, journey_id FROM {db}.interactions ORDER BY event_id",
+                 "SELECT journey_id, kind, customer_id, contacts FROM {db}.journeys ORDER BY journey_id")
+        before = [_query(engine, view) for view in views]
+        kinds = dict(_query(engine, "SELECT kind, count() FROM {db}.overrides GROUP BY kind"))
+        assert kinds.get("customer", 0) > 0 and kinds.get("journey", 0) > 0  # the merge moved sets and a journey
+        moved = {row[0] for row in _query(engine, "SELECT event_id FROM {db}.interactions "
+                                                  "WHERE customer_id != origin_customer_id")}
+        assert moved  # rows written before the merge carry the absorbed customer until the squash
+
+        result = squash(engine.open(), before_version=(NOW_MS + DAY_MS) * 1000)
+        assert result.squashed["customer"] == kinds["customer"] and result.remaining == 0
+        assert [_query(engine, view) for view in views] == before
+        assert _query(engine, "SELECT count() FROM {db}.interactions WHERE customer_id != origin_customer_id "
+                              "OR journey_id != origin_journey_id") == [(0,)]  # rewritten in place
+
+        # Later moves write overrides again; an override newer than the horizon is neither applied nor deleted.
+        late = [event("link2", T0 + 5 * HOUR_MS, [("email", "u1@example.com"), PHONE], **CHAT)]
+        sink.process_and_write(late)
+        assert squash(engine.open(), before_version=NOW_MS * 1000).squashed == {"customer": 0, "session": 0,
+                                                                                "journey": 0}
+        assert sink.resolver is not None
+        expected = {e.event_id: sink.resolver.graph.customer_of_set(e.identifiers)
+                    for e in BEFORE_MERGE + MERGE + late}
+        assert dict(_query(engine, "SELECT event_id, customer_id FROM {db}.interactions")) == expected

@@ -26,7 +26,8 @@ from cem.domain.keyed import DEVELOPMENT_KEY, key_bytes, keyed_hash
 from cem.domain.model import Identifier, identity_key, stable_id
 from cem.domain.resolver import Resolver, ResolverConfig
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD
-from sinks.erasure import IN_LIST_MAX, erasure_statements
+from sinks.erasure import erasure_statements
+from sinks.mutations import IN_LIST_MAX
 from tests.unit.factories import HOUR_MS, MINUTE_MS, NOW_MS, event
 from tests.unit.strategies import TIGHT, WEAK, Event, event_lists, reference_shared
 
@@ -293,6 +294,13 @@ def test_mutations_name_only_ids_and_touch_identity_sets_last() -> None:
     assert all("WHERE event_id IN" in s and f"origin_customer_id = '{FORGOTTEN}'" in s for s in updates)
     assert set(events) == {e for s in updates for e in s.split("IN (")[1].rstrip(")").replace("'", "").split(", ")}
     assert erasure_statements("cem", [], [], []) == []
+
+
+def test_the_overrides_of_erased_sets_and_customers_go() -> None:
+    statements = erasure_statements("cem", ["c_1"], ["ev-1"], ["ev-1"], identity_keys=["k_a", "k_b"])
+    overrides = [s for s in statements if s.startswith("ALTER TABLE cem.overrides")]
+    assert overrides == ["ALTER TABLE cem.overrides DELETE WHERE kind = 'customer' AND current_id IN ('c_1')",
+                         "ALTER TABLE cem.overrides DELETE WHERE kind = 'customer' AND id IN ('k_a', 'k_b')"]
 
 
 # ---- purging consumed records from the topics ----------------------------------------------------------------

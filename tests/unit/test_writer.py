@@ -3,9 +3,10 @@ exactly-once design needs, with the columns the migrations create."""
 
 from __future__ import annotations
 
+from cem.domain.model import identity_key
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from sinks.clickhouse import migration_tables
-from sinks.writer import JOURNEY_COLUMNS, SESSION_COLUMNS, TABLE_ORDER, effect_columns
+from sinks.writer import JOURNEY_COLUMNS, SESSION_COLUMNS, TABLE_ORDER, effect_columns, override_rows
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid
 
 T0 = NOW_MS - DAY_MS
@@ -112,3 +113,23 @@ def test_journey_alias_rows_one_per_id_and_never_also_live() -> None:
     assert rows == sorted([(jid("7", "a"), "", cid("a")), (jid("7", "b"), jid("7", "a"), ""),
                            (jid("7", "c"), jid("7", "a"), "")])
     assert set(journeys["kind"]) == {"service"} and set(journeys["issue_ref"]) == {"7"}
+
+
+def test_customer_overrides_only_for_sets_whose_rows_may_carry_another_customer() -> None:
+    """A set first seen in a batch, all of whose rows carry its final customer, needs no override; a set that
+    moved (a merge) after its rows were written does, in the batch that moved it or in a later one."""
+    resolver = Resolver(ResolverConfig())
+    store = {"channel": "store", "type": "purchase"}
+    first = resolver.process([event("e1", T0, [EMAIL], **store)], NOW_MS)
+    assert override_rows(first) == []
+    phone_only, both = [PHONE], [EMAIL, PHONE]
+    second = resolver.process([event("e2", T0 + 1, phone_only, **store), event("e3", T0 + 2, both, **store)],
+                              NOW_MS + 1)
+    # e2's phone set was new and written with e2's own customer, then merged into e1's: its rows need the override.
+    assert override_rows(second) == [("customer", identity_key(tuple(phone_only)), cid("e1"))]
+    third = resolver.process([event("e4", T0 - 5, [("email", "b@example.com"), PHONE], **store)], NOW_MS + 2)
+    moved = {key: owner for kind, key, owner in override_rows(third) if kind == "customer"}
+    # A late event older than everything: its customer survives the merge, and every set that moved gets one.
+    assert moved == {identity_key(s): owner for s, (owner, _) in third.identity_sets.items()
+                     if s not in third.first_sets}
+    assert moved and set(moved.values()) == {cid("e4")}
