@@ -55,10 +55,16 @@ SELECT
     event_id, channel, type, occurred_at, occurred_ms,
     transform(identity_key, customer_overrides.1, customer_overrides.2, origin_customer_id) AS customer_id,
     transform(origin_session_id, session_overrides.1, session_overrides.2, origin_session_id) AS session_id,
-    transform(journey_id, journey_overrides.1, journey_overrides.2, journey_id) AS journey_id,
+    transform(origin_journey_id, journey_overrides.1, journey_overrides.2, origin_journey_id) AS journey_id,
     issue_ref, sentiment, survey_kind, survey_score, text, device, os, browser,
     property_keys, property_values, origin_customer_id, origin_session_id, identity_key, ingested_ms,
-    journey_id AS origin_journey_id
-FROM {db}.interaction_log;
+    origin_journey_id
+FROM (
+    -- journey_id renamed first: the view's own journey_id would otherwise shadow the column
+    SELECT event_id, channel, type, occurred_at, occurred_ms, identity_key, origin_customer_id, origin_session_id,
+           journey_id AS origin_journey_id, issue_ref, sentiment, survey_kind, survey_score, text, device, os,
+           browser, property_keys, property_values, ingested_ms
+    FROM {db}.interaction_log
+);
 
 CREATE VIEW {db}.interactions_resolved AS SELECT * FROM {db}.interactions;
