@@ -16,7 +16,7 @@ from cem.domain.text.cues import CueMatch
 
 _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
             "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
-            "few": 3, "several": 4, "couple": 2}
+            "few": 3, "several": 4, "couple": 2, "all": 1}
 _NUMBER = r"\d+|" + "|".join(_NUMBERS)
 _MINUTES = {"sec": 1 / 60, "min": 1, "hour": 60, "hr": 60, "day": 1_440, "week": 10_080, "month": 43_200}
 _DURATION = re.compile(
@@ -25,8 +25,11 @@ _DURATION = re.compile(
     rf"(?P<n>{_NUMBER})\s+(?P<unit>sec|min|hour|hr|day|week|month)\w*")
 _ORDINAL_TIME = re.compile(r"\b(?P<n>second|third|fourth|fifth|sixth|seventh|\d+(?:st|nd|rd|th)) time\b")
 _ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7}
-_REPEATS = re.compile(rf"\b(?P<n>twice|(?:{_NUMBER}|multiple|many) times|(?:{_NUMBER}) "
-                      r"(?:emails|calls|dms|messages|different agents|agents|attempts|tries))\b")
+# Repetitions count as effort only when the customer repeated something: "called twice", not "charged twice".
+_REPEATS = re.compile(
+    r"\b(?:(?:called|calling|call|rang|phoned|emailed|email|contacted|contacting|asked|tried|wrote|written|chased|"
+    rf"explained|sent|transferred|visited|reset)(?: \S+){{0,3}}? (?P<n>twice|(?:{_NUMBER}|multiple|many) times)"
+    rf"|(?P<m>{_NUMBER}) (?:emails|calls|dms|messages|different agents|agents|attempts|tries))\b")
 _EASY_QUALIFIERS = ("only", "just", "less than", "under")
 
 
@@ -65,9 +68,10 @@ def counted_effort(sentence: str) -> list[tuple[int, str]]:
         if count >= 2:
             found.append((_repeat_effort(count), m[0]))
     for m in _REPEATS.finditer(sentence):
-        first = m["n"].split()[0]
-        found.append((_repeat_effort(2 if first == "twice" else _number(first) if first not in ("multiple", "many")
-                                     else 3), m[0]))
+        first = (m["n"] or m["m"]).split()[0]
+        count = 2 if first == "twice" else 3 if first in ("multiple", "many") else _number(first)
+        if count >= 2:
+            found.append((_repeat_effort(count), m[0]))
     for m in _DURATION.finditer(sentence):
         minutes = _number(m["n"]) * _MINUTES[m["unit"]]
         effort = _duration_effort(m["verb"], m["qualifier"] or "", minutes)

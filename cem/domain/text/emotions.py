@@ -7,6 +7,7 @@
 - A negated positive cue ("not happy", "not impressed") is disappointment 2; a negated negative cue ("not angry")
   signals nothing.
 - Effort of -3 or harder with no negative emotion named is frustration, one below the effort's strength.
+- Frustration or confusion said with "!!", "??" or in capitals is anger too, one below the stronger of them.
 - Sarcasm ("just great", "thanks for nothing", an upside-down smiley, or a positive word in a sentence whose
   effort is -2 or harder): the positive emotions go, and the sentence is frustration at least 3.
 """
@@ -68,4 +69,8 @@ def sentence_emotions(matches: list[CueMatch], spelled: Tokens, effort: int | No
     if effort is not None and effort <= -3 and not emotions.keys() & NEGATIVE:
         emotions["frustration"] = min(5, -effort - 1)
         cues.append(f"frustration:effort {effort}")
+    raised = spelled.exclamations >= 2 or spelled.shouting
+    if raised and "anger" not in emotions and emotions.keys() & {"frustration", "confusion"}:
+        emotions["anger"] = max(emotions.get("frustration", 0), emotions.get("confusion", 0)) - 1
+        cues.append("anger:raised voice")
     return emotions, cues, sarcastic

@@ -68,8 +68,8 @@ hate | anger:2
 useless | anger:3
 incompetent | anger:4
 lied | anger:4
-upset | anger:3
-treated like this | anger:3
+upset | anger:3 frustration:2
+treated like this | anger:3 fixed topic:staff
 waste of money | anger:3
 fix it or | anger:3
 sue | anger:4
@@ -86,8 +86,8 @@ fed up | frustration:4
 sick of | frustration:4
 tired of | frustration:4
 every single time | frustration:3 effort:-3
-every time | frustration:2
-keeps | frustration:2
+every time | frustration:2 effort:-2
+keeps | frustration:2 effort:-3
 keep getting | frustration:3 effort:-3
 nothing works | frustration:4 effort:-4
 in circles | frustration:4 effort:-4
@@ -107,6 +107,7 @@ still hasn't | frustration:3 effort:-3
 still isn't | frustration:2
 still don't | frustration:2
 still waiting | frustration:3 effort:-3
+waiting | effort:-2
 taking forever | frustration:4 effort:-4
 takes forever | frustration:4 effort:-4
 took ages | frustration:3 effort:-4
@@ -115,7 +116,9 @@ ugh | frustration:4
 chasing | frustration:4 effort:-4
 nightmare | frustration:4 effort:-4
 desperate | frustration:3 worry:3
-again | frustration:2
+once again | frustration:2
+yet again | frustration:3
+all over again | frustration:3
 just great | frustration:3 sarcasm fixed pol:-2
 oh great | frustration:3 sarcasm fixed pol:-2
 great , another | frustration:3 sarcasm fixed pol:-2
@@ -193,12 +196,14 @@ stolen | worry:4 pol:-2
 suspicious | worry:3
 urgently | worry:2
 got lost | worry:3 topic:delivery
-love | joy:4
+love* | joy:4
 loving | joy:4
 loved | joy:4
 amazing | joy:4
 awesome | joy:4
 great | joy:3
+good | joy:1
+good morning | fixed
 excellent | joy:3
 brilliant | joy:4
 perfect | joy:3
@@ -220,6 +225,12 @@ keep up the good work | joy:2 act:praise
 nice | joy:2
 lovely | joy:2
 friendly | joy:2
+helpful | joy:2 topic:staff
+polite | joy:2
+patient | joy:2
+knowledgeable | joy:2
+unhelpful | disappointment:3 topic:staff
+ignored | anger:3
 cute | joy:4
 pleasant | joy:2
 smooth | joy:2 effort:4
@@ -285,6 +296,8 @@ straightforward | effort:4
 seamless | effort:4
 hassle - free | effort:4
 no hassle | effort:4 fixed
+without any questions | effort:2 fixed
+no questions asked | effort:3 fixed
 in no time | effort:4
 in minutes | effort:4
 in seconds | effort:5
@@ -325,23 +338,41 @@ how do i | act:response
 how can i | act:response
 where is | act:response
 where can i | act:response
-call me back | act:response
-callback | act:response
-call back | act:response
+call me back | act:response topic:staff
+callback | act:response topic:staff
+call back | act:response topic:staff
 kindly | act:response
+asked | act:response
+requested | act:response
+wanted to know | act:response
 advise | act:response
 refund | act:response topic:billing
 money back | act:response topic:billing pol:-1
 cancel | act:response
 cancelling | act:response
-broken | pol:-2 act:response topic:product_quality
-damaged | pol:-2 act:response
-cracked | pol:-2 act:response topic:product_quality
+broken | disappointment:2 pol:-2 act:response topic:product_quality
+broke | disappointment:3 pol:-2 act:response topic:product_quality
+damaged | disappointment:2 pol:-2 act:response
+cracked | disappointment:2 pol:-2 act:response topic:product_quality
 torn | pol:-2 act:response topic:product_quality
 faulty | pol:-2 act:response topic:product_quality
 leaks | pol:-2 act:response topic:product_quality
-leaked | pol:-2 act:response topic:product_quality
-crushed | pol:-2 act:response
+leaked | disappointment:2 pol:-2 act:response topic:product_quality
+crushed | disappointment:2 pol:-2 act:response
+empty | pol:-2 act:response
+someone else's | pol:-2 act:response
+doesn't exist | pol:-2 act:response
+doesn't accept | frustration:2 pol:-2 act:response
+doesn't solve | frustration:2 pol:-2 act:response
+didn't solve | frustration:2 pol:-2 act:response
+not fixed | frustration:2 pol:-2 act:response fixed
+isn't fixed | frustration:2 pol:-2 act:response fixed
+could not access | frustration:2 pol:-2 act:response
+can't access | frustration:2 pol:-2 act:response
+cannot access | frustration:2 pol:-2 act:response
+too expensive | disappointment:1 pol:-2 topic:price
+too high | disappointment:2 pol:-2 topic:price
+higher than | pol:-1 topic:price
 soaked | pol:-2
 missing | pol:-2 act:response
 wrong | pol:-2 act:response
@@ -353,10 +384,10 @@ does not work | pol:-2 act:response
 don't work | pol:-2 act:response
 not working | pol:-2 act:response
 didn't help | pol:-2 act:response
-never arrived | pol:-2 act:response topic:delivery
-never came | pol:-2 act:response
-never showed up | pol:-2 act:response
-never called | pol:-2 act:response
+never arrived | frustration:3 pol:-2 act:response topic:delivery
+never came | frustration:3 pol:-2 act:response
+never showed up | frustration:3 pol:-2 act:response
+never called | frustration:3 pol:-2 act:response topic:staff
 not received | pol:-2 act:response
 haven't received | pol:-2 act:response
 have not received | pol:-2 act:response
@@ -365,10 +396,10 @@ error | pol:-2 act:response
 crash* | pol:-2 act:response
 failed | pol:-2 act:response
 failing | pol:-2 act:response
-can't log | pol:-2 act:response topic:account
-can't login | pol:-2 act:response topic:account
-cannot log | pol:-2 act:response topic:account
-unable to | pol:-2 act:response
+can't log | frustration:2 pol:-2 act:response topic:account
+can't login | frustration:2 pol:-2 act:response topic:account
+cannot log | frustration:2 pol:-2 act:response topic:account
+unable to | frustration:2 pol:-2 act:response
 can't | pol:-1 act:response
 couldn't | pol:-1
 didn't | pol:-1
@@ -393,7 +424,7 @@ i wish | act:suggestion
 wish you | act:suggestion
 suggest* | act:suggestion
 feature request | act:suggestion
-need better | act:suggestion
+need better | act:suggestion disappointment:2
 next time | act:suggestion
 go back to | act:suggestion
 make it easier | act:suggestion
@@ -450,6 +481,11 @@ two - factor | topic:account
 verification | topic:account
 verify | topic:account
 portal | topic:account
+logging | topic:account
+log out | topic:account
+reset link | topic:account
+security | topic:account
+data | topic:account
 email address | topic:account
 my data | topic:account
 quality | topic:product_quality
@@ -473,6 +509,9 @@ colleague | topic:staff
 assistant | topic:staff
 manager | topic:staff
 customer service | topic:staff
+answered | topic:staff
+called back | topic:staff
+handled | topic:staff
 support | topic:staff
 call centre | topic:staff
 call center | topic:staff

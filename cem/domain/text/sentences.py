@@ -30,7 +30,7 @@ class Tokens:
     words: tuple[str, ...]
     shouting: bool  # most words in capitals
     capital_words: frozenset[str]  # words of 4+ letters written in capitals ("AGAIN"), lower-cased
-    exclamations: int  # the longest run of "!"
+    exclamations: int  # the longest run of "!" and "?" ("!!!", "??")
     elongated: bool  # "sooo", "pleeease"
 
 
@@ -46,7 +46,7 @@ def tokens(sentence: str) -> Tokens:
     capitals = [w for w in letters if w.isupper()]
     shouting = len(capitals) >= 3 and len(capitals) >= 0.6 * len(letters)
     capital_words = frozenset(w.lower() for w in capitals if len(w) >= 4)
-    runs = re.findall(r"!+", sentence)
+    runs = re.findall(r"[!?]+", sentence)
     lowered = sentence.lower().translate(_VARIATION_SELECTORS).replace("’", "'")
     elongated = _ELONGATED.search(lowered) is not None
     words = tuple(SPELLINGS.get(w, w) for w in _TOKEN.findall(_ELONGATED.sub(r"\1\1", lowered)))
