@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 
 from cem.domain.enrich import device_of, sentiment
-from cem.domain.text import analyse
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.model import SURVEY_SCALES, Interaction, Rejection
 from cem.domain.reasons import Reason
+from cem.domain.text import analyse
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 MAX_EVENT_ID_CHARS = 128

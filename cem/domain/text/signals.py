@@ -1,8 +1,8 @@
 """Per-sentence text signals and their roll-up per event (docs/analytics.md, "Text signals").
 
 Sentence sentiment, -5..+5: the VADER compound of the sentence (0 for a request or suggestion that VADER reads as
-positive only for its "please" or "help", when no joy or gratitude is named), averaged with the evidence of the CX cues when
-there is any (positive minus negative emotion intensities, plus half the effort, plus the polarity nudges of
+positive only for its "please" or "help", when no joy or gratitude is named), averaged with the evidence of the CX
+cues when there is any (positive minus negative emotion intensities, plus half the effort, plus the polarity nudges of
 phrases such as "charged twice", scaled by 1/5 and clipped to -1..1), times 5, one decimal. Polarity is positive
 at +0.5 or more, negative at -0.5 or less.
 
@@ -84,7 +84,7 @@ def _cx_score(compound: float, matches: list[CueMatch], emotions: dict[str, int]
     asks = any(m.cue.actions & {"response", "suggestion"} for m in matches)
     if compound > 0 and asks and not emotions.keys() & POSITIVE:
         compound = 0.0  # VADER reads "please" and "help" as warmth; in a request they are manners
-    evidence = sum(v for k, v in emotions.items() if k in POSITIVE) - sum(
+    evidence: float = sum(v for k, v in emotions.items() if k in POSITIVE) - sum(
         v for k, v in emotions.items() if k in NEGATIVE)
     evidence += sum(-m.cue.polarity if m.negated else m.cue.polarity for m in matches)
     evidence += 0.5 * effort if effort is not None else 0
