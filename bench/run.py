@@ -14,6 +14,8 @@ Phases (docs/performance.md explains each method and its resolution):
   6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
                          e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
                          identifier must not cost more)
+  7. text cost           in-process (bench/text_cost.py): enrichment CPU per event before text signals (VADER,
+                         user agent) and with them, and per new text
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
 """
@@ -39,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from bench import kiosk, procstat
+from bench import kiosk, procstat, text_cost
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -478,6 +480,11 @@ class Bench:
                 f"{hot.kiosk_s:.2f} s (ratio {hot.ratio:.2f}), one e-mail {hot.shared_email_s:.2f} s "
                 f"(ratio {hot.email_ratio:.2f})")
 
+        if args.text_events > 0:
+            cost = text_cost.measure(args.text_events, args.seed)
+            self.result["text_cost"] = cost.as_dict()
+            log(f"text signals: {cost.as_dict()}")
+
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
         return self.result
@@ -599,6 +606,13 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{hot['kiosk_s']:.2f} s vs {hot['own_devices_s']:.2f} s in-process; target <= 2")
         add("kiosk: one e-mail / own devices", f"{hot['email_ratio']:.2f}",
             f"{hot['shared_email_s']:.2f} s; target <= 2")
+    if "text_cost" in r:
+        t = r["text_cost"]
+        add("enrichment per event: before / with text",
+            f"{t['old_us_per_event']} / {t['old_and_text_us_per_event']} us",
+            f"x{t['ratio_to_old']}; +{t['added_us_per_text']} us per text ({t['with_text']:,} of {t['events']:,} "
+            f"events); a new text: VADER {t['vader_us_per_unique_text']} us, with text signals "
+            f"{t['vader_and_text_us_per_unique_text']} us")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -636,6 +650,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bare-both", action="store_true", help="also measure the other bare-Faust loop")
     p.add_argument("--kiosk-visitors", type=int, default=10_000, help="visitors of the in-process kiosk phase "
                    "(0: skip)")
+    p.add_argument("--text-events", type=int, default=20_000, help="events of the in-process enrichment-cost phase "
+                   "(bench/text_cost.py: VADER and user agents, then with text signals; 0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--profile", action="store_true",

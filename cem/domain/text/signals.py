@@ -151,8 +151,12 @@ def roll_up(sentences: list[SentenceSignals]) -> TextSignals:
     )
 
 
+# Sentences recur far more than whole texts ("Thank you.", "Where is my order?"): memoised one by one.
+_cached_sentence = lru_cache(maxsize=CACHE_SIZE)(analyse_sentence)
+
+
 def analyse_sentences(text: str) -> list[SentenceSignals]:
-    return [analyse_sentence(sentence) for sentence in split_sentences(text)]
+    return [_cached_sentence(s) if len(s) <= CACHE_MAX_CHARS else analyse_sentence(s) for s in split_sentences(text)]
 
 
 def _analyse(text: str) -> TextSignals | None:
