@@ -59,9 +59,16 @@ def _duration_effort(verb: str, qualifier: str, minutes: float) -> int | None:
     return -3 if minutes < 7 * 1_440 else -4 if minutes < 30 * 1_440 else -5
 
 
+# Every repetition or duration the patterns know holds one of these: most sentences skip the three patterns.
+_HINTS = ("time", "twice", "sec", "min", "hour", "hr", "day", "week", "month", "email", "call", "dm", "message",
+          "agent", "attempt", "tries")
+
+
 def counted_effort(sentence: str) -> list[tuple[int, str]]:
     """(effort, cue) of the repetitions and durations in a lower-case, space-joined sentence."""
     found: list[tuple[int, str]] = []
+    if not any(hint in sentence for hint in _HINTS):
+        return found
     for m in _ORDINAL_TIME.finditer(sentence):
         word = m["n"]
         count = _ORDINALS.get(word) or int(re.sub(r"\D", "", word) or 2)

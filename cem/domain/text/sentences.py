@@ -21,6 +21,9 @@ _MENTION_OR_LINK = re.compile(r"@\w+|https?://\S+|\bRT\b")
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?|[^\sa-z0-9]")
 _ELONGATED = re.compile(r"([a-z])\1{2,}")
 _VARIATION_SELECTORS = dict.fromkeys((0xFE0E, 0xFE0F, 0x200D))
+_TWO_CAPITALS = re.compile(r"[A-Z]{2}")
+_LETTERS = re.compile(r"[A-Za-z]{2,}")
+_EMPHASIS = re.compile(r"[!?]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +45,16 @@ def split_sentences(text: str) -> list[str]:
 
 
 def tokens(sentence: str) -> Tokens:
-    letters = [w for w in re.findall(r"[A-Za-z]{2,}", sentence)]
-    capitals = [w for w in letters if w.isupper()]
-    shouting = len(capitals) >= 3 and len(capitals) >= 0.6 * len(letters)
-    capital_words = frozenset(w.lower() for w in capitals if len(w) >= 4)
-    runs = re.findall(r"[!?]+", sentence)
+    shouting, capital_words = False, frozenset[str]()
+    if _TWO_CAPITALS.search(sentence):  # most sentences have none: skip the word-by-word look
+        letters = _LETTERS.findall(sentence)
+        capitals = [w for w in letters if w.isupper()]
+        shouting = len(capitals) >= 3 and len(capitals) >= 0.6 * len(letters)
+        capital_words = frozenset(w.lower() for w in capitals if len(w) >= 4)
+    exclamations = max(map(len, _EMPHASIS.findall(sentence)), default=0) if "!" in sentence or "?" in sentence else 0
     lowered = sentence.lower().translate(_VARIATION_SELECTORS).replace("’", "'")
     elongated = _ELONGATED.search(lowered) is not None
-    words = tuple(SPELLINGS.get(w, w) for w in _TOKEN.findall(_ELONGATED.sub(r"\1\1", lowered)))
-    return Tokens(words, shouting, capital_words, max((len(r) for r in runs), default=0), elongated)
+    if elongated:
+        lowered = _ELONGATED.sub(r"\1\1", lowered)
+    words = tuple(SPELLINGS.get(w, w) for w in _TOKEN.findall(lowered))
+    return Tokens(words, shouting, capital_words, exclamations, elongated)
