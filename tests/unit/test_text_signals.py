@@ -193,3 +193,19 @@ def test_every_label_names_a_cue() -> None:
 def test_long_texts_are_bounded() -> None:
     signals = analyse("The parcel is late. " * 2_000)
     assert signals is not None and signals.sentences == 40
+
+
+@pytest.mark.parametrize("text", ["Nothing is fixed.", "My parcel hasn't arrived.", "Nobody answered.",
+                                  "I didn't get my refund."])
+def test_a_negated_outcome_is_a_problem(text: str) -> None:
+    signals = analyse(text)
+    assert signals is not None
+    assert signals.actionability == "needs_response" and "frustration" in dict(signals.emotions)
+    assert any(cue.startswith("frustration:not ") for cue in signals.cues)  # the negated outcome named as the cue
+    assert signals.sentiment < 0
+
+
+@pytest.mark.parametrize("text", ["That fixed it, thanks a lot!", "It works now, thanks for your help!"])
+def test_an_outcome_that_happened_with_thanks_is_praise(text: str) -> None:
+    signals = analyse(text)
+    assert signals is not None and signals.actionability == "praise"

@@ -29,7 +29,7 @@ def sentence_actionability(words: tuple[str, ...], matches: list[CueMatch], pola
     if "suggestion" in acts:
         return SUGGESTION
     problem = bool(emotions.keys() & NEGATIVE) or (effort is not None and effort < 0) or any(
-        m.cue.polarity < 0 and not m.negated for m in matches)
+        m.problem for m in matches)
     if "response" in acts or "?" in words or (polarity < 0 and problem):
         return NEEDS_RESPONSE
     if "none" in acts:

@@ -39,6 +39,7 @@ class Cue:
     polarity: int = 0
     sarcasm: bool = False
     fixed: bool = False
+    outcome: bool = False
 
     @property
     def name(self) -> str:
@@ -52,13 +53,24 @@ class CueMatch:
     negated: bool
     intensified: bool
 
+    @property
+    def polarity(self) -> int:
+        """The cue's polarity nudge as it reads here: turned around when negated; an outcome is -2 negated, else 0."""
+        if self.cue.outcome:
+            return -2 if self.negated else 0
+        return -self.cue.polarity if self.negated else self.cue.polarity
+
+    @property
+    def problem(self) -> bool:
+        return self.polarity < 0
+
 
 def _apply(cue: Cue, effect: str) -> None:
     if effect == "sarcasm":
         cue.sarcasm = True
         return
-    if effect == "fixed":
-        cue.fixed = True
+    if effect in ("fixed", "outcome"):
+        setattr(cue, effect, True)
         return
     kind, _, value = effect.partition(":")
     if kind in EMOTIONS:

@@ -5,7 +5,7 @@
   distinct cues of the same emotion; "!!" or more; a sentence in capitals, or the cue itself in capitals; a
   stretched word ("sooo").
 - A negated positive cue ("not happy", "not impressed") is disappointment 2; a negated negative cue ("not angry")
-  signals nothing.
+  signals nothing; a negated outcome ("nothing is fixed", "hasn't arrived") is frustration 2.
 - Effort of -3 or harder with no negative emotion named is frustration, one below the effort's strength.
 - Frustration or confusion said with "!!", "??" or in capitals is anger too, one below the stronger of them.
 - Sarcasm ("just great", "thanks for nothing", an upside-down smiley, or a positive word in a sentence whose
@@ -35,7 +35,9 @@ def _collect(matches: list[CueMatch], spelled: Tokens) -> dict[str, _Found]:
     for match in matches:
         cue = match.cue
         emotions = cue.emotions
-        if match.negated:
+        if cue.outcome and match.negated:
+            emotions = {"frustration": 2}
+        elif match.negated:
             if not emotions.keys() & POSITIVE:
                 continue
             emotions = {"disappointment": 2}

@@ -13,7 +13,9 @@ entry per line: `phrase | effects`.
   - `pol:<-3..3>` a polarity nudge for CX phrases VADER reads as neutral ("charged twice", "no complaints");
   - `sarcasm` marks a phrase that turns positive words around it into their opposite ("just great", "thanks for
     nothing");
-  - `fixed`: negation before the phrase does not turn it around ("no complaints" is already negated).
+  - `fixed`: negation before the phrase does not turn it around ("no complaints" is already negated);
+  - `outcome`: the thing the customer wanted happening ("fixed", "arrived", "answered"): negated ("nothing is
+    fixed", "hasn't arrived", "nobody answered") it is a problem: frustration 2, polarity -2, needs a response.
 """
 
 from __future__ import annotations
@@ -363,6 +365,23 @@ empty | pol:-2 act:response
 someone else's | pol:-2 act:response
 doesn't exist | pol:-2 act:response
 doesn't accept | frustration:2 pol:-2 act:response
+fixed | outcome
+solved | outcome
+resolved | outcome
+sorted | outcome
+working | outcome
+works | outcome
+received | outcome
+replied | outcome
+helped | outcome
+refunded | outcome topic:billing
+delivered | outcome topic:delivery
+shipped | outcome topic:delivery
+processed | outcome
+got back to me | outcome
+get | outcome
+got | outcome
+your help | fixed
 doesn't solve | frustration:2 pol:-2 act:response
 didn't solve | frustration:2 pol:-2 act:response
 not fixed | frustration:2 pol:-2 act:response fixed
@@ -459,7 +478,7 @@ ship | topic:delivery
 courier | topic:delivery
 driver | topic:delivery topic:staff
 tracking | topic:delivery
-arrived | topic:delivery
+arrived | topic:delivery outcome
 arrive | topic:delivery
 where is my order | topic:delivery
 my order | topic:delivery
@@ -509,7 +528,7 @@ colleague | topic:staff
 assistant | topic:staff
 manager | topic:staff
 customer service | topic:staff
-answered | topic:staff
+answered | topic:staff outcome
 called back | topic:staff
 handled | topic:staff
 support | topic:staff

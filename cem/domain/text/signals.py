@@ -86,7 +86,7 @@ def _cx_score(compound: float, matches: list[CueMatch], emotions: dict[str, int]
         compound = 0.0  # VADER reads "please" and "help" as warmth; in a request they are manners
     evidence: float = sum(v for k, v in emotions.items() if k in POSITIVE) - sum(
         v for k, v in emotions.items() if k in NEGATIVE)
-    evidence += sum(-m.cue.polarity if m.negated else m.cue.polarity for m in matches)
+    evidence += sum(m.polarity for m in matches)
     evidence += 0.5 * effort if effort is not None else 0
     if not evidence:
         return compound
