@@ -209,3 +209,9 @@ def test_a_negated_outcome_is_a_problem(text: str) -> None:
 def test_an_outcome_that_happened_with_thanks_is_praise(text: str) -> None:
     signals = analyse(text)
     assert signals is not None and signals.actionability == "praise"
+
+
+def test_a_problem_told_in_a_friendly_tone_still_needs_a_response() -> None:
+    signals = analyse("The agent was nice but nothing is fixed.")
+    assert signals is not None and signals.actionability == "needs_response"
+    assert "joy" in dict(signals.emotions)  # the kind words are still read

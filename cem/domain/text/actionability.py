@@ -2,9 +2,9 @@
 
 First rule that holds:
 1. a suggestion cue ("it would be nice if", "you should", "please add", "I wish") -> `suggestion`;
-2. a request ("please", "can you", "I need", "refund", "cancel"), a question mark, or a negative sentence with a
-   problem in it (a negative emotion, effort below 0 or a problem cue: "broken", "missing", "charged twice")
-   -> `needs_response`;
+2. a request ("please", "can you", "I need", "refund", "cancel"), a question mark, a problem cue ("broken",
+   "missing", "charged twice") or a negated outcome ("nothing is fixed"), whatever the tone; or a negative sentence
+   with a negative emotion or effort below 0 -> `needs_response`;
 3. politeness that asks for nothing ("thanks in advance", "no worries") -> `not_meaningful`;
 4. a positive sentence with joy, gratitude of 2 or more, a praise cue or positive effort -> `praise`;
 5. otherwise `not_meaningful` (facts, greetings, fillers).
@@ -28,9 +28,9 @@ def sentence_actionability(words: tuple[str, ...], matches: list[CueMatch], pola
     acts = {act for m in matches for act in m.cue.actions}
     if "suggestion" in acts:
         return SUGGESTION
-    problem = bool(emotions.keys() & NEGATIVE) or (effort is not None and effort < 0) or any(
-        m.problem for m in matches)
-    if "response" in acts or "?" in words or (polarity < 0 and problem):
+    problem_cue = any(m.problem for m in matches)
+    troubled = bool(emotions.keys() & NEGATIVE) or (effort is not None and effort < 0)
+    if "response" in acts or "?" in words or problem_cue or (polarity < 0 and troubled):
         return NEEDS_RESPONSE
     if "none" in acts:
         return NOT_MEANINGFUL

@@ -481,7 +481,9 @@ tracking | topic:delivery
 arrived | topic:delivery outcome
 arrive | topic:delivery
 where is my order | topic:delivery
-my order | topic:delivery
+where my order | topic:delivery
+status of my order | topic:delivery
+order status | topic:delivery
 return | topic:delivery
 returning | topic:delivery
 returns | topic:delivery
@@ -514,6 +516,8 @@ fabric | topic:product_quality
 as described | topic:product_quality
 waterproof | topic:product_quality
 works perfectly | topic:product_quality
+works as expected | topic:product_quality
+fit | topic:product_quality
 product | topic:product_quality
 warranty | topic:product_quality
 sound | topic:product_quality
