@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cem.domain.text.lexicon import (
-    ACTION_CUES,
-    EFFORT_CUES,
-    EMOTION_CUES,
-    INTENSIFIERS,
-    NEGATORS,
-    TOPIC_CUES,
-)
+from cem.domain.text.lexicon import EMOTION_CUES, INTENSIFIERS, NEGATORS
+from cem.domain.text.lexicon_cx import ACTION_CUES, EFFORT_CUES, TOPIC_CUES
 
 EMOTIONS = ("anger", "frustration", "confusion", "disappointment", "worry", "joy", "gratitude")
 TOPICS = ("billing", "delivery", "account", "product_quality", "staff", "price")
