@@ -34,6 +34,7 @@ from typing import Any
 STAGES: tuple[tuple[str, str], ...] = (
     ("ingest: decode (fastavro/orjson)", "schemas/codec.py"),
     ("ingest: sentiment (VADER)", "vaderSentiment"),
+    ("ingest: text signals", "cem/domain/text/"),
     ("ingest: user agent (ua-parser)", "ua_parser"),
     ("ingest: phone numbers", "phonenumbers"),
     ("ingest: identifiers", "cem/domain/identifiers.py"),
@@ -166,12 +167,15 @@ def inproc(events: int, kind: str, seed: int, batch: int, profile: bool, order: 
 
 def clear_text_caches() -> None:
     from cem.domain import enrich
+    from cem.domain.text import signals
 
     for name in dir(enrich):
         if "sentiment" in name:
             clear = getattr(getattr(enrich, name), "cache_clear", None)
             if callable(clear):
                 clear()
+    for name in ("_cached_analyse", "_cached_sentence"):
+        getattr(signals, name).cache_clear()
 
 
 def reset_caches(ingestor: Any) -> None:
@@ -180,8 +184,9 @@ def reset_caches(ingestor: Any) -> None:
     import ua_parser
 
     from cem.domain import enrich, identifiers
+    from cem.domain.text import signals
 
-    for module in (enrich, identifiers):
+    for module in (enrich, identifiers, signals):
         for name in dir(module):
             clear = getattr(getattr(module, name), "cache_clear", None)
             if callable(clear):

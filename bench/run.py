@@ -16,6 +16,8 @@ Phases (docs/performance.md explains each method and its resolution):
                          identifier must not cost more)
   7. collector           a `cem collect` process (bench/collector.py): Segment-shaped batch posts from concurrent
                          clients, each answered once Kafka acknowledged it; requests/s, events/s, p50/p99
+  8. text cost           in-process (bench/text_cost.py): enrichment CPU per event before text signals (VADER,
+                         user agent) and with them, and per new text
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY scale_2w=Z.ZZ`.
 """
@@ -41,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from bench import collector, kiosk, procstat
+from bench import collector, kiosk, procstat, text_cost
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -486,6 +488,10 @@ class Bench:
             self.result["collector"] = collect
             log(f"collector: {collect['requests_per_s']:,.0f} requests/s, {collect['events_per_s']:,.0f} events/s, "
                 f"p50 {collect['p50_ms']} ms, p99 {collect['p99_ms']} ms")
+        if args.text_events > 0:
+            cost = text_cost.measure(args.text_events, args.seed)
+            self.result["text_cost"] = cost.as_dict()
+            log(f"text signals: {cost.as_dict()}")
 
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
@@ -613,6 +619,13 @@ def summary_table(r: dict[str, Any]) -> str:
         add("collector: batch posts", f"{c['requests_per_s']:,.0f}/s, {c['events_per_s']:,.0f} events/s",
             f"{c['events_per_request']} events per post, {c['concurrency']} clients; p50 {c['p50_ms']} ms, "
             f"p99 {c['p99_ms']} ms (200 = on Kafka)")
+    if "text_cost" in r:
+        t = r["text_cost"]
+        add("enrichment per event: before / with text",
+            f"{t['old_us_per_event']} / {t['old_and_text_us_per_event']} us",
+            f"x{t['ratio_to_old']}; +{t['added_us_per_text']} us per text ({t['with_text']:,} of {t['events']:,} "
+            f"events); a new text: VADER {t['vader_us_per_unique_text']} us, with text signals "
+            f"{t['vader_and_text_us_per_unique_text']} us")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -654,6 +667,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(0: skip)")
     p.add_argument("--collector-batch", type=int, default=100, help="events per post (the SDKs' default batch)")
     p.add_argument("--collector-concurrency", type=int, default=8, help="concurrent HTTP clients")
+    p.add_argument("--text-events", type=int, default=20_000, help="events of the in-process enrichment-cost phase "
+                   "(bench/text_cost.py: VADER and user agents, then with text signals; 0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--profile", action="store_true",

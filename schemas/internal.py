@@ -21,7 +21,8 @@ from cem.domain.reasons import Reason
 
 SIGNATURE_HEADER = "cem.signature"
 CONTROL_KINDS = frozenset({"forget"})
-WIRE_FIELDS = 15  # Interaction.to_wire
+WIRE_FIELDS = 16  # Interaction.to_wire
+LEGACY_WIRE_FIELDS = 15  # before text signals: still accepted, so a rolling upgrade loses no batch
 MAX_REQUEST_ID_CHARS = 128
 
 
@@ -142,14 +143,17 @@ def _event_from_wire(index: int, row: Any) -> Interaction:
     problem = _wire_problem(row)
     if problem is not None:
         raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, f"event {index}: {problem}")
-    return Interaction.from_wire(row)
+    try:
+        return Interaction.from_wire(row)
+    except ValueError as exc:  # the text signals, checked by their own module
+        raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, f"event {index}: {exc}") from None
 
 
 def _wire_problem(row: Any) -> str | None:  # noqa: C901 - one check per field reads best as a flat list
-    if not isinstance(row, list) or len(row) != WIRE_FIELDS:
+    if not isinstance(row, list) or len(row) not in (WIRE_FIELDS, LEGACY_WIRE_FIELDS):
         return f"a wire event is a list of {WIRE_FIELDS} fields"
     (event_id, channel, event_type, occurred_ms, identifiers, fingerprint, text, issue_ref, survey_kind,
-     survey_score, properties, sentiment, device, os_family, browser) = row
+     survey_score, properties, sentiment, device, os_family, browser) = row[:LEGACY_WIRE_FIELDS]
     if not (isinstance(event_id, str) and event_id and isinstance(channel, str) and isinstance(event_type, str)):
         return "event_id, channel and type must be strings"
     if not _is_int(occurred_ms):

@@ -216,7 +216,9 @@ def migrate(warehouse: Warehouse) -> list[str]:
         if path.stem in done:
             continue
         for statement in split_statements(path.read_text()):
-            warehouse.command(statement.format(db=db))
+            pending = without_existing_columns(warehouse, statement.format(db=db))
+            if pending:
+                warehouse.command(pending)
         warehouse.insert("schema_migrations", {"name": [path.stem], "applied_ms": [int(time.time() * 1000)]})
         applied.append(path.stem)
     return applied
@@ -225,6 +227,33 @@ def migrate(warehouse: Warehouse) -> list[str]:
 def split_statements(script: str) -> list[str]:
     without_comments = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+_ALTER_ADD = re.compile(r"ALTER TABLE ([\w{}]+)\.(\w+)\s+(ADD COLUMN .*)", re.S)
+_ADD_CLAUSE = re.compile(r"ADD COLUMN (\w+)\s+(.*)", re.S)
+
+
+def _add_clauses(clauses: str) -> list[tuple[str, str]]:
+    """(column, type) of each `ADD COLUMN name type` of an ALTER, in order."""
+    found = []
+    for clause in re.split(r",\s*(?=ADD COLUMN )", clauses.strip()):
+        match = _ADD_CLAUSE.match(clause.strip())
+        if match:
+            found.append((match.group(1), match.group(2).strip()))
+    return found
+
+
+def without_existing_columns(warehouse: Warehouse, statement: str) -> str | None:
+    """`statement` without the ADD COLUMN clauses whose column exists (None when none is left): ClickHouse 18.16
+    has no ADD COLUMN IF NOT EXISTS, and a migration that failed after its ALTER must be able to run again."""
+    found = _ALTER_ADD.match(statement)
+    if not found:
+        return statement
+    database, table = found.group(1), found.group(2)
+    existing = {row[0] for row in warehouse.query(
+        f"SELECT name FROM system.columns WHERE database = {sql_string(database)} AND table = {sql_string(table)}")}
+    missing = [f"ADD COLUMN {name} {kind}" for name, kind in _add_clauses(found.group(3)) if name not in existing]
+    return f"ALTER TABLE {database}.{table} " + ", ".join(missing) if missing else None
 
 
 _CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+) \((.*)\) ENGINE", re.S)
@@ -239,6 +268,9 @@ def migration_tables() -> dict[str, dict[str, str]]:
             if found:
                 lines = [line.strip().rstrip(",") for line in found.group(2).splitlines() if line.strip()]
                 tables[found.group(1)] = dict(line.split(None, 1) for line in lines)
+            added = _ALTER_ADD.match(statement)
+            if added:
+                tables[added.group(2)].update(_add_clauses(added.group(3)))
     return tables
 
 

@@ -143,8 +143,10 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
             f"ALTER TABLE {db}.refused_merge_log DELETE WHERE event_id IN ({events})",
             # A shared identifier revealed by an anonymised event (one erased with --force, say) goes too.
             f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({events})",
-            # Kept, so counts and hourly aggregates stay exact, but with nothing of the person.
-            f"ALTER TABLE {db}.interaction_log UPDATE text = '', property_keys = emptyArrayString(), "
+            # Kept, so counts and hourly aggregates stay exact, but with nothing of the person. The text signals'
+            # labels stay (like the sentiment); their cues quote her words, so they go with the text.
+            f"ALTER TABLE {db}.interaction_log UPDATE text = '', text_cues = emptyArrayString(), "
+            f"property_keys = emptyArrayString(), "
             f"property_values = emptyArrayString(), device = '', os = '', browser = '', identity_key = '', "
             f"origin_customer_id = '{FORGOTTEN}', origin_session_id = '' WHERE event_id IN ({events})",
         ]

@@ -14,6 +14,7 @@ from typing import Any
 from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
 from cem.domain.resolver import Effects
+from cem.domain.text import TextSignals
 
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
@@ -164,6 +165,22 @@ def _interaction_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
         "fingerprint": [e.fingerprint for e in events],
         "ingested_ms": [now_ms] * len(rows),
         "version": [effects.version] * len(rows),
+        **text_signal_columns([e.text_signals for e in events]),
+    }
+
+
+def text_signal_columns(signals: list[TextSignals | None]) -> dict[str, list[Any]]:
+    """The interaction_log columns of the events' text signals; an event without text gets the defaults."""
+    return {
+        "text_sentiment": [s.sentiment if s else None for s in signals],
+        "emotions": [[label for label, _ in s.emotions] if s else [] for s in signals],
+        "emotion_intensities": [[intensity for _, intensity in s.emotions] if s else [] for s in signals],
+        "emotion_intensity": [s.emotion_intensity if s else None for s in signals],
+        "effort": [s.effort if s else None for s in signals],
+        "actionability": [s.actionability if s else "" for s in signals],
+        "topics": [list(s.topics) if s else [] for s in signals],
+        "text_cues": [list(s.cues) if s else [] for s in signals],
+        "sentence_count": [s.sentences if s else 0 for s in signals],
     }
 
 

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from cem.domain.reasons import Reason
+from cem.domain.text import TextSignals, analyse
+from cem.domain.text.wire import signals_from_wire, signals_to_wire
 
 Identifier = tuple[str, str]  # (type, normalised value)
 
@@ -40,6 +42,7 @@ class Interaction:
     device: str = ""
     os: str = ""
     browser: str = ""
+    text_signals: TextSignals | None = None
 
     def to_wire(self) -> list[object]:
         return [
@@ -58,14 +61,19 @@ class Interaction:
             self.device,
             self.os,
             self.browser,
+            signals_to_wire(self.text_signals),
         ]
 
     @classmethod
     def from_wire(cls, row: list) -> Interaction:  # type: ignore[type-arg]
-        (eid, ch, typ, occ, ids, fp, text, issue, skind, sscore, props, sent, dev, os_, br) = row
+        """An Interaction from its wire row. A row of 15 fields comes from a worker older than text signals (a
+        rolling upgrade): its signals are computed here, so its interaction_log row is as complete as any other.
+        Raises ValueError when the text signals are malformed."""
+        (eid, ch, typ, occ, ids, fp, text, issue, skind, sscore, props, sent, dev, os_, br) = row[:15]
+        signals = signals_from_wire(row[15]) if len(row) > 15 else analyse(text)
         return cls(
             eid, ch, typ, occ, tuple((t, v) for t, v in ids), fp, text, issue, skind, sscore, props, sent,
-            dev, os_, br,
+            dev, os_, br, signals,
         )
 
 

@@ -19,6 +19,7 @@ from cem.domain.enrich import device_of, sentiment
 from cem.domain.identifiers import IdentifierRules, normalise_all
 from cem.domain.model import SURVEY_SCALES, Interaction, Rejection
 from cem.domain.reasons import Reason
+from cem.domain.text import analyse
 
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 MAX_EVENT_ID_CHARS = 128
@@ -98,7 +99,7 @@ def check_record(
 
 
 def enriched(checked: CheckedRecord) -> Interaction:
-    """The Interaction of a checked record: its content fingerprint, sentiment and device."""
+    """The Interaction of a checked record: its content fingerprint, sentiment, text signals and device."""
     device, os_family, browser = device_of(checked.properties.get("user_agent", ""))
     c = checked
     return Interaction(
@@ -118,6 +119,7 @@ def enriched(checked: CheckedRecord) -> Interaction:
         device=device,
         os=os_family,
         browser=browser,
+        text_signals=analyse(c.text),
     )
 
 

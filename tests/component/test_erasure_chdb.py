@@ -79,6 +79,9 @@ def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path, new_service: Calla
     assert by_event["b1"] == by_event["b3"] == bob_id  # Bob keeps his other events
     assert rows(db, "SELECT count(), uniqExact(event_id) FROM {db}.interactions") == [(13, 13)]
     assert rows(db, "SELECT text FROM {db}.interactions WHERE event_id = 'k1'") == [("hello from kate",)]
+    # Her texts' cues quote her words ("cancel", "address"): gone with the texts; the labels stay.
+    assert rows(db, "SELECT countIf(notEmpty(text_cues)), countIf(actionability != '') FROM {db}.interactions "
+                    "WHERE customer_id = 'forgotten'") == [(0, 4)]
     assert rows(db, "SELECT customer_id FROM {db}.identities WHERE value = 'CRM-BOB-1'") == [(bob_id,)]
     assert rows(db, "SELECT customer_id FROM {db}.journeys WHERE issue_ref = 'CASE-1042'") == [("forgotten",)]
     # Delivered again (at-least-once): answered from the audit row, not applied twice.

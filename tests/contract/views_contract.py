@@ -12,9 +12,10 @@ from typing import Any
 
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
+from cem.domain.text import analyse
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
-from sinks.clickhouse import MIGRATIONS_DIR, split_statements
+from sinks.clickhouse import MIGRATIONS_DIR, split_statements, without_existing_columns
 from sinks.squash import squash
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
@@ -186,3 +187,33 @@ class ViewsContract:
         expected = {e.event_id: sink.resolver.graph.customer_of_set(e.identifiers)
                     for e in BEFORE_MERGE + MERGE + late}
         assert dict(_query(engine, "SELECT event_id, customer_id FROM {db}.interactions")) == expected
+
+    def test_interactions_carry_the_text_signals(self, engine: Backend) -> None:
+        texts = {"t1": "Third time I call about my bill, I'm furious! Please refund me.",
+                 "t2": "Delivered in two days, love it 😍", "t3": None}
+        events = [replace(event(eid, T0 + i, [("email", f"{eid}@example.com")], **CHAT), text=text,
+                          text_signals=analyse(text)) for i, (eid, text) in enumerate(texts.items())]
+        service_on(engine).process_and_write(events)
+        rows = {r[0]: r[1:] for r in _query(
+            engine, "SELECT event_id, round(text_sentiment, 1), emotions, emotion_intensities, emotion_intensity, "
+                    "round(effort, 1), actionability, topics, length(text_cues) > 0, sentence_count "
+                    "FROM {db}.interactions")}
+        for e in events[:2]:
+            s = e.text_signals
+            assert s is not None
+            assert rows[e.event_id] == (s.sentiment, [label for label, _ in s.emotions], [i for _, i in s.emotions],
+                                        s.emotion_intensity, s.effort, s.actionability, list(s.topics), 1,
+                                        s.sentences)
+        assert rows["t1"][5:7] == ("needs_response", ["billing"]) and rows["t1"][4] == -4.0
+        assert rows["t3"] == (None, [], [], None, None, "", [], 0, 0)
+        # Averages skip the events without an effort signal, as the effort scale requires.
+        assert _query(engine, "SELECT round(avg(effort), 1) FROM {db}.interactions") == [(-4.0,)]
+
+    def test_the_text_signals_migration_can_run_again(self, engine: Backend) -> None:
+        db = engine.open()
+        for statement in split_statements((MIGRATIONS_DIR / "0008_text_signals.sql").read_text()):
+            pending = without_existing_columns(db, statement.format(db=db.database))
+            assert not (pending or "").startswith("ALTER")  # every column exists: the ALTER is left out
+            if pending:
+                db.command(pending)
+        assert _query(engine, "SELECT count() FROM {db}.interactions WHERE effort IS NULL") == [(0,)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cem.domain.text import analyse
 from cem.settings import CHANNELS
 from devtools.harness import WorkerProcess, isolated_settings, wait_until
 from devtools.scrape import metric_value
@@ -54,6 +55,18 @@ def test_pipeline_exact_results_and_dedup_across_restart(kafka, clickhouse, tmp_
         assert (contacts, tuple(channels), bool(resolved), bool(fcr)) == \
             (truth.contacts, truth.channels, truth.resolved, truth.fcr), issue_ref
         assert ttr == truth.time_to_resolution_s, issue_ref
+
+    # Text signals: each event with text carries the roll-up of its text (computed in ingest), the others none.
+    signals = db.query(f"SELECT text, actionability, emotions, topics, sentence_count FROM {name}.interactions "
+                       "WHERE text != ''")
+    assert signals
+    for text, actionability, emotions, topics, sentences in signals:
+        expected = analyse(text)
+        assert expected is not None
+        assert (actionability, emotions, topics, sentences) == (
+            expected.actionability, [e for e, _ in expected.emotions], list(expected.topics), expected.sentences)
+    assert db.query(f"SELECT count() FROM {name}.interactions WHERE text = '' AND (actionability != '' "
+                    "OR sentence_count != 0 OR effort IS NOT NULL)") == [(0,)]
 
     # Sessions: per person, the number of 30-minute-gap sessions of web and mobile events.
     person_of_customer = {c: traffic.person_of_event[e] for e, c in rows}
