@@ -76,7 +76,7 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
     first_events = _column(warehouse, f"SELECT DISTINCT first_event_id FROM {db}.identity_sets WHERE identity_key IN",
                            keys)
     marking_events, rewrite = _shared_rows(warehouse, set(plan.erased) | set(erasure.unshared), set(event_ids))
-    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events, keys):
+    for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events):
         warehouse.command(statement)
     wait_for_mutations(warehouse, timeout, "erasure mutations")
     marked = resolver.graph.shared.marked
@@ -117,11 +117,11 @@ def _shared_rows(warehouse: Warehouse, no_longer: set[Identifier],
 
 
 def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence[str],
-                       first_event_ids: Sequence[str], marking_event_ids: Sequence[str] = (),
-                       identity_keys: Sequence[str] = ()) -> list[str]:
-    """The mutations of one erasure, in the order they must be sent. They name customer ids, event ids and
-    identity keys (hashes) only. `marking_event_ids`: events, kept, that revealed an identifier no longer shared;
-    its row goes. `identity_keys`: the erased identifier sets, whose overrides go."""
+                       first_event_ids: Sequence[str], marking_event_ids: Sequence[str] = ()) -> list[str]:
+    """The mutations of one erasure, in the order they must be sent. They name customer ids and event ids only
+    (never an identity key: a hash of the person's identifiers). `marking_event_ids`: events, kept, that revealed
+    an identifier no longer shared; its row goes. The overrides of the erased sets go with their customers: an
+    erased set belongs to an erased customer."""
     statements: list[str] = []
     if customer_ids:
         ids = in_list(sorted(customer_ids))
@@ -152,8 +152,6 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
         ]
     for chunk in chunks(sorted(set(marking_event_ids))):
         statements.append(f"ALTER TABLE {db}.shared_identifiers DELETE WHERE event_id IN ({in_list(chunk)})")
-    for chunk in chunks(sorted(set(identity_keys))):
-        statements.append(f"ALTER TABLE {db}.overrides DELETE WHERE kind = 'customer' AND id IN ({in_list(chunk)})")
     for chunk in chunks(sorted(set(first_event_ids))):
         statements.append(f"ALTER TABLE {db}.identity_sets DELETE WHERE first_event_id IN ({in_list(chunk)})")
     if customer_ids:

@@ -296,11 +296,11 @@ def test_mutations_name_only_ids_and_touch_identity_sets_last() -> None:
     assert erasure_statements("cem", [], [], []) == []
 
 
-def test_the_overrides_of_erased_sets_and_customers_go() -> None:
-    statements = erasure_statements("cem", ["c_1"], ["ev-1"], ["ev-1"], identity_keys=["k_a", "k_b"])
+def test_the_overrides_of_erased_customers_go_naming_no_identity_key() -> None:
+    statements = erasure_statements("cem", ["c_1"], ["ev-1"], ["ev-1"])
     overrides = [s for s in statements if s.startswith("ALTER TABLE cem.overrides")]
-    assert overrides == ["ALTER TABLE cem.overrides DELETE WHERE kind = 'customer' AND current_id IN ('c_1')",
-                         "ALTER TABLE cem.overrides DELETE WHERE kind = 'customer' AND id IN ('k_a', 'k_b')"]
+    assert overrides == ["ALTER TABLE cem.overrides DELETE WHERE kind = 'customer' AND current_id IN ('c_1')"]
+    assert not any("k_" in s for s in statements)
 
 
 # ---- purging consumed records from the topics ----------------------------------------------------------------
