@@ -13,9 +13,9 @@ from sinks.warehouse import Warehouse, WarehouseError
 IN_LIST_MAX = 1_000  # values per IN (...) list: a mutation's text stays far below max_query_size (256 KiB)
 
 
-def chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), IN_LIST_MAX):
-        yield values[start:start + IN_LIST_MAX]
+def chunks(values: Sequence[str], size: int = IN_LIST_MAX) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def in_list(values: Iterable[str]) -> str:

@@ -1,27 +1,30 @@
 """The squash job: interaction rows rewritten with the overrides that apply to them, and those overrides deleted,
 so `overrides` holds only recent moves and the `interactions` view stays as cheap as interaction_log.
 
-An override is squashed once its latest version is older than a horizon. For each kind, the interaction rows it
-applies to are rewritten with a mutation (`transform` over the ids of a chunk), the job waits until the server
-has applied it, and only then deletes the overrides it applied, up to the horizon. Between the two steps a row
-and its override agree, so every view stays exact at every moment; an override written later (a newer move)
-has a newer version and is neither applied nor deleted. Running the job twice, or from two places, rewrites the
+An override is squashed once its latest version is older than a horizon (`before_version`). Versions only grow,
+so the overrides below the horizon are a fixed set while the job runs; a move written meanwhile is newer and is
+neither applied nor deleted. For each kind the interaction rows are rewritten with a mutation, the job waits until
+the server has applied it, and only then deletes the overrides it applied. Between the two steps a row and its
+override agree, so the views stay exact at every moment. Running the job twice, or from two places, rewrites the
 same rows to the same ids.
+
+Mutation texts stay in `system.mutations`, so they never name an identity key (a hash of a person's
+identifiers): customer overrides are applied per target customer, with the keys selected by a subquery on
+`overrides` (ClickHouse 18.16 accepts IN subqueries in a mutation, not scalar ones). Session and journey ids,
+which name no person, are listed as literals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sinks.clickhouse import sql_string
 from sinks.mutations import chunks, in_list, wait_for_mutations
 from sinks.warehouse import Warehouse
 
-# kind -> (the interaction_log column rewritten, the column the override's id is matched against)
-SQUASHED_COLUMNS = {
-    "customer": ("origin_customer_id", "identity_key"),
-    "session": ("origin_session_id", "origin_session_id"),
-    "journey": ("journey_id", "journey_id"),
-}
+TARGETS_PER_MUTATION = 200  # customers per customer mutation: one IN subquery each, the text stays near 50 kB
+# kind -> the interaction_log column its ids are written in (and rewritten)
+ID_COLUMNS = {"session": "origin_session_id", "journey": "journey_id"}
 
 
 @dataclass(frozen=True)
@@ -33,25 +36,54 @@ class SquashResult:
 def squash(warehouse: Warehouse, before_version: int, timeout: float = 600.0) -> SquashResult:
     """Apply and delete every override whose latest version is below `before_version` (a resolver version:
     milliseconds × 1000)."""
-    db = warehouse.database
-    squashed: dict[str, int] = {}
-    for kind, (column, key_column) in SQUASHED_COLUMNS.items():
-        overrides = warehouse.query(
-            f"SELECT id, argMax(current_id, version) FROM {db}.overrides WHERE kind = '{kind}' "
-            f"GROUP BY id HAVING max(version) < {int(before_version)} ORDER BY id")
-        squashed[kind] = len(overrides)
-        if not overrides:
-            continue
-        ids = [str(row[0]) for row in overrides]
-        current = dict((str(a), str(b)) for a, b in overrides)
-        for chunk in chunks(ids):
-            warehouse.command(
-                f"ALTER TABLE {db}.interaction_log UPDATE {column} = transform({key_column}, [{in_list(chunk)}], "
-                f"[{in_list(current[i] for i in chunk)}], {column}) WHERE {key_column} IN ({in_list(chunk)})")
-        wait_for_mutations(warehouse, timeout, "the squash of interaction rows")
-        for chunk in chunks(ids):
-            warehouse.command(f"ALTER TABLE {db}.overrides DELETE WHERE kind = '{kind}' AND id IN ({in_list(chunk)}) "
-                              f"AND version < {int(before_version)}")
-        wait_for_mutations(warehouse, timeout, "the squash of overrides")
+    db, below = warehouse.database, int(before_version)
+    squashed = {"customer": _squash_customers(warehouse, below, timeout)}
+    for kind, column in ID_COLUMNS.items():
+        squashed[kind] = _squash_ids(warehouse, kind, column, below, timeout)
     remaining = int(warehouse.query(f"SELECT count() FROM {db}.overrides")[0][0])
     return SquashResult(squashed, remaining)
+
+
+def _latest(db: str, kind: str, below: int, having: str = "") -> str:
+    """The ids of `kind` whose latest override is below the horizon (and meets `having`)."""
+    return (f"SELECT id FROM {db}.overrides WHERE kind = '{kind}' GROUP BY id "
+            f"HAVING max(version) < {below}{' AND ' + having if having else ''}")
+
+
+def _squash_customers(warehouse: Warehouse, below: int, timeout: float) -> int:
+    db = warehouse.database
+    rows = warehouse.query(f"SELECT argMax(current_id, version) AS target, count() FROM {db}.overrides "
+                           f"WHERE kind = 'customer' GROUP BY id HAVING max(version) < {below}")
+    targets = sorted({str(target) for target, _ in rows})
+    for chunk in chunks(targets, TARGETS_PER_MUTATION):
+        branches = ", ".join(
+            f"identity_key IN ({_latest(db, 'customer', below, f'argMax(current_id, version) = {sql_string(t)}')}), "
+            f"{sql_string(t)}" for t in chunk)
+        scope = _latest(db, "customer", below, f"argMax(current_id, version) IN ({in_list(chunk)})")
+        warehouse.command(f"ALTER TABLE {db}.interaction_log UPDATE origin_customer_id = "
+                          f"multiIf({branches}, origin_customer_id) WHERE identity_key IN ({scope})")
+    _delete_applied(warehouse, "customer", below, timeout, bool(rows))
+    return len(rows)
+
+
+def _squash_ids(warehouse: Warehouse, kind: str, column: str, below: int, timeout: float) -> int:
+    db = warehouse.database
+    rows = warehouse.query(f"SELECT id, argMax(current_id, version) FROM {db}.overrides WHERE kind = '{kind}' "
+                           f"GROUP BY id HAVING max(version) < {below} ORDER BY id")
+    current = {str(old): str(new) for old, new in rows}
+    for chunk in chunks(sorted(current)):
+        warehouse.command(
+            f"ALTER TABLE {db}.interaction_log UPDATE {column} = transform({column}, [{in_list(chunk)}], "
+            f"[{in_list(current[i] for i in chunk)}], {column}) WHERE {column} IN ({in_list(chunk)})")
+    _delete_applied(warehouse, kind, below, timeout, bool(rows))
+    return len(rows)
+
+
+def _delete_applied(warehouse: Warehouse, kind: str, below: int, timeout: float, any_applied: bool) -> None:
+    if not any_applied:
+        return
+    wait_for_mutations(warehouse, timeout, f"the squash of {kind} overrides")
+    db = warehouse.database
+    warehouse.command(f"ALTER TABLE {db}.overrides DELETE WHERE kind = '{kind}' AND version < {below} "
+                      f"AND id IN ({_latest(db, kind, below)})")
+    wait_for_mutations(warehouse, timeout, f"the deletion of squashed {kind} overrides")

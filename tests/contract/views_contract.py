@@ -177,6 +177,9 @@ class ViewsContract:
         assert [_query(engine, view) for view in views] == before
         assert _query(engine, "SELECT count() FROM {db}.interactions WHERE customer_id != origin_customer_id "
                               "OR journey_id != origin_journey_id") == [(0,)]  # rewritten in place
+        commands = [str(c) for (c,) in _query(engine, "SELECT command FROM system.mutations WHERE database = '{db}'")]
+        assert any("UPDATE origin_customer_id" in c for c in commands)  # the squash's own mutations are there
+        assert not [c for c in commands if "k_" in c]  # mutation texts are kept: they name no identity key
 
         # Later moves write overrides again; an override newer than the horizon is neither applied nor deleted.
         late = [event("link2", T0 + 5 * HOUR_MS, [("email", "u1@example.com"), PHONE], **CHAT)]
