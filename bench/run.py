@@ -10,7 +10,8 @@ Phases (docs/performance.md explains each method and its resolution):
                          visible (ClickHouse polled every --poll-ms)
   4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
-                         peak RSS (VmHWM) at the end
+                         peak RSS (VmHWM) at the end; then the analysts' `interactions` view against its base
+                         table on what it wrote, before and after a squash of the overrides (bench/views.py)
   6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
                          e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
                          identifier must not cost more)
@@ -43,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from bench import collector, kiosk, procstat, text_cost
+from bench import collector, kiosk, procstat, text_cost, views
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -472,6 +473,8 @@ class Bench:
             mem["rss_growth"] = _rss_growth(mem)
             self.result["memory"] = mem
             log(f"memory: {mem['rss_growth']}")
+            self.result["views"] = views.measure(c.clickhouse_url)
+            log(f"views: {self.result['views']}")
 
         if args.kiosk_visitors > 0:
             hot = kiosk.measure(args.kiosk_visitors, args.seed)
@@ -608,6 +611,14 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{r['memory']['records']:,} events / {r['memory']['customers']:,} customers; "
             f"{g.get('mb_per_100k_events', '?')} MB per 100k events; "
             f"~{g.get('peak_extrapolated_to_1m_events_mb', '?')} MB at 1M")
+    if "views" in r:
+        v = r["views"]
+        for name in ("per_channel_count", "customer_timeline"):
+            add(f"view cost: {name.replace('_', ' ')}",
+                f"{v['before_squash'][name]['ratio']:.2f} / {v['after_squash'][name]['ratio']:.2f}",
+                f"interactions / interaction_log, before / after squash; {v['interaction_rows']:,} rows, "
+                f"overrides {v['overrides_by_kind']} -> {v['overrides_left']} (squash {v['squash_s']} s); "
+                "target <= 2")
     if "kiosk" in r:
         hot = r["kiosk"]
         add("kiosk: one device / own devices", f"{hot['ratio']:.2f}", f"{hot['visitors']:,} visitors, "
