@@ -46,6 +46,10 @@ SINK_BATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 SINK_FAILURES = Counter("cem_sink_failures_total", "Failed ClickHouse insert attempts (retried)", registry=REGISTRY)
+INSERTS_FOUND_LANDED = Counter(
+    "cem_sink_inserts_found_landed_total",
+    "Failed inserts whose rows were found in the warehouse when the write resumed (the reply was lost): not sent "
+    "again", ["table"], registry=REGISTRY)
 SINK_UP = Gauge("cem_sink_up", "1 when the last ClickHouse write succeeded, 0 while retrying", registry=REGISTRY)
 SINK_PENDING_EVENTS = Gauge(
     "cem_sink_pending_events", "Events processed but not yet written (offsets not committed)", registry=REGISTRY

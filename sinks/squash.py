@@ -16,13 +16,16 @@ which name no person, are listed as literals.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sinks.clickhouse import sql_string
 from sinks.mutations import chunks, in_list, wait_for_mutations
 from sinks.warehouse import Warehouse
 
-TARGETS_PER_MUTATION = 200  # customers per customer mutation: one IN subquery each, the text stays near 50 kB
+# A mutation rewrites every part it touches, so customer targets go into as few mutations as the query size allows
+# (max_query_size is 256 KiB by default): one IN subquery per target customer, up to this much text.
+MUTATION_TEXT_MAX = 200_000
 # kind -> the interaction_log column its ids are written in (and rewritten)
 ID_COLUMNS = {"session": "origin_session_id", "journey": "journey_id"}
 
@@ -52,18 +55,36 @@ def _latest(db: str, kind: str, below: int, having: str = "") -> str:
 
 def _squash_customers(warehouse: Warehouse, below: int, timeout: float) -> int:
     db = warehouse.database
-    rows = warehouse.query(f"SELECT argMax(current_id, version) AS target, count() FROM {db}.overrides "
+    rows = warehouse.query(f"SELECT argMax(current_id, version) FROM {db}.overrides "
                            f"WHERE kind = 'customer' GROUP BY id HAVING max(version) < {below}")
-    targets = sorted({str(target) for target, _ in rows})
-    for chunk in chunks(targets, TARGETS_PER_MUTATION):
-        branches = ", ".join(
-            f"identity_key IN ({_latest(db, 'customer', below, f'argMax(current_id, version) = {sql_string(t)}')}), "
-            f"{sql_string(t)}" for t in chunk)
+    targets = sorted({str(target) for (target,) in rows})
+    for chunk in _text_bounded(targets, lambda t: _customer_branch(db, below, t)):
+        branches = ", ".join(_customer_branch(db, below, t) for t in chunk)
         scope = _latest(db, "customer", below, f"argMax(current_id, version) IN ({in_list(chunk)})")
         warehouse.command(f"ALTER TABLE {db}.interaction_log UPDATE origin_customer_id = "
                           f"multiIf({branches}, origin_customer_id) WHERE identity_key IN ({scope})")
     _delete_applied(warehouse, "customer", below, timeout, bool(rows))
     return len(rows)
+
+
+def _customer_branch(db: str, below: int, target: str) -> str:
+    """The multiIf branch giving `target` to the rows of every set whose latest override names it."""
+    latest = _latest(db, "customer", below, f"argMax(current_id, version) = {sql_string(target)}")
+    return f"identity_key IN ({latest}), {sql_string(target)}"
+
+
+def _text_bounded(targets: list[str], text: Callable[[str], str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for target in targets:
+        cost = len(text(target)) + len(target) + 4
+        if chunk and size + cost > MUTATION_TEXT_MAX:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(target)
+        size += cost
+    if chunk:
+        yield chunk
 
 
 def _squash_ids(warehouse: Warehouse, kind: str, column: str, below: int, timeout: float) -> int:

@@ -160,6 +160,7 @@ class ResolverService:
             if columns is None or table in write.landed:
                 continue
             if table == write.uncertain and warehouse.holds_version(table, version):
+                metrics.INSERTS_FOUND_LANDED.labels(table).inc()
                 write.landed.add(table)
                 continue
             self.pending, write.uncertain = write, table

@@ -126,18 +126,24 @@ def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kaf
         healed = time.monotonic()
         s.wait_drained()
         failures = metric_value(worker.metrics_text(), "cem_sink_failures_total")
+        found = metric_value(worker.metrics_text(), "cem_sink_inserts_found_landed_total")
         assert proxy.resets > 0 and failures > 0, (proxy.resets, failures)
         figures = s.finish(time_to_recover_s=round(time.monotonic() - healed, 1), connection_resets=proxy.resets,
                            sink_failures=int(failures), flaky_s=round(healed - flaky, 1))
-        # Each lost reply's rows had landed: the retry saw them as duplicates instead of writing them again.
-        assert figures["duplicates_before_dedup"] > s.traffic.duplicates_sent
+        # Each lost reply's rows had landed: the resumed write found them instead of writing them again (and the
+        # invariants checked by finish() count every event once).
+        assert found > 0, (proxy.resets, figures)
 
 
 def test_clickhouse_down_while_a_worker_joins_no_zombie_writer(scenario, kafka, tmp_workdir) -> None:
     """A rebalance during an outage: the resolver owner cannot give up its partition (its batch is not written),
-    so it exits instead of letting the group drop it and writing the batch later, beside the new owner."""
-    with ClickHouseServer(tmp_workdir("clickhouse-rebalance")) as server:
-        s = scenario("chrebalance", kafka.bootstrap, server.url, customers=80, seed=33)
+    so it exits instead of letting the group drop it and writing the batch later, beside the new owner. The
+    workers reach ClickHouse through a proxy, as through a load balancer: the new worker's start-up check finds
+    the address answering (a worker started with no ClickHouse at all exits 69 at once, see test_fail_fast)."""
+    with ClickHouseServer(tmp_workdir("clickhouse-rebalance")) as server, DelayProxy(server.tcp_port, delay=0.0,
+                                                                                        seed=33) as proxy:
+        url = f"clickhouse://default:@127.0.0.1:{proxy.port}/cem"
+        s = scenario("chrebalance", kafka.bootstrap, url, customers=80, seed=33)
         half = len(s.records) // 2
         w1 = s.start_worker("w1")
         publish(s.settings, s.records[:half])

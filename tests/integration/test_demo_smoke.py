@@ -18,7 +18,7 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     demo = run_module("devtools.demo", "--customers", "60", "--seed", "5", env=env, timeout=300)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "cem customer-experience report" in demo.stdout
-    assert "FCR rate %" in demo.stdout and "NPS" in demo.stdout
+    assert "Scores by channel" in demo.stdout and "FCR %" in demo.stdout and "NPS" in demo.stdout
     # The worker's log: plain INFO lines (what it did), no terminal codes, no customer identifier.
     worker_log = (tmp_path / "state" / "demo" / "worker.log").read_text()
     assert "[INFO] faust.worker: [^CemWorker]: Ready" in worker_log
