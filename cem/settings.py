@@ -39,6 +39,9 @@ class Settings:
     kafka_ssl_cafile: str = ""
     # Empty: the embedded engine in <state_dir>/warehouse. May hold a password.
     clickhouse_url: str = field(default="", repr=False)
+    # Empty: one server. A cluster name of the servers' remote_servers: replicated tables, created ON CLUSTER,
+    # behind Distributed tables of today's names (docs/deploy.md, "Cluster mode").
+    clickhouse_cluster: str = ""
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
     secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
