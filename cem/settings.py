@@ -50,6 +50,8 @@ class Settings:
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = DEFAULT_STATE_DIR
     topic_partitions: int = 4
+    # Of the topics workers create (theirs and Faust's): 3 on a cluster of 3 or more brokers (docs/deploy.md)
+    topic_replication_factor: int = 1
     # Processing
     dedup_window_days: float = 7.0
     session_gap_minutes: float = 30.0

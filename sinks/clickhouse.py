@@ -215,11 +215,14 @@ def open_migrated(url: str, cluster: str = "") -> Warehouse:
 def migrate(warehouse: Warehouse) -> list[str]:
     """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied."""
     db = warehouse.database
-    warehouse.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    warehouse.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (name String, applied_ms UInt64) "
-        "ENGINE = MergeTree() ORDER BY name"
-    )
+    # Only when missing: on a cluster every DDL waits for every replica, and a worker must start while one is down.
+    if not warehouse.query(f"SELECT count() FROM system.tables WHERE database = {sql_string(db)} "
+                           "AND name = 'schema_migrations'")[0][0]:
+        warehouse.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        warehouse.command(
+            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (name String, applied_ms UInt64) "
+            "ENGINE = MergeTree() ORDER BY name"
+        )
     done = {row[0] for row in warehouse.query(f"SELECT name FROM {db}.schema_migrations")}
     applied = []
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
