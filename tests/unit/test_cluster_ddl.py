@@ -151,3 +151,44 @@ def test_a_cluster_name_that_is_not_an_identifier_is_refused(name: str) -> None:
 def test_the_setting_is_read_from_the_environment_and_empty_by_default() -> None:
     assert Settings().clickhouse_cluster == ""
     assert Settings.from_env({"CEM_CLICKHOUSE_CLUSTER": "cem_cluster"}).clickhouse_cluster == "cem_cluster"
+
+
+class RecordingWarehouse:
+    """Just what `migrate` calls, recorded; `migrated`: whether schema_migrations exists, every migration in it."""
+
+    database = "cem"
+
+    def __init__(self, migrated: bool) -> None:
+        self.migrated = migrated
+        self.commands: list[str] = []
+        self.inserted: list[str] = []
+
+    def command(self, sql: str) -> None:
+        self.commands.append(sql)
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        if "system.tables" in sql:
+            return [(int(self.migrated),)]
+        return [(path.stem,) for path in MIGRATIONS_DIR.glob("*.sql")] if self.migrated else []
+
+    def insert(self, table: str, columns: dict[str, list[object]]) -> None:
+        self.inserted.append(table)
+
+
+def test_a_current_schema_runs_no_ddl_so_a_worker_starts_while_a_replica_is_down() -> None:
+    from sinks.clickhouse import migrate
+
+    warehouse = RecordingWarehouse(migrated=True)
+    assert migrate(warehouse) == []  # type: ignore[arg-type]
+    assert warehouse.commands == [] and warehouse.inserted == []
+
+
+def test_a_new_database_gets_the_database_and_the_migrations_table_first() -> None:
+    from sinks.clickhouse import migrate
+
+    warehouse = RecordingWarehouse(migrated=False)
+    applied = migrate(warehouse)  # type: ignore[arg-type]
+    assert applied == sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+    assert warehouse.commands[0] == "CREATE DATABASE IF NOT EXISTS cem"
+    assert warehouse.commands[1].startswith("CREATE TABLE IF NOT EXISTS cem.schema_migrations")
+    assert warehouse.inserted == ["schema_migrations"] * len(applied)
