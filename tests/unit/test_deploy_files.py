@@ -5,6 +5,7 @@ version the tests run, and the Prometheus and Grafana files they mount."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import tomllib
@@ -147,6 +148,8 @@ def test_kafka_is_three_kraft_brokers_replicating_every_topic_three_times() -> N
         assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == 3
         assert 1 < env["KAFKA_MIN_INSYNC_REPLICAS"] < 3, "acks=all survives one broker down"
     assert {s["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for s in brokers.values()} == {",".join(sorted(voters))}
+    [cluster_id] = {s["environment"]["CLUSTER_ID"] for s in brokers.values()}
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, "KRaft's cluster id is a UUID"
     for name in CEM_IMAGE_SERVICES:
         settings = settings_of(services()[name]["environment"])
         assert set(settings.kafka_bootstrap.split(",")) == {f"{b}:9092" for b in brokers}
