@@ -36,9 +36,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
-# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem, and Prometheus
-# with promtool (Debian). Where apt starts Debian's prometheus service, it is stopped and disabled: the tests run
-# their own Prometheus on free ports, and nothing may hold 9090.
+# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem, Prometheus
+# with promtool (Debian), and ZooKeeper (Debian's zookeeperd) for the ClickHouse cluster test. Where apt starts
+# Debian's prometheus or zookeeper service, it is stopped and disabled: the tests run their own on free ports,
+# and nothing may hold 9090 or 2181.
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
@@ -56,6 +57,13 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends prometheus; \
 	  $$SUDO systemctl disable prometheus >/dev/null 2>&1; $$SUDO service prometheus stop >/dev/null 2>&1; true; \
+	fi
+	@if [ ! -f /usr/share/java/zookeeper.jar ] || [ ! -f /usr/share/java/slf4j-simple.jar ]; then \
+	  echo "installing: zookeeperd libslf4j-java"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends zookeeperd libslf4j-java; \
+	  $$SUDO systemctl disable zookeeper >/dev/null 2>&1; $$SUDO service zookeeper stop >/dev/null 2>&1; true; \
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
 
@@ -94,6 +102,7 @@ check: lint typecheck
 check-deploy: system-deps
 	promtool check rules deploy/prometheus/rules/*.yml
 	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/prometheus/compose.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
 
 # Pure logic: no process, connection or embedded engine (tests/unit/conftest.py refuses them).

@@ -141,7 +141,8 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def migrate_warehouse(settings: Settings) -> int:
-    print("applied:", ", ".join(migrate(connect(settings.clickhouse_url))) or "nothing, already current")
+    warehouse = connect(settings.clickhouse_url, cluster=settings.clickhouse_cluster)
+    print("applied:", ", ".join(migrate(warehouse)) or "nothing, already current")
     return 0
 
 

@@ -72,7 +72,8 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, n, 1, topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
+            missing = [NewTopic(t, n, settings.topic_replication_factor,
+                                topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
                        for t, n in wanted.items() if t not in existing]
             if missing:
                 try:

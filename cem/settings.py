@@ -39,6 +39,9 @@ class Settings:
     kafka_ssl_cafile: str = ""
     # Empty: the embedded engine in <state_dir>/warehouse. May hold a password.
     clickhouse_url: str = field(default="", repr=False)
+    # Empty: one server. A cluster name of the servers' remote_servers: replicated tables, created ON CLUSTER,
+    # behind Distributed tables of today's names (docs/deploy.md, "Cluster mode").
+    clickhouse_cluster: str = ""
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
     secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
@@ -47,6 +50,8 @@ class Settings:
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = DEFAULT_STATE_DIR
     topic_partitions: int = 4
+    # Of the topics workers create (theirs and Faust's): 3 on a cluster of 3 or more brokers (docs/deploy.md)
+    topic_replication_factor: int = 1
     # Processing
     dedup_window_days: float = 7.0
     session_gap_minutes: float = 30.0

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
 
+from sinks.cluster_ddl import check_cluster_name, cluster_statements
 from sinks.read_only import (
     READONLY,
     TIMEOUT_EXCEEDED,
@@ -69,22 +70,27 @@ def parse_url(url: str) -> WarehouseUrl:
     raise WarehouseError(f"CEM_CLICKHOUSE_URL must start with clickhouse:// or chdb://, got {parsed.scheme!r}")
 
 
-def connect(url: str, read_only: bool = False, limits: QueryLimits | None = None) -> Warehouse:
+def connect(url: str, read_only: bool = False, limits: QueryLimits | None = None, cluster: str = "") -> Warehouse:
     """A read-only connection guards every statement (sinks.sql_guard), runs it with readonly=1 and within
-    `limits` (defaults: QueryLimits())."""
+    `limits` (defaults: QueryLimits()). `cluster` (CEM_CLICKHOUSE_CLUSTER): DDL is rewritten for that cluster
+    (sinks.cluster_ddl); reads need no cluster, they go through the Distributed tables as they are."""
     target = parse_url(url)
     if target.scheme == "chdb":
+        if cluster:
+            raise WarehouseError("CEM_CLICKHOUSE_CLUSTER needs a ClickHouse server (clickhouse://), not chdb")
         return ChdbWarehouse(target, read_only, limits)
-    return ServerWarehouse(target, read_only, limits)
+    return ServerWarehouse(target, read_only, limits, cluster)
 
 
 class ServerWarehouse(ClickHouseReads):
     """A ClickHouse server over the native protocol (clickhouse-driver), columnar inserts."""
 
-    def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None) -> None:
+    def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None,
+                 cluster: str = "") -> None:
         from clickhouse_driver import Client
 
         self.database = target.database
+        self.cluster = check_cluster_name(cluster) if cluster else ""
         self.read_only = read_only
         self.limits = limits or QueryLimits()
         # readonly goes last: once it is set, the server refuses to change any other setting.
@@ -92,13 +98,17 @@ class ServerWarehouse(ClickHouseReads):
         self._client = Client(
             host=target.host, port=target.port, user=target.user, password=target.password,
             connect_timeout=5, send_receive_timeout=max(60, self.limits.timeout_seconds + 30),
+            # An insert into a Distributed table returns once its shard has the rows, not when they are queued:
+            # the exactly-once bookkeeping reads back what an insert that returned wrote.
+            settings={"insert_distributed_sync": 1} if self.cluster else None,
         )
 
     def command(self, sql: str) -> None:
         if self.read_only:
             self._bounded(check_read_only(sql))
             return
-        self._client.execute(sql)
+        for statement in cluster_statements(sql, self.cluster) if self.cluster else [sql]:
+            self._client.execute(statement)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self.query_with_columns(sql)[1]
@@ -189,9 +199,9 @@ class ChdbWarehouse(ClickHouseReads):
         self._session.close()
 
 
-def open_migrated(url: str) -> Warehouse:
+def open_migrated(url: str, cluster: str = "") -> Warehouse:
     """A read-write connection with every migration applied: what the resolver service writes through."""
-    warehouse = connect(url)
+    warehouse = connect(url, cluster=cluster)
     try:
         migrate(warehouse)
     except BaseException:
@@ -205,11 +215,14 @@ def open_migrated(url: str) -> Warehouse:
 def migrate(warehouse: Warehouse) -> list[str]:
     """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied."""
     db = warehouse.database
-    warehouse.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    warehouse.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (name String, applied_ms UInt64) "
-        "ENGINE = MergeTree() ORDER BY name"
-    )
+    # Only when missing: on a cluster every DDL waits for every replica, and a worker must start while one is down.
+    if not warehouse.query(f"SELECT count() FROM system.tables WHERE database = {sql_string(db)} "
+                           "AND name = 'schema_migrations'")[0][0]:
+        warehouse.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        warehouse.command(
+            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (name String, applied_ms UInt64) "
+            "ENGINE = MergeTree() ORDER BY name"
+        )
     done = {row[0] for row in warehouse.query(f"SELECT name FROM {db}.schema_migrations")}
     applied = []
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):

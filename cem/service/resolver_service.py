@@ -83,7 +83,8 @@ class ResolverService:
         self.settings = settings
         self.config = resolver_config(settings)
         self.clock = clock
-        self.open_warehouse = open_warehouse or functools.partial(open_migrated, settings.clickhouse_url)
+        self.open_warehouse = open_warehouse or functools.partial(
+            open_migrated, settings.clickhouse_url, settings.clickhouse_cluster)
         self.stopping = stopping if stopping is not None else threading.Event()
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None

@@ -1,6 +1,6 @@
 """Real, private services on free loopback ports for tests, benchmarks and the demo.
 
-Four services are provided, all with the same life-cycle interface (``start()``, ``stop()``, ``kill()``,
+Five services are provided, all with the same life-cycle interface (``start()``, ``stop()``, ``kill()``,
 ``restart()``, ``is_running``, context manager; devtools/services/base.py):
 
 * :class:`KafkaBroker` -- Apache Kafka 4.4 in KRaft combined mode (one JVM, broker + controller).
@@ -11,9 +11,11 @@ Four services are provided, all with the same life-cycle interface (``start()``,
   (in-memory, starts in well under a second); used by the demo.
 * :class:`PrometheusServer` -- Debian's ``prometheus`` scraping given targets with cem's rules loaded, with a
   client of its HTTP API; :func:`promtool` runs Debian's ``promtool``.
+* :class:`ZooKeeperServer` -- Debian's ZooKeeper (``zookeeperd``), standalone: with :class:`ClusterConfig`,
+  ClickHouse servers become the replicas of one shard (cluster mode, docs/deploy.md).
 
 Nothing here reads environment variables or installs packages: `make system-deps` installs the ClickHouse
-server, Java, kcat and Prometheus; everything else is passed in explicitly.
+server, Java, kcat, Prometheus and ZooKeeper; everything else is passed in explicitly.
 """
 
 from devtools.services.base import (
@@ -25,15 +27,17 @@ from devtools.services.base import (
     stop_all,
     wait_for_port,
 )
-from devtools.services.clickhouse import ClickHouseServer, require_clickhouse
+from devtools.services.clickhouse import ClickHouseServer, ClusterConfig, require_clickhouse
 from devtools.services.kafka import KafkaBroker, fetch_kafka_libs
 from devtools.services.kafka_protocol import KafkaMetadata, kafka_metadata
 from devtools.services.prometheus import PrometheusError, PrometheusServer, promtool, require_prometheus
 from devtools.services.tansu import TansuBroker, tansu_binary
+from devtools.services.zookeeper import ZooKeeperServer, require_zookeeper
 
 __all__ = [
     "REPO_ROOT",
     "ClickHouseServer",
+    "ClusterConfig",
     "KafkaBroker",
     "KafkaMetadata",
     "PrometheusError",
@@ -41,6 +45,7 @@ __all__ = [
     "ServiceError",
     "ServiceStartError",
     "TansuBroker",
+    "ZooKeeperServer",
     "fetch_kafka_libs",
     "free_port",
     "kafka_metadata",
@@ -48,6 +53,7 @@ __all__ = [
     "promtool",
     "require_clickhouse",
     "require_prometheus",
+    "require_zookeeper",
     "stop_all",
     "tansu_binary",
     "wait_for_port",

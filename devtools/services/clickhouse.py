@@ -8,6 +8,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
@@ -32,6 +33,29 @@ def require_clickhouse(server: Path = CLICKHOUSE_SERVER) -> Path:
     return server
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One shard of replicas (``replica_ports``: their native TCP ports on the loopback) coordinated by a
+    ZooKeeper: the remote_servers, zookeeper and distributed_ddl sections every replica shares."""
+
+    name: str
+    zookeeper_port: int
+    replica_ports: tuple[int, ...]
+
+    def render(self, replica: str, interserver_port: int) -> str:
+        replicas = "".join(f"<replica><host>{LOOPBACK}</host><port>{port}</port></replica>"
+                           for port in self.replica_ports)
+        return f"""
+    <zookeeper><node><host>{LOOPBACK}</host><port>{self.zookeeper_port}</port></node></zookeeper>
+    <remote_servers>
+        <{self.name}><shard><internal_replication>true</internal_replication>{replicas}</shard></{self.name}>
+    </remote_servers>
+    <macros><shard>01</shard><replica>{xml_escape(replica)}</replica></macros>
+    <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
+    <interserver_http_host>{LOOPBACK}</interserver_http_host>
+    <interserver_http_port>{interserver_port}</interserver_http_port>"""
+
+
 class ClickHouseServer(Service):
     """A private ``clickhouse-server`` (18.16) on free loopback ports.
 
@@ -39,6 +63,9 @@ class ClickHouseServer(Service):
     :attr:`readonly_password`, ``readonly=1``) and ``grafana`` (password :attr:`grafana_password`, ``readonly=2``:
     the dashboards' user, which may change settings but not data). The database ``database`` (``cem``) is created
     on start when ``create_database`` is true, so :attr:`url` is usable immediately.
+
+    With ``cluster``, the server is the replica ``replica`` of that cluster's one shard; its ``tcp_port`` must be
+    one of ``cluster.replica_ports``. Without it (the default), the config has no cluster section at all.
     """
 
     name = "clickhouse"
@@ -57,6 +84,8 @@ class ClickHouseServer(Service):
         binary: Path = CLICKHOUSE_SERVER,
         start_timeout: float = 30.0,
         stop_timeout: float = 30.0,
+        cluster: ClusterConfig | None = None,
+        replica: str = "",
     ) -> None:
         super().__init__(workdir, start_timeout=start_timeout, stop_timeout=stop_timeout)
         self._ports_chosen_by_us = tcp_port is None or http_port is None
@@ -69,6 +98,11 @@ class ClickHouseServer(Service):
         self.max_memory_usage = max_memory_usage
         self.max_concurrent_queries = max_concurrent_queries
         self.binary = Path(binary)
+        self.cluster = cluster
+        self.replica = replica
+        self.interserver_port = free_port() if cluster is not None else 0
+        if cluster is not None and self._tcp_port not in cluster.replica_ports:
+            raise ServiceError(f"tcp_port {self._tcp_port} is not one of the cluster's {cluster.replica_ports}")
 
     @property
     def tcp_port(self) -> int:
@@ -125,7 +159,8 @@ class ClickHouseServer(Service):
         return Client(host=LOOPBACK, port=self.tcp_port, database=self.database, **kwargs)
 
     def _choose_ports(self) -> None:
-        self._tcp_port = free_port()
+        if self.cluster is None:  # a replica's port is in its peers' config: it never moves
+            self._tcp_port = free_port()
         self._http_port = free_port()
 
     def _log_files(self) -> list[Path]:
@@ -134,6 +169,7 @@ class ClickHouseServer(Service):
     def render_config(self) -> str:
         """The server config: ``deploy/clickhouse/config.xml.template`` with values XML-escaped."""
         template = string.Template(CLICKHOUSE_CONFIG_TEMPLATE.read_text())
+        cluster = self.cluster.render(self.replica, self.interserver_port) if self.cluster is not None else ""
         values = {
             "tcp_port": self.tcp_port,
             "http_port": self.http_port,
@@ -144,7 +180,8 @@ class ClickHouseServer(Service):
             "max_memory_usage": self.max_memory_usage,
             "max_concurrent_queries": self.max_concurrent_queries,
         }
-        return template.substitute({key: xml_escape(str(value)) for key, value in values.items()})
+        escaped = {key: xml_escape(str(value)) for key, value in values.items()}
+        return template.substitute(escaped, cluster_config=cluster)
 
     def _prepare(self) -> None:
         if not self.binary.exists():
