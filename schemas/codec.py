@@ -263,7 +263,8 @@ def confluent_schema_id(raw: bytes) -> int:
 
 def confluent_ids(values: list[bytes | None]) -> set[int]:
     """The schema ids named by the records in Confluent framing among `values`."""
-    return {confluent_schema_id(v) for v in values if v and v[:1] == CONFLUENT_MAGIC and len(v) > CONFLUENT_HEADER_BYTES}
+    return {confluent_schema_id(v) for v in values
+            if v and v[:1] == CONFLUENT_MAGIC and len(v) > CONFLUENT_HEADER_BYTES}
 
 
 def encode_confluent(record: dict[str, Any], schema_id: int, schema: Any) -> bytes:
@@ -317,7 +318,8 @@ def _decode_avro(raw: bytes, registry: SchemaRegistry) -> Any:
 
 def _decode_confluent(raw: bytes, registry: SchemaRegistry) -> Any:
     if len(raw) <= CONFLUENT_HEADER_BYTES:
-        return _fail(Reason.MALFORMED_AVRO, f"{len(raw)} bytes: Confluent framing needs 00, a 4-byte schema id and a body")
+        return _fail(Reason.MALFORMED_AVRO,
+                     f"{len(raw)} bytes: Confluent framing needs 00, a 4-byte schema id and a body")
     schema_id = confluent_schema_id(raw)
     known = registry.confluent_writer(schema_id)
     if known is None:

@@ -13,7 +13,6 @@ What the registry answers decides the fate of the records:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,7 +77,7 @@ class ConfluentSchemas:
                         body = await response.json(content_type=None) if response.status == 200 else None
                         registry.add_confluent(schema_id, judge(schema_id, response.status, body,
                                                                 registry.reader_document, self.where), now)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise RegistryUnavailable(f"the schema registry at {self.where} cannot be reached: "
                                       f"{type(exc).__name__}: {str(exc)[:200]}") from None
         return len(missing)
