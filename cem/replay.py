@@ -123,7 +123,7 @@ async def replay(settings: Settings, target: Settings, since_ms: int, err: TextI
     await consumer.start()
     outcome = Outcome()
     try:
-        raw = await _partitions(consumer, settings.raw_topics)
+        raw = await _partitions(settings, settings.raw_topics)
         starts = await _offsets_at(consumer, raw, since_ms)
         ends = await consumer.end_offsets(raw) if raw else {}
         erasures = await _erasures(consumer, settings, since_ms)
@@ -170,11 +170,21 @@ async def _resolve(batch: list[Any], ingestor: Ingestor, confluent: ConfluentSch
     outcome.rejected = +outcome.rejected  # drop zero counts
 
 
-async def _partitions(consumer: Any, topics: list[str]) -> list[Any]:
+async def _partitions(settings: Settings, topics: list[str]) -> list[Any]:
+    """The partitions of those of `topics` that exist (a missing one is not asked for: brokers may create it)."""
     from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
-    existing = await consumer.topics()
-    return [TopicPartition(t, p) for t in topics if t in existing for p in sorted(consumer.partitions_for_topic(t))]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [t for t in topics if t in existing]
+        described = await admin.describe_topics(present) if present else []
+    finally:
+        await admin.close()
+    return sorted((TopicPartition(d["topic"], p["partition"]) for d in described if not d["error_code"]
+                   for p in d["partitions"]), key=lambda tp: (topics.index(tp.topic), tp.partition))
 
 
 async def _offsets_at(consumer: Any, partitions: list[Any], at_ms: int, ends: dict[Any, int] | None = None
@@ -210,7 +220,7 @@ async def _read(consumer: Any, positions: dict[Any, int], bounds: dict[Any, int]
 
 async def _erasures(consumer: Any, settings: Settings, since_ms: int) -> list[tuple[int, dict[str, Any]]]:
     """The valid erasure requests of the control topic appended from `since_ms` on, in time order."""
-    control = await _partitions(consumer, [settings.control_topic])
+    control = await _partitions(settings, [settings.control_topic])
     if not control:
         return []
     starts = await _offsets_at(consumer, control, since_ms)
