@@ -2,9 +2,10 @@
 
 Traffic from the simulator is published with `cem publish` (its standard error piped: no escape code may land
 there) and drained by a worker. Then `cem doctor` says OK on every line; `cem replay --from` rebuilds a new
-database from the raw topics whose events, customers, sessions and journeys are those of the live database, and
-refuses to write into a database that is not empty. Then each thing is broken in turn and the doctor's line for
-it says FAIL: lag over the limit (and no worker in the group), a migration missing, a topic missing, no broker.
+database from the raw topics whose events, customers, sessions and journeys are those of the live database (a
+person forgotten with `cem forget` stays forgotten), and refuses to write into a database that is not empty.
+Then each thing is broken in turn and the doctor's line for it says FAIL: lag over the limit (and no worker in
+the group), a migration missing, a topic missing, no broker.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def test_doctor_says_ok_replay_rebuilds_the_same_then_each_fault_fails_its_line(
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
         wait_until(lambda: drained(settings), 180, lambda: f"worker did not drain:\n{worker.log_tail()}")
+        email = next(e["identifiers"]["email"] for e in traffic.events.values() if "email" in e["identifiers"])
+        forgotten = run_cem("forget", "email", email, env=settings.as_env())
+        assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr
         env = {**worker.settings.as_env()}
         fine = run_cem("doctor", env=env)
         assert fine.returncode == 0, fine.stdout + fine.stderr
@@ -94,12 +98,17 @@ def test_doctor_says_ok_replay_rebuilds_the_same_then_each_fault_fails_its_line(
     replayed = run_cem("replay", "--from", since, "--database", rebuilt_db, env=settings.as_env(), timeout=600)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "\x1b" not in replayed.stderr
-    assert f"replayed {len(traffic.records)} records" in replayed.stderr
+    assert f"replayed {len(traffic.records)} records" in replayed.stderr and "1 erasures applied" in replayed.stderr
     events = grouping(settings, "event_id")
     assert len(events) == len(traffic.person_of_event)
     assert grouping(rebuilt, "event_id") == events
     for column in ("customer_id", "session_id", "journey_id"):
         assert grouping(rebuilt, column) == grouping(settings, column), column
+    # The person forgotten before the replay stays forgotten in the rebuilt database.
+    for where in (settings, rebuilt):
+        db = connect(where.clickhouse_url)
+        assert db.query(f"SELECT count() FROM {db.database}.interactions WHERE customer_id = 'forgotten'")[0][0] > 0
+        assert db.query(f"SELECT count() FROM {db.database}.identities WHERE value = '{email}'")[0][0] == 0
     again = run_cem("replay", "--from", since, "--database", rebuilt_db, env=settings.as_env())
     assert again.returncode == 2 and "refused" in again.stderr
 
