@@ -36,7 +36,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
-# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem, and Prometheus
+# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem (so is Apicurio
+# Registry, the schema registry of the Confluent-framing tests), and Prometheus
 # with promtool (Debian). Where apt starts Debian's prometheus service, it is stopped and disabled: the tests run
 # their own Prometheus on free ports, and nothing may hold 9090.
 system-deps:
@@ -58,6 +59,7 @@ system-deps:
 	  $$SUDO systemctl disable prometheus >/dev/null 2>&1; $$SUDO service prometheus stop >/dev/null 2>&1; true; \
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
+	bash deploy/registry/fetch.sh >/dev/null
 
 # The demo is a development tool (devtools/), not part of the installed `cem` command.
 demo: $(STAMP)

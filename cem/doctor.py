@@ -6,6 +6,7 @@ plain connection, a worker through its /status page (optional: a worker elsewher
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class KafkaFacts:
 
 
 def run_doctor(settings: Settings, out: TextIO) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its errors become the checks' lines
     checks = kafka_checks(settings) + warehouse_checks(settings) + [worker_check(settings)]
     print(f"cem doctor: Kafka {settings.kafka_bootstrap}, consumer group {settings.app_id}, topic prefix "
           f"{settings.topic_prefix}", file=out)

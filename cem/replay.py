@@ -132,9 +132,16 @@ async def replay(settings: Settings, target: Settings, since_ms: int, err: TextI
             positions = dict(starts)
             for at_ms, request in [*erasures, (None, None)]:
                 bounds = ends if at_ms is None else await _offsets_at(consumer, raw, at_ms, ends)
+                pending: list[Any] = []
                 async for batch in _read(consumer, positions, bounds):
-                    await _resolve(batch, ingestor, confluent, service, clock_ms, outcome)
-                    advance(len(batch))
+                    pending.extend(batch)
+                    if len(pending) >= BATCH_RECORDS:  # partitions are read one by one; writes span them
+                        await _resolve(pending, ingestor, confluent, service, clock_ms, outcome)
+                        advance(len(pending))
+                        pending = []
+                if pending:
+                    await _resolve(pending, ingestor, confluent, service, clock_ms, outcome)
+                    advance(len(pending))
                 positions = {tp: max(positions[tp], bounds[tp]) for tp in raw}
                 if request is not None and at_ms is not None:
                     clock_ms[0] = at_ms
