@@ -10,6 +10,7 @@ import logging
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
@@ -30,7 +31,7 @@ from cem.domain.health import (
 from cem.kafka import kafka_client_options, wanted_topics
 from cem.preflight import Unavailable, check_kafka, check_warehouse
 from cem.settings import Settings
-from sinks.clickhouse import MIGRATIONS_DIR, connect
+from sinks.clickhouse import MIGRATIONS_DIR, WarehouseError, connect, parse_url
 
 KAFKA_TIMEOUT_SECONDS = 20.0
 HOUR_MS = 3_600_000
@@ -133,6 +134,13 @@ async def group_members(admin: Any, group: str) -> int | None:
 
 
 def warehouse_checks(settings: Settings) -> list[Check]:
+    try:
+        target = parse_url(settings.clickhouse_url)
+    except WarehouseError as exc:
+        return [Check(FAIL, "warehouse", str(exc))]
+    if target.scheme == "chdb" and not Path(target.path).is_dir():  # connecting would create it
+        return [Check(FAIL, "warehouse", f"no embedded warehouse at {target.path}: run `make demo` or `cem worker`, "
+                      "or set CEM_CLICKHOUSE_URL (or CEM_STATE_DIR) to the warehouse you mean")]
     try:
         check_warehouse(settings, must_exist=False)
         warehouse = connect(settings.clickhouse_url)

@@ -94,6 +94,18 @@ def test_render_and_exit_code() -> None:
     assert exit_code([*checks, Check(FAIL, "topics", "x")]) == 1
 
 
+def test_a_warehouse_that_is_not_there_fails_without_being_created(tmp_path) -> None:
+    from cem.doctor import warehouse_checks
+    from cem.settings import Settings
+
+    missing = tmp_path / "nowhere"
+    checks = warehouse_checks(Settings(clickhouse_url=f"chdb://{missing}"))
+    assert [(c.status, c.name) for c in checks] == [(FAIL, "warehouse")]
+    assert f"no embedded warehouse at {missing}" in checks[0].detail and not missing.exists()
+    checks = warehouse_checks(Settings(clickhouse_url="postgres://h/db"))
+    assert [(c.status, c.name) for c in checks] == [(FAIL, "warehouse")] and "clickhouse://" in checks[0].detail
+
+
 # ---- cem replay ----------------------------------------------------------------------------------------------
 def test_replay_arguments() -> None:
     assert time_argument("2026-11-20T00:00:00Z") == 1_795_132_800_000
