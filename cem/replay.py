@@ -244,6 +244,8 @@ async def _erasures(consumer: Any, settings: Settings, since_ms: int) -> list[tu
 
 
 async def _read_registered_schemas(settings: Settings, registry: Any) -> None:
+    if not await _partitions(settings, [settings.schemas_topic]):
+        return  # nothing was ever registered (a worker creates the topic at start)
     feed = SchemaFeed(settings, registry)
     task = asyncio.ensure_future(feed.run())
     try:
