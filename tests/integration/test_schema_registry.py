@@ -2,7 +2,7 @@
 Kafka), real Kafka, a real worker and a ClickHouse server: records framed 00 + schema id land in ClickHouse next
 to single-object encoded ones; a record naming an id the registry does not know is dead-lettered with the reason;
 while the registry is down, records naming an id the worker has not fetched yet wait (nothing is dead-lettered)
-and land once it is back."""
+and land once it is back. `cem replay` then rebuilds the same events through the registry."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cem.settings import Settings
-from devtools.harness import WorkerProcess, isolated_settings, wait_until
+from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
 from devtools.topics import publish, read_topic
 from schemas.codec import encode_avro, encode_confluent, schema_documents
 from sinks.clickhouse import connect
@@ -41,6 +41,7 @@ def framed(settings: Settings, prefix: str, count: int, schema_id: int, schema: 
 def test_confluent_framed_records_land_and_an_unknown_id_is_dead_lettered(kafka, clickhouse, schema_registry,
                                                                           tmp_path: Path) -> None:
     settings = isolated_settings(kafka.bootstrap, clickhouse.url, "registry", schema_registry_url=schema_registry.url)
+    started = time.time()
     subject = f"{settings.raw_topic('web')}-value"
     current_id = schema_registry.register(subject, CURRENT)
     locale_id = schema_registry.register(subject, with_fields("locale"))
@@ -93,3 +94,12 @@ def test_confluent_framed_records_land_and_an_unknown_id_is_dead_lettered(kafka,
     assert {d.headers["cem.detail"] for d in dead} == {
         f"schema id {UNKNOWN_ID} is unknown to the schema registry at {schema_registry.url}: register the writer "
         "schema there before publishing records that name it"}
+
+    # `cem replay` decodes them with the registry too: the same events, the same records refused.
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started - 60))
+    replayed = run_cem("replay", "--from", since, "--database", f"{db.database}_rebuilt", env=settings.as_env())
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"unknown_schema {len(unknown)}" in replayed.stderr
+    rebuilt = connect(settings.clickhouse_url.rsplit("/", 1)[0] + f"/{db.database}_rebuilt")
+    assert sorted(row[0] for row in rebuilt.query(f"SELECT event_id FROM {rebuilt.database}.interactions")) == \
+        sorted(landed)
