@@ -36,10 +36,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
-# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem, Prometheus
-# with promtool (Debian), and ZooKeeper (Debian's zookeeperd) for the ClickHouse cluster test. Where apt starts
-# Debian's prometheus or zookeeper service, it is stopped and disabled: the tests run their own on free ports,
-# and nothing may hold 9090 or 2181.
+# client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem (so is Apicurio
+# Registry, the schema registry of the Confluent-framing tests), Prometheus with promtool (Debian), and ZooKeeper
+# (Debian's zookeeperd) for the ClickHouse cluster test. Where apt starts Debian's prometheus or zookeeper
+# service, it is stopped and disabled: the tests run their own on free ports, and nothing may hold 9090 or 2181.
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
@@ -66,6 +66,7 @@ system-deps:
 	  $$SUDO systemctl disable zookeeper >/dev/null 2>&1; $$SUDO service zookeeper stop >/dev/null 2>&1; true; \
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
+	bash deploy/registry/fetch.sh >/dev/null
 
 # The demo is a development tool (devtools/), not part of the installed `cem` command.
 demo: $(STAMP)

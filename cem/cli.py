@@ -1,6 +1,6 @@
 """`cem` console command: argument parsing and dispatch to the modules that do the work (worker, publish, collect, sql,
-identity, forget, migrate, schemas, report). The simulator and the demo are development tools, outside the
-package: `python -m devtools.simulate`, `python -m devtools.demo`."""
+identity, forget, migrate, schemas, report, doctor, replay). The simulator and the demo are development tools, outside
+the package: `python -m devtools.simulate`, `python -m devtools.demo`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cem import identity_cli, preflight, report, schemas_cli, sql_cli, squash_cli
+from cem import doctor, identity_cli, preflight, replay, report, schemas_cli, sql_cli, squash_cli
 from cem.collector import run_collector
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     register = schemas_sub.add_parser("register", help="publish a writer schema the current reader can read")
     register.add_argument("file", type=Path, help="the writer schema (.avsc)")
     schemas_sub.add_parser("check", help="check that the versions kept in schemas/ are compatible")
+    sub.add_parser("doctor", help="check Kafka, the topics, the warehouse, migrations, lag and the workers: one "
+                   "line each, OK or FAIL with what to do")
+    rebuild = sub.add_parser("replay", help="rebuild a new warehouse database from the events retained in the raw "
+                             "topics since a time")
+    rebuild.add_argument("--from", dest="since", required=True, type=replay.time_argument, metavar="TIME",
+                         help="ISO-8601 time (UTC when no zone): records appended to the raw topics from then on")
+    rebuild.add_argument("--database", required=True, type=replay.database_argument,
+                         help="the new database, on the server of CEM_CLICKHOUSE_URL; must not exist or be empty")
     rep = sub.add_parser("report", help="print the customer-experience report from the warehouse")
     rep.add_argument("--since", type=report.day_argument, metavar="YYYY-MM-DD",
                      help="first day of event time (UTC), included; default: the first event")
@@ -100,6 +108,7 @@ NEEDS: dict[str, tuple[bool, bool, bool]] = {
     "report": (False, True, True),
     "migrate": (False, True, False),
     "squash": (False, True, False),
+    "replay": (True, True, False),
 }
 
 
@@ -137,6 +146,10 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
         return schemas_cli.check_schemas()
     if command == "report":
         return report.run_report(settings, args.since, args.until)
+    if command == "doctor":
+        return doctor.run_doctor(settings, sys.stdout)
+    if command == "replay":
+        return replay.run_replay(settings, args.since, args.database)
     return 2
 
 

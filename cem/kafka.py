@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cem.settings import Settings
@@ -27,9 +27,9 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 
 
 async def produce(settings: Settings, records: Sequence[tuple[Any, ...]],
-                  max_batch_size: int = 16_384) -> None:
+                  max_batch_size: int = 16_384, on_acknowledged: Callable[[int], None] | None = None) -> None:
     """Send records, (topic, key, value) or (topic, key, value, headers), and wait until every one is acknowledged
-    by all in-sync replicas."""
+    by all in-sync replicas; `on_acknowledged(1)` is called as each is (a progress bar)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
@@ -42,6 +42,10 @@ async def produce(settings: Settings, records: Sequence[tuple[Any, ...]],
         futures = [await producer.send(record[0], record[2], key=record[1],
                                        headers=list(record[3]) if len(record) > 3 else None)
                    for record in records]
+        if on_acknowledged is not None:
+            for future in futures:
+                future.add_done_callback(
+                    lambda done: on_acknowledged(1) if not done.cancelled() and done.exception() is None else None)
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -28,6 +28,7 @@ import orjson
 
 from cem.domain.model import Rejection
 from cem.kafka import produce
+from cem.progress import Advance, progress_bar
 from cem.settings import CHANNELS, Settings
 
 Record = tuple[str, bytes | None, bytes]
@@ -58,11 +59,12 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None, ski
         parsed = parse_lines(settings, sys.stdin.buffer, channel, ingestor.parse, now_ms)
     else:
         try:
-            with path.open("rb") as stream:
-                parsed = parse_lines(settings, stream, channel, ingestor.parse, now_ms)
+            lines = path.read_bytes().splitlines()
         except OSError as exc:
             print(f"error: cannot read {name}: {exc.strerror or exc}", file=err)
             return EXIT_UNREADABLE
+        with progress_bar(f"checking {path.name}", len(lines), "lines", err) as advance:
+            parsed = parse_lines(settings, lines, channel, ingestor.parse, now_ms, advance)
     for number, problem in parsed.errors[:MAX_ERRORS_SHOWN]:
         print(f"{name}:{number}: {problem}", file=err)
     if len(parsed.errors) > MAX_ERRORS_SHOWN:
@@ -74,7 +76,8 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None, ski
         return EXIT_INVALID
     if parsed.records:
         try:
-            asyncio.run(produce(settings, parsed.records))
+            with progress_bar("publishing", len(parsed.records), "records", err) as acknowledged:
+                asyncio.run(produce(settings, parsed.records, on_acknowledged=acknowledged))
         except Exception as exc:  # the broker's own words; nothing here can tell which records arrived
             print(f"error: publishing to {settings.kafka_bootstrap} failed: {type(exc).__name__}: {exc}; some "
                   "records may have been published, and publishing the file again is safe (duplicates are "
@@ -88,11 +91,15 @@ def publish_file(settings: Settings, path: Path | None, channel: str | None, ski
 
 
 def parse_lines(settings: Settings, lines: Iterable[bytes], channel: str | None, check: Check | None,
-                now_ms: int) -> Parsed:
+                now_ms: int, advance: Advance | None = None) -> Parsed:
     """The records the lines stand for, and what is wrong with the others (line numbers from 1; blank lines are
-    skipped). `check` is the worker's parser (streams.ingest.Ingestor.parse); None checks the framing only."""
+    skipped). `check` is the worker's parser (streams.ingest.Ingestor.parse); None checks the framing only.
+    `advance(n)` is told every n lines read (a progress bar)."""
     parsed = Parsed()
+    number = 0
     for number, line in enumerate(lines, start=1):
+        if advance is not None and number % 1000 == 0:
+            advance(1000)
         if not line.strip():
             continue
         outcome = parse_line(settings, line.strip(), channel, check, now_ms)
@@ -100,6 +107,8 @@ def parse_lines(settings: Settings, lines: Iterable[bytes], channel: str | None,
             parsed.errors.append((number, outcome))
         else:
             parsed.records.append(outcome)
+    if advance is not None:
+        advance(number % 1000)
     return parsed
 
 

@@ -59,5 +59,6 @@ def check_schemas() -> int:
     if problems:
         return 1
     versions = ", ".join(f"v{v}" for v in schema_documents())
-    print(f"schemas/: {versions} compatible (each reads its neighbours' records, the current one reads all)")
+    print(f"schemas/: {versions} compatible (each reads the records of every older one, and its predecessor reads "
+          "its records)")
     return 0

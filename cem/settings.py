@@ -45,6 +45,9 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # /metrics and /status carry no secrets, but expose them deliberately
     secret_key: str = field(default="", repr=False)  # signs internal messages; empty: a development key
+    # A Confluent-API schema registry (e.g. http://host:8081, may hold a password): empty leaves Confluent framing off
+    schema_registry_url: str = field(default="", repr=False)
+    schema_registry_timeout_seconds: float = 5.0
     # Worker identity and state
     app_id: str = "cem"
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
@@ -96,6 +99,9 @@ class Settings:
     # A worker whose event loop has not turned for this long exits (code 70) so its partitions move; 0 disables.
     # Below Faust's broker_rebalance_timeout (60 s): a stuck worker leaves before the group would drop it.
     watchdog_seconds: float = 30.0
+    # `cem doctor`: the consumer lag (messages, per topic) and dead letters in the last hour above which it fails
+    doctor_max_lag: int = 10_000
+    doctor_max_deadletters_per_hour: int = 100
     # `cem collect`, the HTTP collector of tracking SDKs (docs/collector.md)
     collect_host: str = "127.0.0.1"
     collect_port: int = 8088

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from cem.kafka import produce
+from cem.progress import progress_bar
 from cem.settings import Settings, raw_topic
 from schemas.codec import encode_avro, encode_json
 
@@ -331,6 +332,9 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
 
+WRITE_CHUNK = 1_000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.simulate",
                                      description="generate realistic multichannel traffic and publish it (or save it)")
@@ -342,9 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     traffic = Simulator(customers=args.customers, seed=args.seed, base_time_ms=recent_base_ms()).run()
     records = traffic.topic_records(settings)
     if args.out is not None:
-        args.out.write_bytes(traffic_lines(records))
+        with progress_bar(f"writing {args.out.name}", len(records)) as advance, args.out.open("wb") as out:
+            for start in range(0, len(records), WRITE_CHUNK):
+                chunk = records[start:start + WRITE_CHUNK]
+                out.write(traffic_lines(chunk))
+                advance(len(chunk))
     else:
-        asyncio.run(produce(settings, records))
+        with progress_bar("publishing", len(records)) as acknowledged:
+            asyncio.run(produce(settings, records, on_acknowledged=acknowledged))
     print(f"{len(records)} records ({traffic.duplicates_sent} re-sent duplicates, {len(traffic.invalid)} malformed) "
           f"for {traffic.customers} customers, {len(traffic.person_of_event)} unique valid events, "
           f"{len(traffic.journeys)} service journeys", file=sys.stderr)

@@ -5,6 +5,11 @@ writer schema's canonical form, then the Avro binary body. The fingerprint names
 versions kept in schemas/, or one registered at run time on the `<prefix>.schemas` topic (schemas.evolution
 checks it, streams.schema_feed adds it to the worker's SchemaRegistry), so producers can move to a newer
 schema at their own pace, even before the pipeline ships it.
+
+With a schema registry configured (CEM_SCHEMA_REGISTRY_URL), records in Confluent framing are accepted as well:
+byte 00, the 4-byte big-endian schema id, then the Avro binary body. The writer schema of an id is fetched from
+the registry before its batch is decoded (schemas.confluent) and kept here; decoding itself never waits on the
+network.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from cem.domain.reasons import Reason
 
 SCHEMA_DIR = Path(__file__).parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_BYTES = 5  # 00 and a 4-byte big-endian schema id
 _JSON_STARTS = (b"{", b"[")
 UTF8_BOM = b"\xef\xbb\xbf"
 _JSON_FIRST_BYTES = frozenset(b"{[ \t\r\n")
@@ -33,6 +40,15 @@ _WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE
               (b"\xfe\xff", "UTF-16BE"))
 MAX_REFUSALS_KEPT = 1_000
 _EMPTY = 0xC15D213AA4D7A795
+
+
+class SchemaNotFetched(Exception):
+    """A record in Confluent framing whose schema id has not been looked up in the registry yet: a fault of the
+    caller (ids are fetched before a batch is decoded), never a verdict on the record."""
+
+    def __init__(self, schema_id: int) -> None:
+        super().__init__(f"schema id {schema_id} has not been fetched from the schema registry")
+        self.schema_id = schema_id
 
 
 class DecodeError(Exception):
@@ -129,6 +145,11 @@ class SchemaRegistry:
         self._writers: dict[bytes, Writer] = builtin
         self._refused: dict[bytes, str] = {}
         self._lock = threading.Lock()
+        # Confluent framing: off unless a registry is configured; writers by schema id, and why an id is unusable
+        # (with the time it was looked up, so that it is looked up again later).
+        self.confluent_enabled = False
+        self._confluent: dict[int, Writer] = {}
+        self._confluent_refused: dict[int, tuple[str, float]] = {}
 
     def writer(self, fingerprint: bytes) -> Writer | None:
         return self._writers.get(fingerprint)
@@ -150,6 +171,30 @@ class SchemaRegistry:
 
     def refusal(self, fingerprint: bytes) -> str | None:
         return self._refused.get(fingerprint)
+
+    def confluent_writer(self, schema_id: int) -> Writer | str | None:
+        """The writer of a registry schema id, why it cannot be used, or None when it was never looked up."""
+        found = self._confluent.get(schema_id)
+        if found is not None:
+            return found
+        refused = self._confluent_refused.get(schema_id)
+        return refused[0] if refused is not None else None
+
+    def add_confluent(self, schema_id: int, writer: Writer | str, now: float) -> None:
+        """What the registry said about an id: its writer (checked), or why its records cannot be read."""
+        with self._lock:
+            if isinstance(writer, Writer):
+                # A version kept in schemas/ is taken as it is: the current one then decodes without resolution.
+                writer = self._writers.get(writer.fingerprint, writer)
+                self._confluent = {**self._confluent, schema_id: writer}
+            else:
+                kept = dict(list(self._confluent_refused.items())[-MAX_REFUSALS_KEPT + 1:])
+                self._confluent_refused = {**kept, schema_id: (writer, now)}
+
+    def unresolved_ids(self, schema_ids: set[int], now: float, recheck_seconds: float) -> set[int]:
+        """The ids to look up: never looked up, or found unusable more than `recheck_seconds` ago."""
+        return {i for i in schema_ids if i not in self._confluent
+                and (i not in self._confluent_refused or now - self._confluent_refused[i][1] > recheck_seconds)}
 
     def registered(self) -> list[bytes]:
         """Fingerprints added at run time (not kept in schemas/)."""
@@ -194,6 +239,8 @@ def decode(raw: bytes | None, max_bytes: int, registry: SchemaRegistry | None = 
         return _fail(Reason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
     if raw[:2] == SINGLE_OBJECT_MAGIC:
         return _decode_avro(raw, registry or default_registry())
+    if raw[:1] == CONFLUENT_MAGIC and registry is not None and registry.confluent_enabled:
+        return _decode_confluent(raw, registry)
     if raw[:1] in _JSON_STARTS or raw.lstrip()[:1] in _JSON_STARTS:
         return _decode_json(raw)
     if raw[:3] == UTF8_BOM:  # some Windows tools write one; JSON parsers may ignore it (RFC 8259, section 8.1)
@@ -204,7 +251,29 @@ def decode(raw: bytes | None, max_bytes: int, registry: SchemaRegistry | None = 
     wide = _wide_encoding(raw)
     if wide is not None:
         return _fail(Reason.UNKNOWN_ENCODING, f"JSON must be UTF-8; this looks like {wide}")
+    if raw[:1] == CONFLUENT_MAGIC and len(raw) > CONFLUENT_HEADER_BYTES:
+        return _fail(Reason.UNKNOWN_ENCODING, f"Confluent framing (00, schema id {confluent_schema_id(raw)}) needs a "
+                     "schema registry: set CEM_SCHEMA_REGISTRY_URL, or publish Avro single-object encoding (C3 01)")
     return _fail(Reason.UNKNOWN_ENCODING, "neither JSON nor Avro single-object encoding (C3 01)")
+
+
+def confluent_schema_id(raw: bytes) -> int:
+    return int.from_bytes(raw[1:CONFLUENT_HEADER_BYTES], "big")
+
+
+def confluent_ids(values: list[bytes | None]) -> set[int]:
+    """The schema ids named by the records in Confluent framing among `values`."""
+    return {confluent_schema_id(v) for v in values
+            if v and v[:1] == CONFLUENT_MAGIC and len(v) > CONFLUENT_HEADER_BYTES}
+
+
+def encode_confluent(record: dict[str, Any], schema_id: int, schema: Any) -> bytes:
+    """Confluent framing of `record` written with `schema` (a document or parsed schema) under registry id
+    `schema_id`: what Confluent's Avro serializer writes."""
+    body = io.BytesIO()
+    body.write(CONFLUENT_MAGIC + schema_id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), record)
+    return body.getvalue()
 
 
 def _wide_encoding(raw: bytes) -> str | None:
@@ -244,10 +313,25 @@ def _decode_avro(raw: bytes, registry: SchemaRegistry) -> Any:
     known = registry.writer(raw[2:10])
     if known is None:
         return _fail(Reason.UNKNOWN_SCHEMA, _unknown_schema_detail(raw[2:10], registry))
-    writer = known.plain
-    reader = registry.reader
+    return _read_body(raw, 10, known.plain, registry.reader)
+
+
+def _decode_confluent(raw: bytes, registry: SchemaRegistry) -> Any:
+    if len(raw) <= CONFLUENT_HEADER_BYTES:
+        return _fail(Reason.MALFORMED_AVRO,
+                     f"{len(raw)} bytes: Confluent framing needs 00, a 4-byte schema id and a body")
+    schema_id = confluent_schema_id(raw)
+    known = registry.confluent_writer(schema_id)
+    if known is None:
+        raise SchemaNotFetched(schema_id)
+    if isinstance(known, str):
+        return _fail(Reason.UNKNOWN_SCHEMA, known)
+    return _read_body(raw, CONFLUENT_HEADER_BYTES, known.plain, registry.reader)
+
+
+def _read_body(raw: bytes, start: int, writer: Any, reader: Any) -> Any:
     buffer = io.BytesIO(raw)
-    buffer.seek(10)
+    buffer.seek(start)
     try:
         # A record written with the current schema needs no schema resolution: passing no reader schema skips
         # fastavro's per-call deep comparison of the two schemas and its resolving read (about 3 us a record).

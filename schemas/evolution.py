@@ -131,9 +131,10 @@ def fingerprint_of_key(key: bytes | None) -> bytes | None:
 
 def check_versions(documents: dict[int, Any] | None = None) -> list[str]:
     """Problems with the versions kept in schemas/ (empty when there are none). Every version must parse; each
-    must read its predecessor's records and its predecessor must read its records (so producers and workers may
-    upgrade in either order, the newer writer registered first); the current version must read every version's
-    records (the decoder resolves each straight to it); and no two versions may share a fingerprint."""
+    must read the records of every older version (backward compatibility of every pair: the decoder resolves
+    each straight to the current one, and a rollback reads what an intermediate version wrote), and its
+    predecessor must read its records (so producers and workers may upgrade in either order, the newer writer
+    registered first); and no two versions may share a fingerprint."""
     documents = schema_documents() if documents is None else documents
     problems: list[str] = []
     fingerprints: dict[bytes, int] = {}
@@ -150,9 +151,8 @@ def check_versions(documents: dict[int, Any] | None = None) -> list[str]:
     if problems:
         return problems
     versions = sorted(documents)
-    pairs = {(new, old) for old, new in zip(versions, versions[1:], strict=False)}
-    pairs |= {(old, new) for new, old in pairs}
-    pairs |= {(versions[-1], old) for old in versions[:-1]}
+    pairs = {(new, old) for i, old in enumerate(versions) for new in versions[i + 1:]}  # every newer reads older
+    pairs |= {(old, new) for old, new in zip(versions, versions[1:], strict=False)}
     for reader, writer in sorted(pairs):
         try:
             found = incompatibilities(documents[reader], documents[writer])

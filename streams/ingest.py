@@ -19,7 +19,8 @@ from cem.domain.model import Interaction, Rejection
 from cem.domain.reasons import Reason
 from cem.domain.validate import Limits, build_interaction, parse_event_time
 from cem.settings import CHANNELS, Settings
-from schemas.codec import DecodeError, SchemaRegistry, decode
+from schemas.codec import DecodeError, SchemaRegistry, decode, new_registry
+from schemas.confluent import ConfluentSchemas
 from schemas.internal import encode_batch, signature_headers
 from streams.deadletters import DeadLetter, dead_letter
 from streams.status import WorkerStatus
@@ -106,6 +107,11 @@ class IngestStage:
                  catch_up: Callable[[], Awaitable[bool]] = _nothing_new) -> None:
         """`catch_up` reads the registered writer schemas up to now; True when it found new ones."""
         self.settings = settings
+        self.confluent: ConfluentSchemas | None = None
+        if settings.schema_registry_url:  # Confluent framing: writer schemas by id, from the registry
+            registry = registry or new_registry()
+            registry.confluent_enabled = True
+            self.confluent = ConfluentSchemas(settings.schema_registry_url, settings.schema_registry_timeout_seconds)
         self.ingestor = Ingestor(settings, registry)
         self.catch_up = catch_up
         self.resolve_topic = resolve_topic
@@ -139,6 +145,9 @@ class IngestStage:
         """Classify the batch and put everything it became on the broker; raises (so the runner retries the
         whole batch) on any failure. Counters move only once the batch is done."""
         messages = [event.message for event in events]
+        if self.confluent is not None and self.ingestor.registry is not None:
+            # Raises while the registry is unavailable: the batch is retried, never dead-lettered for an outage.
+            await self.confluent.resolve([m.value for m in messages], self.ingestor.registry, self.clock())
         schemas_read = False
         for attempt in range(PARSE_ATTEMPTS):
             batch = self.classify(messages, int(self.clock() * 1000), last_attempt=attempt == PARSE_ATTEMPTS - 1)

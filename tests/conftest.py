@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.services import ClickHouseServer, KafkaBroker, TansuBroker, require_clickhouse
+from devtools.services import ClickHouseServer, KafkaBroker, SchemaRegistryServer, TansuBroker, require_clickhouse
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +60,15 @@ def tansu(tmp_workdir: Callable[[str], Path]) -> Iterator[TansuBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(kafka: KafkaBroker, tmp_workdir: Callable[[str], Path]) -> Iterator[SchemaRegistryServer]:
+    """A shared Apicurio Registry (the Confluent Schema Registry API at ``.url``) keeping its schemas in the shared
+    Kafka broker, so that they survive a restart."""
+    registry = SchemaRegistryServer(tmp_workdir("schema-registry"), kafka_bootstrap=kafka.bootstrap)
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()

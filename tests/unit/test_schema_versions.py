@@ -54,6 +54,17 @@ def test_the_current_version_must_read_every_older_one() -> None:
     assert problems[0].startswith("v3 cannot read records written with v1: ")
 
 
+def test_every_newer_version_must_read_every_older_one_not_only_the_current() -> None:
+    # v3 requires the locale that v2 added with a default: v3 reads v2's records but not v1's; v4 gives the locale
+    # a default again, so the current version and every neighbour pair pass, and only the pair (v3, v1) fails.
+    required = evolve(add({"name": "locale", "type": ["string", "null"]}))
+    v4 = evolve(add({"name": "locale", "type": ["null", "string"], "default": None},
+                    {"name": "campaign", "type": ["null", "string"], "default": None}))
+    problems = check_versions(_versions(V1, V2, required, v4))
+    assert len(problems) == 1
+    assert problems[0].startswith("v3 cannot read records written with v1: ")
+
+
 def test_same_canonical_form_fails() -> None:
     doc_only = evolve(lambda s: s.update(doc="Version 2, only the doc changed"))
     assert check_versions(_versions(V1, doc_only)) == [
