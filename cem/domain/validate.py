@@ -72,11 +72,14 @@ def check_record(
     if not isinstance(record, dict):
         return Rejection(Reason.NOT_AN_OBJECT, type(record).__name__)
     event_id = _check_event_id(record.get("event_id"))
+    if isinstance(event_id, Rejection):
+        return event_id
     channel = _check_channel(record.get("channel", topic_channel), topic_channel, limits)
+    if isinstance(channel, Rejection):
+        return channel
     event_type = _check_type(record.get("type"))
-    for checked in (event_id, channel, event_type):
-        if isinstance(checked, Rejection):
-            return checked
+    if isinstance(event_type, Rejection):
+        return event_type
     if record.get("occurred_at") is None:
         return Rejection(Reason.MISSING_FIELD, "occurred_at")
     occurred_ms = check_event_time(record["occurred_at"], limits, now_ms)
@@ -86,16 +89,19 @@ def check_record(
     if isinstance(identifiers, Rejection):
         return identifiers
     text = _check_text(record.get("text"), limits)
+    if isinstance(text, Rejection):
+        return text
     issue_ref = _check_issue_ref(record.get("issue_ref"))
+    if isinstance(issue_ref, Rejection):
+        return issue_ref
     survey = _check_survey(record["survey"]) if record.get("survey") is not None else (None, None)
+    if isinstance(survey, Rejection):
+        return survey
     properties = _check_properties(record.get("properties"), limits)
-    for optional in (text, issue_ref, survey, properties):
-        if isinstance(optional, Rejection):
-            return optional
-    assert isinstance(survey, tuple) and isinstance(properties, dict)
-    return CheckedRecord(str(event_id), str(channel), str(event_type), occurred_ms, identifiers,
-                         text if isinstance(text, str) else None, issue_ref if isinstance(issue_ref, str) else None,
-                         survey[0], survey[1], properties)
+    if isinstance(properties, Rejection):
+        return properties
+    return CheckedRecord(event_id, channel, event_type, occurred_ms, identifiers, text, issue_ref, survey[0],
+                         survey[1], properties)
 
 
 def enriched(checked: CheckedRecord) -> Interaction:
