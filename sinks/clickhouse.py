@@ -107,8 +107,13 @@ class ServerWarehouse(ClickHouseReads):
         if self.read_only:
             self._bounded(check_read_only(sql))
             return
-        for statement in cluster_statements(sql, self.cluster) if self.cluster else [sql]:
-            self._client.execute(statement)
+        if not self.cluster:
+            self._client.execute(sql)
+            return
+        for statement in cluster_statements(sql, self.cluster):
+            pending = without_existing_columns(self, statement)  # a column change that failed half way runs again
+            if pending:
+                self._client.execute(pending)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self.query_with_columns(sql)[1]

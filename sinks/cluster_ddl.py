@@ -9,7 +9,8 @@ The Distributed tables have no sharding key on purpose: ClickHouse refuses to in
 shards, and a batch split across shards would not be all-or-none (docs/deploy.md, "Cluster mode").
 
 Views, `DROP TABLE` and `CREATE DATABASE` get `ON CLUSTER`; mutations (`ALTER ... UPDATE/DELETE`) go to the
-replicated local tables `ON CLUSTER`; other `ALTER`s change both tables; `INSERT` and `SELECT` pass unchanged
+replicated local tables `ON CLUSTER`; other `ALTER`s change the replicated table (without `ON CLUSTER`: ZooKeeper
+replicates it) and create the Distributed table again; `INSERT` and `SELECT` pass unchanged
 (they go through the Distributed tables). Any other DDL is refused rather than left unreplicated.
 """
 
@@ -64,10 +65,16 @@ def cluster_statements(sql: str, cluster: str) -> list[str]:
         return [f"DROP TABLE IF EXISTS {db}.{name} {on}", f"DROP TABLE IF EXISTS {db}.{name}{LOCAL_SUFFIX} {on}"]
     if found := _ALTER.match(statement):
         db, name, rest = found["db"], found["name"], found["rest"]
-        local = f"ALTER TABLE {db}.{name}{LOCAL_SUFFIX} {on} {rest}"
         if _MUTATION.match(rest):
-            return [local]  # rows live in the local tables; ZooKeeper hands the mutation to every replica
-        return [local, f"ALTER TABLE {db}.{name} {on} {rest}"]
+            # rows live in the local tables; ZooKeeper hands the mutation to every replica
+            return [f"ALTER TABLE {db}.{name}{LOCAL_SUFFIX} {on} {rest}"]
+        # A column change of a replicated table is replicated through ZooKeeper: sent ON CLUSTER too, the second
+        # replica would find the column there already and fail. ClickHouse 18.16 refuses an ALTER ON CLUSTER of a
+        # table that is not replicated on a replicated shard, so each server's Distributed table (it holds no
+        # rows: inserts are synchronous) is created again with the local table's new columns.
+        local = f"{db}.{name}{LOCAL_SUFFIX}"
+        return [f"ALTER TABLE {local} {rest}", f"DROP TABLE IF EXISTS {db}.{name} {on}",
+                f"CREATE TABLE {db}.{name} {on} AS {local} ENGINE = Distributed({cluster}, {db}, {name}{LOCAL_SUFFIX})"]
     if _PASS_THROUGH.match(statement):
         return [statement]
     raise ClusterDdlError(f"cluster mode cannot rewrite this statement: {statement[:80]!r}")

@@ -22,7 +22,8 @@ def migration_statements(db: str = "cem") -> list[str]:
 def test_every_migration_statement_is_rewritten_and_runs_on_the_whole_cluster() -> None:
     for statement in migration_statements():
         for rewritten in cluster_statements(statement, CLUSTER):
-            if not rewritten.startswith("INSERT"):
+            replicated_column_change = re.match(r"ALTER TABLE \S+_local (ADD|DROP|MODIFY) ", rewritten)
+            if not rewritten.startswith("INSERT") and not replicated_column_change:
                 assert f" ON CLUSTER {CLUSTER}" in rewritten, rewritten
 
 
@@ -115,9 +116,13 @@ def test_mutations_go_to_the_replicated_local_table_only(mutation: str) -> None:
 
 
 def test_a_schema_alter_changes_the_local_table_then_the_distributed_one() -> None:
+    """The replicated table's change is replicated by ZooKeeper (ON CLUSTER too, the second replica would find the
+    column there already); each server's Distributed table is created again from it (18.16 refuses an ALTER ON
+    CLUSTER of a table that is not replicated on a replicated shard)."""
     assert cluster_statements("ALTER TABLE db1.t ADD COLUMN note String DEFAULT ''", "c1") == [
-        "ALTER TABLE db1.t_local ON CLUSTER c1 ADD COLUMN note String DEFAULT ''",
-        "ALTER TABLE db1.t ON CLUSTER c1 ADD COLUMN note String DEFAULT ''"]
+        "ALTER TABLE db1.t_local ADD COLUMN note String DEFAULT ''",
+        "DROP TABLE IF EXISTS db1.t ON CLUSTER c1",
+        "CREATE TABLE db1.t ON CLUSTER c1 AS db1.t_local ENGINE = Distributed(c1, db1, t_local)"]
 
 
 @pytest.mark.parametrize("statement", [
