@@ -76,6 +76,12 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
     first_events = _column(warehouse, f"SELECT DISTINCT first_event_id FROM {db}.identity_sets WHERE identity_key IN",
                            keys)
     marking_events, rewrite = _shared_rows(warehouse, set(plan.erased) | set(erasure.unshared), set(event_ids))
+    # The overrides of her sets go first, found through her interaction rows before they are anonymised; the
+    # mutation names event ids only (its text stays in system.mutations).
+    for chunk in chunks(sorted(set(event_ids))):
+        warehouse.command(f"ALTER TABLE {db}.overrides DELETE WHERE kind = 'customer' AND id IN (SELECT identity_key "
+                          f"FROM {db}.interaction_log WHERE event_id IN ({in_list(chunk)}))")
+    wait_for_mutations(warehouse, timeout, "erasure mutations")
     for statement in erasure_statements(db, erasure.customer_ids, event_ids, first_events, marking_events):
         warehouse.command(statement)
     wait_for_mutations(warehouse, timeout, "erasure mutations")
