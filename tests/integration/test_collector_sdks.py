@@ -207,8 +207,15 @@ def test_kafka_down_sdks_get_503_and_retry_then_everything_lands_once(clickhouse
             broker.start()
             sender.join(180)
             assert not sender.is_alive(), "the SDKs did not finish retrying"
-            wait_until(lambda: len(landed(settings)) >= len(ids) and drained(settings), 120,
-                       "events did not land after Kafka came back", workers=[worker, collector])
+            restarted = None
+            if not worker.running:  # a broker killed under Faust can end the worker (exit 1): a supervisor restarts it
+                restarted = WorkerProcess(settings, tmp_path / "worker-restarted.log").start()
+            try:
+                wait_until(lambda: len(landed(settings)) >= len(ids) and drained(settings), 120,
+                           "events did not land after Kafka came back", workers=[restarted or worker, collector])
+            finally:
+                if restarted is not None:
+                    restarted.stop()
             status = collector.status() or {}
         check_sdk_events(settings, ids)
         assert status.get("status_503", 0) >= 3
