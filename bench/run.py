@@ -11,7 +11,7 @@ Phases (docs/performance.md explains each method and its resolution):
   4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
                          peak RSS (VmHWM) at the end; then the analysts' `interactions` view against its base
-                         table on what it wrote, before and after a squash of the overrides (bench/views.py)
+                         table on what it wrote, its overrides unsquashed (bench/views.py)
   6. kiosk               in-process (bench/kiosk.py): visitors on one shared device, and logging in with one
                          e-mail, vs on their own devices, through Resolver.process; the time ratios (a hot
                          identifier must not cost more)
@@ -614,11 +614,9 @@ def summary_table(r: dict[str, Any]) -> str:
     if "views" in r:
         v = r["views"]
         for name in ("per_channel_count", "customer_timeline"):
-            add(f"view cost: {name.replace('_', ' ')}",
-                f"{v['before_squash'][name]['ratio']:.2f} / {v['after_squash'][name]['ratio']:.2f}",
-                f"interactions / interaction_log, before / after squash; {v['interaction_rows']:,} rows, "
-                f"overrides {v['overrides_by_kind']} -> {v['overrides_left']} (squash {v['squash_s']} s); "
-                "target <= 2")
+            add(f"view cost: {name.replace('_', ' ')}", f"{v['before_squash'][name]['ratio']:.2f}",
+                f"interactions / interaction_log, no squash; {v['interaction_rows']:,} rows, "
+                f"overrides {v['overrides_by_kind']}; target <= 2")
     if "kiosk" in r:
         hot = r["kiosk"]
         add("kiosk: one device / own devices", f"{hot['ratio']:.2f}", f"{hot['visitors']:,} visitors, "

@@ -26,6 +26,7 @@ from sinks.warehouse import Warehouse
 # A mutation rewrites every part it touches, so customer targets go into as few mutations as the query size allows
 # (max_query_size is 256 KiB by default): one IN subquery per target customer, up to this much text.
 MUTATION_TEXT_MAX = 200_000
+TARGETS_PER_MUTATION = 100  # and few IN subqueries per mutation: each holds sets and files open on the server
 # kind -> the interaction_log column its ids are written in (and rewritten)
 ID_COLUMNS = {"session": "origin_session_id", "journey": "journey_id"}
 
@@ -78,7 +79,7 @@ def _text_bounded(targets: list[str], text: Callable[[str], str]) -> Iterator[li
     size = 0
     for target in targets:
         cost = len(text(target)) + len(target) + 4
-        if chunk and size + cost > MUTATION_TEXT_MAX:
+        if chunk and (size + cost > MUTATION_TEXT_MAX or len(chunk) >= TARGETS_PER_MUTATION):
             yield chunk
             chunk, size = [], 0
         chunk.append(target)
