@@ -83,6 +83,17 @@ def test_prometheus_scrapes_a_live_worker_and_every_panel_reads_what_it_wrote(
                        lambda: f"rules not all loaded and healthy: {rule_states()}")
             assert prometheus.api("alerts")["alerts"] == []
 
+            # A recorded rate exists once its rule was evaluated over two scrapes of the counter: wait for it, as a
+            # dashboard opened a few seconds later would.
+            def recorded(rule: str, label: str) -> set[str]:
+                return {s["metric"][label] for s in prometheus.query(rule)}
+
+            channels_sent = {r.channel for r in traffic.records}
+            wait_until(lambda: recorded("cem:events_in:rate5m", "channel") == channels_sent, 30,
+                       lambda: f"channel rates recorded: {recorded('cem:events_in:rate5m', 'channel')}")
+            wait_until(lambda: "interaction_log" in recorded("cem:rows_written:rate5m", "table"), 30,
+                       lambda: f"table rates recorded: {recorded('cem:rows_written:rate5m', 'table')}")
+
             # Every pipeline panel's PromQL, as Grafana sends it, instant and as a range.
             values: dict[str, list[dict[str, Any]]] = {}
             now = time.time()
@@ -100,7 +111,7 @@ def test_prometheus_scrapes_a_live_worker_and_every_panel_reads_what_it_wrote(
             assert single["Consumer lag"] == 0
             # (Rates may be 0: a series born with its final value, all consumed between two scrapes, never rose.)
             channels = {s["metric"]["channel"] for s in values["Consumed per second, by channel"]}
-            assert channels == {r.channel for r in traffic.records}
+            assert channels == channels_sent
             tables = {s["metric"]["table"] for s in values["Rows written per second, by table"]}
             assert "interaction_log" in tables
 
