@@ -58,7 +58,13 @@ CONSUMER_LAG = Gauge(
     "cem_consumer_lag_messages", "High watermark minus committed offset", ["topic", "partition"], registry=REGISTRY
 )
 STATE_RESTORE_SECONDS = Gauge(
-    "cem_state_restore_seconds", "Time the last resolver state rebuild from ClickHouse took", registry=REGISTRY
+    "cem_state_restore_seconds",
+    "Time the resolver's state last took to be ready: resumed from the local store, or rebuilt from ClickHouse",
+    registry=REGISTRY,
+)
+STATE_RESUMED = Counter(
+    "cem_state_resumed_total", "Resolver starts that resumed from the state store on disk instead of rebuilding",
+    registry=REGISTRY,
 )
 ERASURES = Counter("cem_erasures_total", "GDPR erasure requests applied (cem forget)", registry=REGISTRY)
 RECOMPUTES = Counter(

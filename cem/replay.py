@@ -117,7 +117,7 @@ async def replay(settings: Settings, target: Settings, since_ms: int, err: TextI
         confluent = ConfluentSchemas(settings.schema_registry_url, settings.schema_registry_timeout_seconds)
     ingestor = Ingestor(settings, registry)
     clock_ms = [since_ms]
-    service = ResolverService(target, clock=lambda: clock_ms[0] / 1000)
+    service = ResolverService(replace(target, state_store="memory"), clock=lambda: clock_ms[0] / 1000)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **kafka_client_options(settings))
     await consumer.start()

@@ -52,6 +52,10 @@ class Settings:
     app_id: str = "cem"
     topic_prefix: str = "cem"  # topics are <prefix>.raw.<channel>, .deadletter, .resolve and .schemas
     state_dir: str = DEFAULT_STATE_DIR
+    # The resolver's state: on disk under <state_dir>/resolver-state, with this much memory for its caches and
+    # RocksDB's (docs/architecture.md, "The state store"); "memory" keeps it all in memory, as tests may.
+    state_store: str = "disk"
+    state_memory_mb: int = 256
     topic_partitions: int = 4
     # Of the topics workers create (theirs and Faust's): 3 on a cluster of 3 or more brokers (docs/deploy.md)
     topic_replication_factor: int = 1
@@ -115,6 +119,10 @@ class Settings:
     collect_clock_skew_tolerance_seconds: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.state_store not in ("disk", "memory"):
+            raise ValueError(f"CEM_STATE_STORE must be disk or memory, not {self.state_store!r}")
+        if self.state_memory_mb < 32:
+            raise ValueError(f"CEM_STATE_MEMORY_MB must be at least 32, not {self.state_memory_mb}")
         if not self.clickhouse_url:
             object.__setattr__(self, "clickhouse_url", f"chdb://{Path(self.state_dir).absolute()}/warehouse")
 

@@ -60,6 +60,9 @@ class ClickHouseReads:
             f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = 'session' "
             "GROUP BY alias_id")]
 
+    def last_batch_version(self) -> int:
+        return int(self.query(f"SELECT max(version) FROM {self.database}.resolver_batches")[0][0])
+
     def holds_version(self, table: str, version: int) -> bool:
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")

@@ -67,6 +67,10 @@ class WarehouseReader(Protocol):
         ...
 
 
+    def last_batch_version(self) -> int:
+        """The version of the last resolver batch written in full (0: none)."""
+        ...
+
     def holds_version(self, table: str, version: int) -> bool:
         """Whether a row of `table` carries that version: after a failed insert, whether it landed all the same
         (an insert is all or none)."""

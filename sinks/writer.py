@@ -18,7 +18,8 @@ from cem.domain.text import TextSignals
 
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
-               "id_aliases", "identity_sets", "session_log", "journey_log", "overrides", "interaction_log")
+               "id_aliases", "identity_sets", "session_log", "journey_log", "overrides", "interaction_log",
+               "resolver_batches")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
@@ -30,6 +31,9 @@ def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[st
         tables["overrides"] = _rows_to_columns(("kind", "id", "current_id"), overrides, effects.version)
     if effects.interactions:
         tables["interaction_log"] = _interaction_columns(effects, now_ms)
+    # Last, and for every batch: the warehouse holds the batch in full once this row is there.
+    tables["resolver_batches"] = {"version": [effects.version], "interactions": [len(effects.interactions)],
+                                  "duplicates": [effects.duplicates], "written_ms": [now_ms]}
     return tables
 
 

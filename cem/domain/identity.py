@@ -22,7 +22,7 @@ grouping (property-tested in tests/unit/test_identity_order.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from cem.domain.identity_records import (
@@ -36,6 +36,7 @@ from cem.domain.identity_records import (
 )
 from cem.domain.model import Identifier, stable_id
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
+from cem.domain.state_maps import MapFactory, in_memory_maps
 
 IDENTIFIER_PRIORITY: dict[str, int] = {
     "customer_ref": 0,
@@ -54,6 +55,7 @@ DEFAULT_TYPE_LIMITS: dict[str, int] = {
     "anonymous_id": 50,
 }
 NO_LIMIT = 1_000_000
+RESTORE_TRIM_EVERY = 20_000  # sets replayed between two trims of a disk-backed graph while it is rebuilt
 
 
 @dataclass
@@ -68,28 +70,37 @@ class _Detached:
 
 class IdentityGraph:
     def __init__(self, type_limits: Mapping[str, int] | None = None, priority: Mapping[str, int] | None = None,
-                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES, weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
+                 weak_types: Iterable[str] = DEFAULT_WEAK_TYPES, weak_threshold: int = DEFAULT_WEAK_THRESHOLD,
+                 maps: MapFactory = in_memory_maps) -> None:
         self.type_limits = dict(DEFAULT_TYPE_LIMITS if type_limits is None else type_limits)
         self.priority = dict(IDENTIFIER_PRIORITY if priority is None else priority)  # strongest first (lowest)
-        self.shared = SharedIdentifiers(self.type_limits, weak_types, weak_threshold)
-        self.owner: dict[Identifier, str] = {}
-        self.parent: dict[str, str] = {}  # merged customer -> the customer it merged into
-        self.customers: dict[str, Customer] = {}  # live (unmerged) customers only
-        self.set_owner: dict[IdentitySet, str] = {}  # identifier set -> the customer it was attributed to
-        self.set_key: dict[IdentitySet, EventKey] = {}  # identifier set -> its earliest event
+        self.shared = SharedIdentifiers(self.type_limits, weak_types, weak_threshold, maps)
+        self.owner: MutableMapping[Identifier, str] = maps("owner")
+        self.parent: MutableMapping[str, str] = maps("parent")  # merged customer -> the customer it merged into
+        self.customers: MutableMapping[str, Customer] = maps("customers")  # live (unmerged) customers only
+        # identifier set -> the customer it was attributed to
+        self.set_owner: MutableMapping[IdentitySet, str] = maps("set_owner")
+        self.set_key: MutableMapping[IdentitySet, EventKey] = maps("set_key")  # identifier set -> its earliest event
         # identifier -> customers with an event carrying it (owned or not): who a late event can affect
         # Shared identifiers have no entry: they are never walked, however many customers carry them.
-        self.carriers: dict[Identifier, set[str]] = {}
-        self.origins: dict[str, IdentitySet] = {}  # customer id -> identifier set of the event that created it
+        self.carriers: MutableMapping[Identifier, set[str]] = maps("carriers")
+        # customer id -> identifier set of the event that created it
+        self.origins: MutableMapping[str, IdentitySet] = maps("origins")
 
     # ---- queries ----------------------------------------------------------------------------------------
     def find(self, customer_id: str) -> str:
-        root = customer_id
-        while root in self.parent:
-            root = self.parent[root]
+        parent = self.parent
+        root = parent.get(customer_id)
+        if root is None:
+            return customer_id
+        hop = parent.get(root)
+        if hop is None:
+            return root  # one hop: nothing to compress (and nothing to write back)
+        while hop is not None:
+            root, hop = hop, parent.get(hop)
         while customer_id != root:  # path compression keeps chains A->B->C at one hop
-            next_id = self.parent[customer_id]
-            self.parent[customer_id] = root
+            next_id = parent[customer_id]
+            parent[customer_id] = root
             customer_id = next_id
         return root
 
@@ -306,17 +317,21 @@ class IdentityGraph:
 
     # ---- rebuilding from the warehouse --------------------------------------------------------------
     def restore(self, sets: Iterable[tuple[IdentitySet, EventKey]],
-                shared: Iterable[SharedIdentifier] = ()) -> list[SharedIdentifier]:
+                shared: Iterable[SharedIdentifier] = (), trim: Callable[[], None] = lambda: None
+                ) -> list[SharedIdentifier]:
         """Replay distinct identifier sets in event-time order: the same state any arrival order produced.
         The sets are the evidence of which identifiers are shared; `shared`, the identifiers recorded as shared,
         supply their records. Returns the identifiers the sets show shared that were not recorded (to be
-        recorded now)."""
+        recorded now). `trim` is called every so many sets (a disk-backed state shrinks its caches)."""
         ordered = sorted(sets, key=lambda item: item[1])
         revealed = self.shared.rebuild(ordered, shared)
         scratch = Attribution()
-        for identifiers, key in ordered:
+        for count, (identifiers, key) in enumerate(ordered, 1):
             if identifiers not in self.set_key:
                 self._step(identifiers, key, scratch)
+            if count % RESTORE_TRIM_EVERY == 0:
+                scratch = Attribution()
+                trim()
         return revealed
 
     def sets_with(self, identifiers: Iterable[Identifier]) -> dict[Identifier, list[IdentitySet]]:

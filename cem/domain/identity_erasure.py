@@ -110,7 +110,7 @@ def _alias_replayed(graph: IdentityGraph, replayed: Mapping[str, Customer], out:
                 vanished.add(cid)
                 continue
             origin = graph.origins.get(cid)
-            home = graph.find(graph.set_owner[origin] if origin in graph.set_owner else
+            home = graph.find(graph.set_owner[origin] if origin is not None and origin in graph.set_owner else
                               graph.set_owner[remaining[0][1]])
             graph.parent[cid] = home
             graph.customers[home].members.append(cid)

@@ -17,9 +17,11 @@ restore; like a session id, which event created it depends on the order of the r
 from __future__ import annotations
 
 from bisect import bisect_right, insort
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from cem.domain.model import stable_id
+from cem.domain.state_maps import MapFactory, in_memory_maps
 
 # Events that mark the state of an issue rather than the customer contacting us about it.
 NON_CONTACT_TYPES = frozenset({"ticket_resolved", "survey_response"})
@@ -49,9 +51,9 @@ class SessionAlias:
 class SessionBook:
     """Every customer's sessions, sorted by start."""
 
-    def __init__(self, gap_ms: int) -> None:
+    def __init__(self, gap_ms: int, maps: MapFactory = in_memory_maps) -> None:
         self.gap_ms = gap_ms
-        self.by_customer: dict[str, list[Session]] = {}
+        self.by_customer: MutableMapping[str, list[Session]] = maps("sessions")
 
     def add(
         self, customer_id: str, event_id: str, occurred_ms: int, channel: str
@@ -179,8 +181,8 @@ REMOVED = "-"
 class JourneyBook:
     """Every customer's service journeys: at most one per (customer, issue_ref)."""
 
-    def __init__(self) -> None:
-        self.by_customer: dict[str, dict[str, ServiceJourney]] = {}
+    def __init__(self, maps: MapFactory = in_memory_maps) -> None:
+        self.by_customer: MutableMapping[str, dict[str, ServiceJourney]] = maps("journeys")
 
     def add(self, customer_id: str, issue_ref: str, event_id: str, occurred_ms: int, channel: str,
             event_type: str) -> ServiceJourney:

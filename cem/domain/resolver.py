@@ -8,10 +8,19 @@ so `Resolver.restore` rebuilds it from the warehouse after a restart or a move t
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
-from cem.domain.identity import Customer, EventKey, IdentityGraph, IdentitySet, Link, Merge, RefusedMerge
+from cem.domain.identity import (
+    RESTORE_TRIM_EVERY,
+    Customer,
+    EventKey,
+    IdentityGraph,
+    IdentitySet,
+    Link,
+    Merge,
+    RefusedMerge,
+)
 from cem.domain.identity_erasure import forget_in_graph
 from cem.domain.journeys import (
     JourneyAlias,
@@ -24,8 +33,10 @@ from cem.domain.journeys import (
 )
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier
+from cem.domain.state_maps import MapFactory, in_memory_maps
 
 DAY_MS = 86_400_000
+SEEN_BUCKET_MS = 60_000  # seen event ids expire by the minute in which they were first seen
 FORGOTTEN = "forgotten"  # the customer of anonymised interactions, sessions and journeys
 
 
@@ -81,33 +92,51 @@ class Effects:
 
 
 class Resolver:
-    def __init__(self, config: ResolverConfig) -> None:
+    def __init__(self, config: ResolverConfig, maps: MapFactory = in_memory_maps) -> None:
         self.config = config
         self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
-                                   config.shared_weak_threshold)
+                                   config.shared_weak_threshold, maps)
         self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
-        self.sessions = SessionBook(config.session_gap_ms)
-        self.journeys = JourneyBook()
-        # event_id -> (fingerprint, first seen ms); insertion order is first-seen order, so expiry pops the front
-        self.seen: dict[str, tuple[str, int]] = {}
+        self.sessions = SessionBook(config.session_gap_ms, maps)
+        self.journeys = JourneyBook(maps)
+        # event_id -> (fingerprint, first seen ms); an entry older than the dedup window counts as absent
+        self.seen: MutableMapping[str, tuple[str, int]] = maps("seen")
+        # "<minute>/<batch>" -> the event ids the batch saw first in that minute: expiry never scans the seen ids.
+        # Keys sort in time order, and are added in time order.
+        self.seen_expiry: MutableMapping[str, list[str]] = maps("seen_expiry")
+        self.meta: MutableMapping[str, int] = maps("meta")
+        self._first_seen: dict[int, list[str]] = {}  # this batch's new ids by minute, filed at its end
         self.version = 0
 
     def process(self, batch: Iterable[Interaction], now_ms: int) -> Effects:
         self.version = max(self.version + 1, now_ms * 1000)
-        self._expire(now_ms)
+        horizon = now_ms - self.config.dedup_window_ms
+        self._expire(horizon)
         effects = Effects(self.version)
         effects.shared.extend(self.unrecorded_shared)
         self.unrecorded_shared = []
         for event in batch:
             known = self.seen.get(event.event_id)
-            if known is not None:
+            if known is not None and known[1] >= horizon:
                 effects.duplicates += 1
                 if known[0] != event.fingerprint:
                     effects.conflicting.append(event)
                 continue
-            self.seen[event.event_id] = (event.fingerprint, now_ms)
+            self._remember(event.event_id, event.fingerprint, now_ms)
             effects.interactions.append(self._resolve(event, effects))
+        self._file_first_seen(f"{self.version:020d}")
         return effects
+
+    def _remember(self, event_id: str, fingerprint: str, first_seen_ms: int) -> None:
+        self.seen[event_id] = (fingerprint, first_seen_ms)
+        self._first_seen.setdefault(first_seen_ms // SEEN_BUCKET_MS, []).append(event_id)
+
+    def _file_first_seen(self, tag: str) -> None:
+        for minute, ids in self._first_seen.items():
+            self.seen_expiry[f"{minute:012d}/{tag}"] = ids
+            if minute < self.meta.get("seen_oldest_minute", minute + 1):
+                self.meta["seen_oldest_minute"] = minute
+        self._first_seen = {}
 
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
         if event.identifiers not in self.graph.set_key:
@@ -186,25 +215,42 @@ class Resolver:
         for session in changed:
             effects.sessions[session.session_id] = session
 
-    def _expire(self, now_ms: int) -> None:
-        horizon = now_ms - self.config.dedup_window_ms
-        seen = self.seen
-        while seen:
-            oldest = next(iter(seen))
-            if seen[oldest][1] >= horizon:
+    def _expire(self, horizon_ms: int) -> None:
+        """Drop the seen ids of every minute wholly before the horizon. An id seen again since (after it had
+        expired) has a newer first-seen time and stays."""
+        oldest = self.meta.get("seen_oldest_minute")
+        if oldest is None or (oldest + 1) * SEEN_BUCKET_MS > horizon_ms:
+            return
+        expired: list[str] = []
+        for chunk in self.seen_expiry:
+            minute = int(chunk.split("/", 1)[0])
+            if (minute + 1) * SEEN_BUCKET_MS > horizon_ms:
+                self.meta["seen_oldest_minute"] = minute
                 break
-            del seen[oldest]
+            expired.append(chunk)
+        else:
+            del self.meta["seen_oldest_minute"]
+        for chunk in expired:
+            minute = int(chunk.split("/", 1)[0])
+            for event_id in self.seen_expiry.pop(chunk):
+                known = self.seen.get(event_id)
+                if known is not None and known[1] // SEEN_BUCKET_MS == minute:
+                    del self.seen[event_id]
 
     # ---- rebuilding from the warehouse -------------------------------------------------------------
-    def restore(self, snapshot: Snapshot) -> None:
-        """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot)."""
-        self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared)
+    def restore(self, snapshot: Snapshot, trim: Callable[[], None] = lambda: None) -> None:
+        """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot). `trim` is called every so many
+        rows: a disk-backed state writes back and shrinks its caches then."""
+        self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared, trim)
         session_alias = dict(snapshot.session_aliases)
         sessions: dict[str, Session] = {}
         journey_alias = dict(snapshot.journey_aliases)
         journeys: dict[str, ServiceJourney] = {}
-        for row in snapshot.recent:
-            self.seen[row.event_id] = (row.fingerprint, row.ingested_ms)
+        for count, row in enumerate(snapshot.recent, 1):
+            if count % RESTORE_TRIM_EVERY == 0:
+                self._file_first_seen(f"restored-{count:012d}")
+                trim()
+            self._remember(row.event_id, row.fingerprint, row.ingested_ms)
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
             customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
@@ -214,6 +260,7 @@ class Resolver:
             if row.issue_ref:
                 self._restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id)
             self.version = max(self.version, row.version)
+        self._file_first_seen("restored-end")
         self._file_restored_sessions(sessions, session_alias)
         self._file_restored_journeys(journeys, journey_alias)
 

@@ -16,10 +16,11 @@ evidence (`forget`), and a restart takes every set as evidence again (`rebuild`)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from cem.domain.model import Identifier
+from cem.domain.state_maps import MapFactory, in_memory_maps
 
 EventKey = tuple[int, str]
 Evidence = tuple[tuple[Identifier, ...], EventKey]  # an identifier set and its earliest event
@@ -48,14 +49,14 @@ class SharedIdentifiers:
     """Which identifiers are shared, and the capped evidence for the ones that are not (yet)."""
 
     def __init__(self, type_limits: Mapping[str, int], weak_types: Iterable[str] = DEFAULT_WEAK_TYPES,
-                 weak_threshold: int = DEFAULT_WEAK_THRESHOLD) -> None:
+                 weak_threshold: int = DEFAULT_WEAK_THRESHOLD, maps: MapFactory = in_memory_maps) -> None:
         self.limits = {t: n for t, n in type_limits.items() if n < UNLIMITED}
         self.weak_types = frozenset(weak_types)
         self.weak_threshold = weak_threshold
-        self.marked: dict[Identifier, SharedIdentifier] = {}
+        self.marked: MutableMapping[Identifier, SharedIdentifier] = maps("shared_marked")
         # identifier -> the distinct identifiers seen on its events: its first identifier set, then the values of
         # counted types that later sets added (at most `threshold` per type)
-        self._seen_with: dict[Identifier, tuple[Identifier, ...]] = {}
+        self._seen_with: MutableMapping[Identifier, tuple[Identifier, ...]] = maps("shared_seen_with")
         self._thresholds: dict[str, dict[str, int]] = {}
 
     def __contains__(self, ident: object) -> bool:

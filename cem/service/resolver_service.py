@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cem import metrics
@@ -31,9 +33,11 @@ from cem.config import resolver_config
 from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
+from cem.domain.state_maps import MapFactory, in_memory_maps
 from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
 from cem.service.retry import RebalanceWatch, Retry
 from cem.settings import Settings
+from cem.state_store import Checkpoint, StateStore
 from sinks.clickhouse import open_migrated
 from sinks.erasure import ErasureOutcome, erase, erasure_key
 from sinks.errors import describe_error, error_code, is_rejection
@@ -91,6 +95,20 @@ class ResolverService:
         self.pending: PendingWrite | None = None
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
                            RebalanceWatch(rebalance_pending, on_stuck))
+        self.store: StateStore | None = None
+        if settings.state_store == "disk":
+            self.store = StateStore(Path(settings.state_dir) / "resolver-state", settings.state_memory_mb)
+        # The store is resumed from once, when the process starts: after that, a resolver dropped (a failure, the
+        # partition gone) may have left it ahead of the warehouse, so it is rebuilt.
+        self.may_resume = True
+        self.warehouse_name = hashlib.sha256(settings.clickhouse_url.encode()).hexdigest()[:16]
+
+    def shutdown(self) -> None:
+        """At the end of the process: the connection, and the state store's files."""
+        self.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def close(self) -> None:
         """Closes the warehouse connection; the next call opens another (the embedded engine serves one data
@@ -148,6 +166,8 @@ class ResolverService:
         warehouse = self._ensure_warehouse()
         outcome = erase(resolver, warehouse, request, key, self._now_ms(),
                         max_customers=self.settings.erasure_max_customers, fcr_window_ms=self.config.fcr_window_ms)
+        if self.store is not None:
+            self.store.flush(None)  # no batch ends with this state: a restart rebuilds from the warehouse
         metrics.ERASURES.inc()
         return outcome
 
@@ -174,6 +194,8 @@ class ResolverService:
                 rejected = self._set_rejected_aside(warehouse, write.effects, columns, exc)
             write.landed.add(table)
         self.pending = None
+        if self.store is not None and not rejected:
+            self.store.flush(Checkpoint(version, self.warehouse_name))
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
         return BatchResult(write.effects, len(write.effects.interactions) - len(rejected), rejected)
 
@@ -213,11 +235,39 @@ class ResolverService:
         if self.resolver is None:
             started = time.perf_counter()
             warehouse = self._ensure_warehouse()
-            resolver = Resolver(self.config)
-            resolver.restore(load_snapshot(warehouse, self._now_ms() - self.config.dedup_window_ms))
-            self.resolver = resolver
+            self.resolver = self._resumed(warehouse) or self._rebuilt(warehouse)
             metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         return self.resolver
+
+    def _resumed(self, warehouse: Warehouse) -> Resolver | None:
+        """The state on disk, when it ends with the last batch the warehouse holds in full."""
+        may_resume, self.may_resume = self.may_resume, False
+        if self.store is None or not may_resume:
+            return None
+        checkpoint = self.store.checkpoint()
+        if checkpoint is None or checkpoint.warehouse != self.warehouse_name:
+            return None
+        last = warehouse.last_batch_version()
+        if checkpoint.version != last:
+            log.info("state on disk ends at version %d, the warehouse at %d: rebuilding", checkpoint.version, last)
+            return None
+        resolver = Resolver(self.config, self._maps())
+        resolver.version = checkpoint.version
+        metrics.STATE_RESUMED.inc()
+        return resolver
+
+    def _rebuilt(self, warehouse: Warehouse) -> Resolver:
+        if self.store is not None:
+            self.store.wipe()
+        resolver = Resolver(self.config, self._maps())
+        trim = self.store.trim if self.store is not None else (lambda: None)
+        resolver.restore(load_snapshot(warehouse, self._now_ms() - self.config.dedup_window_ms), trim)
+        if self.store is not None:
+            self.store.trim()
+        return resolver
+
+    def _maps(self) -> MapFactory:
+        return self.store.map if self.store is not None else in_memory_maps
 
     def _failed(self, exc: Exception) -> None:
         """One failed attempt: count it and drop the connection. The state goes too (it may be stale), unless a

@@ -25,4 +25,4 @@ def new_service() -> Iterator[Callable[..., ResolverService]]:
 
     yield make
     for service in made:
-        service.close()
+        service.shutdown()

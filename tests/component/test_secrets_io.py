@@ -29,7 +29,7 @@ def test_a_failing_connection_logs_no_password(caplog: pytest.LogCaptureFixture)
     stopping = threading.Event()
     stopping.set()  # the first failure gives the batch up
     with pytest.raises(Stopping):
-        ResolverService(Settings(clickhouse_url=url), stopping=stopping).process_and_write([])
+        ResolverService(Settings(clickhouse_url=url, state_store="memory"), stopping=stopping).process_and_write([])
     logged = caplog.text + describe_error(raised.value) + str(raised.value)
     assert "ClickHouse write failed, retrying: NetworkError" in caplog.text
     assert SECRET not in logged and URL_SECRET not in logged

@@ -69,8 +69,8 @@ class DashboardsContract:
 
     def test_every_customer_experience_panel_runs_and_shows_the_known_figures(self, engine: Backend,
                                                                              run_panel_sql: RunSql) -> None:
-        service = ResolverService(Settings(sink_retry_max_seconds=0.001), clock=lambda: NOW_MS / 1000,
-                                  open_warehouse=engine.open)
+        settings = Settings(sink_retry_max_seconds=0.001, state_store="memory")
+        service = ResolverService(settings, clock=lambda: NOW_MS / 1000, open_warehouse=engine.open)
         service.process_and_write(EVENTS)
         service.process_and_write(SURVEYS)
         service.close()

@@ -32,7 +32,7 @@ MARKER = "POISON#"
 
 
 def service_on(backend: Backend, stopping: threading.Event | None = None) -> ResolverService:
-    return ResolverService(Settings(sink_retry_max_seconds=0.001), clock=lambda: NOW_MS / 1000,
+    return ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory"), clock=lambda: NOW_MS / 1000,
                            open_warehouse=backend.open, stopping=stopping)
 
 

@@ -110,7 +110,7 @@ def load(settings: Settings, scenario: Scenario) -> None:
     try:
         service.process_and_write(parsed)  # type: ignore[arg-type]
     finally:
-        service.close()
+        service.shutdown()
 
 
 # ---- the figures, computed directly ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ EMAIL = ("email", "x@example.com")
 
 
 def service_on(server: FakeWarehouseServer) -> ResolverService:
-    return ResolverService(Settings(sink_retry_max_seconds=0.001), clock=lambda: NOW_MS / 1000,
+    return ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory"), clock=lambda: NOW_MS / 1000,
                            open_warehouse=server.connect)
 
 

@@ -95,12 +95,30 @@ def test_dedup_window_uses_now_ms() -> None:
     assert again.duplicates == 1  # and remembered from its new first-seen time
 
 
-def test_dedup_expiry_is_by_first_seen_order() -> None:
-    resolver = Resolver(ResolverConfig(dedup_window_ms=10))
-    resolver.process([event("old", T0, [EMAIL])], 1_000)
-    resolver.process([event("new", T0, [EMAIL])], 1_008)
-    resolver.process([], 1_015)
-    assert list(resolver.seen) == ["new"]
+def test_seen_ids_are_released_with_the_minute_they_were_first_seen_in() -> None:
+    minute = 60_000
+    resolver = Resolver(ResolverConfig(dedup_window_ms=minute))
+    resolver.process([event("old", T0, [EMAIL])], 10 * minute + 1_000)
+    resolver.process([event("new", T0, [EMAIL]), event("newer", T0, [EMAIL])], 11 * minute + 5_000)
+    assert sorted(resolver.seen) == ["new", "newer", "old"]
+    # Horizon 11 min + 2 s: minute 10 has passed wholly; minute 11 has not (its ids stay, though "new" itself
+    # would be accepted again only once its own first-seen time is out of the window).
+    resolver.process([], 12 * minute + 2_000)
+    assert sorted(resolver.seen) == ["new", "newer"]
+    assert [chunk.split("/")[0] for chunk in resolver.seen_expiry] == [f"{11:012d}"]
+    resolver.process([], 13 * minute)
+    assert (list(resolver.seen), list(resolver.seen_expiry)) == ([], [])
+
+
+def test_an_id_seen_again_after_it_expired_is_kept_with_its_new_minute() -> None:
+    minute = 60_000
+    resolver = Resolver(ResolverConfig(dedup_window_ms=minute))
+    resolver.process([event("e1", T0, [EMAIL])], 10 * minute)
+    again = resolver.process([event("e1", T0, [EMAIL])], 11 * minute + 1)  # out of the window: new again
+    assert len(again.interactions) == 1
+    resolver.process([], 12 * minute)  # minute 10 is released; the id's first sight is in minute 11 now
+    assert list(resolver.seen) == ["e1"]
+    assert resolver.process([event("e1", T0, [EMAIL])], 12 * minute).duplicates == 1
 
 
 def test_merge_produces_customer_aliases_for_all_moved_ids() -> None:

@@ -47,7 +47,7 @@ def test_effect_columns_shapes_and_order() -> None:
     assert effects.merges and effects.refused_merges and effects.shared and effects.session_aliases \
         and effects.journeys
     tables = effect_columns(effects, NOW_MS, 7 * DAY_MS)
-    assert TABLE_ORDER[-1] == "interaction_log"
+    assert TABLE_ORDER[-2:] == ("interaction_log", "resolver_batches")  # the batch's mark comes last
     assert list(tables) == [t for t in TABLE_ORDER if t in tables]
     assert set(tables) == set(TABLE_ORDER)  # this batch touches every table
     for name, columns in tables.items():
@@ -93,8 +93,9 @@ def test_session_rows_live_and_absorbed() -> None:
                                             session.end_ms, session.events, sorted(session.channels), "")
 
 
-def test_effect_columns_of_an_empty_batch() -> None:
-    assert effect_columns(Effects(version=1), NOW_MS, DAY_MS) == {}
+def test_an_empty_batch_writes_only_its_mark() -> None:
+    assert effect_columns(Effects(version=7, duplicates=3), NOW_MS, DAY_MS) == {
+        "resolver_batches": {"version": [7], "interactions": [0], "duplicates": [3], "written_ms": [NOW_MS]}}
 
 
 def test_journey_alias_rows_one_per_id_and_never_also_live() -> None:

@@ -1,0 +1,235 @@
+"""The resolver's state on the worker's disk: RocksDB (rocksdict) behind caches of bounded size.
+
+Why RocksDB: faust-streaming already ships it (rocksdict) for its tables, it is embedded (no server), its writes
+are atomic per batch, and its bloom filters make the common lookup, an identifier never seen before, cheap.
+
+Every state map (cem.domain.state_maps) is a keyspace of one database. A map's cache holds what the resolver used
+lately, up to its share of `memory_mb`; what it handed out is written back at the next `flush`, in one atomic write
+with the checkpoint: the resolver's version after the batch the warehouse holds last. Caches shrink only at a
+flush, between batches, so an object the resolver holds is never dropped while it may still change it.
+
+A flush without a checkpoint (during a rebuild, or before a full scan) removes the checkpoint in the same write:
+the files then hold a state no batch ended with, and the next start rebuilds from the warehouse.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from collections import OrderedDict
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+
+from cem.domain.state_maps import MAP_KINDS
+
+CHECKPOINT_KEY = b"\x00checkpoint"
+# Bytes a cached entry costs in Python (key, value, cache slot), on average over the maps: sizes the caches.
+ENTRY_BYTES = 700
+# Of `memory_mb`: RocksDB's own block cache and write buffers; the rest goes to the caches by the shares below.
+ROCKSDB_SHARE = 0.25
+CACHE_SHARES: dict[str, float] = {
+    "owner": 0.14, "parent": 0.06, "customers": 0.14, "set_owner": 0.1, "set_key": 0.1, "carriers": 0.12,
+    "origins": 0.04, "shared_seen_with": 0.06, "seen": 0.08, "seen_expiry": 0.01, "sessions": 0.09,
+    "journeys": 0.05,
+}
+_IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with"})
+_SET_KEYS = frozenset({"set_owner", "set_key"})
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    version: int  # the resolver's version after the last batch written
+    warehouse: str  # which warehouse that version is in (a store never serves another)
+
+
+def _encode_key(name: str, key: Any) -> bytes:
+    if name in _IDENTIFIER_KEYS or name in _SET_KEYS:
+        return orjson.dumps(key)  # deterministic for tuples of strings, unlike pickle (which memoises objects)
+    return str(key).encode()
+
+
+def _decode_key(name: str, raw: bytes) -> Any:
+    if name in _IDENTIFIER_KEYS:
+        return tuple(orjson.loads(raw))
+    if name in _SET_KEYS:
+        return tuple(tuple(pair) for pair in orjson.loads(raw))
+    return raw.decode()
+
+
+class SpillMap(MutableMapping[Any, Any]):
+    """One keyspace: a cache in front of RocksDB. `resident` keeps the whole map in memory (small maps whose size
+    the resolver asks for)."""
+
+    def __init__(self, store: StateStore, name: str, capacity: int) -> None:
+        mutable, resident = MAP_KINDS[name]
+        self.store, self.name, self.capacity = store, name, capacity
+        self.mutable, self.resident = mutable, resident
+        self.prefix = name.encode() + b"\x1f"
+        self.cache: OrderedDict[Any, Any] = OrderedDict()
+        self.dirty: set[Any] = set()
+        self.deleted: set[Any] = set()
+        if resident:
+            for raw_key, raw_value in store.scan(self.prefix):
+                self.cache[_decode_key(name, raw_key)] = pickle.loads(raw_value)
+
+    def _load(self, key: Any) -> Any:
+        """The value, or the cache's miss marker."""
+        cache = self.cache
+        if key in cache:
+            if self.mutable:
+                self.dirty.add(key)
+            cache.move_to_end(key)
+            return cache[key]
+        if self.resident or key in self.deleted:
+            return _MISSING
+        raw = self.store.db.get(self.prefix + _encode_key(self.name, key))
+        if raw is None:
+            return _MISSING
+        value = cache[key] = pickle.loads(raw)
+        if self.mutable:
+            self.dirty.add(key)
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._load(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._load(key)
+        return default if value is _MISSING else value
+
+    def __contains__(self, key: object) -> bool:
+        return self._load(key) is not _MISSING
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.cache[key] = value
+        self.dirty.add(key)
+        self.deleted.discard(key)
+
+    def __delitem__(self, key: Any) -> None:
+        if self._load(key) is _MISSING:
+            raise KeyError(key)
+        del self.cache[key]
+        self.dirty.discard(key)
+        self.deleted.add(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Every key. A full scan (rare paths only): pending changes are written first, without a checkpoint."""
+        if self.resident:
+            yield from list(self.cache)
+            return
+        if self.dirty or self.deleted:
+            self.store.flush(None)
+        for raw_key, _ in self.store.scan(self.prefix):
+            yield _decode_key(self.name, raw_key)
+
+    def __len__(self) -> int:
+        if self.resident:
+            return len(self.cache)
+        return sum(1 for _ in self)
+
+    def write_to(self, batch: WriteBatch) -> None:
+        for key in self.dirty:
+            batch.put(self.prefix + _encode_key(self.name, key), pickle.dumps(self.cache[key], protocol=5))
+        for key in self.deleted:
+            batch.delete(self.prefix + _encode_key(self.name, key))
+        self.dirty.clear()
+        self.deleted.clear()
+
+    def trim(self) -> None:
+        if self.resident:
+            return
+        cache = self.cache
+        while len(cache) > self.capacity:
+            cache.popitem(last=False)
+
+
+_MISSING = object()
+
+
+class StateStore:
+    """The resolver's maps on disk at `path`. `open` wipes nothing; `wipe` empties the store."""
+
+    def __init__(self, path: Path, memory_mb: int, cache_entries: int | None = None) -> None:
+        """`cache_entries`: each map's cache size, instead of its share of `memory_mb` (tests use tiny ones)."""
+        self.path = Path(path)
+        self.memory_mb = memory_mb
+        self.cache_entries = cache_entries
+        self.maps: dict[str, SpillMap] = {}
+        self.db = self._open()
+
+    def _open(self) -> Rdict:
+        self.path.mkdir(parents=True, exist_ok=True)
+        rocksdb_bytes = int(self.memory_mb * ROCKSDB_SHARE * 1024 * 1024)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(max(4 << 20, rocksdb_bytes // 4))
+        options.set_max_write_buffer_number(2)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(max(8 << 20, rocksdb_bytes // 2)))
+        table.set_bloom_filter(10, False)
+        table.set_cache_index_and_filter_blocks(True)
+        options.set_block_based_table_factory(table)
+        return Rdict(str(self.path), options)
+
+    def map(self, name: str) -> SpillMap:
+        """The keyspace `name` (one object per name and store)."""
+        if name not in self.maps:
+            budget = self.memory_mb * (1 - ROCKSDB_SHARE) * 1024 * 1024 / ENTRY_BYTES
+            capacity = self.cache_entries or max(1000, int(budget * CACHE_SHARES.get(name, 0.0)))
+            self.maps[name] = SpillMap(self, name, capacity)
+        return self.maps[name]
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for raw_key, raw_value in self.db.items(from_key=prefix):
+            key: bytes = raw_key  # type: ignore[assignment]  # raw mode: bytes
+            if not key.startswith(prefix):
+                return
+            yield key[len(prefix):], raw_value
+
+    def checkpoint(self) -> Checkpoint | None:
+        raw = self.db.get(CHECKPOINT_KEY)
+        if raw is None:
+            return None
+        found = orjson.loads(raw)
+        return Checkpoint(int(found["version"]), str(found["warehouse"]))
+
+    def flush(self, checkpoint: Checkpoint | None) -> None:
+        """Write back every change, with `checkpoint` (or none: the state is not one a batch ended with)."""
+        batch = WriteBatch(raw_mode=True)
+        for spill in self.maps.values():
+            spill.write_to(batch)
+        if checkpoint is None:
+            batch.delete(CHECKPOINT_KEY)
+        else:
+            batch.put(CHECKPOINT_KEY, orjson.dumps({"version": checkpoint.version, "warehouse": checkpoint.warehouse}))
+        self.db.write(batch)
+        if checkpoint is not None:
+            for spill in self.maps.values():
+                spill.trim()
+
+    def trim(self) -> None:
+        """Shrink the caches to their budget after writing back (a rebuild's periodic step)."""
+        self.flush(None)
+        for spill in self.maps.values():
+            spill.trim()
+
+    def wipe(self) -> None:
+        """Forget everything: the maps handed out are emptied too (and stay usable)."""
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.db = self._open()
+        for spill in self.maps.values():
+            spill.cache.clear()
+            spill.dirty.clear()
+            spill.deleted.clear()
+
+    def close(self) -> None:
+        self.db.close()

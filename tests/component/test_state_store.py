@@ -1,0 +1,103 @@
+"""The resolver on the disk-backed state store gives what the resolver in memory gives, batch by batch: with
+caches so small that almost every lookup goes to disk, and across restarts that resume from the files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cem.domain.model import Interaction
+from cem.domain.resolver import DAY_MS, Resolver, ResolverConfig
+from cem.state_store import Checkpoint, StateStore
+from tests.unit.factories import event
+from tests.unit.strategies import POOL, identifier_sets
+
+MINUTE_MS = 60_000
+T0 = 1_700_000_000_000
+CONFIG = ResolverConfig(dedup_window_ms=3 * MINUTE_MS, session_gap_ms=10 * MINUTE_MS,
+                        type_limits={"customer_ref": 1, "email": 2, "phone": 2, "device_id": 2, "anonymous_id": 2})
+CHANNELS = [("web", "page_view", None), ("mobile", "screen_view", None), ("chat", "chat_message", "CASE-1"),
+            ("support", "ticket_resolved", "CASE-1"), ("call_center", "call_ended", "CASE-2")]
+
+Batch = tuple[int, list[Interaction]]  # (now_ms, events)
+
+
+@st.composite
+def traffic(draw: st.DrawFn) -> list[Batch]:
+    """Batches of events in any event-time order, with replays of earlier event ids, and a processing clock that
+    moves on by minutes (so seen ids expire between batches)."""
+    batches: list[Batch] = []
+    now_ms, sent = T0, []
+    for b in range(draw(st.integers(1, 8))):
+        now_ms += draw(st.integers(0, 3)) * MINUTE_MS + draw(st.integers(0, 59_999))
+        events = []
+        for i in range(draw(st.integers(0, 6))):
+            if sent and draw(st.booleans()) and draw(st.booleans()):
+                events.append(draw(st.sampled_from(sent)))  # a replay (natural duplicate)
+                continue
+            channel, kind, issue = draw(st.sampled_from(CHANNELS))
+            occurred = T0 + draw(st.integers(0, 120)) * MINUTE_MS
+            made = event(f"b{b}e{i}", occurred, draw(identifier_sets(list(POOL))), channel, kind, issue)
+            sent.append(made)
+            events.append(made)
+        batches.append((now_ms, events))
+    return batches
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=traffic(), restart_after=st.integers(0, 8))
+def test_disk_state_with_tiny_caches_gives_the_in_memory_answers(tmp_path_factory: pytest.TempPathFactory,
+                                                                   batches: list[Batch], restart_after: int) -> None:
+    path = tmp_path_factory.mktemp("state")
+    in_memory = Resolver(CONFIG)
+    store = StateStore(path, 32, cache_entries=2)
+    on_disk = Resolver(CONFIG, store.map)
+    try:
+        for index, (now_ms, events) in enumerate(batches):
+            expected = in_memory.process(events, now_ms)
+            got = on_disk.process(events, now_ms)
+            assert got == expected  # every row, alias and count of the batch
+            store.flush(Checkpoint(got.version, "w"))
+            if index == restart_after:  # the process ends here; the next one resumes from the files
+                store.close()
+                store = StateStore(path, 32, cache_entries=2)
+                assert store.checkpoint() == Checkpoint(got.version, "w")
+                on_disk = Resolver(CONFIG, store.map)
+                on_disk.version = got.version
+        assert sorted(on_disk.seen) == sorted(in_memory.seen)
+        assert sorted(on_disk.graph.set_key) == sorted(in_memory.graph.set_key)
+    finally:
+        store.close()
+
+
+def test_a_flush_without_checkpoint_removes_the_one_on_disk(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, 32)
+    resolver = Resolver(CONFIG, store.map)
+    effects = resolver.process([event("e1", T0, [("email", "a@x")])], T0)
+    store.flush(Checkpoint(effects.version, "w"))
+    resolver.process([event("e2", T0, [("email", "b@x")])], T0 + 1)
+    store.flush(None)  # e.g. after an erasure: no batch ends with this state
+    store.close()
+    reopened = StateStore(tmp_path, 32)
+    assert reopened.checkpoint() is None
+    assert sorted(Resolver(CONFIG, reopened.map).seen) == ["e1", "e2"]  # the changes themselves were written
+    reopened.close()
+
+
+def test_changes_not_flushed_are_not_on_disk_and_wipe_empties_the_maps(tmp_path: Path) -> None:
+    store = StateStore(tmp_path, 32)
+    resolver = Resolver(CONFIG, store.map)
+    first = resolver.process([event("e1", T0, [("email", "a@x")])], T0)
+    store.flush(Checkpoint(first.version, "w"))
+    resolver.process([event("e2", T0 + DAY_MS, [("email", "a@x")])], T0 + 1)  # a crash before its flush
+    store.close()
+    reopened = StateStore(tmp_path, 32)
+    resumed = Resolver(CONFIG, reopened.map)
+    assert (reopened.checkpoint(), sorted(resumed.seen)) == (Checkpoint(first.version, "w"), ["e1"])
+    assert resumed.graph.customers[first.interactions[0].customer_id].latest == (T0, "e1")
+    reopened.wipe()
+    assert (reopened.checkpoint(), list(resumed.seen), list(resumed.graph.customers)) == (None, [], [])
+    reopened.close()
