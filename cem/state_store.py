@@ -14,10 +14,11 @@ the files then hold a state no batch ended with, and the next start rebuilds fro
 
 from __future__ import annotations
 
+import marshal
 import pickle
 import shutil
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
+from cem.domain.model import Interaction
 from cem.domain.state_maps import MAP_KINDS
 
 CHECKPOINT_KEY = b"\x00checkpoint"
@@ -37,6 +39,9 @@ CACHE_SHARES: dict[str, float] = {
     "origins": 0.04, "shared_seen_with": 0.06, "seen": 0.08, "seen_expiry": 0.01, "sessions": 0.09,
     "journeys": 0.05,
 }
+# Maps whose values are built-in types (strings, tuples, sets, lists): marshal, faster than pickle, suffices.
+_MARSHAL_VALUES = frozenset({"owner", "parent", "set_owner", "set_key", "carriers", "origins", "shared_seen_with",
+                             "seen", "seen_expiry"})
 _IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with"})
 _SET_KEYS = frozenset({"set_owner", "set_key"})
 
@@ -70,30 +75,52 @@ class SpillMap(MutableMapping[Any, Any]):
         self.store, self.name, self.capacity = store, name, capacity
         self.mutable, self.resident = mutable, resident
         self.prefix = name.encode() + b"\x1f"
+        builtin = name in _MARSHAL_VALUES
+        self.dumps: Callable[[Any], bytes] = marshal.dumps if builtin else _pickle
+        self.loads: Callable[[bytes], Any] = marshal.loads if builtin else pickle.loads
         self.cache: OrderedDict[Any, Any] = OrderedDict()
         self.dirty: set[Any] = set()
         self.deleted: set[Any] = set()
+        self.absent: set[Any] = set()  # keys known to be on neither side (exact: every write goes through here)
         if resident:
             for raw_key, raw_value in store.scan(self.prefix):
-                self.cache[_decode_key(name, raw_key)] = pickle.loads(raw_value)
+                self.cache[_decode_key(name, raw_key)] = self.loads(raw_value)
 
     def _load(self, key: Any) -> Any:
         """The value, or the cache's miss marker."""
         cache = self.cache
-        if key in cache:
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
             if self.mutable:
                 self.dirty.add(key)
             cache.move_to_end(key)
-            return cache[key]
-        if self.resident or key in self.deleted:
+            return value
+        if self.resident or key in self.absent or key in self.deleted:
             return _MISSING
         raw = self.store.db.get(self.prefix + _encode_key(self.name, key))
         if raw is None:
+            self.absent.add(key)
             return _MISSING
-        value = cache[key] = pickle.loads(raw)
+        value = cache[key] = self.loads(raw)
         if self.mutable:
             self.dirty.add(key)
         return value
+
+    def prefetch(self, keys: Iterable[Any]) -> list[Any]:
+        """Read the keys not in memory in one call (RocksDB's multi-get); returns the values found."""
+        cache, absent, deleted = self.cache, self.absent, self.deleted
+        wanted = [k for k in set(keys) if k not in cache and k not in absent and k not in deleted]
+        if self.resident or not wanted:
+            return []
+        found = []
+        raws: list[bytes | None] = self.store.db.get([self.prefix + _encode_key(self.name, k) for k in wanted])  # type: ignore[assignment]
+        for key, raw in zip(wanted, raws, strict=True):
+            if raw is None:
+                absent.add(key)
+            else:
+                value = cache[key] = self.loads(raw)
+                found.append(value)
+        return found
 
     def __getitem__(self, key: Any) -> Any:
         value = self._load(key)
@@ -112,13 +139,27 @@ class SpillMap(MutableMapping[Any, Any]):
         self.cache[key] = value
         self.dirty.add(key)
         self.deleted.discard(key)
+        self.absent.discard(key)
 
-    def __delitem__(self, key: Any) -> None:
-        if self._load(key) is _MISSING:
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        value = self._load(key)
+        if value is _MISSING:
+            self[key] = value = default
+        return value
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = self._load(key)
+        if value is _MISSING:
+            if default:
+                return default[0]
             raise KeyError(key)
         del self.cache[key]
         self.dirty.discard(key)
         self.deleted.add(key)
+        return value
+
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key)
 
     def __iter__(self) -> Iterator[Any]:
         """Every key. A full scan (rare paths only): pending changes are written first, without a checkpoint."""
@@ -137,7 +178,7 @@ class SpillMap(MutableMapping[Any, Any]):
 
     def write_to(self, batch: WriteBatch) -> None:
         for key in self.dirty:
-            batch.put(self.prefix + _encode_key(self.name, key), pickle.dumps(self.cache[key], protocol=5))
+            batch.put(self.prefix + _encode_key(self.name, key), self.dumps(self.cache[key]))
         for key in self.deleted:
             batch.delete(self.prefix + _encode_key(self.name, key))
         self.dirty.clear()
@@ -149,9 +190,15 @@ class SpillMap(MutableMapping[Any, Any]):
         cache = self.cache
         while len(cache) > self.capacity:
             cache.popitem(last=False)
+        if len(self.absent) > self.capacity:
+            self.absent.clear()
 
 
 _MISSING = object()
+
+
+def _pickle(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=5)
 
 
 class StateStore:
@@ -194,6 +241,24 @@ class StateStore:
                 return
             yield key[len(prefix):], raw_value
 
+    def prefetch(self, events: Iterable[Interaction]) -> None:
+        """Read in a few calls what a batch will look up first: its event ids, identifier sets and identifiers,
+        then the customers those point to."""
+        events = list(events)
+        self.map("seen").prefetch(e.event_id for e in events)
+        sets = {e.identifiers for e in events}
+        idents = {ident for s in sets for ident in s}
+        owners = self.map("set_owner").prefetch(sets)
+        self.map("set_key").prefetch(sets)
+        owners += self.map("owner").prefetch(idents)
+        for holders in self.map("carriers").prefetch(idents):
+            owners.extend(holders)
+        self.map("shared_seen_with").prefetch(idents)
+        roots = self.map("parent").prefetch(owners)
+        self.map("customers").prefetch([*owners, *roots])
+        self.map("sessions").prefetch([*owners, *roots])
+        self.map("journeys").prefetch([*owners, *roots])
+
     def checkpoint(self) -> Checkpoint | None:
         raw = self.db.get(CHECKPOINT_KEY)
         if raw is None:
@@ -230,6 +295,7 @@ class StateStore:
             spill.cache.clear()
             spill.dirty.clear()
             spill.deleted.clear()
+            spill.absent.clear()
 
     def close(self) -> None:
         self.db.close()

@@ -155,6 +155,8 @@ class ResolverService:
         resolver = self._ensure_resolver()
         now_ms = self._now_ms()
         try:
+            if self.store is not None:
+                self.store.prefetch(events)
             effects = resolver.process(events, now_ms)
         except Exception as exc:
             raise ResolverFault(describe_error(exc)) from exc

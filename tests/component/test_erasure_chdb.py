@@ -98,7 +98,7 @@ def test_forget_leaves_nothing_of_her_on_chdb(tmp_path: Path, new_service: Calla
     assert int(overview[0]) == 13 and int(overview[2]) == live[0][0] == 7  # Bob, Kate, five placeholder people
 
     # A restart restores nothing of her: her email makes a brand-new customer, held by one set only.
-    sink.close()
+    sink.shutdown()  # the worker process ends
     restarted = new_service(settings)
     restarted.process_and_write(interactions(settings, [
         ("chat", {"event_id": "j9", "channel": "chat", "type": "chat_message", "occurred_at": BASE_MS + 900_000,

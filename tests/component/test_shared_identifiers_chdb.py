@@ -25,7 +25,8 @@ from tests.unit.test_identity_shared import T0, _kiosk_batch, anon
 
 def test_the_erasure_deletes_the_rows_of_identifiers_no_longer_shared_and_rewrites_the_others(
         tmp_path: Path, new_service: Callable[..., ResolverService]) -> None:
-    settings = Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse", erasure_max_customers=2)
+    # Two services at once in one process (the live one and a restart): the restart rebuilds from the warehouse.
+    settings = Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse", erasure_max_customers=2, state_store="memory")
     sink = new_service(settings, clock=lambda: NOW_MS / 1000)
     for event_id, ms, ids in TRAFFIC:  # one batch per event: the arrival order above
         sink.process_and_write([event(event_id, ms, list(ids))])
@@ -55,7 +56,7 @@ def test_the_erasure_deletes_the_rows_of_identifiers_no_longer_shared_and_rewrit
 
 def test_the_warehouse_records_and_explains_a_shared_identifier(tmp_path: Path,
                                                                 new_service: Callable[..., ResolverService]) -> None:
-    settings = Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse")
+    settings = Settings(clickhouse_url=f"chdb://{tmp_path}/warehouse", state_store="memory")
     sink = new_service(settings, clock=lambda: NOW_MS / 1000)
     sink.process_and_write(_kiosk_batch())
     warehouse = sink.warehouse
