@@ -168,8 +168,12 @@ class ResolverService:
         warehouse = self._ensure_warehouse()
         outcome = erase(resolver, warehouse, request, key, self._now_ms(),
                         max_customers=self.settings.erasure_max_customers, fcr_window_ms=self.config.fcr_window_ms)
+        # An erasure changes the state as a batch does: its mark tells every worker's files that they are behind,
+        # and these files get no checkpoint (they are not the state a batch ended with).
+        self._insert(warehouse, "resolver_batches", {"version": [resolver.version], "interactions": [0],
+                                                     "duplicates": [0], "written_ms": [self._now_ms()]})
         if self.store is not None:
-            self.store.flush(None)  # no batch ends with this state: a restart rebuilds from the warehouse
+            self.store.flush(None)
         metrics.ERASURES.inc()
         return outcome
 

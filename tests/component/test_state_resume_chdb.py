@@ -4,9 +4,11 @@ files when they end with the last batch the warehouse holds, and rebuilds from t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from cem import metrics
+from cem.domain.keyed import key_bytes, keyed_hash
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from tests.unit.factories import event
@@ -58,3 +60,25 @@ def test_a_restart_resumes_from_disk_only_when_it_ends_with_the_warehouse(
     fourth = new_service(settings, clock=lambda: NOW_S + 3)
     fourth.process_and_write([])
     assert resumed_count() == before + 2  # the rebuilt state was flushed with its first batch: resumed again
+
+
+def test_an_erasure_by_another_worker_makes_the_files_of_this_one_behind(
+        tmp_path: Path, new_service: Callable[..., ResolverService]) -> None:
+    settings = settings_for(tmp_path)
+    first = new_service(settings, clock=lambda: NOW_S)
+    first.process_and_write([event("e1", T0, ALICE_PHONE), event("e2", T0 + 1000, [("email", "bob@example.com")])])
+    first.shutdown()
+
+    other = new_service(replace(settings, state_dir=str(tmp_path / "other-state")), clock=lambda: NOW_S + 1)
+    outcome = other.apply_control({"control": "forget", "request_id": "r1", "id_type": "email", "requested_ms": 1,
+                                   "value_key": keyed_hash(key_bytes(""), "email", "alice@example.com")})
+    assert outcome is not None and outcome.status == "applied"
+    other.shutdown()
+
+    before = resumed_count()
+    again = new_service(settings, clock=lambda: NOW_S + 2)
+    # Her phone alone comes back: a new customer, not the erased one (the files knew her, the warehouse does not).
+    written = again.process_and_write([event("e3", T0 + 2000, [ALICE_PHONE[1]])])
+    assert resumed_count() == before
+    assert written.effects.customers and written.effects.interactions[0].customer_id == \
+        written.effects.customers[0].customer_id
