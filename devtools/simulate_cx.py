@@ -67,7 +67,13 @@ class CxSimulator:
             self.traffic.kind_of[person] = kind
             for first_day, last_day in self._periods(kind):
                 self._period(person, kind, first_day, last_day)
-        self.traffic.records.sort(key=lambda item: (item[1]["occurred_at"], item[1]["event_id"]))
+        # Nothing after the last day: "new" and "returning" people are so as of the latest event.
+        horizon = self.start_ms + self.days * DAY_MS
+        kept = [(channel, record) for channel, record in self.traffic.records if record["occurred_at"] <= horizon]
+        for _, record in self.traffic.records:
+            if record["occurred_at"] > horizon:
+                del self.traffic.person_of[record["event_id"]]
+        self.traffic.records = sorted(kept, key=lambda item: (item[1]["occurred_at"], item[1]["event_id"]))
         return self.traffic
 
     def _periods(self, kind: str) -> list[tuple[int, int]]:

@@ -1,0 +1,23 @@
+"""The experience views (migration 0009_experience) on ClickHouse 18.16: the simulated CX traffic of the chdb
+component test, written by the worker's own sink to the server, read by the `readonly` user, every view compared
+row by row with the direct computation (tests/integration/experience_scenario.py)."""
+
+from __future__ import annotations
+
+from cem.settings import Settings
+from devtools.services import ClickHouseServer
+from devtools.simulate_cx import CxSimulator
+from sinks.clickhouse import connect
+from tests.integration import experience_scenario as scenario
+
+
+def test_every_experience_view_on_clickhouse_18_16_equals_a_direct_computation(clickhouse: ClickHouseServer) -> None:
+    database = "experience"
+    settings = Settings.from_env({}, clickhouse_url=clickhouse.url.rsplit("/", 1)[0] + "/" + database)
+    traffic = CxSimulator(people=40, seed=8).run()
+    scenario.load(settings, traffic)
+    reader = connect(clickhouse.readonly_url.rsplit("/", 1)[0] + "/" + database, read_only=True)
+    try:
+        scenario.assert_views_match(reader, traffic)
+    finally:
+        reader.close()
