@@ -1,14 +1,23 @@
 """The experience views (migration 0009_experience) on ClickHouse 18.16: the simulated CX traffic of the chdb
 component test, written by the worker's own sink to the server, read by the `readonly` user, every view compared
-row by row with the direct computation (tests/integration/experience_scenario.py)."""
+row by row with the direct computation (tests/integration/experience_scenario.py); and late and corrected data
+(tests/contract/experience_contract.py). No Kafka."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
 
 from cem.settings import Settings
 from devtools.services import ClickHouseServer
 from devtools.simulate_cx import CxSimulator
 from sinks.clickhouse import connect
+from tests.contract.backends import Backend, server_backend
+from tests.contract.experience_contract import ExperienceContract
 from tests.integration import experience_scenario as scenario
+
+pytestmark = pytest.mark.integration
 
 
 def test_every_experience_view_on_clickhouse_18_16_equals_a_direct_computation(clickhouse: ClickHouseServer) -> None:
@@ -21,3 +30,15 @@ def test_every_experience_view_on_clickhouse_18_16_equals_a_direct_computation(c
         scenario.assert_views_match(reader, traffic)
     finally:
         reader.close()
+
+
+@pytest.fixture
+def server(clickhouse: ClickHouseServer) -> Iterator[Backend]:
+    with server_backend(clickhouse.url) as made:
+        yield made
+
+
+class TestLateAndCorrectedDataOnTheServer(ExperienceContract):
+    @pytest.fixture
+    def engine(self, server: Backend) -> Backend:
+        return server
