@@ -1,7 +1,7 @@
 """The experience views (migration 0009_experience) on the embedded warehouse (chdb): six months of simulated
 CX traffic (devtools.simulate_cx) written by the worker's own ingest and sink, every view compared row by row with
-the same measure computed in Python from the traffic (tests/integration/experience_scenario.py); and late and
-corrected data (tests/contract/experience_contract.py)."""
+the same measure computed in Python from the traffic (tests/integration/experience_scenario.py); the query pack
+(docs/queries.sql); late and corrected data (tests/contract/experience_contract.py)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,37 @@ from pathlib import Path
 import pytest
 
 from cem.settings import Settings
-from devtools.simulate_cx import CxSimulator
+from devtools.simulate_cx import CxSimulator, CxTraffic
 from sinks.clickhouse import connect
 from tests.contract.backends import Backend, chdb_backend
 from tests.contract.experience_contract import ExperienceContract
 from tests.integration import experience_scenario as scenario
 
 
-def test_every_experience_view_equals_a_direct_computation(tmp_path: Path) -> None:
-    settings = Settings.from_env({}, clickhouse_url=f"chdb://{tmp_path}/warehouse?database=cx",
-                                 state_dir=str(tmp_path / "state"))
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CxTraffic]:
+    path = tmp_path_factory.mktemp("experience")
+    settings = Settings.from_env({}, clickhouse_url=f"chdb://{path}/warehouse?database=cx",
+                                 state_dir=str(path / "state"))
     traffic = CxSimulator(people=40, seed=3).run()
     scenario.load(settings, traffic)
+    return settings, traffic
+
+
+def test_every_experience_view_equals_a_direct_computation(loaded: tuple[Settings, CxTraffic]) -> None:
+    settings, traffic = loaded
     warehouse = connect(settings.clickhouse_url, read_only=True)
     try:
         scenario.assert_views_match(warehouse, traffic)
+    finally:
+        warehouse.close()
+
+
+def test_every_query_of_the_pack_runs_and_four_equal_a_direct_computation(loaded: tuple[Settings, CxTraffic]) -> None:
+    settings, traffic = loaded
+    warehouse = connect(settings.clickhouse_url, read_only=True)
+    try:
+        scenario.assert_query_pack_matches(warehouse, traffic)
     finally:
         warehouse.close()
 

@@ -10,10 +10,12 @@ reading).
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cem.domain.model import Interaction
@@ -382,3 +384,52 @@ def assert_views_match(warehouse: Any, traffic: CxTraffic) -> None:
     assert got_credits.keys() == want_credits.keys()
     for channel, (first, last, linear) in want_credits.items():
         assert got_credits[channel][:2] == (first, last) and _close(got_credits[channel][2], linear), channel
+
+
+# ---- the query pack -------------------------------------------------------------------------------------
+QUERY_PACK = Path(__file__).resolve().parents[2] / "docs" / "queries.sql"
+
+
+def query_pack(database: str) -> dict[str, str]:
+    """name -> SQL of each query of docs/queries.sql, on `database` instead of `cem`."""
+    queries = {}
+    for block in QUERY_PACK.read_text().split("-- name: ")[1:]:
+        name, sql = block.split("\n", 1)
+        queries[name.strip()] = re.sub(r"\bcem\.", f"{database}.", sql).strip().rstrip(";")
+    return queries
+
+
+def _monday(day: str) -> str:
+    found = date.fromisoformat(day)
+    return (found - timedelta(days=found.weekday())).isoformat()
+
+
+def assert_query_pack_matches(warehouse: Any, traffic: CxTraffic) -> None:
+    """Every query of the pack runs through the read-only guard and returns rows; four are checked against the
+    direct computation."""
+    events = events_of(traffic)
+    results = {name: warehouse.query(sql) for name, sql in query_pack(warehouse.database).items()}
+    assert all(results.values()), [name for name, rows in results.items() if not rows]
+
+    weekly: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for (day, channel, _, kind), counts in daily_truth(survey_truth(events)).items():
+        if kind == "nps":
+            weekly[(_monday(day), channel)][0] += counts["responses"]
+            weekly[(_monday(day), channel)][1] += counts["promoters"] - counts["detractors"]
+    got = {(str(r[0]), r[1]): (int(r[2]), r[3]) for r in results["scores_by_channel_and_week"]}
+    assert {key: answers for key, (answers, _) in got.items() if answers} == {k: v[0] for k, v in weekly.items()}
+    for key, (answers, net) in weekly.items():
+        assert _close(got[key][1], 100 * net / answers), key
+
+    paths = Counter(" > ".join(j["channel_path"]) for j in journey_truth(events).values() if j["channel_switches"])
+    top = sorted(paths.items(), key=lambda item: (-item[1], item[0]))[:20]
+    assert [(r[0], int(r[1])) for r in results["channel_switch_paths"]] == top
+
+    stages = lifecycle_truth(events)
+    movement = Counter((stages[(p, 1)]["stage"] if (p, 1) in stages else "", v["stage"])
+                       for (p, back), v in stages.items() if back == 0)
+    assert {(r[0], r[1]): int(r[2]) for r in results["lifecycle_movement"]} == movement
+
+    want_credits = credits(purchase_truth(events).values())
+    assert {r[0]: (int(r[1]), int(r[2])) for r in results["attribution_by_channel"]} == {
+        channel: (first, last) for channel, (first, last, _) in want_credits.items()}

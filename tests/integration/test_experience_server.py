@@ -1,7 +1,7 @@
 """The experience views (migration 0009_experience) on ClickHouse 18.16: the simulated CX traffic of the chdb
 component test, written by the worker's own sink to the server, read by the `readonly` user, every view compared
-row by row with the direct computation (tests/integration/experience_scenario.py); and late and corrected data
-(tests/contract/experience_contract.py). No Kafka."""
+row by row with the direct computation (tests/integration/experience_scenario.py); the query pack
+(docs/queries.sql); late and corrected data (tests/contract/experience_contract.py). No Kafka."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def test_every_experience_view_on_clickhouse_18_16_equals_a_direct_computation(c
     reader = connect(clickhouse.readonly_url.rsplit("/", 1)[0] + "/" + database, read_only=True)
     try:
         scenario.assert_views_match(reader, traffic)
+        scenario.assert_query_pack_matches(reader, traffic)
     finally:
         reader.close()
 
