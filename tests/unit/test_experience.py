@@ -1,0 +1,82 @@
+"""The experience measures' constants agree with the views of migration 0009_experience, which bake them in, and
+the score helpers of cem.domain.experience."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cem.domain import experience as x
+from sinks.clickhouse import MIGRATIONS_DIR, split_statements
+
+STATEMENTS = split_statements((MIGRATIONS_DIR / "0009_experience.sql").read_text())
+
+
+def view(name: str) -> str:
+    found = [s for s in STATEMENTS if re.match(rf"CREATE VIEW IF NOT EXISTS \{{db\}}\.{name} AS", s)]
+    assert len(found) == 1, name
+    return re.sub(r"\s+", " ", found[0])
+
+
+def quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+@pytest.mark.parametrize(("name", "numbers", "lists"), [
+    ("experience_responses", [x.SURVEY_WINDOW_DAYS * x.DAY_MS], [x.NOT_TOUCHPOINT_TYPES, x.PURCHASE_TYPES]),
+    ("journey_experience", [x.REPEAT_CONTACT_WINDOW_DAYS * x.DAY_MS, x.DAY_MS, x.MAX_WAIT_DAYS, x.UNRESOLVED_POINTS],
+     [x.RESPONSE_TYPES]),
+    ("session_friction", [x.REPEAT_VIEW_SECONDS * 1000, x.DIGITAL_FAILURE_MINUTES * 60_000],
+     [x.VIEW_TYPES, x.ERROR_TYPES, x.CART_TYPES, x.ASSISTED_CHANNELS, x.PURCHASE_TYPES, x.NOT_TOUCHPOINT_TYPES]),
+    ("customer_lifecycle_history", [x.ACTIVE_DAYS * x.DAY_MS, x.DORMANT_DAYS * x.DAY_MS, x.NEW_DAYS * x.DAY_MS,
+                                    x.UNRESOLVED_AFTER_DAYS * x.DAY_MS, x.LIFECYCLE_STEP_DAYS * x.DAY_MS,
+                                    int(x.NEGATIVE_TREND_POINTS * 10)], []),
+    ("purchase_touchpoints", [x.ATTRIBUTION_WINDOW_DAYS * x.DAY_MS], [x.PURCHASE_TYPES]),
+])
+def test_each_view_bakes_in_the_documented_constants(name: str, numbers: list[int], lists: list[tuple[str, ...]]
+                                                     ) -> None:
+    sql = view(name)
+    for number in numbers:
+        assert re.search(rf"(?<![\d.]){number}(?![\d.])", sql), (name, number)
+    for values in lists:
+        assert quoted(values) in sql, (name, values)
+
+
+def test_the_views_name_every_stage_driver_and_event_type() -> None:
+    sql = view("customer_lifecycle_history")
+    assert {*x.STAGES, *x.CHURN_DRIVERS} <= set(re.findall(r"'(\w+)'", sql))
+    assert f"[{', '.join(str(k) for k in range(x.LIFECYCLE_POINTS))}] AS months_back" in sql
+    assert f"'{x.FORM_START_TYPE}'" in view("session_friction") and f"'{x.FORM_SUBMIT_TYPE}'" in view(
+        "session_friction")
+    assert f"'{x.NO_CHANNEL}'" in view("purchase_attribution")
+
+
+def test_scores_from_counts() -> None:
+    answers = [10, 9, 9, 8, 7, 6, 0, 3]  # 3 promoters, 2 passives, 3 detractors
+    counts = x.SurveyCounts(responses=len(answers), promoters=3, detractors=3)
+    assert x.nps(counts) == 0.0
+    assert x.nps(counts + x.SurveyCounts(responses=2, promoters=2)) == 20.0
+    assert x.csat(x.SurveyCounts(responses=4, satisfied=3)) == 75.0
+    ces = x.SurveyCounts(responses=3, ces_sum=2 + 5 + 7, ces_easy=2)
+    assert x.ces_mean(ces) == pytest.approx(14 / 3) and x.ces_easy_share(ces) == pytest.approx(200 / 3)
+    assert x.nps(x.SurveyCounts()) is None and x.csat(x.SurveyCounts()) is None and x.ces_mean(x.SurveyCounts()) is None
+
+
+@pytest.mark.parametrize(("kind", "score", "detractor"), [
+    ("nps", 6, True), ("nps", 7, False), ("nps", 0, True), ("csat", 2, True), ("csat", 3, False),
+    ("ces", 3, True), ("ces", 4, False), ("other", 0, False)])
+def test_detractors(kind: str, score: int, detractor: bool) -> None:
+    assert x.is_detractor(kind, score) is detractor
+
+
+def test_friction_score_adds_its_components() -> None:
+    assert x.friction_score(contacts=1, channel_switches=0, resolved=True, wait_days=0, effort_penalty=0) == 0
+    assert x.friction_score(contacts=3, channel_switches=2, resolved=False, wait_days=0, effort_penalty=1) == 8
+    assert x.friction_score(contacts=0, channel_switches=0, resolved=True, wait_days=9, effort_penalty=0) == 5
+
+
+@pytest.mark.parametrize(("tenths", "penalty"), [
+    ([], 0), ([30], 0), ([-33], 3), ([-33, -27], 3), ([-50, -49], 4), ([-10, 10], 0), ([-9], 0), ([-50], 5)])
+def test_effort_penalty_is_whole_points_of_minus_the_mean(tenths: list[int], penalty: int) -> None:
+    assert x.effort_penalty(tenths) == penalty
