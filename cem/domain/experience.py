@@ -8,6 +8,7 @@ carries the same numbers, and the helpers here turn the views' counts into score
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DAY_MS = 86_400_000
@@ -109,3 +110,70 @@ def effort_penalty(effort_tenths: list[int]) -> int:
     if not effort_tenths:
         return 0
     return max(0, -sum(effort_tenths)) // (10 * len(effort_tenths))
+
+
+def share(part: int, whole: int) -> float | None:
+    """`part` as a % of `whole`; None when there is nothing to share."""
+    return 100.0 * part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class JourneyFriction:
+    """journey_experience summed over the service journeys that started in a window."""
+
+    journeys: int = 0
+    with_repeat_contacts: int = 0
+    with_channel_switch: int = 0
+    resolved: int = 0
+    contacts_to_resolution: int = 0  # summed over the resolved journeys
+    responded: int = 0  # journeys with a first response
+    first_response_s: float = 0.0  # summed over them
+    friction: int = 0
+
+    @classmethod
+    def of(cls, row: Sequence[object]) -> JourneyFriction:
+        """From one result row, in field order; engines hand 64-bit integers as numbers or strings."""
+        n = [int(str(v)) for v in row[:6]]
+        return cls(n[0], n[1], n[2], n[3], n[4], n[5], float(str(row[6])), int(str(row[7])))
+
+    def contacts_per_resolution(self) -> float | None:
+        return self.contacts_to_resolution / self.resolved if self.resolved else None
+
+    def mean_minutes_to_first_response(self) -> float | None:
+        return self.first_response_s / self.responded / 60 if self.responded else None
+
+    def mean_friction(self) -> float | None:
+        return self.friction / self.journeys if self.journeys else None
+
+
+@dataclass(frozen=True)
+class DigitalFriction:
+    """session_friction summed over the web and app sessions that started in a window."""
+
+    sessions: int = 0
+    with_repeat_views: int = 0
+    with_errors: int = 0
+    with_cart: int = 0
+    abandoned_carts: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class ExperienceFigures:
+    """The report's experience sections: surveys per kind of journey rated, friction, lifecycle, attribution."""
+
+    surveys: tuple[tuple[str, str, SurveyCounts], ...] = ()  # (journey type, survey kind, counts)
+    journeys: JourneyFriction = JourneyFriction()
+    digital: DigitalFriction = DigitalFriction()
+    stages: tuple[tuple[str, int, int], ...] = ()  # (stage, customers, of them with two churn drivers or more)
+    attribution: tuple[tuple[str, int, int, float], ...] = ()  # (channel, first touch, last touch, linear)
+
+    def by_journey_type(self) -> list[tuple[str, dict[str, SurveyCounts]]]:
+        """Per journey type (then all types): survey kind -> counts."""
+        table: dict[str, dict[str, SurveyCounts]] = {}
+        for journey_type, kind, counts in self.surveys:
+            for key in (journey_type, "all"):
+                kinds = table.setdefault(key, {})
+                kinds[kind] = kinds.get(kind, SurveyCounts()) + counts
+        order = sorted(k for k in table if k != "all") + (["all"] if table else [])
+        return [(key, table[key]) for key in order]

@@ -6,15 +6,19 @@ the same measure computed in Python from the traffic (tests/integration/experien
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from cem.domain.cx_metrics import Window
+from cem.report import build_report, render_report
 from cem.settings import Settings
 from devtools.simulate_cx import CxSimulator, CxTraffic
 from sinks.clickhouse import connect
 from tests.contract.backends import Backend, chdb_backend
 from tests.contract.experience_contract import ExperienceContract
+from tests.integration import experience_checks as checks
 from tests.integration import experience_scenario as scenario
 
 
@@ -32,7 +36,7 @@ def test_every_experience_view_equals_a_direct_computation(loaded: tuple[Setting
     settings, traffic = loaded
     warehouse = connect(settings.clickhouse_url, read_only=True)
     try:
-        scenario.assert_views_match(warehouse, traffic)
+        checks.assert_views_match(warehouse, traffic)
     finally:
         warehouse.close()
 
@@ -41,9 +45,25 @@ def test_every_query_of_the_pack_runs_and_four_equal_a_direct_computation(loaded
     settings, traffic = loaded
     warehouse = connect(settings.clickhouse_url, read_only=True)
     try:
-        scenario.assert_query_pack_matches(warehouse, traffic)
+        checks.assert_query_pack_matches(warehouse, traffic)
     finally:
         warehouse.close()
+
+
+@pytest.mark.parametrize("window", [Window(), Window(date(2026, 7, 1), date(2026, 8, 31))], ids=["all", "cut"])
+def test_the_reports_experience_figures_equal_a_direct_computation(loaded: tuple[Settings, CxTraffic],
+                                                                   window: Window) -> None:
+    settings, traffic = loaded
+    warehouse = connect(settings.clickhouse_url, read_only=True)
+    try:
+        report = build_report(warehouse, window)
+        checks.assert_report_matches(report.experience, traffic, window)
+        text = render_report(report)
+    finally:
+        warehouse.close()
+    for title in ("Surveys by the journey they rate", "Journey friction", "Digital friction", "Customer lifecycle",
+                  "Purchase attribution"):
+        assert f"\n{title}" in text
 
 
 @pytest.fixture(scope="module")

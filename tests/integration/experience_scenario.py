@@ -10,12 +10,10 @@ reading).
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from cem.domain.model import Interaction
@@ -126,6 +124,7 @@ def journey_truth(events: list[Event]) -> dict[str, dict[str, Any]]:
         wait = min((resolved_ms - started) // DAY_MS, 5) if resolved_ms is not None and resolved_ms > started else 0
         switches = sum(a != b for a, b in zip(path, path[1:], strict=False))
         truth[ref] = {
+            "started_ms": started, "resolved": resolved_ms is not None,
             "contacts": len(contacts), "channel_path": path, "channel_switches": switches,
             "repeat_contacts": sum(b - a <= 7 * DAY_MS for a, b in zip(times, times[1:], strict=False)),
             "contacts_to_resolution": None if resolved_ms is None else sum(t <= resolved_ms for t in times),
@@ -301,135 +300,3 @@ def credits(paths: Iterable[list[str]]) -> dict[str, tuple[int, int, float]]:
         for channel in credited:
             linear[channel] += 1 / len(credited)
     return {c: (first[c], last[c], linear[c]) for c in linear}
-
-
-# ---- the views against the truth ------------------------------------------------------------------------
-def _rows(warehouse: Any, sql: str) -> list[tuple[Any, ...]]:
-    return warehouse.query(sql.format(db=warehouse.database))
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and abs(float(a) - float(b)) < 1e-6)
-
-
-def assert_views_match(warehouse: Any, traffic: CxTraffic) -> None:
-    """Every experience view equals its direct computation from the traffic, row by row."""
-    events = events_of(traffic)
-    customer_of = dict(_rows(warehouse, "SELECT event_id, customer_id FROM {db}.interactions"))
-    person_of_customer = {customer_of[e.event_id]: e.person for e in events}
-    assert len(person_of_customer) == len({e.person for e in events})
-
-    surveys = survey_truth(events)
-    got = {r[0]: {"day": str(r[1]), "kind": r[2], "score": int(r[3]), "attributed_by": r[4], "journey_type": r[5],
-                  "channels": sorted(r[6]), "contact": r[7]}
-           for r in _rows(warehouse, "SELECT event_id, day, survey_kind, score, attributed_by, journey_type, "
-                                     "touchpoint_channels, contact_event_id FROM {db}.experience_responses")}
-    assert got == surveys
-    assert {a["attributed_by"] for a in surveys.values()} == {"issue_ref", "recent_contact", "none"}
-
-    daily = {(str(r[0]), r[1], r[2], r[3]): {"responses": int(r[4]), "promoters": int(r[5]), "detractors": int(r[6]),
-                                             "satisfied": int(r[7]), "ces_sum": int(r[8]), "ces_easy": int(r[9]),
-                                             "distribution": [int(v) for v in r[10]]}
-             for r in _rows(warehouse, "SELECT day, touchpoint_channel, journey_type, survey_kind, responses, "
-                                       "promoters, detractors, satisfied, ces_sum, ces_easy, distribution "
-                                       "FROM {db}.experience_daily")}
-    assert daily == daily_truth(surveys)
-
-    journey_rows = _rows(warehouse, "SELECT issue_ref, contacts, channel_path, channel_switches, repeat_contacts, "
-                                    "contacts_to_resolution, first_response_s, effort_penalty, wait_days, "
-                                    "friction_score FROM {db}.journey_experience")
-    want_journeys = journey_truth(events)
-    assert len(journey_rows) == len(want_journeys)
-    for ref, contacts, path, switches, repeat, to_resolution, first_response, penalty, wait, score in journey_rows:
-        want = want_journeys[ref]
-        assert (int(contacts), list(path), int(switches), int(repeat), penalty, wait, int(score)) == (
-            want["contacts"], want["channel_path"], want["channel_switches"], want["repeat_contacts"],
-            want["effort_penalty"], want["wait_days"], want["friction_score"]), (ref, want)
-        assert to_resolution == want["contacts_to_resolution"] and _close(first_response, want["first_response_s"])
-    assert sum(w["channel_switches"] for w in want_journeys.values()) > 0
-    assert sum(w["effort_penalty"] for w in want_journeys.values()) > 0
-
-    members: dict[str, set[str]] = defaultdict(set)
-    for event_id, session_id in _rows(warehouse, "SELECT event_id, session_id FROM {db}.interactions "
-                                                 "WHERE session_id != ''"):
-        members[session_id].add(event_id)
-    columns = ["page_views", "repeat_views", "errors", "cart_adds", "abandoned_cart", "forms_started",
-               "abandoned_forms", "digital_failure", "failure_channel"]
-    got_sessions = {frozenset(members[r[0]]): dict(zip(columns, (int(v) if k != "failure_channel" else v
-                                                                 for k, v in zip(columns, r[1:], strict=True)),
-                                                       strict=True))
-                    for r in _rows(warehouse, f"SELECT session_id, {', '.join(columns)} FROM {{db}}.session_friction")}
-    want_sessions = session_truth(events)
-    assert got_sessions == want_sessions
-    for column in ("repeat_views", "errors", "abandoned_cart", "abandoned_forms", "digital_failure"):
-        assert any(s[column] for s in want_sessions.values()), column  # the traffic exercises each measure
-
-    lifecycle = {(person_of_customer[r[0]], int(r[1])): {"stage": r[2], "churn_drivers": list(r[3]),
-                                                         "recent_events": int(r[4]), "earlier_events": int(r[5]),
-                                                         "unresolved_journeys": int(r[6])}
-                 for r in _rows(warehouse, "SELECT customer_id, months_back, stage, churn_drivers, recent_events, "
-                                           "earlier_events, unresolved_journeys FROM {db}.customer_lifecycle_history")}
-    want_lifecycle = lifecycle_truth(events)
-    assert lifecycle == want_lifecycle
-    assert {v["stage"] for (_, back), v in want_lifecycle.items() if back == 0} >= {
-        "new", "active", "returning", "at_risk", "dormant"}
-
-    paths = {r[0]: list(r[1]) for r in _rows(warehouse, "SELECT purchase_id, path FROM {db}.purchase_touchpoints")}
-    want_paths = purchase_truth(events)
-    assert paths == want_paths
-    got_credits = {r[0]: (int(r[1]), int(r[2]), float(r[3])) for r in _rows(
-        warehouse, "SELECT channel, sum(first_touch), sum(last_touch), sum(linear) FROM {db}.purchase_attribution "
-                   "GROUP BY channel")}
-    want_credits = credits(want_paths.values())
-    assert got_credits.keys() == want_credits.keys()
-    for channel, (first, last, linear) in want_credits.items():
-        assert got_credits[channel][:2] == (first, last) and _close(got_credits[channel][2], linear), channel
-
-
-# ---- the query pack -------------------------------------------------------------------------------------
-QUERY_PACK = Path(__file__).resolve().parents[2] / "docs" / "queries.sql"
-
-
-def query_pack(database: str) -> dict[str, str]:
-    """name -> SQL of each query of docs/queries.sql, on `database` instead of `cem`."""
-    queries = {}
-    for block in QUERY_PACK.read_text().split("-- name: ")[1:]:
-        name, sql = block.split("\n", 1)
-        queries[name.strip()] = re.sub(r"\bcem\.", f"{database}.", sql).strip().rstrip(";")
-    return queries
-
-
-def _monday(day: str) -> str:
-    found = date.fromisoformat(day)
-    return (found - timedelta(days=found.weekday())).isoformat()
-
-
-def assert_query_pack_matches(warehouse: Any, traffic: CxTraffic) -> None:
-    """Every query of the pack runs through the read-only guard and returns rows; four are checked against the
-    direct computation."""
-    events = events_of(traffic)
-    results = {name: warehouse.query(sql) for name, sql in query_pack(warehouse.database).items()}
-    assert all(results.values()), [name for name, rows in results.items() if not rows]
-
-    weekly: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (day, channel, _, kind), counts in daily_truth(survey_truth(events)).items():
-        if kind == "nps":
-            weekly[(_monday(day), channel)][0] += counts["responses"]
-            weekly[(_monday(day), channel)][1] += counts["promoters"] - counts["detractors"]
-    got = {(str(r[0]), r[1]): (int(r[2]), r[3]) for r in results["scores_by_channel_and_week"]}
-    assert {key: answers for key, (answers, _) in got.items() if answers} == {k: v[0] for k, v in weekly.items()}
-    for key, (answers, net) in weekly.items():
-        assert _close(got[key][1], 100 * net / answers), key
-
-    paths = Counter(" > ".join(j["channel_path"]) for j in journey_truth(events).values() if j["channel_switches"])
-    top = sorted(paths.items(), key=lambda item: (-item[1], item[0]))[:20]
-    assert [(r[0], int(r[1])) for r in results["channel_switch_paths"]] == top
-
-    stages = lifecycle_truth(events)
-    movement = Counter((stages[(p, 1)]["stage"] if (p, 1) in stages else "", v["stage"])
-                       for (p, back), v in stages.items() if back == 0)
-    assert {(r[0], r[1]): int(r[2]) for r in results["lifecycle_movement"]} == movement
-
-    want_credits = credits(purchase_truth(events).values())
-    assert {r[0]: (int(r[1]), int(r[2])) for r in results["attribution_by_channel"]} == {
-        channel: (first, last) for channel, (first, last, _) in want_credits.items()}

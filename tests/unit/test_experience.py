@@ -8,6 +8,7 @@ import re
 import pytest
 
 from cem.domain import experience as x
+from cem.report import experience_sections
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements
 
 STATEMENTS = split_statements((MIGRATIONS_DIR / "0009_experience.sql").read_text())
@@ -80,3 +81,42 @@ def test_friction_score_adds_its_components() -> None:
     ([], 0), ([30], 0), ([-33], 3), ([-33, -27], 3), ([-50, -49], 4), ([-10, 10], 0), ([-9], 0), ([-50], 5)])
 def test_effort_penalty_is_whole_points_of_minus_the_mean(tenths: list[int], penalty: int) -> None:
     assert x.effort_penalty(tenths) == penalty
+
+
+def figures() -> x.ExperienceFigures:
+    return x.ExperienceFigures(
+        surveys=(("digital", "ces", x.SurveyCounts(responses=4, ces_sum=20, ces_easy=3)),
+                 ("service", "nps", x.SurveyCounts(responses=4, promoters=1, detractors=2)),
+                 ("unattributed", "nps", x.SurveyCounts(responses=1, promoters=1))),
+        journeys=x.JourneyFriction(journeys=8, with_repeat_contacts=2, with_channel_switch=4, resolved=5,
+                                   contacts_to_resolution=9, responded=4, first_response_s=4 * 1800.0, friction=20),
+        digital=x.DigitalFriction(sessions=40, with_repeat_views=10, with_errors=4, with_cart=8, abandoned_carts=6,
+                                  failures=2),
+        stages=(("active", 7, 1), ("dormant", 3, 0)),
+        attribution=(("web", 3, 2, 2.5), ("email", 1, 2, 1.5)))
+
+
+def test_the_report_prints_the_experience_sections() -> None:
+    text = "\n\n".join(experience_sections(figures()))
+    surveys = table(text, "Surveys by the journey they rate")
+    assert surveys[0].split()[:3] == ["journey", "rated", "NPS"]
+    rows = {line.split()[0]: line.split() for line in surveys[2:]}
+    assert rows["service"] == ["service", "-25.0", "4", "-", "0", "-", "-", "0"]  # (1 - 2) / 4
+    assert rows["digital"] == ["digital", "-", "0", "-", "0", "5.00", "75.0", "4"]
+    assert rows["all"] == ["all", "0.0", "5", "-", "0", "5.00", "75.0", "4"]  # (2 - 2) / 5: counts added, not scores
+    assert table(text, "Journey friction")[2].split() == ["8", "25.0", "50.0", "1.80", "30.0", "2.50"]
+    assert table(text, "Digital friction")[2].split() == ["40", "25.0", "10.0", "75.0", "5.0"]
+    assert [r.split() for r in table(text, "Customer lifecycle")[2:]] == [["active", "7", "1"], ["dormant", "3", "0"]]
+    assert table(text, "Purchase attribution")[2].split() == ["web", "3", "2", "2.50"]
+
+
+def test_no_experience_data_prints_dashes() -> None:
+    text = "\n\n".join(experience_sections(x.ExperienceFigures()))
+    assert table(text, "Journey friction")[2].split() == ["0", "-", "-", "-", "-", "-"]
+    assert table(text, "Digital friction")[2].split() == ["0", "-", "-", "-", "-"]
+    assert table(text, "Surveys by the journey they rate")[2] == "(none)"
+
+
+def table(text: str, title: str) -> list[str]:
+    block = text.split(f"{title}", 1)[1].split("\n\n", 1)[0]
+    return block.splitlines()[1:]
