@@ -116,6 +116,21 @@ FROM cem.purchase_attribution
 GROUP BY channel
 ORDER BY linear DESC, channel;
 
+-- name: attribution_within_days
+-- The same credit over a shorter window than the views' 30 days: replace 7 with the days wanted (30 at most).
+SELECT channel, sum(position = 1) AS first_touch, sum(position = length(credited)) AS last_touch,
+       round(sum(1 / length(credited)), 3) AS linear
+FROM (
+    SELECT if(empty(kept), ['(none)'], kept) AS credited
+    FROM (
+        SELECT arrayFilter((c, t) -> t + 7 * 86400000 >= purchased_ms, path, path_ms) AS kept
+        FROM cem.purchase_touchpoints
+        WHERE purchased_ms > 0
+    )
+) ARRAY JOIN credited AS channel, arrayEnumerate(credited) AS position
+GROUP BY channel
+ORDER BY linear DESC, channel;
+
 -- name: emotion_trend_by_week
 -- Texts naming each emotion per week, with the mean intensity (1..5).
 SELECT toMonday(toDate(occurred_at)) AS week, emotion, count() AS texts, avg(intensity) AS mean_intensity

@@ -267,15 +267,17 @@ SELECT customer_id, as_of, first_ms, last_ms, stage, churn_risk, churn_drivers, 
        unresolved_journeys, latest_survey_kind, latest_survey_score
 FROM {db}.customer_lifecycle_history WHERE months_back = 0;
 
--- One row per purchase: the touchpoints that started in the 30 days before it, in time order. A digital session
--- is one touchpoint (at its first event), any other interaction but a survey, a resolution or another purchase
--- is one. purchase_attribution credits the channels: first_touch 1 to the first, last_touch 1 to the last, linear
+-- One row per purchase: the touchpoints that started in the 30 days before it, in time order (path, and their
+-- start times in path_ms, so a query can use a shorter window). A digital session is one touchpoint (at its
+-- first event), any other interaction but a survey, a resolution or another purchase is one. purchase_attribution credits the channels: first_touch 1 to the first, last_touch 1 to the last, linear
 -- 1/n to each of the n, so each credit sums to 1 per purchase. A purchase with no touchpoint credits '(none)'.
 CREATE VIEW IF NOT EXISTS {db}.purchase_touchpoints AS
 SELECT purchase_id, customer_id, purchased_ms, purchased_at, purchase_channel, order_total,
-       arrayMap(i -> touch_channel[i], picked) AS path, length(picked) AS touchpoints
+       arrayMap(i -> touch_channel[i], picked) AS path, arrayMap(i -> touch_ms[i], picked) AS path_ms,
+       length(picked) AS touchpoints
 FROM (
     SELECT purchase_id, customer_id, purchased_ms, purchased_at, purchase_channel, order_total, touch_channel,
+           touch_ms,
            arraySort(i -> (touch_ms[i], touch_key[i]),
                      arrayFilter(i -> touch_ms[i] < purchased_ms AND touch_ms[i] + 2592000000 >= purchased_ms,
                                  arrayEnumerate(touch_ms))) AS picked
@@ -297,7 +299,7 @@ FROM (
         ) GROUP BY customer_id
     ) AS touches USING customer_id
     WHERE purchased_ms > 0 AND length(touch_key) = length(touch_ms)
-) WHERE length(touch_channel) >= length(picked);
+) WHERE length(touch_channel) = length(touch_ms) AND length(touch_channel) >= length(picked);
 
 CREATE VIEW IF NOT EXISTS {db}.purchase_attribution AS
 SELECT purchase_id, customer_id, purchased_ms, purchased_at, channel, sum(first) AS first_touch,

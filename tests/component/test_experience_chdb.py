@@ -41,7 +41,7 @@ def test_every_experience_view_equals_a_direct_computation(loaded: tuple[Setting
         warehouse.close()
 
 
-def test_every_query_of_the_pack_runs_and_four_equal_a_direct_computation(loaded: tuple[Settings, CxTraffic]) -> None:
+def test_every_query_of_the_pack_runs_and_five_equal_a_direct_computation(loaded: tuple[Settings, CxTraffic]) -> None:
     settings, traffic = loaded
     warehouse = connect(settings.clickhouse_url, read_only=True)
     try:

@@ -127,7 +127,7 @@ def _monday(day: str) -> str:
 
 
 def assert_query_pack_matches(warehouse: Any, traffic: CxTraffic) -> None:
-    """Every query of the pack runs through the read-only guard and returns rows; four are checked against the
+    """Every query of the pack runs through the read-only guard and returns rows; five are checked against the
     direct computation."""
     events = events_of(traffic)
     results = {name: warehouse.query(sql) for name, sql in query_pack(warehouse.database).items()}
@@ -155,7 +155,11 @@ def assert_query_pack_matches(warehouse: Any, traffic: CxTraffic) -> None:
     want_credits = credits(purchase_truth(events).values())
     assert {r[0]: (int(r[1]), int(r[2])) for r in results["attribution_by_channel"]} == {
         channel: (first, last) for channel, (first, last, _) in want_credits.items()}
-
+    week_credits = credits(purchase_truth(events, window_days=7).values())
+    got = {r[0]: (int(r[1]), int(r[2]), float(r[3])) for r in results["attribution_within_days"]}
+    assert {c: v[:2] for c, v in got.items()} == {c: v[:2] for c, v in week_credits.items()}
+    assert all(abs(got[c][2] - round(v[2], 3)) < 1e-6 for c, v in week_credits.items())
+    assert week_credits != want_credits  # the shorter window changes the credit
 
 # ---- the report -----------------------------------------------------------------------------------------
 def assert_report_matches(figures: Any, traffic: CxTraffic, window: Window) -> None:

@@ -274,8 +274,8 @@ def lifecycle_truth(events: list[Event]) -> dict[tuple[int, int], dict[str, Any]
 
 
 # ---- attribution ----------------------------------------------------------------------------------------
-def purchase_truth(events: list[Event]) -> dict[str, list[str]]:
-    """purchase event id -> the channels of its touchpoints, in time order."""
+def purchase_truth(events: list[Event], window_days: int = 30) -> dict[str, list[str]]:
+    """purchase event id -> the channels of its touchpoints of the `window_days` before it, in time order."""
     session_of = {e.event_id: own[0].event_id for own in sessions(events) for e in own}
     units: dict[int, dict[str, list[Event]]] = defaultdict(lambda: defaultdict(list))
     for e in events:
@@ -284,7 +284,7 @@ def purchase_truth(events: list[Event]) -> dict[str, list[str]]:
     truth = {}
     for p in (e for e in events if e.type in PURCHASES):
         touches = sorted((min(u, key=lambda e: e.order) for u in units[p.person].values()), key=lambda e: e.order)
-        truth[p.event_id] = [t.channel for t in touches if t.ms < p.ms and t.ms + 30 * DAY_MS >= p.ms]
+        truth[p.event_id] = [t.channel for t in touches if t.ms < p.ms and t.ms + window_days * DAY_MS >= p.ms]
     return truth
 
 
