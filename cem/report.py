@@ -47,7 +47,7 @@ class Report:
     topics: list[tuple[str, int]]
     identity: tuple[int, ...]
     fcr_window_days: float | None = None
-    experience: ex.ExperienceFigures = field(default_factory=ex.ExperienceFigures)
+    experience: ex.ExperienceFigures | None = field(default_factory=ex.ExperienceFigures)  # None: not migrated
     all_channels: ScoreCounts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,8 +80,12 @@ def build_report(warehouse: Warehouse, window: Window, fcr_window_days: float | 
     )
 
 
-def build_experience(warehouse: Warehouse, window: Window) -> ex.ExperienceFigures:
+def build_experience(warehouse: Warehouse, window: Window) -> ex.ExperienceFigures | None:
+    """None when the warehouse predates the experience views (migration 0009): the rest of the report still runs."""
     db = warehouse.database
+    if not int(warehouse.query(f"SELECT count() FROM system.tables WHERE database = '{db}' "
+                               "AND name = 'experience_responses'")[0][0]):
+        return None
     return ex.ExperienceFigures(
         surveys=tuple((str(row[0]), str(row[1]), ex.SurveyCounts(*(int(v) for v in row[2:])))
                       for row in warehouse.query(eq.surveys(db, window))),
@@ -177,7 +181,9 @@ def render_report(r: Report) -> str:
     return "\n\n".join(parts) + "\n\n"
 
 
-def experience_sections(e: ex.ExperienceFigures) -> list[str]:
+def experience_sections(e: ex.ExperienceFigures | None) -> list[str]:
+    if e is None:
+        return ["Experience measures: this warehouse has no experience views yet (run `cem migrate`)."]
     survey_rows = []
     for journey_type, kinds in e.by_journey_type():
         nps, csat, ces = (kinds.get(kind, ex.SurveyCounts()) for kind in ("nps", "csat", "ces"))

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from cem.domain import experience as x
-from cem.report import experience_sections
+from cem.domain.cx_metrics import Window
+from cem.report import build_experience, experience_sections
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements
 
 STATEMENTS = split_statements((MIGRATIONS_DIR / "0009_experience.sql").read_text())
@@ -120,3 +121,20 @@ def test_no_experience_data_prints_dashes() -> None:
 def table(text: str, title: str) -> list[str]:
     block = text.split(f"{title}", 1)[1].split("\n\n", 1)[0]
     return block.splitlines()[1:]
+
+
+def test_a_warehouse_without_the_experience_views_says_so() -> None:
+    assert experience_sections(None) == [
+        "Experience measures: this warehouse has no experience views yet (run `cem migrate`)."]
+
+
+class NotMigrated:
+    database = "cem"
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        assert "system.tables" in sql and "'experience_responses'" in sql
+        return [(0,)]
+
+
+def test_the_report_leaves_the_experience_out_of_a_warehouse_that_predates_it() -> None:
+    assert build_experience(NotMigrated(), Window()) is None  # type: ignore[arg-type]
