@@ -11,14 +11,28 @@ Each person has one email on every channel, so the ground truth needs no identit
 keeps who did what (`CxTraffic.person_of`), and tests compute every measure from the records directly
 (tests/integration/experience_scenario.py). Separate from devtools.simulate: its traffic for a seed must not
 change.
+
+    python -m devtools.simulate_cx [--people N] [--seed S] [--out FILE]
+
+publishes the traffic to CEM_KAFKA_BOOTSTRAP, or writes it to FILE for `cem publish FILE`.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import random
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from cem.kafka import produce
+from cem.settings import Settings
+from devtools.simulate import recent_base_ms, traffic_lines
+from schemas.codec import encode_json
 
 START_MS = int(datetime(2026, 5, 4, tzinfo=UTC).timestamp()) * 1000  # a Monday
 DAYS = 180
@@ -55,6 +69,7 @@ class CxTraffic:
 class CxSimulator:
     def __init__(self, people: int = 60, seed: int = 3, start_ms: int = START_MS, days: int = DAYS) -> None:
         self.rng = random.Random(seed)
+        self.seed = seed  # in the event ids: traffic of two seeds can go to one warehouse
         self.people = people
         self.start_ms = start_ms
         self.days = days
@@ -82,7 +97,7 @@ class CxSimulator:
                 "returning": [(0, 30), (end - 20, end)], "dormant": [(0, 40)]}[kind]
 
     def emit(self, person: int, channel: str, event_type: str, at_ms: int, **extra: Any) -> str:
-        event_id = f"cx{len(self.traffic.records):05d}"
+        event_id = f"cx{self.seed}-{len(self.traffic.records):05d}"
         record: dict[str, Any] = {"event_id": event_id, "channel": channel, "type": event_type,
                                   "occurred_at": at_ms, "identifiers": {"email": f"cx.person{person}@example.com"}}
         record.update({k: v for k, v in extra.items() if v is not None})
@@ -183,3 +198,29 @@ class CxSimulator:
         if rng.random() < 0.3:
             self.emit(person, "survey", "survey_response", t + rng.randint(2, 30) * HOUR_MS,
                       survey={"kind": "csat", "score": rng.randint(1, 5)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Publish the traffic to CEM_KAFKA_BOOTSTRAP, or write it to FILE for `cem publish FILE`."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.simulate_cx",
+                                     description="six months of customer-experience traffic, published or saved")
+    parser.add_argument("--people", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="write records to this file instead of publishing")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    # The last simulated day is two days ago: every event time is in the range the validator accepts.
+    start_ms = recent_base_ms(days_ago=DAYS + 2)
+    traffic = CxSimulator(people=args.people, seed=args.seed, start_ms=start_ms).run()
+    records = [(settings.raw_topic(channel), record["event_id"].encode(), encode_json(record))
+               for channel, record in traffic.records]
+    if args.out is not None:
+        args.out.write_bytes(traffic_lines(records))
+    else:
+        asyncio.run(produce(settings, records))
+    print(f"{len(records)} records for {args.people} people", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,11 +1,16 @@
-"""devtools.simulate_cx: the same traffic for a seed, every behaviour the experience measures look for, and
-nothing after the last simulated day."""
+"""devtools.simulate_cx: the same traffic for a seed, every behaviour the experience measures look for,
+nothing after the last simulated day, and the file `cem publish` replays."""
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
+from pathlib import Path
 
-from devtools.simulate_cx import DAY_MS, START_MS, CxSimulator
+import orjson
+
+from cem.settings import Settings
+from devtools.simulate_cx import DAY_MS, START_MS, CxSimulator, main
 
 
 def test_a_seed_gives_the_same_traffic_and_another_seed_other_traffic() -> None:
@@ -37,3 +42,14 @@ def test_nothing_after_the_last_day_and_every_event_has_its_person() -> None:
     assert set(traffic.person_of) == {r["event_id"] for _, r in traffic.records}
     times = [r["occurred_at"] for _, r in traffic.records]
     assert times == sorted(times)
+
+
+def test_the_traffic_file_is_what_cem_publish_replays(tmp_path: Path) -> None:
+    out = tmp_path / "cx.jsonl"
+    assert main(["--people", "3", "--seed", "6", "--out", str(out)]) == 0
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    values = [orjson.loads(base64.b64decode(line["value"])) for line in lines]
+    assert [line["topic"] for line in lines] == [Settings.from_env().raw_topic(v["channel"]) for v in values]
+    assert [base64.b64decode(line["key"]).decode() for line in lines] == [v["event_id"] for v in values]
+    assert all(v["event_id"].startswith("cx6-") for v in values)
+    assert len({v["event_id"] for v in values}) == len(values) == len(CxSimulator(people=3, seed=6).run().records)
