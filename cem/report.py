@@ -1,9 +1,11 @@
 """`cem report`: the customer-experience report a manager reads, for a window of event time.
 
 Sections: the window, an overview, the scores (NPS, CSAT, CES, sentiment) overall and per channel, their trend by
-ISO week, service journeys (FCR, repeat contacts, time to resolve), the top topics of negative interactions, and
-the identity graph. The warehouse counts (sinks.report_queries); cem.domain.cx_metrics turns counts into scores;
-this module fetches and lays out. Definitions: docs/cli.md, "cem report".
+ISO week, service journeys (FCR, repeat contacts, time to resolve), the experience measures (surveys by the journey
+they rate, journey and digital friction, lifecycle, attribution: docs/analytics.md), the top topics of negative
+interactions, and the identity graph. The warehouse counts (sinks.report_queries, sinks.experience_queries);
+cem.domain.cx_metrics and cem.domain.experience turn counts into scores; this module fetches and lays out.
+Definitions: docs/cli.md, "cem report".
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from datetime import date
 from typing import Any, TextIO
 
 from cem.domain import cx_metrics as cx
+from cem.domain import experience as ex
 from cem.domain.cx_metrics import JourneyCounts, ScoreCounts, Window
 from cem.settings import Settings
 from cem.sql_cli import error_text, open_read_only
 from cem.tables import format_table
+from sinks import experience_queries as eq
 from sinks import report_queries as q
 from sinks.warehouse import Warehouse
 
@@ -43,6 +47,7 @@ class Report:
     topics: list[tuple[str, int]]
     identity: tuple[int, ...]
     fcr_window_days: float | None = None
+    experience: ex.ExperienceFigures | None = field(default_factory=ex.ExperienceFigures)  # None: not migrated
     all_channels: ScoreCounts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +76,24 @@ def build_report(warehouse: Warehouse, window: Window, fcr_window_days: float | 
         topics=[(str(word), int(n)) for word, n in warehouse.query(q.negative_topics(db, window, TOP_TOPICS))],
         identity=tuple(int(v) for v in warehouse.query(q.identity(db))[0]),
         fcr_window_days=fcr_window_days,
+        experience=build_experience(warehouse, window),
+    )
+
+
+def build_experience(warehouse: Warehouse, window: Window) -> ex.ExperienceFigures | None:
+    """None when the warehouse predates the experience views (migration 0009): the rest of the report still runs."""
+    db = warehouse.database
+    if not int(warehouse.query(f"SELECT count() FROM system.tables WHERE database = '{db}' "
+                               "AND name = 'experience_responses'")[0][0]):
+        return None
+    return ex.ExperienceFigures(
+        surveys=tuple((str(row[0]), str(row[1]), ex.SurveyCounts(*(int(v) for v in row[2:])))
+                      for row in warehouse.query(eq.surveys(db, window))),
+        journeys=ex.JourneyFriction.of(warehouse.query(eq.journey_friction(db, window))[0]),
+        digital=ex.DigitalFriction(*(int(v) for v in warehouse.query(eq.digital_friction(db, window))[0])),
+        stages=tuple((str(stage), int(n), int(risky)) for stage, n, risky in warehouse.query(eq.lifecycle(db))),
+        attribution=tuple((str(c), int(first), int(last), float(linear))
+                          for c, first, last, linear in warehouse.query(eq.attribution(db, window))),
     )
 
 
@@ -147,6 +170,7 @@ def render_report(r: Report) -> str:
           _num(None if j.median_resolution_s is None else j.median_resolution_s / 3600, 1))],
         f"FCR: of the resolved journeys, % resolved at the first contact with no other contact within {days}\n"
         "(CEM_FCR_WINDOW_DAYS). Repeat-contact %: the other resolved journeys (100 - FCR)."))
+    parts.extend(experience_sections(r.experience))
     negative = r.all_channels.negative
     parts.append(section(
         f"Top negative topics (words in the text of the {negative} negative interactions)",
@@ -155,6 +179,43 @@ def render_report(r: Report) -> str:
     parts.append(section("Identity (the graph now, whatever the window)",
                          ["identifiers", "shared", "merges", "refused merges"], [r.identity]))
     return "\n\n".join(parts) + "\n\n"
+
+
+def experience_sections(e: ex.ExperienceFigures | None) -> list[str]:
+    if e is None:
+        return ["Experience measures: this warehouse has no experience views yet (run `cem migrate`)."]
+    survey_rows = []
+    for journey_type, kinds in e.by_journey_type():
+        nps, csat, ces = (kinds.get(kind, ex.SurveyCounts()) for kind in ("nps", "csat", "ces"))
+        survey_rows.append((journey_type, _num(ex.nps(nps), 1), nps.responses, _num(ex.csat(csat), 1),
+                            csat.responses, _num(ex.ces_mean(ces), 2), _num(ex.ces_easy_share(ces), 1), ces.responses))
+    j, d = e.journeys, e.digital
+    return [
+        section("Surveys by the journey they rate", ["journey rated", "NPS", "answers", "CSAT %", "answers", "CES",
+                                                     "CES 5-7 %", "answers"], survey_rows,
+                "An answer rates its issue_ref's journey, else the customer's latest touchpoint within 7 days.",
+                labels=1),
+        section("Journey friction (service journeys started in the window)",
+                ["journeys", "repeat-contact %", "channel-switch %", "contacts per resolution",
+                 "minutes to first response", "friction score"],
+                [(j.journeys, _num(ex.share(j.with_repeat_contacts, j.journeys), 1),
+                  _num(ex.share(j.with_channel_switch, j.journeys), 1), _num(j.contacts_per_resolution(), 2),
+                  _num(j.mean_minutes_to_first_response(), 1), _num(j.mean_friction(), 2))],
+                "Repeat contact: another contact within 7 days of the previous one. Friction: extra contacts +\n"
+                "channel switches + 3 if unresolved + days to resolve (at most 5) + stated effort (mean per journey)."),
+        section("Digital friction (web and app sessions started in the window)",
+                ["sessions", "repeat-view %", "error %", "cart abandonment %", "digital failure %"],
+                [(d.sessions, _num(ex.share(d.with_repeat_views, d.sessions), 1),
+                  _num(ex.share(d.with_errors, d.sessions), 1), _num(ex.share(d.abandoned_carts, d.with_cart), 1),
+                  _num(ex.share(d.failures, d.sessions), 1))],
+                "Digital failure: an assisted contact (call, chat, ticket, email, social) by the end of the session\n"
+                "or within an hour of it."),
+        section("Customer lifecycle (as of the latest event, whatever the window)",
+                ["stage", "customers", "two churn drivers or more"], list(e.stages), labels=1),
+        section("Purchase attribution (purchases in the window, touchpoints of the 30 days before)",
+                ["channel", "first touch", "last touch", "linear"],
+                [(c, first, last, f"{linear:.2f}") for c, first, last, linear in e.attribution], labels=1),
+    ]
 
 
 def score_row(name: str, c: ScoreCounts) -> tuple[Any, ...]:
