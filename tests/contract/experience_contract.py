@@ -23,7 +23,7 @@ VIEWS = ("experience_responses", "experience_daily", "journey_experience", "sess
 
 
 def _service(engine: Backend) -> ResolverService:
-    return ResolverService(Settings(sink_retry_max_seconds=0.001), clock=lambda: NOW_MS / 1000,
+    return ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory"), clock=lambda: NOW_MS / 1000,
                            open_warehouse=engine.open)
 
 

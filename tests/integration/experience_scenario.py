@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,11 +65,11 @@ def load(settings: Settings, traffic: CxTraffic) -> None:
     now_ms = traffic.last_ms + 2 * DAY_MS
     parsed = [ingestor.parse(encode_json(record), channel, now_ms) for channel, record in traffic.records]
     assert all(isinstance(p, Interaction) for p in parsed), [p for p in parsed if not isinstance(p, Interaction)]
-    service = ResolverService(settings, clock=lambda: now_ms / 1000)
+    service = ResolverService(replace(settings, state_store="memory"), clock=lambda: now_ms / 1000)
     try:
         service.process_and_write(parsed)  # type: ignore[arg-type]
     finally:
-        service.close()
+        service.shutdown()
 
 
 # ---- grouping, as the simulator made it ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -106,7 +106,7 @@ def load(settings: Settings, scenario: Scenario) -> None:
     now_ms = START_MS + (DAYS + 5) * DAY_MS
     parsed = [ingestor.parse(encode_json(record), channel, now_ms) for channel, record in scenario.events]
     assert all(isinstance(p, Interaction) for p in parsed), [p for p in parsed if not isinstance(p, Interaction)]
-    service = ResolverService(settings, clock=lambda: now_ms / 1000)
+    service = ResolverService(replace(settings, state_store="memory"), clock=lambda: now_ms / 1000)
     try:
         service.process_and_write(parsed)  # type: ignore[arg-type]
     finally:
