@@ -161,7 +161,7 @@ def with_event_ids(traffic: TrafficSet, max_bytes: int = 1_048_576) -> TrafficSe
 
 
 def many_customers(customers: int, events_per_customer: int, seed: int, offset: int, base_time_ms: int,
-                   duplicate_rate: float = 0.05, order: str = "time") -> TrafficSet:
+                   duplicate_rate: float = 0.05, order: str = "time", spread_days: int = 5) -> TrafficSet:
     """Many customers, few events each (the memory run: 1M events from 200k customers is 5 per customer).
 
     Each customer browses anonymously, logs in on the web (anonymous id + email) and in the app (device id +
@@ -193,7 +193,7 @@ def many_customers(customers: int, events_per_customer: int, seed: int, offset: 
         email = f"customer.{n}@example.org"
         anon, device = f"anon-{uid()}", f"dev-{uid()}"
         crm = f"CRM-{1_000_000 + n}" if n % 3 else None
-        t = base_time_ms + rng.randrange(0, 5 * day_ms)
+        t = base_time_ms + rng.randrange(0, spread_days * day_ms)  # when the customer first shows up
         plan = ["page_view", "web_login", "app_login", "purchase"]
         plan += [rng.choice(["ticket", "email_open", "survey", "page_view"]) for _ in range(events_per_customer - 4)]
         for step in plan[:events_per_customer]:
