@@ -104,7 +104,7 @@ def alert_rules(settings: Settings) -> RuleSet:
         raise RuleFileError(f"CEM_ALERT_RULES: {path}: {exc}") from None
 
 
-def alert_engine(settings: Settings) -> AlertEngine:
-    return AlertEngine(alert_rules(settings), idle_ms=int(settings.alert_idle_seconds * 1000),
+def alert_engine(settings: Settings, rules: RuleSet | None = None) -> AlertEngine:
+    return AlertEngine(rules or alert_rules(settings), idle_ms=int(settings.alert_idle_seconds * 1000),
                        lateness_ms=int(settings.alert_lateness_seconds * 1000),
                        retention_ms=int(settings.dedup_window_days * DAY_MS))
