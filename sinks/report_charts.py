@@ -32,7 +32,7 @@ def scores_by_day_and_channel(db: str, window: Window) -> str:
 
 def open_alerts_by_age(db: str) -> str:
     """Alerts open or acknowledged now, by rule and how long since they were raised."""
-    hours = "(toUInt64(now()) * 1000 - opened_ms) / 3600000"
+    hours = "(toInt64(now()) * 1000 - toInt64(opened_ms)) / 3600000"
     return f"""
         SELECT rule, multiIf({hours} < 1, '{AGE_BANDS[0]}', {hours} < 4, '{AGE_BANDS[1]}',
                              {hours} < 24, '{AGE_BANDS[2]}', '{AGE_BANDS[3]}') AS age, count()

@@ -2,7 +2,8 @@
 -- that the publisher sends to cem.alerts in version order), pending SLA deadlines (alert_timers), and operators'
 -- ack/resolve actions (alert_actions). Written in the resolver's batches, so a replay writes identical rows, which
 -- argMax reads as one. The `alerts` view is the case as analysts and `cem alerts list` see it: its status and the
--- time it spent in each.
+-- time it spent in each. (An aggregate named like a column another aggregate reads would nest one in the other:
+-- hence latest_revision.)
 
 CREATE TABLE IF NOT EXISTS {db}.alert_log (
     alert_id String,
@@ -51,20 +52,22 @@ CREATE TABLE IF NOT EXISTS {db}.alert_actions (
 
 CREATE VIEW IF NOT EXISTS {db}.alerts AS
 SELECT alert_id, rule, kind, severity, customer_id, issue, journey_id, channel, event_ms, due_ms, detail, evidence,
-       revision, engine_state, opened_ms, withdrawn_ms, acknowledged_ms, acknowledged_by, resolved_ms, resolved_by,
+       latest_revision AS revision, engine_state, opened_ms, withdrawn_ms, acknowledged_ms, acknowledged_by, resolved_ms, resolved_by,
        multiIf(engine_state = 'withdrawn', 'withdrawn', resolved_ms > 0, 'resolved',
                acknowledged_ms > 0, 'acknowledged', 'open') AS status,
-       (multiIf(acknowledged_ms > 0, acknowledged_ms, resolved_ms > 0, resolved_ms, withdrawn_ms > 0, withdrawn_ms,
-                toUInt64(now()) * 1000) - opened_ms) / 1000 AS open_seconds,
-       if(acknowledged_ms = 0, 0, (multiIf(resolved_ms > 0, resolved_ms, withdrawn_ms > 0, withdrawn_ms,
-                                           toUInt64(now()) * 1000) - acknowledged_ms) / 1000) AS acknowledged_seconds
+       greatest(0, toInt64(multiIf(acknowledged_ms > 0, acknowledged_ms, resolved_ms > 0, resolved_ms,
+                                   withdrawn_ms > 0, withdrawn_ms, toUInt64(now()) * 1000)) - toInt64(opened_ms))
+           / 1000 AS open_seconds,
+       if(acknowledged_ms = 0, 0, greatest(0, toInt64(multiIf(resolved_ms > 0, resolved_ms, withdrawn_ms > 0,
+                                                             withdrawn_ms, toUInt64(now()) * 1000))
+                                              - toInt64(acknowledged_ms)) / 1000) AS acknowledged_seconds
 FROM (
     SELECT alert_id, argMax(rule, revision) AS rule, argMax(kind, revision) AS kind,
            argMax(severity, revision) AS severity, argMax(customer_id, revision) AS customer_id,
            argMax(issue, revision) AS issue, argMax(journey_id, revision) AS journey_id,
            argMax(channel, revision) AS channel, argMax(event_ms, revision) AS event_ms,
            argMax(due_ms, revision) AS due_ms, argMax(detail, revision) AS detail,
-           argMax(evidence, revision) AS evidence, max(revision) AS revision,
+           argMax(evidence, revision) AS evidence, max(revision) AS latest_revision,
            argMax(state, revision) AS engine_state, min(raised_ms) AS opened_ms,
            if(engine_state = 'withdrawn', argMax(raised_ms, revision), toUInt64(0)) AS withdrawn_ms
     FROM {db}.alert_log GROUP BY alert_id
