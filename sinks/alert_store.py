@@ -71,7 +71,7 @@ def load_alert_snapshot(warehouse: Warehouse, retention_ms: int, text_window_ms:
     snapshot.hourly = [(str(c), int(h), str(s), int(n)) for c, h, s, n in warehouse.query(
         f"SELECT channel, intDiv(occurred_ms, {HOUR_MS}) * {HOUR_MS} AS hour, signal, count() FROM ("
         f"  SELECT channel, occurred_ms, arrayConcat(emotions, if(ifNull(text_sentiment, 0) <= {NEGATIVE_TEXT} "
-        "   AND sentence_count > 0, ['negative'], [])) AS signals"
+        "   AND sentence_count > 0, ['negative'], emptyArrayString())) AS signals"
         f"  FROM {db}.interaction_log WHERE occurred_ms >= {since}) "
         "ARRAY JOIN signals AS signal GROUP BY channel, hour, signal")]
     if text_window_ms:
