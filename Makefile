@@ -38,7 +38,7 @@ install: $(STAMP)
 # Services the integration tests start themselves: a ClickHouse server (Debian), kcat (an outside Kafka
 # client), Java for Apache Kafka, whose jars Maven resolves from Maven Central into ~/.cache/cem (so is Apicurio
 # Registry, the schema registry of the Confluent-framing tests), Prometheus with promtool (Debian), and ZooKeeper
-# (Debian's zookeeperd) for the ClickHouse cluster test. Where apt starts Debian's prometheus or zookeeper
+# (Debian's zookeeperd) for the ClickHouse cluster test, and Chromium (Debian) that renders `cem report --html` in its test. Where apt starts Debian's prometheus or zookeeper
 # service, it is stopped and disabled: the tests run their own on free ports, and nothing may hold 9090 or 2181.
 system-deps:
 	@missing=""; \
@@ -64,6 +64,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends zookeeperd libslf4j-java; \
 	  $$SUDO systemctl disable zookeeper >/dev/null 2>&1; $$SUDO service zookeeper stop >/dev/null 2>&1; true; \
+	fi
+	@if ! command -v chromium >/dev/null; then \
+	  echo "installing: chromium (the HTML report's rendering test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium; \
 	fi
 	bash deploy/kafka/fetch.sh >/dev/null
 	bash deploy/registry/fetch.sh >/dev/null

@@ -8,8 +8,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from cem import doctor, identity_cli, preflight, replay, report, schemas_cli, sql_cli, squash_cli
+from cem import (
+    alerts_cli,
+    doctor,
+    html_report,
+    identity_cli,
+    preflight,
+    replay,
+    report,
+    schemas_cli,
+    sql_cli,
+    squash_cli,
+)
 from cem.collector import run_collector
 from cem.publish import publish_file
 from cem.settings import CHANNELS, Settings
@@ -67,7 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first day of event time (UTC), included; default: the first event")
     rep.add_argument("--until", type=report.day_argument, metavar="YYYY-MM-DD",
                      help="last day of event time (UTC), included; default: the last event")
+    rep.add_argument("--html", type=Path, metavar="FILE",
+                     help="write one self-contained HTML file with charts (opens with no network) instead")
+    add_alert_commands(sub)
     return parser
+
+
+def add_alert_commands(sub: Any) -> None:
+    alerts = sub.add_parser("alerts", help="alert cases: list, summary, ack, resolve, tail (docs/alerts.md)")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    listing = alerts_sub.add_parser("list", help="alerts with their status and time spent open and acknowledged")
+    listing.add_argument("--status", choices=alerts_cli.STATUSES)
+    listing.add_argument("--rule")
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument("--format", choices=sql_cli.FORMATS, default="table")
+    summary = alerts_sub.add_parser("summary", help="per rule and status: count, time open and acknowledged")
+    summary.add_argument("--format", choices=sql_cli.FORMATS, default="table")
+    for action, text in (("ack", "acknowledge"), ("resolve", "resolve")):
+        acting = alerts_sub.add_parser(action, help=f"{text} alerts (applied by the worker)")
+        acting.add_argument("alert_id", nargs="+")
+        acting.add_argument("--by", required=True, help="who acts, e.g. an agent's login")
+        acting.add_argument("--note", default="")
+    follow = alerts_sub.add_parser("tail", help="print new alert revisions as JSON lines as they are published")
+    follow.add_argument("--from-beginning", action="store_true")
+    follow.add_argument("--max", type=int, default=None, help="stop after this many")
+    follow.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="stop after this long with no new alert")
 
 
 EXIT_CODES = """exit codes: 0 done; 1 failed (the line printed says why); 2 refused or bad usage; 3 erasure refused;
@@ -109,6 +146,7 @@ NEEDS: dict[str, tuple[bool, bool, bool]] = {
     "migrate": (False, True, False),
     "squash": (False, True, False),
     "replay": (True, True, False),
+    "alerts": (False, True, True),
 }
 
 
@@ -116,6 +154,8 @@ def check_services(settings: Settings, args: argparse.Namespace) -> None:
     kafka, warehouse, reads = NEEDS.get(args.command, (False, False, False))  # `schemas register` checks its own
     if args.command == "forget":  # it waits for the audit row on a server; an embedded warehouse is the worker's
         kafka, warehouse, reads = True, not settings.clickhouse_url.startswith("chdb://"), True
+    if args.command == "alerts" and args.alerts_command not in ("list", "summary"):
+        kafka, warehouse = True, False
     if kafka:
         preflight.check_kafka(settings)
     if warehouse:
@@ -145,12 +185,27 @@ def dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return schemas_cli.register_schema(settings, args.file)
         return schemas_cli.check_schemas()
     if command == "report":
+        if args.html is not None:
+            return html_report.write_html_report(settings, args.html, args.since, args.until)
         return report.run_report(settings, args.since, args.until)
+    if command == "alerts":
+        return dispatch_alerts(settings, args)
     if command == "doctor":
         return doctor.run_doctor(settings, sys.stdout)
     if command == "replay":
         return replay.run_replay(settings, args.since, args.database)
     return 2
+
+
+def dispatch_alerts(settings: Settings, args: argparse.Namespace) -> int:
+    command = args.alerts_command
+    if command == "list":
+        return alerts_cli.list_alerts(settings, args.status, args.rule, args.format, args.limit)
+    if command == "summary":
+        return alerts_cli.summary(settings, args.format)
+    if command == "tail":
+        return alerts_cli.tail(settings, args.from_beginning, args.max, args.idle_exit)
+    return alerts_cli.act(settings, command, args.alert_id, args.by, args.note)
 
 
 def migrate_warehouse(settings: Settings) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
+from cem.domain.alerts import AlertEngine, RuleFileError, RuleSet, parse_rules
 from cem.domain.collect_map import MapRules
 from cem.domain.collect_request import RequestRules
 from cem.domain.identifiers import DEFAULT_BLOCKED_PATTERNS, DEFAULT_BLOCKED_VALUES, IdentifierRules
@@ -80,3 +84,27 @@ def collect_rules(settings: Settings) -> tuple[RequestRules, MapRules]:
                          max_batch_bytes=settings.collect_max_batch_bytes),
             MapRules(channels=frozenset(CHANNELS),
                      skew_tolerance_ms=int(settings.collect_clock_skew_tolerance_seconds * 1000)))
+
+
+DEFAULT_ALERT_RULES = Path(__file__).parent / "alert_rules.toml"
+
+
+def alert_rules(settings: Settings) -> RuleSet:
+    """The rule file of CEM_ALERT_RULES (default: the built-in one), validated: RuleFileError says what is wrong."""
+    path = Path(settings.alert_rules) if settings.alert_rules else DEFAULT_ALERT_RULES
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RuleFileError(f"CEM_ALERT_RULES: cannot read {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleFileError(f"CEM_ALERT_RULES: {path} is not valid TOML: {exc}") from None
+    try:
+        return parse_rules(document, CHANNELS)
+    except RuleFileError as exc:
+        raise RuleFileError(f"CEM_ALERT_RULES: {path}: {exc}") from None
+
+
+def alert_engine(settings: Settings, rules: RuleSet | None = None) -> AlertEngine:
+    return AlertEngine(rules or alert_rules(settings), idle_ms=int(settings.alert_idle_seconds * 1000),
+                       lateness_ms=int(settings.alert_lateness_seconds * 1000),
+                       retention_ms=int(settings.dedup_window_days * DAY_MS))

@@ -58,6 +58,9 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     wanted[settings.resolve_topic] = 1
     wanted[settings.control_topic] = 1
     wanted[settings.schemas_topic] = 1
+    # One partition each: the tail of cem.alerts is the alert publisher's progress (docs/alerts.md)
+    wanted[settings.alerts_topic] = 1
+    wanted[settings.alert_actions_topic] = 1
     return wanted
 
 

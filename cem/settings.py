@@ -117,6 +117,14 @@ class Settings:
     collect_retry_after_seconds: int = 1
     collect_kafka_timeout_seconds: float = 5.0  # past it a request is answered 503, and Kafka counts as down
     collect_clock_skew_tolerance_seconds: float = 5.0
+    # Alerts (docs/alerts.md): the rule file (empty: the built-in cem/alert_rules.toml), the watermark's idleness
+    # (processing time) and allowed lateness (event time), how often SLA deadlines are checked with no traffic, and
+    # the format of cem.alerts (json or avro)
+    alert_rules: str = ""
+    alert_idle_seconds: float = 60.0
+    alert_lateness_seconds: float = 0.0
+    alert_tick_seconds: float = 5.0
+    alert_format: str = "json"
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):
@@ -160,6 +168,15 @@ class Settings:
     @property
     def control_topic(self) -> str:
         return f"{self.topic_prefix}.control"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts"
+
+    @property
+    def alert_actions_topic(self) -> str:
+        """ack/resolve of alerts (`cem alerts ack|resolve`), applied idempotently by the worker."""
+        return f"{self.topic_prefix}.alert_actions"
 
     @property
     def signing_key(self) -> bytes:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cem.domain.alerts import AlertRow, AlertSnapshot, TimerRow
 from cem.domain.resolver import RecentRow
 from cem.domain.shared import SharedIdentifier
 from sinks.clickhouse import migration_tables
@@ -207,6 +208,36 @@ class FakeWarehouse:
                           str(r["journey_id"]))
                 for r in rows]
 
+    # ---- the alert reads of sinks.alert_store (clocks, alerts and timers; trend counts and texts need SQL) ----
+    def alert_snapshot(self, retention_ms: int) -> AlertSnapshot:
+        clocks: dict[str, tuple[int, int]] = {}
+        for row in self._table("interaction_log"):
+            event_ms, seen_ms = clocks.get(row["channel"], (0, 0))
+            clocks[row["channel"]] = (max(event_ms, row["occurred_ms"]), max(seen_ms, row["ingested_ms"]))
+        latest = max((event_ms for event_ms, _ in clocks.values()), default=0)
+        alerts = [a for a in self._latest_alerts() if a.event_ms >= latest - retention_ms]
+        timers: dict[tuple[str, str], Row] = {}
+        for row in self._table("alert_timers"):
+            key = (row["rule"], row["journey_id"])
+            if key not in timers or row["version"] > timers[key]["version"]:
+                timers[key] = row
+        return AlertSnapshot(
+            alerts=alerts, channel_clocks=[(c, e, s) for c, (e, s) in clocks.items()],
+            timers=[TimerRow(*(r[name] for name in TIMER_FIELDS))
+                    for r in timers.values() if not r["cleared"]])
+
+    def alert_rows_after(self, revision: int, alert_id: str) -> list[AlertRow]:
+        rows = {(r["revision"], r["alert_id"]): r for r in self._table("alert_log")
+                if (r["revision"], r["alert_id"]) > (revision, alert_id)}
+        return [_alert(rows[key]) for key in sorted(rows)]
+
+    def _latest_alerts(self) -> list[AlertRow]:
+        latest: dict[str, Row] = {}
+        for row in self._table("alert_log"):
+            if row["alert_id"] not in latest or row["revision"] > latest[row["alert_id"]]["revision"]:
+                latest[row["alert_id"]] = row
+        return [_alert(row) for row in latest.values()]
+
     def _table(self, name: str) -> list[Row]:
         return self._open().tables[name]
 
@@ -214,6 +245,14 @@ class FakeWarehouse:
         if self.closed:
             raise RuntimeError("this fake warehouse connection is closed")
         return self.server
+
+
+TIMER_FIELDS = ("rule", "journey_id", "customer_id", "issue_ref", "channel", "priority", "first_ms", "deadline_ms")
+
+
+def _alert(row: Row) -> AlertRow:
+    return AlertRow(**{name: row[name] for name in AlertRow.__slots__ if name != "evidence"},  # type: ignore[attr-defined]
+                    evidence=tuple(row["evidence"]))
 
 
 def _latest(rows: list[Row], key: str, where: Callable[[Row], bool]) -> dict[str, Row]:

@@ -38,3 +38,11 @@ async def control(stream: Any) -> None:
     run = stages.runner("control").run
     async for events in stream.take_events(CONTROL_BATCH_MAX, within=CONTROL_BATCH_SECONDS):
         await run(stages.control.handle, events)
+
+
+async def alert_actions(stream: Any) -> None:
+    """Operators' ack/resolve of alerts -> alert_actions in ClickHouse (idempotent by action id)."""
+    stages = stages_of(stream)
+    run = stages.runner("alert_actions").run
+    async for events in stream.take_events(CONTROL_BATCH_MAX, within=CONTROL_BATCH_SECONDS):
+        await run(stages.alert_actions.handle, events)

@@ -26,6 +26,7 @@ from cem.settings import Settings
 from schemas.codec import new_registry
 from sinks.erasure import erasure_key
 from streams import agents
+from streams.alerts import AlertActionStage, AlertOutbox
 from streams.control import ControlStage
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed
@@ -122,6 +123,7 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     app.agent(topics["raw"], name="ingest")(agents.ingest)
     app.agent(topics["resolve"], name="resolve")(agents.resolve)
     app.agent(topics["control"], name="control")(agents.control)
+    app.agent(topics["alert_actions"], name="alert_actions")(agents.alert_actions)
     watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
     observe(app, settings, sink)
     return app
@@ -134,6 +136,7 @@ def _topics(app: faust.App, settings: Settings) -> dict[str, Any]:
         "resolve": app.topic(settings.resolve_topic, partitions=1, **raw),
         "control": app.topic(settings.control_topic, partitions=1, **raw),
         "deadletter": app.topic(settings.deadletter_topic, **raw),
+        "alert_actions": app.topic(settings.alert_actions_topic, partitions=1, **raw),
     }
 
 
@@ -153,7 +156,9 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         settings=settings,
         ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
                            registry=schema_feed.registry, catch_up=schema_feed.catch_up),
-        resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure),
+        resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure,
+                             outbox=AlertOutbox(settings, sink)),
+        alert_actions=AlertActionStage(settings, sink, topics["deadletter"]),
         control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
         schema_feed=schema_feed,
         stopping=sink.stopping,
@@ -168,6 +173,13 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         if any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
+            app.stages.resolve.outbox.invalidate()
+
+    @app.timer(interval=settings.alert_tick_seconds)
+    async def alert_tick() -> None:
+        """SLA deadlines pass with no traffic too: the owner of the resolver partition evaluates them."""
+        if any(tp.topic == settings.resolve_topic for tp in app.consumer.assignment()):
+            await app.stages.runner("alerts").run(lambda _: app.stages.resolve.tick(), None)
 
     @app.timer(interval=5.0)
     async def export_lag() -> None:

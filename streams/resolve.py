@@ -27,9 +27,12 @@ CONFLICT_DETAIL = "this event_id was first processed with other content, which w
 
 class ResolveStage:
     def __init__(self, settings: Any, sink: Any, deadletter_topic: Any, status: WorkerStatus | None = None,
-                 clock: Callable[[], float] = time.time, after_erasure: Callable[[], None] = lambda: None) -> None:
+                 clock: Callable[[], float] = time.time, after_erasure: Callable[[], None] = lambda: None,
+                 outbox: Any = None) -> None:
         self.settings = settings
         self.sink = sink
+        self.outbox = outbox  # streams.alerts.AlertOutbox: the batch's alerts to cem.alerts before its ack
+        self.serial = asyncio.Lock()  # batches and alert ticks write and publish one at a time, in version order
         self.after_erasure = after_erasure
         self.deadletter_topic = deadletter_topic
         self.status = status or WorkerStatus()
@@ -50,6 +53,27 @@ class ResolveStage:
 
     async def handle(self, events: list[Any]) -> None:
         """Apply one batch of resolver messages in order; raises on a failure so the whole batch is retried."""
+        async with self.serial:
+            try:
+                await self._handle(events)
+            except BaseException:
+                if self.outbox is not None:
+                    self.outbox.invalidate()  # the retry finds this batch's alerts written: the outbox sends them
+                raise
+
+    async def tick(self) -> None:
+        """Alerts due with no event arriving (SLA deadlines as the watermark moves on): an empty batch."""
+        async with self.serial:
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(None, self.sink.process_and_write, [])
+                if self.outbox is not None:
+                    await self.outbox.publish(result.alerts)
+            except BaseException:
+                if self.outbox is not None:
+                    self.outbox.invalidate()
+                raise
+
+    async def _handle(self, events: list[Any]) -> None:
         loop = asyncio.get_running_loop()
         pending: list[Interaction] = []
         rejected: list[DeadLetter] = []
@@ -80,6 +104,8 @@ class ResolveStage:
         if not events:
             return
         result = await loop.run_in_executor(None, self.sink.process_and_write, events)
+        if self.outbox is not None:
+            await self.outbox.publish(result.alerts)
         if result.rejected:
             # Acknowledged with the batch only once on the broker; a replay refuses and dead-letters them again
             # under the same key (consumers deduplicate by key).

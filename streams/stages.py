@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cem.settings import Settings
+from streams.alerts import AlertActionStage
 from streams.batches import BatchRunner
 from streams.control import ControlStage
 from streams.ingest import IngestStage
@@ -25,6 +26,7 @@ class Stages:
     schema_feed: SchemaFeed
     stopping: threading.Event
     status: WorkerStatus
+    alert_actions: AlertActionStage
 
     def runner(self, stage: str) -> BatchRunner:
         return BatchRunner(stage, self.stopping, self.settings.shutdown_grace_seconds,

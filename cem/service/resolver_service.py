@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from cem import metrics
-from cem.config import resolver_config
+from cem.config import alert_engine, alert_rules, resolver_config
+from cem.domain.alerts import AlertEngine, AlertRow, batch_facts
+from cem.domain.alerts.rules import SlaBreach
 from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
@@ -38,6 +40,7 @@ from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_eff
 from cem.service.retry import RebalanceWatch, Retry
 from cem.settings import Settings
 from cem.state_store import Checkpoint, StateStore
+from sinks.alert_store import action_columns, alert_columns, alert_rows_after, load_alert_snapshot
 from sinks.clickhouse import open_migrated
 from sinks.erasure import ErasureOutcome, erase, erasure_key
 from sinks.errors import describe_error, error_code, is_rejection
@@ -46,6 +49,8 @@ from sinks.warehouse import Warehouse
 from sinks.writer import TABLE_ORDER, effect_columns, row_count
 
 log = logging.getLogger("cem.worker")
+# A batch's alert revisions and SLA timers land before its interaction rows: a replayed batch finds them written.
+WRITE_ORDER = (*TABLE_ORDER[:-2], "alert_timers", "alert_log", *TABLE_ORDER[-2:])  # interaction rows, then the mark
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class BatchResult:
     effects: Effects
     written: int
     rejected: list[tuple[Interaction, str]] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)  # revisions written by this batch, for cem.alerts
 
 
 @dataclass
@@ -68,6 +74,7 @@ class PendingWrite:
     tables: dict[str, Columns]
     landed: set[str] = field(default_factory=set)
     uncertain: str = ""
+    alerts: list[AlertRow] = field(default_factory=list)
 
 
 class ResolverFault(Exception):
@@ -93,6 +100,9 @@ class ResolverService:
         self.warehouse: Warehouse | None = None
         self.resolver: Resolver | None = None
         self.pending: PendingWrite | None = None
+        self.rules = alert_rules(settings)  # a bad rule file stops the worker here, before it consumes anything
+        self.alerts: AlertEngine | None = None
+        self.lock = threading.Lock()  # the alert-action agent and the alert tick share the one connection
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
                            RebalanceWatch(rebalance_pending, on_stuck))
         self.store: StateStore | None = None
@@ -121,12 +131,14 @@ class ResolverService:
     def invalidate(self) -> None:
         """Another worker may write while we do not own the resolver partition: rebuild before the next batch."""
         self.resolver = None
+        self.alerts = None
         self.pending = None
 
     def process_and_write(self, events: list[Interaction]) -> BatchResult:
         """Returns once every row of the batch is written, or rejected by the warehouse (those events are
         returned for the dead-letter topic)."""
-        result = self.retry.run(lambda: self._process_and_write(events))
+        with self.lock:
+            result = self.retry.run(lambda: self._process_and_write(events))
         metrics.SINK_UP.set(1)
         metrics.SINK_PENDING_EVENTS.set(0)
         _count(result.effects, len(events))
@@ -144,7 +156,8 @@ class ResolverService:
             return None
         key = erasure_key(self.settings)
         # After a failure the graph may already be forgotten: the retry rebuilds it from the warehouse first.
-        return self.retry.run(lambda: self._erase(request, key))
+        with self.lock:
+            return self.retry.run(lambda: self._erase(request, key))
 
     # ---- one attempt ---------------------------------------------------------------------------------
     def _process_and_write(self, events: list[Interaction]) -> BatchResult:
@@ -153,15 +166,19 @@ class ResolverService:
                 return self._write(self.pending)
             self.invalidate()  # another batch: the state reflects one whose write was given up
         resolver = self._ensure_resolver()
+        engine = self._ensure_alerts()
         now_ms = self._now_ms()
         try:
             if self.store is not None:
                 self.store.prefetch(events)
             effects = resolver.process(events, now_ms)
+            alerts = engine.evaluate(batch_facts(effects, self._priority_property()), now_ms)
         except Exception as exc:
             raise ResolverFault(describe_error(exc)) from exc
         metrics.SINK_PENDING_EVENTS.set(len(events))
-        return self._write(PendingWrite(events, effects, effect_columns(effects, now_ms, self.config.fcr_window_ms)))
+        tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
+        tables.update(alert_columns(alerts, effects.version))
+        return self._write(PendingWrite(events, effects, tables, alerts=alerts.alerts))
 
     def _erase(self, request: ErasureRequest, key: bytes) -> ErasureOutcome:
         resolver = self._ensure_resolver()
@@ -182,7 +199,7 @@ class ResolverService:
         started = time.perf_counter()
         rejected: list[tuple[Interaction, str]] = []
         version = write.effects.version
-        for table in TABLE_ORDER:
+        for table in WRITE_ORDER:
             columns = write.tables.get(table)
             if columns is None or table in write.landed:
                 continue
@@ -203,7 +220,7 @@ class ResolverService:
         if self.store is not None and not rejected:
             self.store.flush(Checkpoint(version, self.warehouse_name))
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
-        return BatchResult(write.effects, len(write.effects.interactions) - len(rejected), rejected)
+        return BatchResult(write.effects, len(write.effects.interactions) - len(rejected), rejected, write.alerts)
 
     def _set_rejected_aside(self, warehouse: Warehouse, effects: Effects, columns: Columns,
                             error: Exception) -> list[tuple[Interaction, str]]:
@@ -274,6 +291,32 @@ class ResolverService:
 
     def _maps(self) -> MapFactory:
         return self.store.map if self.store is not None else in_memory_maps
+
+    def _ensure_alerts(self) -> AlertEngine:
+        """The alert engine, rebuilt from the warehouse with the resolver (both reflect the same rows)."""
+        if self.alerts is None:
+            engine = alert_engine(self.settings, self.rules)
+            engine.restore(load_alert_snapshot(self._ensure_warehouse(), engine.retention_ms,
+                                               engine.events.text_window_ms), self._now_ms())
+            self.alerts = engine
+        return self.alerts
+
+    def _priority_property(self) -> str:
+        return next((rule.priority_property for rule in self.rules.of(SlaBreach)), "priority")
+
+    # ---- alerts out and operators' actions -------------------------------------------------------------
+    def unpublished_alerts(self, revision: int, alert_id: str) -> list[AlertRow]:
+        """The outbox after the last revision published (the tail of cem.alerts), in publishing order."""
+        with self.lock:
+            return self.retry.run(lambda: alert_rows_after(self._ensure_warehouse(), revision, alert_id))
+
+    def record_alert_actions(self, actions: list[dict[str, Any]]) -> None:
+        """ack/resolve actions: idempotent (one action id is one row, whatever the replays)."""
+        if not actions:
+            return
+        with self.lock:
+            self.retry.run(lambda: self._insert(self._ensure_warehouse(), "alert_actions",
+                                                action_columns(actions, self._now_ms() * 1000)))
 
     def _failed(self, exc: Exception) -> None:
         """One failed attempt: count it and drop the connection. The state goes too (it may be stale), unless a
