@@ -19,8 +19,8 @@ ANGRY = "This is terrible, I am furious with you."
 
 
 def service_on(server: FakeWarehouseServer, now_ms: int = NOW_MS, **settings: Any) -> ResolverService:
-    return ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory", **settings), clock=lambda: now_ms / 1000,
-                           open_warehouse=server.connect)
+    config = Settings(sink_retry_max_seconds=0.001, state_store="memory", **settings)
+    return ResolverService(config, clock=lambda: now_ms / 1000, open_warehouse=server.connect)
 
 
 def traffic() -> list[Any]:
