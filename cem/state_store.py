@@ -46,6 +46,10 @@ _IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen
 _SET_KEYS = frozenset({"set_owner", "set_key"})
 
 
+class StateDirInUse(Exception):
+    """Another process holds the store (RocksDB locks its directory)."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     version: int  # the resolver's version after the last batch written
@@ -224,7 +228,13 @@ class StateStore:
         table.set_bloom_filter(10, False)
         table.set_cache_index_and_filter_blocks(True)
         options.set_block_based_table_factory(table)
-        return Rdict(str(self.path), options)
+        try:
+            return Rdict(str(self.path), options)
+        except Exception as exc:
+            if "lock" in str(exc).lower():
+                raise StateDirInUse(f"the resolver's state in {self.path} is held by another process: give each "
+                                    "worker its own CEM_STATE_DIR") from exc
+            raise
 
     def map(self, name: str) -> SpillMap:
         """The keyspace `name` (one object per name and store)."""

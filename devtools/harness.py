@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from cem.settings import Settings
+from cem.settings import DEFAULT_STATE_DIR, Settings
 from devtools.scrape import metric_totals, metrics_summary, plain_text
 from devtools.services import REPO_ROOT, free_port
 from devtools.topics import consumer_lag
@@ -56,7 +56,11 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path, name: str = "worker", state_dir: Path | None = None,
                  env: dict[str, str] | None = None, command: Sequence[str] | None = None) -> None:
         self.settings = replace(settings, web_port=free_port())
-        if state_dir is not None:  # Faust's data directory: one per process when several run side by side
+        if state_dir is None and settings.state_dir == DEFAULT_STATE_DIR:
+            # Each worker needs its own state directory (the resolver's store is locked by its process); the same
+            # name in the same place gets the same one again, so a restarted worker finds its files.
+            state_dir = log_path.parent / f"{name}-state"
+        if state_dir is not None:  # Faust's data directory and the resolver's store: one per process
             self.settings = replace(self.settings, state_dir=str(state_dir))
         self.log_path = log_path
         self.name = name
