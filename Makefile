@@ -15,7 +15,7 @@ DEV := $(BIN)/python -m devtools.dev --dir "$(DEV_DIR)" --kafka-port $(DEV_KAFKA
 	--clickhouse-port $(DEV_CLICKHOUSE_PORT)
 
 .PHONY: help install system-deps demo dev-up dev-down dev-status dev-env test test-unit test-component test-integration test-faults lint typecheck check \
-	check-deploy bench bench-outage clean
+	check-deploy bench bench-history bench-outage clean
 
 help:
 	@echo "make demo       run the pipeline on embedded components (Tansu + chdb) and print the report"
@@ -131,6 +131,10 @@ test: $(STAMP) system-deps check check-deploy
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.run
+
+# Up to about 40 minutes: 1M then 3M events through one worker (bench/history.py)
+bench-history: $(STAMP) system-deps
+	$(BIN)/python -m bench.history
 
 bench-outage: $(STAMP) system-deps
 	$(BIN)/python -m bench.outage
