@@ -141,6 +141,10 @@ def erasure_statements(db: str, customer_ids: Sequence[str], event_ids: Sequence
             f"OR current_id IN ({ids}))",
             f"ALTER TABLE {db}.customer_log DELETE WHERE customer_id IN ({ids})",
             f"ALTER TABLE {db}.overrides DELETE WHERE kind = 'customer' AND current_id IN ({ids})",
+            # Her alerts stay countable (a case that was open is history) but name nobody and quote nothing.
+            f"ALTER TABLE {db}.alert_log UPDATE customer_id = '{FORGOTTEN}', detail = '', "
+            f"evidence = emptyArrayString() WHERE customer_id IN ({ids})",
+            f"ALTER TABLE {db}.alert_timers UPDATE customer_id = '{FORGOTTEN}' WHERE customer_id IN ({ids})",
         ]
     for chunk in chunks(sorted(set(event_ids))):
         events = in_list(chunk)

@@ -191,6 +191,7 @@ class ResolverService:
                                                      "duplicates": [0], "written_ms": [self._now_ms()]})
         if self.store is not None:
             self.store.flush(None)
+        self.alerts = None  # its open alerts and timers are read again, anonymised
         metrics.ERASURES.inc()
         return outcome
 
