@@ -52,8 +52,6 @@ def run_mode(mode: str, customers: int, memory_mb: int) -> dict[str, float]:
     started = time.perf_counter()
     for start in range(0, len(events), BATCH):
         batch = events[start:start + BATCH]
-        if store is not None:
-            store.prefetch(batch)
         effects = resolver.process(batch, now_ms + start)
         if store is not None:
             store.flush(Checkpoint(effects.version, "probe"))

@@ -18,7 +18,7 @@ import marshal
 import pickle
 import shutil
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from cem.domain.model import Interaction
 from cem.domain.state_maps import MAP_KINDS
 
 CHECKPOINT_KEY = b"\x00checkpoint"
@@ -42,6 +41,9 @@ CACHE_SHARES: dict[str, float] = {
 # Maps whose values are built-in types (strings, tuples, sets, lists): marshal, faster than pickle, suffices.
 _MARSHAL_VALUES = frozenset({"owner", "parent", "set_owner", "set_key", "carriers", "origins", "shared_seen_with",
                              "seen", "seen_expiry"})
+# Keys known to be absent, per map, before that memory is cleared: small (keys only), and most lookups of a new
+# event's identifiers are for keys nobody wrote yet.
+ABSENT_KEYS = 50_000
 _IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with"})
 _SET_KEYS = frozenset({"set_owner", "set_key"})
 
@@ -109,22 +111,6 @@ class SpillMap(MutableMapping[Any, Any]):
         if self.mutable:
             self.dirty.add(key)
         return value
-
-    def prefetch(self, keys: Iterable[Any]) -> list[Any]:
-        """Read the keys not in memory in one call (RocksDB's multi-get); returns the values found."""
-        cache, absent, deleted = self.cache, self.absent, self.deleted
-        wanted = [k for k in set(keys) if k not in cache and k not in absent and k not in deleted]
-        if self.resident or not wanted:
-            return []
-        found = []
-        raws: list[bytes | None] = self.store.db.get([self.prefix + _encode_key(self.name, k) for k in wanted])  # type: ignore[assignment]
-        for key, raw in zip(wanted, raws, strict=True):
-            if raw is None:
-                absent.add(key)
-            else:
-                value = cache[key] = self.loads(raw)
-                found.append(value)
-        return found
 
     def __getitem__(self, key: Any) -> Any:
         value = self._load(key)
@@ -194,7 +180,7 @@ class SpillMap(MutableMapping[Any, Any]):
         cache = self.cache
         while len(cache) > self.capacity:
             cache.popitem(last=False)
-        if len(self.absent) > self.capacity:
+        if len(self.absent) > max(self.capacity, ABSENT_KEYS):
             self.absent.clear()
 
 
@@ -250,24 +236,6 @@ class StateStore:
             if not key.startswith(prefix):
                 return
             yield key[len(prefix):], raw_value
-
-    def prefetch(self, events: Iterable[Interaction]) -> None:
-        """Read in a few calls what a batch will look up first: its event ids, identifier sets and identifiers,
-        then the customers those point to."""
-        events = list(events)
-        self.map("seen").prefetch(e.event_id for e in events)
-        sets = {e.identifiers for e in events}
-        idents = {ident for s in sets for ident in s}
-        owners = self.map("set_owner").prefetch(sets)
-        self.map("set_key").prefetch(sets)
-        owners += self.map("owner").prefetch(idents)
-        for holders in self.map("carriers").prefetch(idents):
-            owners.extend(holders)
-        self.map("shared_seen_with").prefetch(idents)
-        roots = self.map("parent").prefetch(owners)
-        self.map("customers").prefetch([*owners, *roots])
-        self.map("sessions").prefetch([*owners, *roots])
-        self.map("journeys").prefetch([*owners, *roots])
 
     def checkpoint(self) -> Checkpoint | None:
         raw = self.db.get(CHECKPOINT_KEY)

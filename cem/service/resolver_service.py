@@ -169,8 +169,6 @@ class ResolverService:
         engine = self._ensure_alerts()
         now_ms = self._now_ms()
         try:
-            if self.store is not None:
-                self.store.prefetch(events)
             effects = resolver.process(events, now_ms)
             alerts = engine.evaluate(batch_facts(effects, self._priority_property()), now_ms)
         except Exception as exc:
