@@ -45,7 +45,7 @@ FROM (
             WHERE survey_kind = '' AND customer_id != 'forgotten'
               AND type NOT IN ('survey_response', 'ticket_resolved', 'email_open', 'email_click')
             GROUP BY customer_id
-        ) AS contacts USING customer_id
+        ) AS customer_contacts USING customer_id
         WHERE answered_ms > 0 AND length(contact_event) = length(contact_ms)
     ) AS picked
 ) AS attributed
@@ -122,7 +122,7 @@ FROM (
                      isNotNull(effort) AND type NOT IN ('ticket_resolved', 'survey_response')) AS effort_tenths,
                countIf(isNotNull(effort) AND type NOT IN ('ticket_resolved', 'survey_response')) AS effort_texts
         FROM {db}.interactions WHERE journey_id != '' GROUP BY journey_id
-    ) AS contacts USING journey_id
+    ) AS journey_contacts USING journey_id
     WHERE resolved_ms + length(path_ms) + length(response_ms) >= 0
 );
 
