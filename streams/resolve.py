@@ -64,6 +64,8 @@ class ResolveStage:
     async def tick(self) -> None:
         """Alerts due with no event arriving (SLA deadlines as the watermark moves on): an empty batch."""
         async with self.serial:
+            if not self.sink.alerts_due():
+                return
             try:
                 result = await asyncio.get_running_loop().run_in_executor(None, self.sink.process_and_write, [])
                 if self.outbox is not None:

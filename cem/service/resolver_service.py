@@ -300,6 +300,12 @@ class ResolverService:
             self.alerts = engine
         return self.alerts
 
+    def alerts_due(self) -> bool:
+        """Whether an alert tick (an empty batch) would raise or clear anything now. Without an engine yet (a
+        start with no traffic), the tick builds it; otherwise an empty batch is written only when it matters, so
+        a warehouse outage holds back real batches, not ticks."""
+        return self.alerts is None or self.alerts.has_due(self._now_ms())
+
     def _priority_property(self) -> str:
         return next((rule.priority_property for rule in self.rules.of(SlaBreach)), "priority")
 

@@ -30,11 +30,21 @@ class AlertEngine:
         self.state = AlertState()
         self.events = EventRules(rules)
         self.pruned_hour = 0
+        self.evaluated_hour = -1  # the watermark's hour at the last evaluation
+
+    def has_due(self, now_ms: int) -> bool:
+        """Whether an evaluation with no event would change anything now: an SLA deadline passed, or the watermark
+        entered another hour (the hourly rules compare closed hours)."""
+        watermark = self.watermark.current(now_ms)
+        if watermark // HOUR_MS != self.evaluated_hour:
+            return True
+        return any(timer.deadline_ms <= watermark for timer in self.state.timers.values())
 
     def evaluate(self, facts: BatchFacts, now_ms: int) -> AlertChanges:
         for event in facts.events:
             self.watermark.observe(event.channel, event.occurred_ms, now_ms)
         watermark = self.watermark.current(now_ms)
+        self.evaluated_hour = watermark // HOUR_MS
         horizon = watermark - self.retention_ms
         emit = Emit(facts.version, now_ms, self.state)
         self._follow_aliases(facts.journey_aliases, emit)
