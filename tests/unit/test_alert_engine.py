@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cem.domain.alerts import AlertEngine, alert_id_for, parse_rules
+from cem.domain.alerts.signals import hour_label
 from cem.domain.alerts.watermark import Watermark
 from cem.settings import CHANNELS
 from tests.unit.alert_helpers import HOUR_MS, MINUTE_MS, NOW_MS, Pipeline, contact, resolved
@@ -195,6 +197,17 @@ def test_anger_on_chat_doubling_hour_over_hour_raises_when_the_hour_closes() -> 
     # late angry chats in the hour before: no longer a doubling -> withdrawn
     p.batch(_angry_chats("c", 1, h + 30 * MINUTE_MS))
     assert p.alerts[-1].state == "withdrawn" and p.open_rules() == []
+
+
+@pytest.mark.parametrize("jump_hours", [2, 3, 7, 30])
+def test_an_hour_closed_by_a_watermark_jumping_several_hours_at_once_is_evaluated_once(jump_hours: int) -> None:
+    p = only("channel_trend")
+    h = T0 - T0 % HOUR_MS
+    p.batch(_angry_chats("a", 3, h) + _angry_chats("b", 6, h + HOUR_MS))
+    p.batch([contact("z", h + jump_hours * HOUR_MS, "zed", issue=None)])
+    assert [a.issue for a in p.alerts] == [f"chat@{hour_label(h + HOUR_MS)}"]
+    p.batch([contact("y", h + (jump_hours + 1) * HOUR_MS, "yan", issue=None)], now_ms=NOW_MS + 1)
+    assert len(p.alerts) == 1
 
 
 def test_anger_below_the_minimum_or_on_another_channel_raises_nothing() -> None:
