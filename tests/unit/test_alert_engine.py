@@ -219,6 +219,37 @@ def test_anger_below_the_minimum_or_on_another_channel_raises_nothing() -> None:
 
 
 # ---- customer drop -----------------------------------------------------------------------------------
+FINE, NOT_GREAT, SLOW = "Fine, thanks.", "Not great.", "Slow delivery."  # +2.4, -2.3, 0.0
+
+
+@pytest.mark.parametrize("arrival", [["m1", "m3", "m2"], ["m3", "m1", "m2"], ["m1", "m2", "m3"]])
+def test_a_drop_raised_and_withdrawn_in_one_batch_leaves_no_revision(arrival: list[str]) -> None:
+    texts = {"m1": (T0, FINE), "m2": (T0 + HOUR_MS, SLOW), "m3": (T0 + 2 * HOUR_MS, NOT_GREAT)}
+    p = only("customer_drop")
+    p.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in arrival])
+    assert p.alerts == []
+    assert p.engine is not None and p.engine.state.alerts == {}
+    # the same texts over two batches: raised, then withdrawn with a later revision
+    q = only("customer_drop")
+    q.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in ("m1", "m3")])
+    q.batch([contact("m2", texts["m2"][0], "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 1)
+    assert [(a.issue, a.state) for a in q.alerts] == [("event:m3", "open"), ("event:m3", "withdrawn")]
+
+
+def test_an_alert_withdrawn_raised_and_withdrawn_again_in_one_batch_stays_as_it_was() -> None:
+    texts = {"m1": (T0, FINE), "m2": (T0 + HOUR_MS, SLOW), "m3": (T0 + 2 * HOUR_MS, NOT_GREAT)}
+    p = only("customer_drop")
+    p.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in ("m1", "m3")])
+    p.batch([contact("m2", texts["m2"][0], "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 1)
+    withdrawn = p.latest()
+    # two late texts before m3: the first raises m3's drop again, the second withdraws it again
+    p.batch([contact("m4", T0 + 90 * MINUTE_MS, "ann", issue=None, text=FINE),
+             contact("m5", T0 + 100 * MINUTE_MS, "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 2)
+    assert {a: (r.state, r.revision) for a, r in p.latest().items()} == \
+        {a: (r.state, r.revision) for a, r in withdrawn.items()}
+    assert len(p.alerts) == 2
+
+
 def test_a_sharp_drop_of_a_customers_sentiment_raises_and_a_text_in_between_moves_it() -> None:
     p = only("customer_drop")
     p.batch([contact("m1", T0, "ann", issue=None, text=HAPPY)])
