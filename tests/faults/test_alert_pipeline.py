@@ -16,6 +16,7 @@ import pytest
 from cem.settings import Settings
 from devtools import alert_scenario
 from devtools.harness import WorkerProcess, isolated_settings, run_cem, wait_until
+from devtools.scrape import metric_value
 from devtools.topics import drained, publish, read_topic
 from schemas.alerts import decode_alert, encode_action
 from sinks.clickhouse import connect
@@ -78,7 +79,7 @@ def test_alerts_exactly_once_through_sigkills_late_events_and_the_case_lifecycle
         # The clock passes every deadline: the second worker dies as soon as the first SLA alert is written.
         publish(settings, scenario.records(settings, "clock"))
         killed_at_first_row(w2, "sla_breach")
-        start("w3")
+        w3 = start("w3")
         sla = sum(1 for a in expected.values() if a.rule == "sla_breach")
         wait_until(lambda: sum(a["rule"] == "sla_breach" for a in _topic_alerts(settings, 1.0)) >= sla, 120,
                    "the SLA alerts were not published", workers=workers, settings=settings)
@@ -88,6 +89,13 @@ def test_alerts_exactly_once_through_sigkills_late_events_and_the_case_lifecycle
         wait_until(lambda: drained(settings) and len(_topic_alerts(settings, 1.0)) >= revisions, 120,
                    "the late events' alerts were not published", workers=workers, settings=settings)
         published = _topic_alerts(settings, idle=3.0)
+        # The metrics of the worker that applied the late events: it wrote and published every withdrawal, and
+        # nothing waits to be published.
+        withdrawals = sum(a.states[-1] == "withdrawn" for a in expected.values())
+        text = w3.metrics_text()
+        assert [metric_value(text, name, {"state": "withdrawn"}) for name in
+                ("cem_alert_revisions_total", "cem_alerts_published_total")] == [withdrawals, withdrawals]
+        assert metric_value(text, "cem_alert_publish_lag_seconds") == 0
 
         # On the topic: each revision once, in (revision, alert_id) order, each alert with its expected states.
         positions = [(a["revision"], a["alert_id"]) for a in published]
