@@ -20,6 +20,8 @@ Phases (docs/performance.md explains each method and its resolution):
                          clients, each answered once Kafka acknowledged it; requests/s, events/s, p50/p99
   8. text cost           in-process (bench/text_cost.py): enrichment CPU per event before text signals (VADER,
                          user agent) and with them, and per new text
+  9. alert cost          in-process (bench/alert_cost.py): Resolver.process per event without and with the alert
+                         engine on the same batches; the ratio (budget 1.10)
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ`.
 """
@@ -45,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from bench import collector, kiosk, procstat, text_cost, views
+from bench import alert_cost, collector, kiosk, procstat, text_cost, views
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -502,6 +504,11 @@ class Bench:
             cost = text_cost.measure(args.text_events, args.seed)
             self.result["text_cost"] = cost.as_dict()
             log(f"text signals: {cost.as_dict()}")
+        if args.alert_events > 0:
+            alerts = alert_cost.measure(args.alert_events, args.seed)
+            self.result["alert_cost"] = alerts.as_dict()
+            log(f"alert path: {alerts.alerts_us_per_event} us per event on {alerts.resolver_us_per_event} us of "
+                f"the resolver: ratio {alerts.ratio_to_resolver} (budget 1.10); {alerts.as_dict()}")
 
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
@@ -646,6 +653,12 @@ def summary_table(r: dict[str, Any]) -> str:
             f"x{t['ratio_to_old']}; +{t['added_us_per_text']} us per text ({t['with_text']:,} of {t['events']:,} "
             f"events); a new text: VADER {t['vader_us_per_unique_text']} us, with text signals "
             f"{t['vader_and_text_us_per_unique_text']} us")
+    if "alert_cost" in r:
+        a = r["alert_cost"]
+        add("resolver per event: without / with alerts",
+            f"{a['resolver_us_per_event']} / {a['resolver_and_alerts_us_per_event']} us",
+            f"x{a['ratio_to_resolver']} (budget 1.10); with ingest x{a['ratio_to_in_process']}; "
+            f"{a['alerts_raised']:,} alert revisions on {a['events']:,} events")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -689,6 +702,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--collector-concurrency", type=int, default=8, help="concurrent HTTP clients")
     p.add_argument("--text-events", type=int, default=20_000, help="events of the in-process enrichment-cost phase "
                    "(bench/text_cost.py: VADER and user agents, then with text signals; 0: skip)")
+    p.add_argument("--alert-events", type=int, default=20_000, help="events of the in-process alert-cost phase "
+                   "(bench/alert_cost.py: the resolver without and with the alert engine; 0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")

@@ -77,6 +77,20 @@ STAGE_FAILURES = Counter(
     "Failed attempts of a stage's batch (retried until done; nothing is acknowledged meanwhile), per stage and error",
     ["stage", "error"], registry=REGISTRY,
 )
+ALERT_REVISIONS = Counter(
+    "cem_alert_revisions_total",
+    "Alert revisions written to ClickHouse (docs/alerts.md), per rule and state: open (raised) or withdrawn",
+    ["rule", "state"], registry=REGISTRY,
+)
+ALERTS_PUBLISHED = Counter(
+    "cem_alerts_published_total", "Alert revisions published to the alerts topic, per rule and state",
+    ["rule", "state"], registry=REGISTRY,
+)
+ALERT_PUBLISH_LAG = Gauge(
+    "cem_alert_publish_lag_seconds",
+    "Age of the oldest alert revision written to ClickHouse and not yet on the alerts topic; 0 when none waits",
+    registry=REGISTRY,
+)
 
 _lag_exported: set[tuple[str, str]] = set()
 

@@ -125,6 +125,9 @@ class Settings:
     alert_lateness_seconds: float = 0.0
     alert_tick_seconds: float = 5.0
     alert_format: str = "json"
+    # The alert publisher's producer is idempotent; off only for a broker without idempotent producers (the demo's
+    # Tansu): a retry may then write a revision twice, which consumers skip (docs/alerts.md, "Exactly once")
+    alert_idempotent_producer: bool = True
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):

@@ -19,9 +19,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from cem.domain.cx_metrics import Window
+from cem.html_report import render_html
 from cem.kafka import produce
 from cem.report import print_report
 from cem.settings import Settings
@@ -29,7 +32,7 @@ from cem.sql_cli import sql_limits
 from devtools.harness import WorkerProcess, wait_until
 from devtools.services import REPO_ROOT, TansuBroker
 from devtools.simulate import Simulator, recent_base_ms
-from devtools.topics import drained
+from devtools.topics import drained, read_topic
 from sinks.clickhouse import connect
 
 
@@ -46,8 +49,9 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
     with TansuBroker(workdir / "tansu") as broker:
         # The worker's log (plain text) says what it did: at least INFO, more if CEM_LOG_LEVEL asks for it.
         log_level = min(settings.log_level.upper(), "INFO", key=logging.getLevelName)
+        # Tansu has no idempotent producer: the alert publisher goes without (docs/alerts.md, "Exactly once").
         demo_settings = replace(settings, kafka_bootstrap=broker.bootstrap, session_timeout_seconds=10.0,
-                                heartbeat_interval_seconds=1.0, log_level=log_level)
+                                heartbeat_interval_seconds=1.0, log_level=log_level, alert_idempotent_producer=False)
         print(f"[demo] broker: Tansu at {broker.bootstrap}; warehouse: chdb at {warehouse_dir}")
         traffic = Simulator(customers=customers, seed=seed, base_time_ms=recent_base_ms()).run()
         records = traffic.topic_records(demo_settings)
@@ -69,18 +73,34 @@ def run_demo(settings: Settings, customers: int, seed: int) -> int:
             wait_until(lambda: drained(demo_settings), 240, "[demo] the worker did not drain the traffic",
                        workers=[worker])
             print(f"[demo] drained: {worker.status()}")
+            published = len(read_topic(demo_settings, demo_settings.alerts_topic, idle_seconds=2.0))
+            print(f"[demo] {published} alert revisions published to {demo_settings.alerts_topic}")
         except (RuntimeError, TimeoutError) as exc:
             print(exc, file=sys.stderr)
             return 1
         finally:
             worker.stop()
 
-    print_report(connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings)))
+    warehouse = connect(settings.clickhouse_url, read_only=True, limits=sql_limits(settings))
+    print_report(warehouse)
+    print_alerts_by_rule(warehouse)
+    html = workdir / "report.html"
+    html.write_text(render_html(warehouse, Window(), settings.fcr_window_days), encoding="utf-8")
+    print(f"[demo] the HTML report (charts, no network needed): open {html} in a browser")
     print(f"[demo] done in {time.monotonic() - started:.0f} s. Query it, from any directory:\n"
           "  .venv/bin/cem sql \"SELECT channel, count() FROM cem.interactions GROUP BY channel\"\n"
           "  .venv/bin/cem identity explain email jane.doe@example.com\n"
           "Your own events on Kafka and a ClickHouse server: README, \"Your own events: the dev stack\"")
     return 0
+
+
+def print_alerts_by_rule(warehouse: Any) -> None:
+    """The alerts the demo raised, per rule and status (the `alerts` view, as `cem alerts summary` reads it)."""
+    rows = warehouse.query(f"SELECT rule, status, count() FROM {warehouse.database}.alerts GROUP BY rule, status "
+                           "ORDER BY rule, status")
+    print(f"[demo] alerts by rule: {sum(n for _, _, n in rows)} in all" + ("" if rows else " (none)"))
+    for rule, status, count in rows:
+        print(f"  {rule:22} {status:13} {count}")
 
 
 EXAMPLES = (REPO_ROOT / "docs" / "examples" / "jane.jsonl", REPO_ROOT / "docs" / "examples" / "frontdesk.jsonl")

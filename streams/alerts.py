@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cem import metrics
 from cem.domain.alerts import AlertRow
 from cem.domain.reasons import Reason
 from cem.kafka import kafka_client_options
@@ -37,6 +38,14 @@ class AlertOutbox:
         self.sink = sink
         self.published: Position | None = None  # None: unknown, read the topic's tail first
         self._producer: Any = None
+        self.waiting_since_ms: int | None = None  # raised_ms of the oldest revision written and not yet published
+        metrics.ALERT_PUBLISH_LAG.set_function(self.lag_seconds)
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the oldest revision not yet published has waited (the publish-lag gauge, read at scrape)."""
+        if self.waiting_since_ms is None:
+            return 0.0
+        return max(0.0, (now if now is not None else time.time()) - self.waiting_since_ms / 1000)
 
     def invalidate(self) -> None:
         """After a failure or a takeover: the next publish starts from the topic's tail."""
@@ -45,6 +54,7 @@ class AlertOutbox:
     async def publish(self, fresh: list[AlertRow]) -> int:
         """Publish the revisions of the batch just written (or, after an invalidation, every one after the tail)."""
         loop = asyncio.get_running_loop()
+        self._waiting(fresh)  # before the tail read, which fails too while Kafka is away
         if self.published is None:
             position = await self.read_tail()
             rows = await loop.run_in_executor(None, self.sink.unpublished_alerts, *position)
@@ -54,7 +64,9 @@ class AlertOutbox:
             rows = sorted((r for r in fresh if (r.revision, r.alert_id) > published),
                           key=lambda r: (r.revision, r.alert_id))
         if not rows:
+            self.waiting_since_ms = None
             return 0
+        self._waiting(rows)
         try:
             producer = await self.producer()
             deliveries = []
@@ -67,14 +79,22 @@ class AlertOutbox:
             self.invalidate()
             raise
         self.published = (rows[-1].revision, rows[-1].alert_id)
+        self.waiting_since_ms = None
+        for row in rows:
+            metrics.ALERTS_PUBLISHED.labels(row.rule, row.state).inc()
         return len(rows)
+
+    def _waiting(self, rows: list[AlertRow]) -> None:
+        if rows:
+            oldest = min(row.raised_ms for row in rows)
+            self.waiting_since_ms = oldest if self.waiting_since_ms is None else min(self.waiting_since_ms, oldest)
 
     async def producer(self) -> Any:
         if self._producer is None:
             from aiokafka import AIOKafkaProducer
 
             producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                        enable_idempotence=True, linger_ms=0,
+                                        enable_idempotence=self.settings.alert_idempotent_producer, linger_ms=0,
                                         max_request_size=self.settings.producer_max_request_bytes,
                                         **kafka_client_options(self.settings))
             await producer.start()

@@ -219,6 +219,8 @@ class ResolverService:
         if self.store is not None and not rejected:
             self.store.flush(Checkpoint(version, self.warehouse_name))
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+        for row in write.alerts:
+            metrics.ALERT_REVISIONS.labels(row.rule, row.state).inc()
         return BatchResult(write.effects, len(write.effects.interactions) - len(rejected), rejected, write.alerts)
 
     def _set_rejected_aside(self, warehouse: Warehouse, effects: Effects, columns: Columns,

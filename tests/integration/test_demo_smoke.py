@@ -19,6 +19,13 @@ def test_demo_runs_on_tansu_and_chdb_then_sql_reads_it(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "cem customer-experience report" in demo.stdout
     assert "Scores by channel" in demo.stdout and "FCR %" in demo.stdout and "NPS" in demo.stdout
+    # The alerts: published on Tansu (no idempotent producer there), counted per rule, and the HTML report written.
+    lines = demo.stdout.splitlines()
+    published = int(next(line for line in lines if line.endswith("alert revisions published to cem.alerts")).split()[1])
+    total = int(next(line for line in lines if line.startswith("[demo] alerts by rule:")).split(": ")[1].split()[0])
+    assert published > 0 and total > 0
+    html = tmp_path / "state" / "demo" / "report.html"
+    assert f"open {html} in a browser" in demo.stdout and "plotly" in html.read_text()[:200_000].lower()
     # The worker's log: plain INFO lines (what it did), no terminal codes, no customer identifier.
     worker_log = (tmp_path / "state" / "demo" / "worker.log").read_text()
     assert "[INFO] faust.worker: [^CemWorker]: Ready" in worker_log

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cem.domain.alerts import AlertEngine, alert_id_for, parse_rules
+from cem.domain.alerts.signals import hour_label
 from cem.domain.alerts.watermark import Watermark
 from cem.settings import CHANNELS
 from tests.unit.alert_helpers import HOUR_MS, MINUTE_MS, NOW_MS, Pipeline, contact, resolved
@@ -197,6 +199,17 @@ def test_anger_on_chat_doubling_hour_over_hour_raises_when_the_hour_closes() -> 
     assert p.alerts[-1].state == "withdrawn" and p.open_rules() == []
 
 
+@pytest.mark.parametrize("jump_hours", [2, 3, 7, 30])
+def test_an_hour_closed_by_a_watermark_jumping_several_hours_at_once_is_evaluated_once(jump_hours: int) -> None:
+    p = only("channel_trend")
+    h = T0 - T0 % HOUR_MS
+    p.batch(_angry_chats("a", 3, h) + _angry_chats("b", 6, h + HOUR_MS))
+    p.batch([contact("z", h + jump_hours * HOUR_MS, "zed", issue=None)])
+    assert [a.issue for a in p.alerts] == [f"chat@{hour_label(h + HOUR_MS)}"]
+    p.batch([contact("y", h + (jump_hours + 1) * HOUR_MS, "yan", issue=None)], now_ms=NOW_MS + 1)
+    assert len(p.alerts) == 1
+
+
 def test_anger_below_the_minimum_or_on_another_channel_raises_nothing() -> None:
     p = only("channel_trend")
     h = T0 - T0 % HOUR_MS
@@ -206,6 +219,37 @@ def test_anger_below_the_minimum_or_on_another_channel_raises_nothing() -> None:
 
 
 # ---- customer drop -----------------------------------------------------------------------------------
+FINE, NOT_GREAT, SLOW = "Fine, thanks.", "Not great.", "Slow delivery."  # +2.4, -2.3, 0.0
+
+
+@pytest.mark.parametrize("arrival", [["m1", "m3", "m2"], ["m3", "m1", "m2"], ["m1", "m2", "m3"]])
+def test_a_drop_raised_and_withdrawn_in_one_batch_leaves_no_revision(arrival: list[str]) -> None:
+    texts = {"m1": (T0, FINE), "m2": (T0 + HOUR_MS, SLOW), "m3": (T0 + 2 * HOUR_MS, NOT_GREAT)}
+    p = only("customer_drop")
+    p.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in arrival])
+    assert p.alerts == []
+    assert p.engine is not None and p.engine.state.alerts == {}
+    # the same texts over two batches: raised, then withdrawn with a later revision
+    q = only("customer_drop")
+    q.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in ("m1", "m3")])
+    q.batch([contact("m2", texts["m2"][0], "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 1)
+    assert [(a.issue, a.state) for a in q.alerts] == [("event:m3", "open"), ("event:m3", "withdrawn")]
+
+
+def test_an_alert_withdrawn_raised_and_withdrawn_again_in_one_batch_stays_as_it_was() -> None:
+    texts = {"m1": (T0, FINE), "m2": (T0 + HOUR_MS, SLOW), "m3": (T0 + 2 * HOUR_MS, NOT_GREAT)}
+    p = only("customer_drop")
+    p.batch([contact(e, texts[e][0], "ann", issue=None, text=texts[e][1]) for e in ("m1", "m3")])
+    p.batch([contact("m2", texts["m2"][0], "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 1)
+    withdrawn = p.latest()
+    # two late texts before m3: the first raises m3's drop again, the second withdraws it again
+    p.batch([contact("m4", T0 + 90 * MINUTE_MS, "ann", issue=None, text=FINE),
+             contact("m5", T0 + 100 * MINUTE_MS, "ann", issue=None, text=SLOW)], now_ms=NOW_MS + 2)
+    assert {a: (r.state, r.revision) for a, r in p.latest().items()} == \
+        {a: (r.state, r.revision) for a, r in withdrawn.items()}
+    assert len(p.alerts) == 2
+
+
 def test_a_sharp_drop_of_a_customers_sentiment_raises_and_a_text_in_between_moves_it() -> None:
     p = only("customer_drop")
     p.batch([contact("m1", T0, "ann", issue=None, text=HAPPY)])

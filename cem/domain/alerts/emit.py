@@ -23,6 +23,7 @@ class Emit:
     now_ms: int
     state: AlertState
     changes: AlertChanges = field(default_factory=AlertChanges)
+    before: dict[str, AlertRow | None] = field(default_factory=dict)  # alerts changed here: their prior revision
 
     def raise_alert(self, rule: Any, customer_id: str, issue: str, journey_id: str, channel: str, event_ms: int,
                     detail: str, evidence: tuple[str, ...], due_ms: int = 0) -> None:
@@ -42,10 +43,26 @@ class Emit:
                              detail=f"withdrawn: {why}"))
 
     def _record(self, row: AlertRow) -> None:
-        self.state.alerts[row.alert_id] = row
+        alert_id = row.alert_id
+        if alert_id not in self.before:
+            self.before[alert_id] = self.state.alerts.get(alert_id)
+        else:  # changed twice in one evaluation: one revision per alert and version, the net change or none
+            self.changes.alerts = [r for r in self.changes.alerts if r.alert_id != alert_id]
+            prior = self.before[alert_id]
+            if (prior.state if prior is not None else WITHDRAWN) == row.state:  # raised and withdrawn: nothing
+                self._restore(alert_id, prior)
+                return
+        self.state.alerts[alert_id] = row
         if row.journey_id:
-            self.state.by_journey[(row.rule, row.journey_id)] = row.alert_id
+            self.state.by_journey[(row.rule, row.journey_id)] = alert_id
         self.changes.alerts.append(row)
+
+    def _restore(self, alert_id: str, prior: AlertRow | None) -> None:
+        if prior is not None:
+            self.state.alerts[alert_id] = prior
+            return
+        del self.state.alerts[alert_id]
+        self.state.by_journey = {key: a for key, a in self.state.by_journey.items() if a != alert_id}
 
     def set_timer(self, timer: TimerRow) -> None:
         key = (timer.rule, timer.journey_id)

@@ -30,6 +30,9 @@ class AlertEngine:
         self.state = AlertState()
         self.events = EventRules(rules)
         self.pruned_hour = 0
+        self.repeat_rules: list[RepeatContact] = rules.of(RepeatContact)
+        self.switch_rules: list[ChannelSwitch] = rules.of(ChannelSwitch)
+        self.sla_rules: list[SlaBreach] = rules.of(SlaBreach)
         self.evaluated_hour = -1  # the watermark's hour at the last evaluation
 
     def has_due(self, now_ms: int) -> bool:
@@ -41,15 +44,15 @@ class AlertEngine:
         return any(timer.deadline_ms <= watermark for timer in self.state.timers.values())
 
     def evaluate(self, facts: BatchFacts, now_ms: int) -> AlertChanges:
-        for event in facts.events:
-            self.watermark.observe(event.channel, event.occurred_ms, now_ms)
+        for channel, latest in facts.channel_latest.items():
+            self.watermark.observe(channel, latest, now_ms)
         watermark = self.watermark.current(now_ms)
         self.evaluated_hour = watermark // HOUR_MS
         horizon = watermark - self.retention_ms
         emit = Emit(facts.version, now_ms, self.state)
         self._follow_aliases(facts.journey_aliases, emit)
         self.events.evaluate(facts.events, watermark, horizon, emit, self._existing_for_journey)
-        priorities = {e.journey_id: e.priority for e in facts.events if e.journey_id and e.priority}
+        priorities = facts.priorities
         for journey in facts.journeys:
             if journey.contacts:
                 self._journey_rules(journey, watermark, horizon, emit, priorities.get(journey.journey_id, ""))
@@ -62,12 +65,12 @@ class AlertEngine:
     # ---- journey rules ---------------------------------------------------------------------------------
     def _journey_rules(self, journey: JourneyFacts, watermark: int, horizon: int, emit: Emit, priority: str
                        ) -> None:
-        for rule in self.rules.of(RepeatContact):
-            self._repeat_contact(rule, journey, horizon, emit)
-        for rule in self.rules.of(ChannelSwitch):
-            self._channel_switch(rule, journey, horizon, emit)
-        for rule in self.rules.of(SlaBreach):
-            self._sla(rule, journey, watermark, emit, priority)
+        for repeat in self.repeat_rules:
+            self._repeat_contact(repeat, journey, horizon, emit)
+        for switch in self.switch_rules:
+            self._channel_switch(switch, journey, horizon, emit)
+        for sla in self.sla_rules:
+            self._sla(sla, journey, watermark, emit, priority)
 
     def _existing_for_journey(self, rule: str, journey_id: str) -> AlertRow | None:
         alert_id = self.state.by_journey.get((rule, journey_id))

@@ -7,6 +7,7 @@ rules never see the resolver's internals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cem.domain.journeys import NON_CONTACT_TYPES, RESOLUTION_TYPE
@@ -16,6 +17,7 @@ OPEN = "open"
 WITHDRAWN = "withdrawn"
 
 
+@lru_cache(maxsize=65_536)  # a withdrawal check names the same alerts batch after batch
 def alert_id_for(rule: str, customer_id: str, issue: str) -> str:
     """Deterministic: the same rule, customer and issue always name the same alert (replays, duplicates)."""
     return stable_id("al", rule, customer_id, issue)
@@ -101,9 +103,11 @@ class JourneyFacts:
 @dataclass
 class BatchFacts:
     version: int
-    events: list[EventFacts] = field(default_factory=list)
+    events: list[EventFacts] = field(default_factory=list)  # only events an event rule can read (text or survey)
     journeys: list[JourneyFacts] = field(default_factory=list)
     journey_aliases: list[tuple[str, str]] = field(default_factory=list)  # absorbed journey id -> kept one
+    channel_latest: dict[str, int] = field(default_factory=dict)  # per channel, the latest event time of the batch
+    priorities: dict[str, str] = field(default_factory=dict)  # journey id -> the priority its events carry
 
 
 @dataclass
@@ -130,23 +134,43 @@ class AlertSnapshot:
 
 
 def batch_facts(effects: Any, priority_property: str = "priority") -> BatchFacts:
-    """The facts of a resolver batch (cem.domain.resolver.Effects)."""
+    """The facts of a resolver batch (cem.domain.resolver.Effects). Most events carry neither text nor a survey:
+    for them only their channel's clock and their journey's priority are read, so no EventFacts is built (the
+    alert path must stay a small fraction of the resolver's per-event cost, docs/performance.md)."""
     facts = BatchFacts(effects.version)
+    latest = facts.channel_latest
+    latest_of = latest.get
+    priorities = facts.priorities
+    events = facts.events
     for row in effects.interactions:
         event = row.interaction
+        channel, occurred_ms = event.channel, event.occurred_ms
+        if latest_of(channel, -1) < occurred_ms:
+            latest[channel] = occurred_ms
+        properties = event.properties
+        priority = properties.get(priority_property) if properties else None
+        if priority and row.journey_id:
+            priorities[row.journey_id] = priority
         signals = event.text_signals
-        facts.events.append(EventFacts(
-            event.event_id, row.customer_id, row.journey_id, event.issue_ref or "", event.channel, event.type,
-            event.occurred_ms, event.survey_kind or "", event.survey_score,
+        if signals is None and event.survey_kind is None:
+            continue
+        events.append(EventFacts(
+            event.event_id, row.customer_id, row.journey_id, event.issue_ref or "", channel, event.type,
+            occurred_ms, event.survey_kind or "", event.survey_score,
             signals.sentiment if signals and signals.sentences else None,
             signals.effort if signals else None,
             tuple(label for label, _ in signals.emotions) if signals else (),
-            event.properties.get(priority_property, "")))
+            priority or ""))
     for journey in effects.journeys.values():
-        contacts = sorted(Contact(ms, channel, event_id) for event_id, (ms, channel, kind) in journey.events.items()
-                          if kind not in NON_CONTACT_TYPES)
-        resolutions = [ms for ms, _, kind in journey.events.values() if kind == RESOLUTION_TYPE]
+        contacts: list[tuple[int, str, str]] = []
+        resolved: int | None = None
+        for event_id, (ms, channel, kind) in journey.events.items():
+            if kind not in NON_CONTACT_TYPES:
+                contacts.append((ms, channel, event_id))
+            elif kind == RESOLUTION_TYPE and (resolved is None or ms < resolved):
+                resolved = ms
+        contacts.sort()
         facts.journeys.append(JourneyFacts(journey.journey_id, journey.customer_id, journey.issue_ref,
-                                           tuple(contacts), min(resolutions) if resolutions else None))
+                                           tuple(Contact(*c) for c in contacts), resolved))
     facts.journey_aliases = [(alias.from_id, alias.into_id) for alias in effects.journey_aliases]
     return facts

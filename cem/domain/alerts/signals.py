@@ -35,7 +35,7 @@ class EventRules:
         self.trends: list[ChannelTrend] = rules.of(ChannelTrend)
         self.texts: dict[str, list[tuple[int, str, float]]] = {}  # customer -> (ms, event id, sentiment), sorted
         self.hourly: dict[tuple[str, int, str], int] = {}  # (channel, hour ms, signal) -> events
-        self.trend_hour = 0  # the watermark's hour at the last full trend evaluation
+        self.trend_watermark = 0  # the watermark of the last trend evaluation: hours closed by then were evaluated
         self.text_window_ms = max((int(r.window_hours * HOUR_MS) for r in self.drops), default=0)
 
     def evaluate(self, events: list[EventFacts], watermark: int, horizon: int, emit: Emit,
@@ -56,9 +56,10 @@ class EventRules:
                         self.hourly[key] = self.hourly.get(key, 0) + 1
                         touched.add(key)
         if self.trends:
-            if watermark // HOUR_MS != self.trend_hour:
-                self.trend_hour = watermark // HOUR_MS
-                touched |= set(self.hourly)
+            if watermark > self.trend_watermark:  # the hours that closed since: evaluated once, when they close
+                before = self.trend_watermark
+                touched.update(key for key in self.hourly if before < key[1] + HOUR_MS <= watermark)
+                self.trend_watermark = watermark
             self._trends(touched, watermark, horizon, emit)
 
     # ---- customer sentiment drop ---------------------------------------------------------------------
