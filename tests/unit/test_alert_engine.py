@@ -170,6 +170,22 @@ def test_with_all_input_quiet_a_tick_fires_the_deadline_on_the_wall_clock() -> N
     assert p.open_rules() == [("sla_breach", "T1")]
 
 
+def test_a_tick_is_due_only_when_a_deadline_passed_or_the_watermark_entered_another_hour() -> None:
+    p = only("sla_breach")
+    assert p.engine is not None
+    p.batch([contact("c1", T0, "ann", channel="chat")])  # deadline T0 + 8 h
+    quiet = NOW_MS + 10 * MINUTE_MS  # past the idle timeout: the watermark follows the wall clock from here
+    p.batch([], now_ms=quiet)
+    assert not p.engine.has_due(quiet + MINUTE_MS)  # same hour, no deadline passed: an empty batch is not needed
+    hour_later = quiet + HOUR_MS
+    assert p.engine.has_due(hour_later)  # another hour: the hourly rules compare the one that closed
+    p.batch([], now_ms=hour_later)
+    assert not p.engine.has_due(hour_later + MINUTE_MS)
+    assert p.engine.has_due(quiet + 8 * HOUR_MS)  # the deadline passed (and hours too)
+    p.batch([], now_ms=quiet + 8 * HOUR_MS)
+    assert p.open_rules() == [("sla_breach", "T1")]
+
+
 def test_watermark_never_goes_back() -> None:
     mark = Watermark(idle_ms=1000)
     mark.observe("chat", 5000, 0)
