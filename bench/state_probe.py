@@ -37,8 +37,8 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_mode(mode: str, customers: int, memory_mb: int) -> dict[str, float]:
-    traffic = many_customers(customers, 5, 7, 2_000_000, BASE_MS)
+def run_mode(mode: str, customers: int, memory_mb: int, spread_days: int) -> dict[str, float]:
+    traffic = many_customers(customers, 5, 7, 2_000_000, BASE_MS, spread_days=spread_days)
     settings = Settings(state_store="memory")
     ingestor = Ingestor(settings)
     now_ms = BASE_MS + 200 * 86_400_000
@@ -64,15 +64,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--memory-mb", type=int, default=256)
+    parser.add_argument("--spread-days", type=int, default=5, help="days of event time the customers spread over")
     parser.add_argument("--mode", choices=["memory", "disk"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode:
-        print(json.dumps(run_mode(args.mode, args.customers, args.memory_mb)))
+        print(json.dumps(run_mode(args.mode, args.customers, args.memory_mb, args.spread_days)))
         return
     results = {}
     for mode in ("memory", "disk"):
         out = subprocess.run([sys.executable, "-m", "bench.state_probe", "--mode", mode, "--customers",
-                              str(args.customers), "--memory-mb", str(args.memory_mb)],
+                              str(args.customers), "--memory-mb", str(args.memory_mb),
+                              "--spread-days", str(args.spread_days)],
                              check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(f"{mode}: {results[mode]}")
