@@ -17,9 +17,9 @@ from __future__ import annotations
 import marshal
 import pickle
 import shutil
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,6 @@ CACHE_SHARES: dict[str, float] = {
 # Maps whose values are built-in types (strings, tuples, sets, lists): marshal, faster than pickle, suffices.
 _MARSHAL_VALUES = frozenset({"owner", "parent", "set_owner", "set_key", "carriers", "origins", "shared_seen_with",
                              "seen", "seen_expiry"})
-# Keys known to be absent, per map, before that memory is cleared: small (keys only), and most lookups of a new
-# event's identifiers are for keys nobody wrote yet.
-ABSENT_KEYS = 50_000
 _IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with"})
 _SET_KEYS = frozenset({"set_owner", "set_key"})
 
@@ -74,7 +71,11 @@ def _decode_key(name: str, raw: bytes) -> Any:
 
 class SpillMap(MutableMapping[Any, Any]):
     """One keyspace: a cache in front of RocksDB. `resident` keeps the whole map in memory (small maps whose size
-    the resolver asks for)."""
+    the resolver asks for).
+
+    The cache also remembers keys that are on neither side (`_ABSENT`): most lookups in the identity graph are for
+    keys nobody wrote (customers never merged, identifiers seen for the first time), and one dict lookup answers
+    them. That is exact because every write goes through this object."""
 
     def __init__(self, store: StateStore, name: str, capacity: int) -> None:
         mutable, resident = MAP_KINDS[name]
@@ -84,66 +85,77 @@ class SpillMap(MutableMapping[Any, Any]):
         builtin = name in _MARSHAL_VALUES
         self.dumps: Callable[[Any], bytes] = marshal.dumps if builtin else _pickle
         self.loads: Callable[[bytes], Any] = marshal.loads if builtin else pickle.loads
-        self.cache: OrderedDict[Any, Any] = OrderedDict()
+        self.cache: dict[Any, Any] = {}  # insertion order: the earliest loaded are evicted first
         self.dirty: set[Any] = set()
         self.deleted: set[Any] = set()
-        self.absent: set[Any] = set()  # keys known to be on neither side (exact: every write goes through here)
+        # For values never changed in place: each key's value before its first change since the last write
+        # (`_UNKNOWN` when it was not cached), so a key changed back is not written.
+        self.before: dict[Any, Any] = {}
         if resident:
             for raw_key, raw_value in store.scan(self.prefix):
                 self.cache[_decode_key(name, raw_key)] = self.loads(raw_value)
 
-    def _load(self, key: Any) -> Any:
-        """The value, or the cache's miss marker."""
-        cache = self.cache
-        value = cache.get(key, _MISSING)
-        if value is not _MISSING:
-            if self.mutable:
-                self.dirty.add(key)
-            cache.move_to_end(key)
-            return value
-        if self.resident or key in self.absent or key in self.deleted:
-            return _MISSING
+    def _miss(self, key: Any) -> Any:
+        """A key not in the cache: its value read from RocksDB, or `_ABSENT`; cached either way."""
+        if self.resident:
+            return _ABSENT
         raw = self.store.db.get(self.prefix + _encode_key(self.name, key))
         if raw is None:
-            self.absent.add(key)
-            return _MISSING
-        value = cache[key] = self.loads(raw)
+            self.cache[key] = _ABSENT
+            return _ABSENT
+        value = self.cache[key] = self.loads(raw)
+        return value
+
+    # The hit path is the resolver's inner loop (tens of lookups per event): one dict lookup, and for maps whose
+    # values are changed in place a dirty mark, since whatever is handed out may be changed.
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self.cache.get(key, _UNKNOWN)
+        if value is _UNKNOWN:
+            value = self._miss(key)
+        if value is _ABSENT:
+            return default
         if self.mutable:
             self.dirty.add(key)
         return value
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._load(key)
-        if value is _MISSING:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             raise KeyError(key)
         return value
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self._load(key)
-        return default if value is _MISSING else value
-
     def __contains__(self, key: object) -> bool:
-        return self._load(key) is not _MISSING
+        value = self.cache.get(key, _UNKNOWN)
+        if value is _UNKNOWN:
+            value = self._miss(key)
+        return value is not _ABSENT
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.cache[key] = value
+        cache = self.cache
+        if not self.mutable and key not in self.before:
+            self.before[key] = cache.get(key, _UNKNOWN)
+        cache[key] = value
         self.dirty.add(key)
         self.deleted.discard(key)
-        self.absent.discard(key)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        value = self._load(key)
-        if value is _MISSING:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             self[key] = value = default
         return value
 
     def pop(self, key: Any, *default: Any) -> Any:
-        value = self._load(key)
-        if value is _MISSING:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
             if default:
                 return default[0]
             raise KeyError(key)
-        del self.cache[key]
+        if not self.mutable and key not in self.before:
+            self.before[key] = value
+        if self.resident:
+            del self.cache[key]
+        else:
+            self.cache[key] = _ABSENT
         self.dirty.discard(key)
         self.deleted.add(key)
         return value
@@ -167,24 +179,32 @@ class SpillMap(MutableMapping[Any, Any]):
         return sum(1 for _ in self)
 
     def write_to(self, batch: WriteBatch) -> None:
+        """Every change since the last write. A recompute takes a customer apart and replays it, so most keys it
+        touched end as they began: for values never changed in place, those are not written again."""
+        before, cache = self.before, self.cache
         for key in self.dirty:
-            batch.put(self.prefix + _encode_key(self.name, key), self.dumps(self.cache[key]))
+            value = cache[key]
+            if before.get(key, _UNKNOWN) != value:
+                batch.put(self.prefix + _encode_key(self.name, key), self.dumps(value))
         for key in self.deleted:
-            batch.delete(self.prefix + _encode_key(self.name, key))
+            if before.get(key, _UNKNOWN) is not _ABSENT:
+                batch.delete(self.prefix + _encode_key(self.name, key))
         self.dirty.clear()
         self.deleted.clear()
+        before.clear()
 
     def trim(self) -> None:
         if self.resident:
             return
         cache = self.cache
-        while len(cache) > self.capacity:
-            cache.popitem(last=False)
-        if len(self.absent) > max(self.capacity, ABSENT_KEYS):
-            self.absent.clear()
+        excess = len(cache) - self.capacity
+        if excess > 0:  # the earliest loaded go first: one pass, not one scan of the dict's front per key
+            for key in list(islice(cache, excess)):
+                del cache[key]
 
 
-_MISSING = object()
+_UNKNOWN = object()  # not in the cache: ask RocksDB
+_ABSENT = object()  # on neither side
 
 
 def _pickle(value: Any) -> bytes:
@@ -273,7 +293,7 @@ class StateStore:
             spill.cache.clear()
             spill.dirty.clear()
             spill.deleted.clear()
-            spill.absent.clear()
+            spill.before.clear()
 
     def close(self) -> None:
         self.db.close()

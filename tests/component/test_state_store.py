@@ -101,3 +101,47 @@ def test_changes_not_flushed_are_not_on_disk_and_wipe_empties_the_maps(tmp_path:
     reopened.wipe()
     assert (reopened.checkpoint(), list(resumed.seen), list(resumed.graph.customers)) == (None, [], [])
     reopened.close()
+
+
+KEYS = [f"c{i}" for i in range(6)]
+Op = tuple[str, str, int]
+map_ops = st.lists(st.tuples(st.sampled_from(["set", "pop", "get", "contains", "setdefault", "flush", "reopen"]),
+                             st.sampled_from(KEYS), st.integers(0, 2)), max_size=60)
+
+
+@pytest.mark.parametrize("name", ["origins", "parent"])  # values never changed in place; keys are strings
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(ops=map_ops)
+def test_one_map_behaves_as_a_dict_through_evictions_rewrites_and_restarts(tmp_path_factory: pytest.TempPathFactory,
+                                                                            name: str, ops: list[Op]) -> None:
+    """Keys remembered as absent, values set back to what they were (not written again), keys removed and set
+    again, all across flushes that shrink the cache to one entry and restarts that keep only the files."""
+    path = tmp_path_factory.mktemp("map")
+    model: dict[str, int] = {}
+    store = StateStore(path, 32, cache_entries=1)
+    spill = store.map(name)
+    try:
+        for op, key, value in ops:
+            if op == "set":
+                spill[key] = model[key] = value
+            elif op == "pop":
+                assert spill.pop(key, None) == model.pop(key, None)
+            elif op == "get":
+                assert spill.get(key) == model.get(key)
+            elif op == "contains":
+                assert (key in spill) == (key in model)
+            elif op == "setdefault":
+                assert spill.setdefault(key, value) == model.setdefault(key, value)
+            elif op == "flush":
+                store.flush(Checkpoint(1, "w"))
+            else:
+                store.flush(Checkpoint(1, "w"))
+                store.close()
+                store = StateStore(path, 32, cache_entries=1)
+                spill = store.map(name)
+        store.flush(Checkpoint(1, "w"))
+        store.close()
+        store = StateStore(path, 32, cache_entries=1)
+        assert {key: store.map(name).get(key) for key in KEYS if key in store.map(name)} == model
+    finally:
+        store.close()
