@@ -47,6 +47,7 @@ class Share:
     owner_events: int
     serial_share: float
     reasons: dict[str, int]
+    local_with_identifiers_of_other_customers: int  # local all the same: the graph answers by the set
     ingest_us_per_event: float  # decode, validate, enrich: already partitioned today
     resolver_us_per_event: float  # Resolver.process as it runs today, all of it serial
     graph_us_per_event: float  # IdentityGraph.attribute over every event
@@ -102,14 +103,21 @@ def first_copies(events: list[Interaction]) -> list[Interaction]:
     return out
 
 
-def classified(config: ResolverConfig, events: list[Interaction]) -> tuple[list[str], IdentityGraph]:
+def classified(config: ResolverConfig, events: list[Interaction]) -> tuple[list[str], IdentityGraph, int]:
+    """Each event's classification, the graph after all of them, and how many local events carry identifiers
+    that are not all held by the event's customer (unlinked over a limit, shared, or another customer's after a
+    refused merge): the set's known customer answers them all the same."""
     graph = Resolver(config).graph
     out = []
+    mixed = 0
     for e in events:
         known = graph.set_key.get(e.identifiers)
-        out.append(classify(known, (e.occurred_ms, e.event_id), graph.attribute(e.event_id, e.occurred_ms,
-                                                                                 e.identifiers)))
-    return out, graph
+        reason = classify(known, (e.occurred_ms, e.event_id), graph.attribute(e.event_id, e.occurred_ms,
+                                                                               e.identifiers))
+        if reason == LOCAL and {graph.customer_of(i) for i in e.identifiers} != {graph.customer_of_set(e.identifiers)}:
+            mixed += 1
+        out.append(reason)
+    return out, graph, mixed
 
 
 def identity_only(effects: Effects) -> Effects:
@@ -126,7 +134,7 @@ class Passes:
         self.records = [(value, channel) for channel, _key, value in traffic.records]
         self.valid = interactions(traffic, settings, now_ms)
         self.unique = first_copies(self.valid)
-        self.reasons, self.graph = classified(self.config, self.unique)
+        self.reasons, self.graph, self.local_mixed = classified(self.config, self.unique)
         self.owner_only = [e for e, r in zip(self.unique, self.reasons, strict=True) if r != LOCAL]
         self.local = [e for e, r in zip(self.unique, self.reasons, strict=True) if r == LOCAL]
         size = settings.ingest_batch_max
@@ -199,23 +207,31 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
     for _ in range(repeat):
         passes.round()
     b = passes.best
-    n, owners = max(1, len(passes.unique)), max(1, len(passes.owner_only))
+    n, owners, locals_ = (max(1, len(x)) for x in (passes.unique, passes.owner_only, passes.local))
     changes = sum(v.size for v in passes.versions)
     share = len(passes.owner_only) / n
     owner_us = b["graph_owner"] / owners * 1e6
     rows_us = b["identity_columns"] / owners * 1e6
     resolver_rest = b["process"] - b["graph_all"]
     event_columns = max(0.0, b["columns"] - b["identity_columns"])
-    partitioned = resolver_rest + event_columns + b["local_lookup"]
-    us = {name: round(seconds / n * 1e6, 2) for name, seconds in
-          (("ingest", b["ingest"]), ("process", b["process"]), ("graph_all", b["graph_all"]),
-           ("partitioned", partitioned), ("rest", resolver_rest), ("event_columns", event_columns))}
-    return Share(name, len(passes.unique), len(passes.owner_only), round(share, 4),
-                 dict(Counter(passes.reasons).most_common()), us["ingest"], us["process"], us["graph_all"],
-                 round(owner_us, 2), us["partitioned"], us["rest"], us["event_columns"], round(rows_us, 2),
-                 round(b["local_lookup"] / max(1, len(passes.local)) * 1e6, 2), round(changes / owners, 2),
-                 round(b["replica_apply"] / max(1, changes) * 1e6, 3), round(serial_ceiling(share, owner_us)),
-                 round(serial_ceiling(share, owner_us + rows_us)), dict(passes.check))
+
+    def per_event(seconds: float) -> float:
+        return round(seconds / n * 1e6, 2)
+    return Share(
+        traffic=name, events=len(passes.unique), owner_events=len(passes.owner_only), serial_share=round(share, 4),
+        reasons=dict(Counter(passes.reasons).most_common()),
+        local_with_identifiers_of_other_customers=passes.local_mixed,
+        ingest_us_per_event=per_event(b["ingest"]), resolver_us_per_event=per_event(b["process"]),
+        graph_us_per_event=per_event(b["graph_all"]), owner_us_per_owner_event=round(owner_us, 2),
+        partitioned_us_per_event=per_event(resolver_rest + event_columns + b["local_lookup"]),
+        dedup_sessions_journeys_us_per_event=per_event(resolver_rest),
+        event_columns_us_per_event=per_event(event_columns), identity_columns_us_per_owner_event=round(rows_us, 2),
+        local_lookup_us_per_local_event=round(b["local_lookup"] / locals_ * 1e6, 2),
+        changes_per_owner_event=round(changes / owners, 2),
+        replica_us_per_change=round(b["replica_apply"] / max(1, changes) * 1e6, 3),
+        serial_ceiling_eps=round(serial_ceiling(share, owner_us)),
+        serial_ceiling_with_identity_rows_eps=round(serial_ceiling(share, owner_us + rows_us)),
+        check=dict(passes.check))
 
 
 def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, worker_eps: float | None = None) -> dict[str, Any]:
