@@ -23,9 +23,10 @@ NO_GUARDS = ResolverConfig(type_limits={})
 CHANNELS = [("web", "page_view"), ("mobile", "app_open"), ("chat", "chat_message"), ("support", "ticket_resolved")]
 IDENTIFIERS = [(t, v) for t in ("email", "phone", "anonymous_id", "device_id") for v in POOL[t]]
 
-_raw = st.lists(st.tuples(st.integers(0, 48), st.lists(st.sampled_from(IDENTIFIERS), min_size=1, max_size=3),
-                          st.sampled_from(range(len(CHANNELS))), st.sampled_from(["1", "2", None])),
-                min_size=1, max_size=30)
+# An event's identifiers are de-duplicated, as ingest leaves them (the graph takes a set).
+_identifiers = st.lists(st.sampled_from(IDENTIFIERS), min_size=1, max_size=3, unique=True)
+_raw = st.lists(st.tuples(st.integers(0, 48), _identifiers, st.sampled_from(range(len(CHANNELS))),
+                          st.sampled_from(["1", "2", None])), min_size=1, max_size=30)
 
 
 def build(raw: list[tuple[int, list[Any], int, str | None]], rng: random.Random) -> list[Interaction]:
