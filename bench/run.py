@@ -514,7 +514,8 @@ class Bench:
             log(f"alert path: {alerts.alerts_us_per_event} us per event on {alerts.resolver_us_per_event} us of "
                 f"the resolver: ratio {alerts.ratio_to_resolver} (budget 1.10); {alerts.as_dict()}")
         if args.serial_events > 0:
-            serial = serial_share.measure(args.serial_events, args.seed, worker_eps=one["events_per_s"])
+            serial = serial_share.measure(args.serial_events, args.seed, worker_eps=one["events_per_s"],
+                                          order=args.order)
             self.result["serial_share"] = serial
             log(f"serial share: {serial['serial_share']} of events need the graph owner, "
                 f"{serial['owner_us_per_owner_event']} us each: ceiling {serial['serial_ceiling_eps']:,}/s; {serial}")

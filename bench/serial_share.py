@@ -5,7 +5,7 @@ everything that can be partitioned (deduplication, sessions, journeys, the wareh
 lookup). From these, the serial ceiling, 1 / (share x owner time per owner event), and a projection for more
 partitions (docs/scaling.md, "Measured ceiling", states the assumptions).
 
-    python -m bench.serial_share [--events N] [--repeat R] [--worker-eps E]
+    python -m bench.serial_share [--events N] [--repeat R] [--worker-eps E] [--order time|shuffled]
 
 Traffic: the benchmark's simulated traffic and `many_customers` (five events per customer), parsed by the
 worker's own ingest and delivered in event time with realistic lateness. CPU time (time.process_time), best of
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bench.traffic import TrafficSet, many_customers, simulated
+from bench.traffic import ORDERS, TrafficSet, many_customers, simulated
 from cem.config import resolver_config
 from cem.domain.identity import IdentityGraph
 from cem.domain.identity_replica import LOCAL, IdentityChanges, IdentityReplica, classify, identity_changes
@@ -234,11 +234,13 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
         check=dict(passes.check))
 
 
-def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, worker_eps: float | None = None) -> dict[str, Any]:
+def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, worker_eps: float | None = None,
+            order: str = "time") -> dict[str, Any]:
     """Both traffic sets; the headline figures are the simulated traffic's (the one the pipeline phases run)."""
     base = recent_base_ms()
-    shares = [measure_traffic("simulated", simulated(events, seed, 0, base), repeat),
-              measure_traffic("many_customers", many_customers(max(1, events // 5), 5, seed, 0, base), repeat)]
+    shares = [measure_traffic("simulated", simulated(events, seed, 0, base, order), repeat),
+              measure_traffic("many_customers", many_customers(max(1, events // 5), 5, seed, 0, base, order=order),
+                              repeat)]
     head = shares[0]
     return {"serial_share": head.serial_share, "serial_ceiling_eps": head.serial_ceiling_eps,
             "owner_us_per_owner_event": head.owner_us_per_owner_event,
@@ -254,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--order", choices=ORDERS, default="time", help="delivery order (bench/traffic.py): event "
+                        "time with realistic lateness, or the simulator's shuffle of its whole span (a backfill)")
     parser.add_argument("--worker-eps", type=float, default=None,
                         help="a measured one-worker rate (make bench phase 2) to bound each partition's rate")
     args = parser.parse_args(argv)
-    result = measure(args.events, args.seed, args.repeat, args.worker_eps)
+    result = measure(args.events, args.seed, args.repeat, args.worker_eps, args.order)
     for share in result["traffic"]:
         print(f"{share['traffic']}:")
         for name, value in share.items():
