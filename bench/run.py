@@ -22,8 +22,12 @@ Phases (docs/performance.md explains each method and its resolution):
                          user agent) and with them, and per new text
   9. alert cost          in-process (bench/alert_cost.py): Resolver.process per event without and with the alert
                          engine on the same batches; the ratio (budget 1.10)
+ 10. serial share        in-process (bench/serial_share.py): the share of events that need the identity graph's
+                         owner, its CPU per such event, the partitionable CPU per event, the serial ceiling and a
+                         projection for 8, 32 and 128 partitions (docs/scaling.md)
 
-The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ`.
+The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ
+serial_share=S.SSSS serial_ceiling_eps=N`.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from typing import Any
 
 import orjson
 
-from bench import alert_cost, collector, kiosk, procstat, text_cost, views
+from bench import alert_cost, collector, kiosk, procstat, serial_share, text_cost, views
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -509,6 +513,12 @@ class Bench:
             self.result["alert_cost"] = alerts.as_dict()
             log(f"alert path: {alerts.alerts_us_per_event} us per event on {alerts.resolver_us_per_event} us of "
                 f"the resolver: ratio {alerts.ratio_to_resolver} (budget 1.10); {alerts.as_dict()}")
+        if args.serial_events > 0:
+            serial = serial_share.measure(args.serial_events, args.seed, worker_eps=one["events_per_s"],
+                                          order=args.order)
+            self.result["serial_share"] = serial
+            log(f"serial share: {serial['serial_share']} of events need the graph owner, "
+                f"{serial['owner_us_per_owner_event']} us each: ceiling {serial['serial_ceiling_eps']:,}/s; {serial}")
 
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
@@ -659,6 +669,12 @@ def summary_table(r: dict[str, Any]) -> str:
             f"{a['resolver_us_per_event']} / {a['resolver_and_alerts_us_per_event']} us",
             f"x{a['ratio_to_resolver']} (budget 1.10); with ingest x{a['ratio_to_in_process']}; "
             f"{a['alerts_raised']:,} alert revisions on {a['events']:,} events")
+    if "serial_share" in r:
+        s = r["serial_share"]
+        add("serial share: events needing the owner", f"{s['serial_share']:.1%}",
+            f"owner {s['owner_us_per_owner_event']} us per such event, partitionable {s['partitioned_us_per_event']} "
+            f"us per event; serial ceiling {s['serial_ceiling_eps']:,}/s; projected "
+            + ", ".join(f"{p['partitions']}p {p['projected_eps']:,}/s" for p in s["projection"]["simulated"]))
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
@@ -704,6 +720,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(bench/text_cost.py: VADER and user agents, then with text signals; 0: skip)")
     p.add_argument("--alert-events", type=int, default=20_000, help="events of the in-process alert-cost phase "
                    "(bench/alert_cost.py: the resolver without and with the alert engine; 0: skip)")
+    p.add_argument("--serial-events", type=int, default=20_000, help="events of the in-process serial-share phase "
+                   "(bench/serial_share.py: what must stay with the identity graph's owner; 0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")
@@ -771,10 +789,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: phases cut at --phase-limit: {', '.join(incomplete)}; their rates are partial")
     p99 = result.get("latency", {}).get("p99_s")
     p99_shuffled = result.get("latency_shuffled", {}).get("p99_s")
+    serial = result.get("serial_share", {})
     print(f"ratio_vs_bare_faust={result['ratio_vs_bare_faust']:.2f} "
           f"p99_latency_s={p99 if p99 is not None else float('nan'):.2f} "
           f"p99_shuffled_s={p99_shuffled if p99_shuffled is not None else float('nan'):.2f} "
-          f"scale_2w={result.get('scale_2w', float('nan')):.2f}", flush=True)
+          f"scale_2w={result.get('scale_2w', float('nan')):.2f} "
+          f"serial_share={serial.get('serial_share', float('nan')):.4f} "
+          f"serial_ceiling_eps={serial.get('serial_ceiling_eps', float('nan')):.0f}", flush=True)
     return 0 if checks_ok else 1
 
 

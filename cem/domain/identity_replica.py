@@ -1,0 +1,124 @@
+"""What a worker may decide about identity without the graph's owner, and a read replica that decides it.
+
+The identity graph (cem/domain/identity.py) changes nothing for an event whose identifier set it has already
+folded in at an earlier or equal event key: it answers the customer that set belongs to now. Every other event
+needs the owner: a new identifier set (new identifiers, links, merges, refused merges, newly shared identifiers,
+or only a new combination to record) or a set seen again earlier in event time (a recompute may regroup).
+
+`IdentityReplica` holds, per identifier set, its customer and its earliest event key, plus the customer aliases
+and the identifier links, as the owner's `Effects` carry them. It applies the owner's changes one owner version
+(one resolver batch) at a time, so at any moment it equals the owner's answers after some prefix of its batches.
+`resolve_locally` answers only when the graph would answer without changing: then its answer is the one the
+single resolver gives when the event is processed right after that prefix. Otherwise it returns None and the event
+goes to the owner; a replica never guesses. docs/scaling.md explains why this keeps the single resolver's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from cem.domain.identity_records import Attribution, EventKey, IdentitySet
+from cem.domain.model import Identifier
+from cem.domain.resolver import Effects
+
+LOCAL = "local"
+# Why an event needs the owner, the most consequential change first (an event may make several).
+OWNER_REASONS = ("shared", "late", "refused_merge", "merge", "new_customer", "link", "unlinked", "new_set")
+
+
+def is_local(known_key: EventKey | None, key: EventKey) -> bool:
+    """The graph answers without changing: the event's identifier set was folded in at `known_key` <= `key`."""
+    return known_key is not None and known_key <= key
+
+
+def classify(known_key: EventKey | None, key: EventKey, attribution: Attribution) -> str:
+    """LOCAL, or the most consequential reason the event needed the owner. `known_key` is the earliest event key
+    of the event's identifier set before the event (None: a new set); `attribution` is what the graph did."""
+    if is_local(known_key, key):
+        return LOCAL
+    if attribution.shared:
+        return "shared"
+    if known_key is not None:
+        return "late"  # its set seen again earlier in event time: the owner replays the customers it touches
+    if attribution.refused:
+        return "refused_merge"
+    if attribution.merges:
+        return "merge"
+    if attribution.created:
+        return "new_customer"
+    if attribution.links:
+        return "link"
+    if attribution.unlinked:
+        return "unlinked"
+    return "new_set"  # its identifiers already held by one customer: only the combination is new
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChanges:
+    """One owner version's changes: what the owner publishes for the replicas."""
+
+    version: int
+    sets: Mapping[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)  # set -> customer, first key
+    aliases: Mapping[str, str] = field(default_factory=dict)  # historical customer id -> current id
+    links: Mapping[Identifier, str] = field(default_factory=dict)  # identifier -> customer ("" unlinked now)
+
+    @property
+    def size(self) -> int:
+        return len(self.sets) + len(self.aliases) + len(self.links)
+
+
+def identity_changes(effects: Effects) -> IdentityChanges:
+    """The identity part of a resolver batch's effects, the last word per key (a batch may move a set twice)."""
+    links = {(link.id_type, link.value): link.customer_id for link in effects.links}
+    return IdentityChanges(effects.version, dict(effects.identity_sets), dict(effects.customer_aliases), links)
+
+
+class IdentityReplica:
+    """Identifier set -> customer as the owner last published it, with aliases followed at read time."""
+
+    def __init__(self) -> None:
+        self.version = 0  # the newest owner version applied
+        self.sets: dict[IdentitySet, tuple[str, EventKey]] = {}
+        self.aliases: dict[str, str] = {}
+        self.links: dict[Identifier, str] = {}
+
+    def apply(self, changes: IdentityChanges) -> bool:
+        """Apply one owner version whole. A version at or below the one applied is a redelivery: ignored."""
+        if changes.version <= self.version:
+            return False
+        self.sets.update(changes.sets)
+        for old_id, current_id in changes.aliases.items():
+            if old_id == current_id:
+                self.aliases.pop(old_id, None)  # live again (a recompute re-created it)
+            else:
+                self.aliases[old_id] = current_id
+        for identifier, customer_id in changes.links.items():
+            if customer_id:
+                self.links[identifier] = customer_id
+            else:
+                self.links.pop(identifier, None)
+        self.version = changes.version
+        return True
+
+    def apply_all(self, versions: Iterable[IdentityChanges]) -> None:
+        for changes in versions:
+            self.apply(changes)
+
+    def current(self, customer_id: str) -> str:
+        seen = 0
+        while customer_id in self.aliases and seen <= len(self.aliases):
+            customer_id = self.aliases[customer_id]
+            seen += 1
+        return customer_id
+
+    def customer_of(self, identifier: Identifier) -> str | None:
+        owner = self.links.get(identifier)
+        return None if owner is None else self.current(owner)
+
+    def resolve_locally(self, identifiers: IdentitySet, key: EventKey) -> str | None:
+        """The event's customer when the owner would change nothing for it; None when the owner must decide."""
+        known = self.sets.get(identifiers)
+        if known is None or not is_local(known[1], key):
+            return None
+        return self.current(known[0])
