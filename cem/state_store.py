@@ -24,13 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from pympler.asizeof import asizeof
+from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from cem.domain.state_maps import MAP_KINDS
 
 CHECKPOINT_KEY = b"\x00checkpoint"
-# Bytes a cached entry costs in Python (key, value, cache slot), on average over the maps: sizes the caches.
+# Bytes a cached entry is assumed to cost (key, value, cache slot) until entries are there to be measured.
 ENTRY_BYTES = 700
+DICT_SLOT_BYTES = 100  # the cache's own slot per entry (hash table, and the sets of keys changed), roughly
+MIN_ENTRIES = 1000  # the smallest cache a map gets, whatever its entries weigh
+RESIZE_EVERY = 20  # checkpoints between two measurements of what each map's entries weigh
+SAMPLE_ENTRIES = 48  # the most recently loaded entries measured each time
 # Of `memory_mb`: RocksDB's own block cache and write buffers; the rest goes to the caches by the shares below.
 ROCKSDB_SHARE = 0.25
 CACHE_SHARES: dict[str, float] = {
@@ -193,6 +198,13 @@ class SpillMap(MutableMapping[Any, Any]):
         self.deleted.clear()
         before.clear()
 
+    def entry_bytes(self) -> float | None:
+        """What one cached entry weighs, measured on the most recently loaded ones (None: nothing cached)."""
+        sample = list(islice(reversed(self.cache.items()), SAMPLE_ENTRIES))
+        if not sample:
+            return None
+        return asizeof(*sample) / len(sample) + DICT_SLOT_BYTES
+
     def trim(self) -> None:
         if self.resident:
             return
@@ -220,6 +232,7 @@ class StateStore:
         self.memory_mb = memory_mb
         self.cache_entries = cache_entries
         self.maps: dict[str, SpillMap] = {}
+        self.checkpoints = 0
         self.db = self._open()
 
     def _open(self) -> Rdict:
@@ -232,10 +245,19 @@ class StateStore:
         table = BlockBasedOptions()
         table.set_block_cache(Cache(max(8 << 20, rocksdb_bytes // 2)))
         table.set_bloom_filter(10, False)
+        # Index and filters in the block cache, so they count against the budget, and in small partitions: a
+        # whole-file index block larger than one shard of the cache cannot stay in it and was read again on every
+        # lookup (about 200 µs each once a file passed tens of MB).
+        table.set_index_type(BlockBasedIndexType.two_level_index_search())
+        table.set_partition_filters(True)
         table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         try:
-            return Rdict(str(self.path), options)
+            # An existing store's column family would otherwise be opened with the options stored in its files
+            # (rocksdict reads them back), not these.
+            return Rdict(str(self.path), options, column_families={"default": options})
         except Exception as exc:
             if "lock" in str(exc).lower():
                 raise StateDirInUse(f"the resolver's state in {self.path} is held by another process: give each "
@@ -245,10 +267,23 @@ class StateStore:
     def map(self, name: str) -> SpillMap:
         """The keyspace `name` (one object per name and store)."""
         if name not in self.maps:
-            budget = self.memory_mb * (1 - ROCKSDB_SHARE) * 1024 * 1024 / ENTRY_BYTES
-            capacity = self.cache_entries or max(1000, int(budget * CACHE_SHARES.get(name, 0.0)))
-            self.maps[name] = SpillMap(self, name, capacity)
+            self.maps[name] = SpillMap(self, name, self._capacity(name, ENTRY_BYTES))
         return self.maps[name]
+
+    def _capacity(self, name: str, entry_bytes: float) -> int:
+        """How many entries of `name` fit its share of the memory budget, at `entry_bytes` each."""
+        if self.cache_entries:
+            return self.cache_entries
+        budget = self.memory_mb * (1 - ROCKSDB_SHARE) * 1024 * 1024 * CACHE_SHARES.get(name, 0.0)
+        return max(MIN_ENTRIES, int(budget / entry_bytes))
+
+    def _resize(self) -> None:
+        """Entries weigh what their customers hold (identifier sets, sessions, journeys), which changes with the
+        traffic: each cache's size follows what its entries were last measured to weigh."""
+        for name, spill in self.maps.items():
+            measured = None if spill.resident else spill.entry_bytes()
+            if measured is not None:
+                spill.capacity = self._capacity(name, measured)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for raw_key, raw_value in self.db.items(from_key=prefix):
@@ -275,12 +310,16 @@ class StateStore:
             batch.put(CHECKPOINT_KEY, orjson.dumps({"version": checkpoint.version, "warehouse": checkpoint.warehouse}))
         self.db.write(batch)
         if checkpoint is not None:
+            self.checkpoints += 1
+            if self.checkpoints % RESIZE_EVERY == 1:
+                self._resize()
             for spill in self.maps.values():
                 spill.trim()
 
     def trim(self) -> None:
         """Shrink the caches to their budget after writing back (a rebuild's periodic step)."""
         self.flush(None)
+        self._resize()
         for spill in self.maps.values():
             spill.trim()
 

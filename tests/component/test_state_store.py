@@ -145,3 +145,22 @@ def test_one_map_behaves_as_a_dict_through_evictions_rewrites_and_restarts(tmp_p
         assert {key: store.map(name).get(key) for key in KEYS if key in store.map(name)} == model
     finally:
         store.close()
+
+
+def test_a_reopened_store_runs_with_the_configured_cache_not_the_options_stored_in_its_files(tmp_path: Path) -> None:
+    """rocksdict reads an existing database's stored options back: the store passes its own for the column family,
+    so a restart keeps the configured block cache and the partitioned index (one lookup stays a few µs)."""
+    expected = str(int(128 * 0.25 * 1024 * 1024) // 2)  # CEM_STATE_MEMORY_MB=128: half of RocksDB's quarter
+    first = StateStore(tmp_path, 128)
+    first.map("owner")[("email", "a@x")] = "c_1"
+    first.flush(Checkpoint(1, "w"))
+    assert first.db.property_value("rocksdb.block-cache-capacity") == expected
+    first.close()
+    again = StateStore(tmp_path, 128)
+    try:
+        assert again.db.property_value("rocksdb.block-cache-capacity") == expected
+        options = max(tmp_path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1])).read_text()
+        assert "index_type=kTwoLevelIndexSearch" in options and "partition_filters=true" in options
+        assert again.map("owner")[("email", "a@x")] == "c_1"
+    finally:
+        again.close()
