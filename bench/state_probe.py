@@ -1,10 +1,10 @@
 """The resolver alone, in one process, with its state in dicts or in the disk store: time per event and peak RSS.
 
-    python -m bench.state_probe [--customers N] [--memory-mb M]
+    python -m bench.state_probe [--customers N] [--memory-mb M] [--spread-days D] [--order time|partitions]
 
 Each mode runs in its own child process (peak RSS is per process), on the same traffic: `many_customers`, five
 events per customer, parsed by the worker's own ingest, in batches of 500 at one processing time. The disk mode
-reads ahead and writes back around every batch, as the worker does. Run both in one invocation and compare the
+writes back after every batch, as the worker does. Run both in one invocation and compare the
 ratio: this machine is shared and its absolute timings are noisy.
 """
 
@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
-from bench.traffic import many_customers
+from bench.traffic import RawRecord, many_customers
 from cem.config import resolver_config
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
@@ -37,12 +39,32 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_mode(mode: str, customers: int, memory_mb: int, spread_days: int) -> dict[str, float]:
+def partition_order(records: list[RawRecord], partitions: int = 4, chunk: int = 500,
+                    seed: int = 1) -> list[RawRecord]:
+    """The order a worker reads records in: each channel's topic has `partitions` partitions (records placed by
+    key), and the consumer takes up to `chunk` records from one partition at a time. A customer's events then
+    arrive out of event-time order, across channels, as they do from Kafka."""
+    queues: dict[tuple[str, int], list[RawRecord]] = {}
+    for record in records:
+        channel, key, _ = record
+        queues.setdefault((channel, zlib.crc32(key or b"") % partitions), []).append(record)
+    rng = random.Random(seed)
+    pending = [queue[::-1] for queue in queues.values()]
+    ordered: list[RawRecord] = []
+    while pending:
+        queue = rng.choice(pending)
+        ordered.extend(queue.pop() for _ in range(min(chunk, len(queue))))
+        pending = [q for q in pending if q]
+    return ordered
+
+
+def run_mode(mode: str, customers: int, memory_mb: int, spread_days: int, order: str) -> dict[str, float]:
     traffic = many_customers(customers, 5, 7, 2_000_000, BASE_MS, spread_days=spread_days)
     settings = Settings(state_store="memory")
     ingestor = Ingestor(settings)
     now_ms = BASE_MS + 200 * 86_400_000
-    events = [p for channel, _key, value in traffic.records
+    records = partition_order(traffic.records) if order == "partitions" else traffic.records
+    events = [p for channel, _key, value in records
               if isinstance(p := ingestor.parse(value, channel, now_ms), Interaction)]
     del traffic
     gc.collect()
@@ -65,16 +87,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--memory-mb", type=int, default=256)
     parser.add_argument("--spread-days", type=int, default=5, help="days of event time the customers spread over")
+    parser.add_argument("--order", choices=["time", "partitions"], default="time",
+                        help="time: event-time order; partitions: as a worker reads the channels' partitions")
     parser.add_argument("--mode", choices=["memory", "disk"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode:
-        print(json.dumps(run_mode(args.mode, args.customers, args.memory_mb, args.spread_days)))
+        print(json.dumps(run_mode(args.mode, args.customers, args.memory_mb, args.spread_days, args.order)))
         return
     results = {}
     for mode in ("memory", "disk"):
         out = subprocess.run([sys.executable, "-m", "bench.state_probe", "--mode", mode, "--customers",
                               str(args.customers), "--memory-mb", str(args.memory_mb),
-                              "--spread-days", str(args.spread_days)],
+                              "--spread-days", str(args.spread_days), "--order", args.order],
                              check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(f"{mode}: {results[mode]}")
