@@ -1,6 +1,7 @@
 """`make bench-history`: what a long history costs a worker. One run, on Apache Kafka and a ClickHouse server:
 
     python -m bench.history [--customers-1m 200000] [--customers-3m 600000] [--days 120] [--quick]
+                            [--set FIELD=VALUE ...]
 
   1. ratio       bare Faust against one worker on the same records (as `make bench`, smaller)
   2. 1M          1M events from 200k customers over --days of event time, one worker: peak RSS
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--days", type=int, default=120, help="days of event time the customers spread over")
     p.add_argument("--ratio-events", type=int, default=50_000, help="records of the ratio phase")
     p.add_argument("--quick", action="store_true", help="smoke run: 2k and 6k customers, 5k ratio records")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a worker setting for this run, e.g. --set state_memory_mb=128 (repeatable)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--phase-limit", type=float, default=300.0, help="seconds per 200k records before a stage "
                    "reports what it reached")
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.customers_1m, args.customers_3m, args.ratio_events = 2_000, 6_000, 5_000
     # What Bench reads of `make bench`'s options, at their defaults there
-    args.overrides, args.profile, args.with_proposals = [], False, ""
+    args.profile, args.with_proposals = False, ""
     bench = History(args)
     try:
         result = bench.run()
