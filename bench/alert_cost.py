@@ -9,12 +9,12 @@ be read against the whole in-process path (ingest + resolver).
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.cost_cli import run_cost_probe
 from bench.traffic import simulated
 from cem.config import alert_engine, identifier_rules, resolver_config
 from cem.domain.alerts import batch_facts
@@ -111,15 +111,7 @@ def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, batch: int | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.alert_cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    cost = measure(args.events, args.seed, args.repeat)
-    for name, value in cost.as_dict().items():
-        print(f"{name:34} {value}")
-    return 0
+    return run_cost_probe("python -m bench.alert_cost", __doc__, measure, argv)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ cost of a text met for the first time.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.cost_cli import run_cost_probe
 from bench.traffic import simulated
 from cem.domain import enrich
 from cem.domain.text import signals
@@ -121,15 +121,7 @@ def measure(events: int = 20_000, seed: int = 7, repeat: int = 3) -> TextCost:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.text_cost", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    cost = measure(args.events, args.seed, args.repeat)
-    for name, value in cost.as_dict().items():
-        print(f"{name:28} {value}")
-    return 0
+    return run_cost_probe("python -m bench.text_cost", __doc__, measure, argv)
 
 
 if __name__ == "__main__":
