@@ -66,25 +66,39 @@ def total(counts: Iterable[ScoreCounts]) -> ScoreCounts:
     return result
 
 
+def percent(part: float, whole: float) -> float | None:
+    """`part` as a % of `whole`; None when there is nothing to measure."""
+    return 100.0 * part / whole if whole else None
+
+
+def mean(total_: float, count: int) -> float | None:
+    return total_ / count if count else None
+
+
+def nps_of(promoters: int, detractors: int, answers: int) -> float | None:
+    """% answering 9-10 minus % answering 0-6."""
+    return percent(promoters - detractors, answers)
+
+
 def nps(c: ScoreCounts) -> float | None:
-    return 100.0 * (c.promoters - c.detractors) / c.nps_answers if c.nps_answers else None
+    return nps_of(c.promoters, c.detractors, c.nps_answers)
 
 
 def csat(c: ScoreCounts) -> float | None:
-    return 100.0 * c.satisfied / c.csat_answers if c.csat_answers else None
+    return percent(c.satisfied, c.csat_answers)
 
 
 def ces(c: ScoreCounts) -> float | None:
-    return c.ces_sum / c.ces_answers if c.ces_answers else None
+    return mean(c.ces_sum, c.ces_answers)
 
 
 def mean_sentiment(c: ScoreCounts) -> float | None:
-    return c.sentiment_sum / c.scored if c.scored else None
+    return mean(c.sentiment_sum, c.scored)
 
 
 def negative_share(c: ScoreCounts) -> float | None:
     """% of the interactions with text whose text is negative."""
-    return 100.0 * c.negative / c.scored if c.scored else None
+    return percent(c.negative, c.scored)
 
 
 @dataclass(frozen=True)

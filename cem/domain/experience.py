@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cem.domain.cx_metrics import mean, nps_of, percent
+
 DAY_MS = 86_400_000
 
 # A survey answered without an issue_ref is attributed to the customer's most recent touchpoint this recent.
@@ -75,22 +77,22 @@ class SurveyCounts:
 
 def nps(c: SurveyCounts) -> float | None:
     """% answering 9-10 minus % answering 0-6, of the NPS answers counted in `c`."""
-    return 100.0 * (c.promoters - c.detractors) / c.responses if c.responses else None
+    return nps_of(c.promoters, c.detractors, c.responses)
 
 
 def csat(c: SurveyCounts) -> float | None:
     """% answering 4 or 5 on 1-5."""
-    return 100.0 * c.satisfied / c.responses if c.responses else None
+    return percent(c.satisfied, c.responses)
 
 
 def ces_mean(c: SurveyCounts) -> float | None:
     """Mean answer on 1-7 (7: very easy)."""
-    return c.ces_sum / c.responses if c.responses else None
+    return mean(c.ces_sum, c.responses)
 
 
 def ces_easy_share(c: SurveyCounts) -> float | None:
     """% answering 5-7 on 1-7."""
-    return 100.0 * c.ces_easy / c.responses if c.responses else None
+    return percent(c.ces_easy, c.responses)
 
 
 def is_detractor(kind: str, score: int) -> bool:
@@ -112,9 +114,7 @@ def effort_penalty(effort_tenths: list[int]) -> int:
     return max(0, -sum(effort_tenths)) // (10 * len(effort_tenths))
 
 
-def share(part: int, whole: int) -> float | None:
-    """`part` as a % of `whole`; None when there is nothing to share."""
-    return 100.0 * part / whole if whole else None
+share = percent  # `part` as a % of `whole`: the report's name for it
 
 
 @dataclass(frozen=True)
