@@ -641,7 +641,7 @@ def summary_table(r: dict[str, Any]) -> str:
             f"~{g.get('peak_extrapolated_to_1m_events_mb', '?')} MB at 1M")
     if "views" in r:
         v = r["views"]
-        for name in ("per_channel_count", "customer_timeline"):
+        for name in ("per_channel_count", "customer_timeline", "customer_timeline_direct"):
             add(f"view cost: {name.replace('_', ' ')}", f"{v['before_squash'][name]['ratio']:.2f}",
                 f"interactions / interaction_log, no squash; {v['interaction_rows']:,} rows, "
                 f"overrides {v['overrides_by_kind']}; target <= 2")

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from sinks.clickhouse import connect
+from sinks.timeline import customer_timeline_sql
 
 RUNS = 7
 
@@ -36,6 +37,9 @@ def _ratios(warehouse: Any, db: str) -> dict[str, Any]:
             f"SELECT occurred_at, channel, type, text FROM {db}.interaction_log "
             f"WHERE origin_customer_id = '{customer}' ORDER BY occurred_ms"),
     }
+    # The same timeline read past the overrides (sinks/timeline.py), against the same base query
+    pairs["customer_timeline_direct"] = (customer_timeline_sql(db, customer, "occurred_at, channel, type, text"),
+                                         pairs["customer_timeline"][1])
     out: dict[str, Any] = {}
     for name, (view, base) in pairs.items():
         view_s, base_s = _median_seconds(warehouse, view), _median_seconds(warehouse, base)

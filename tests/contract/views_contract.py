@@ -17,6 +17,7 @@ from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements, without_existing_columns
 from sinks.squash import squash
+from sinks.timeline import customer_timeline_sql
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
 
@@ -190,6 +191,28 @@ class ViewsContract:
         expected = {e.event_id: sink.resolver.graph.customer_of_set(e.identifiers)
                     for e in BEFORE_MERGE + MERGE + late}
         assert dict(_query(engine, "SELECT event_id, customer_id FROM {db}.interactions")) == expected
+
+    def test_one_customers_timeline_read_past_the_overrides_is_the_views(self, engine: Backend) -> None:
+        """For every customer, before and after a merge and a squash: the direct read gives the view's rows."""
+        sink = service_on(engine)
+        sink.process_and_write(BEFORE_MERGE)
+
+        def agree() -> int:
+            customers = [c for (c,) in _query(engine, "SELECT DISTINCT customer_id FROM {db}.interactions")]
+            written = [c for (c,) in _query(engine, "SELECT DISTINCT origin_customer_id FROM {db}.interaction_log")]
+            for customer in {*customers, *written}:  # a customer merged away has no rows left
+                view = _query(engine, "SELECT event_id FROM {db}.interactions WHERE customer_id = "
+                                      f"'{customer}' ORDER BY occurred_ms, event_id")
+                direct = [(row[0],) for row in _query(engine, customer_timeline_sql("{db}", customer))]
+                assert direct == view, customer
+            return len(customers)
+
+        assert agree() == 5
+        sink.process_and_write(MERGE)  # x0, x, y, r and link become one customer: their rows carry two ids
+        assert _query(engine, "SELECT count() FROM {db}.overrides WHERE kind = 'customer'") != [(0,)]
+        assert agree() == 4
+        squash(engine.open(), before_version=(NOW_MS + DAY_MS) * 1000)
+        assert agree() == 4
 
     def test_interactions_carry_the_text_signals(self, engine: Backend) -> None:
         texts = {"t1": "Third time I call about my bill, I'm furious! Please refund me.",
