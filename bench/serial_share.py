@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bench.traffic import ORDERS, TrafficSet, many_customers, simulated
+from bench.traffic import ORDERS, TrafficSet, many_customers, parsed_interactions, simulated
 from cem.config import resolver_config
 from cem.domain.identity import IdentityGraph
 from cem.domain.identity_replica import LOCAL, IdentityChanges, IdentityReplica, classify, identity_changes
@@ -86,12 +86,6 @@ def projection(s: Share, partitions: int, worker_eps: float | None = None) -> di
             "bound": "serial owner" if s.serial_ceiling_eps < partitions_eps else "partitions"}
 
 
-def interactions(traffic: TrafficSet, settings: Settings, now_ms: int) -> list[Interaction]:
-    ingestor = Ingestor(settings)
-    return [p for channel, _key, value in traffic.records
-            if isinstance(p := ingestor.parse(value, channel, now_ms), Interaction)]
-
-
 def first_copies(events: list[Interaction]) -> list[Interaction]:
     """The events the graph sees: the first copy of each event id (the resolver drops the others)."""
     seen: set[str] = set()
@@ -132,7 +126,7 @@ class Passes:
         self.settings, self.now_ms = settings, now_ms
         self.config = resolver_config(settings)
         self.records = [(value, channel) for channel, _key, value in traffic.records]
-        self.valid = interactions(traffic, settings, now_ms)
+        self.valid = parsed_interactions(traffic.records, settings, now_ms)
         self.unique = first_copies(self.valid)
         self.reasons, self.graph, self.local_mixed = classified(self.config, self.unique)
         self.owner_only = [e for e, r in zip(self.unique, self.reasons, strict=True) if r != LOCAL]

@@ -22,14 +22,12 @@ import time
 import zlib
 from pathlib import Path
 
-from bench.traffic import RawRecord, many_customers
+from bench.traffic import RawRecord, many_customers, parsed_interactions
 from cem.config import resolver_config
-from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.domain.state_maps import in_memory_maps
 from cem.settings import Settings
 from cem.state_store import Checkpoint, StateStore
-from streams.app import Ingestor
 
 BASE_MS = 1_760_000_000_000
 BATCH = 500
@@ -61,11 +59,9 @@ def partition_order(records: list[RawRecord], partitions: int = 4, chunk: int = 
 def run_mode(mode: str, customers: int, memory_mb: int, spread_days: int, order: str) -> dict[str, float]:
     traffic = many_customers(customers, 5, 7, 2_000_000, BASE_MS, spread_days=spread_days)
     settings = Settings(state_store="memory")
-    ingestor = Ingestor(settings)
     now_ms = BASE_MS + 200 * 86_400_000
     records = partition_order(traffic.records) if order == "partitions" else traffic.records
-    events = [p for channel, _key, value in records
-              if isinstance(p := ingestor.parse(value, channel, now_ms), Interaction)]
+    events = parsed_interactions(records, settings, now_ms)
     del traffic
     gc.collect()
     before = _peak_mb()

@@ -19,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cem.domain.model import Interaction
 from cem.settings import Settings
 from devtools.simulate import HAPPY, NEUTRAL, UNHAPPY, USER_AGENTS, Person, Simulator, iso
 from schemas.codec import DecodeError, decode, encode_avro, encode_json
+from streams.app import Ingestor
 
 RawRecord = tuple[str, bytes | None, bytes]  # (channel, key, value)
 EVENTS_PER_CUSTOMER = 17.7  # what Simulator produces on average, measured (records incl. duplicates: ~18.6)
@@ -280,3 +282,10 @@ async def produce_at_rate(settings: Settings, records: Sequence[tuple[str, bytes
     finally:
         await producer.stop()
     return len(records) / (time.monotonic() - started)
+
+
+def parsed_interactions(records: Sequence[RawRecord], settings: Settings, now_ms: int) -> list[Interaction]:
+    """The valid events among `records`, parsed by the worker's own ingest (every copy of a re-sent event)."""
+    ingestor = Ingestor(settings)
+    return [p for channel, _key, value in records
+            if isinstance(p := ingestor.parse(value, channel, now_ms), Interaction)]

@@ -114,9 +114,6 @@ def effort_penalty(effort_tenths: list[int]) -> int:
     return max(0, -sum(effort_tenths)) // (10 * len(effort_tenths))
 
 
-share = percent  # `part` as a % of `whole`: the report's name for it
-
-
 @dataclass(frozen=True)
 class JourneyFriction:
     """journey_experience summed over the service journeys that started in a window."""

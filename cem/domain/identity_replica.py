@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from cem.domain.identity_records import Attribution, EventKey, IdentitySet
 from cem.domain.model import Identifier
-from cem.domain.resolver import Effects
+from cem.domain.resolver import Effects, follow_aliases
 
 LOCAL = "local"
 # Why an event needs the owner, the most consequential change first (an event may make several).
@@ -106,11 +106,7 @@ class IdentityReplica:
             self.apply(changes)
 
     def current(self, customer_id: str) -> str:
-        seen = 0
-        while customer_id in self.aliases and seen <= len(self.aliases):
-            customer_id = self.aliases[customer_id]
-            seen += 1
-        return customer_id
+        return follow_aliases(self.aliases, customer_id)
 
     def customer_of(self, identifier: Identifier) -> str | None:
         owner = self.links.get(identifier)

@@ -254,7 +254,7 @@ class Resolver:
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
             customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
-                session_id = _follow(session_alias, row.session_id)
+                session_id = follow_aliases(session_alias, row.session_id)
                 owner = snapshot.session_owners.get(session_id)
                 _restore_session_event(sessions, session_id, self.graph.find(owner) if owner else customer_id, row)
             if row.issue_ref:
@@ -266,7 +266,7 @@ class Resolver:
 
     def _file_restored_sessions(self, sessions: dict[str, Session], alias: Mapping[str, str]) -> None:
         for alias_id, into_id in alias.items():
-            final = sessions.get(_follow(alias, into_id))
+            final = sessions.get(follow_aliases(alias, into_id))
             if final is not None:
                 final.members.append(alias_id)
         for session in sessions.values():
@@ -279,7 +279,7 @@ class Resolver:
         as last written (so a journey glued by a customer that a recompute later split stays whole, as live)."""
         journey_id = journey_id_for(row.issue_ref, row.event_id)
         if row.journey_id:
-            journey_id = _follow(alias, row.journey_id)
+            journey_id = follow_aliases(alias, row.journey_id)
         journey = journeys.get(journey_id)
         if journey is None:
             owner = owners.get(journey_id) or customer_id
@@ -289,7 +289,7 @@ class Resolver:
 
     def _file_restored_journeys(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str]) -> None:
         for alias_id, into_id in alias.items():
-            final = journeys.get(_follow(alias, into_id))
+            final = journeys.get(follow_aliases(alias, into_id))
             if final is not None:
                 final.members.append(alias_id)
         for journey in journeys.values():
@@ -348,7 +348,7 @@ class AliasCycle(Exception):
     looping forever."""
 
 
-def _follow(alias: Mapping[str, str], key: str) -> str:
+def follow_aliases(alias: Mapping[str, str], key: str) -> str:
     """The id `key` resolves to now. An id aliased to itself is current (a retried batch can write such a row)."""
     start = key
     for _ in range(len(alias) + 1):
