@@ -91,6 +91,46 @@ ALERT_PUBLISH_LAG = Gauge(
     "Age of the oldest alert revision written to ClickHouse and not yet on the alerts topic; 0 when none waits",
     registry=REGISTRY,
 )
+IDENTITY_EVENTS = Counter(
+    "cem_identity_events_total",
+    "Unique events the resolver attributed, by outcome: local (the graph did not change; a replica of its answers "
+    "could attribute them) or the reason the graph's owner was needed (docs/scaling.md)",
+    ["outcome"], registry=REGISTRY,
+)
+IDENTITY_VERSIONS_PUBLISHED = Counter(
+    "cem_identity_versions_published_total",
+    "Identity versions the graph's owner published to the identity changes topic, catch-up versions included",
+    registry=REGISTRY,
+)
+IDENTITY_OWNER_LAG = Gauge(
+    "cem_identity_owner_lag_messages",
+    "Messages on the resolver topic not yet committed by the graph's owner (exported by the worker that owns it)",
+    ["partition"], registry=REGISTRY,
+)
+REPLICA_VERSION = Gauge(
+    "cem_identity_replica_version",
+    "The newest owner version this worker's identity replica applied (microseconds of the owner's clock)",
+    registry=REGISTRY,
+)
+REPLICA_LAG = Gauge(
+    "cem_identity_replica_lag_messages",
+    "Messages on the identity changes topic that this worker's replica has not applied yet", registry=REGISTRY,
+)
+REPLICA_STALE = Gauge(
+    "cem_identity_replica_stale_seconds",
+    "Seconds since this worker's identity replica last held everything published; 0 while it does",
+    registry=REGISTRY,
+)
+REPLICA_READY = Gauge(
+    "cem_identity_replica_ready",
+    "1 once this worker's identity replica has loaded the warehouse's identity sets and read the changes topic to "
+    "its end", registry=REGISTRY,
+)
+REPLICA_SKIPPED = Counter(
+    "cem_identity_replica_skipped_total",
+    "Messages of the identity changes topic the replica refused (not signed by cem, or malformed), per reason",
+    ["reason"], registry=REGISTRY,
+)
 
 _lag_exported: set[tuple[str, str]] = set()
 
@@ -107,6 +147,22 @@ def export_consumer_lag(lags: Mapping[tuple[str, int], int]) -> None:
         CONSUMER_LAG.remove(*gone)
     _lag_exported.clear()
     _lag_exported.update(held)
+
+
+_owner_lag_exported: set[str] = set()
+
+
+def export_owner_lag(lags: Mapping[int, int]) -> None:
+    """The identity owner's lag on the resolver partitions this worker holds; a partition that moved away stops
+    being reported here, as for `export_consumer_lag`."""
+    held = set()
+    for partition, lag in lags.items():
+        IDENTITY_OWNER_LAG.labels(str(partition)).set(max(0, lag))
+        held.add(str(partition))
+    for gone in _owner_lag_exported - held:
+        IDENTITY_OWNER_LAG.remove(gone)
+    _owner_lag_exported.clear()
+    _owner_lag_exported.update(held)
 
 
 class CollectMetrics:

@@ -18,40 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cem.domain.identity_records import Attribution, EventKey, IdentitySet
+from cem.domain.identity_outcome import LOCAL, OWNER_REASONS, classify, is_local
+from cem.domain.identity_records import EventKey, IdentitySet
 from cem.domain.model import Identifier
 from cem.domain.resolver import Effects, follow_aliases
 
-LOCAL = "local"
-# Why an event needs the owner, the most consequential change first (an event may make several).
-OWNER_REASONS = ("shared", "late", "refused_merge", "merge", "new_customer", "link", "unlinked", "new_set")
-
-
-def is_local(known_key: EventKey | None, key: EventKey) -> bool:
-    """The graph answers without changing: the event's identifier set was folded in at `known_key` <= `key`."""
-    return known_key is not None and known_key <= key
-
-
-def classify(known_key: EventKey | None, key: EventKey, attribution: Attribution) -> str:
-    """LOCAL, or the most consequential reason the event needed the owner. `known_key` is the earliest event key
-    of the event's identifier set before the event (None: a new set); `attribution` is what the graph did."""
-    if is_local(known_key, key):
-        return LOCAL
-    if attribution.shared:
-        return "shared"
-    if known_key is not None:
-        return "late"  # its set seen again earlier in event time: the owner replays the customers it touches
-    if attribution.refused:
-        return "refused_merge"
-    if attribution.merges:
-        return "merge"
-    if attribution.created:
-        return "new_customer"
-    if attribution.links:
-        return "link"
-    if attribution.unlinked:
-        return "unlinked"
-    return "new_set"  # its identifiers already held by one customer: only the combination is new
+__all__ = ["LOCAL", "OWNER_REASONS", "IdentityChanges", "IdentityReplica", "classify", "identity_changes",
+           "is_local"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +35,19 @@ class IdentityChanges:
     sets: Mapping[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)  # set -> customer, first key
     aliases: Mapping[str, str] = field(default_factory=dict)  # historical customer id -> current id
     links: Mapping[Identifier, str] = field(default_factory=dict)  # identifier -> customer ("" unlinked now)
+    removed: frozenset[IdentitySet] = frozenset()  # sets an erasure removed from the graph
 
     @property
     def size(self) -> int:
-        return len(self.sets) + len(self.aliases) + len(self.links)
+        return len(self.sets) + len(self.aliases) + len(self.links) + len(self.removed)
 
 
-def identity_changes(effects: Effects) -> IdentityChanges:
-    """The identity part of a resolver batch's effects, the last word per key (a batch may move a set twice)."""
+def identity_changes(effects: Effects, removed: Iterable[IdentitySet] = ()) -> IdentityChanges:
+    """The identity part of a resolver batch's effects (or an erasure's, with the sets it removed), the last word
+    per key (a batch may move a set twice)."""
     links = {(link.id_type, link.value): link.customer_id for link in effects.links}
-    return IdentityChanges(effects.version, dict(effects.identity_sets), dict(effects.customer_aliases), links)
+    return IdentityChanges(effects.version, dict(effects.identity_sets), dict(effects.customer_aliases), links,
+                           frozenset(removed))
 
 
 class IdentityReplica:
@@ -87,6 +63,8 @@ class IdentityReplica:
         """Apply one owner version whole. A version at or below the one applied is a redelivery: ignored."""
         if changes.version <= self.version:
             return False
+        for identifiers in changes.removed:
+            self.sets.pop(identifiers, None)
         self.sets.update(changes.sets)
         for old_id, current_id in changes.aliases.items():
             if old_id == current_id:

@@ -22,6 +22,7 @@ from cem.domain.identity import (
     RefusedMerge,
 )
 from cem.domain.identity_erasure import forget_in_graph
+from cem.domain.identity_outcome import classify
 from cem.domain.journeys import (
     JourneyAlias,
     JourneyBook,
@@ -85,6 +86,8 @@ class Effects:
     conflicting: list[Interaction] = field(default_factory=list)
     unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
     shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers newly marked shared
+    # Unique events by identity outcome (cem.domain.identity_outcome): "local", or why the graph changed.
+    identity_outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def conflicts(self) -> int:
@@ -139,9 +142,12 @@ class Resolver:
         self._first_seen = {}
 
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
-        if event.identifiers not in self.graph.set_key:
+        known_key = self.graph.set_key.get(event.identifiers)
+        if known_key is None:
             effects.first_sets.add(event.identifiers)
         attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
+        outcome = classify(known_key, (event.occurred_ms, event.event_id), attribution)
+        effects.identity_outcomes[outcome] = effects.identity_outcomes.get(outcome, 0) + 1
         customer_id = attribution.customer_id
         effects.customers.extend(attribution.created)
         effects.links.extend(attribution.links)
@@ -194,7 +200,7 @@ class Resolver:
             for journey in self.journeys.by_customer.pop(customer_id, {}).values():
                 journey.customer_id = FORGOTTEN
         return Erasure(gone, [identity_key(s) for s in result.removed_sets], effects,
-                       [found.identifier for found in result.unshared])
+                       [found.identifier for found in result.unshared], list(result.removed_sets))
 
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
         """Sessions and journeys of a merged customer continue under the survivor."""
@@ -302,6 +308,7 @@ class Erasure:
     identity_keys: list[str]  # of the identifier sets removed: their interaction rows are anonymised
     effects: Effects  # what the graph's replay of the erased customers' neighbours writes
     unshared: list[Identifier] = field(default_factory=list)  # no longer shared: their records are deleted
+    removed_sets: list[IdentitySet] = field(default_factory=list)  # the sets behind `identity_keys`
 
 
 @dataclass(frozen=True, slots=True)
