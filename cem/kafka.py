@@ -61,7 +61,17 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     # One partition each: the tail of cem.alerts is the alert publisher's progress (docs/alerts.md)
     wanted[settings.alerts_topic] = 1
     wanted[settings.alert_actions_topic] = 1
+    if settings.identity_replica:  # one partition: the owner's versions in its order
+        wanted[settings.identity_changes_topic] = 1
     return wanted
+
+
+def _topic_configs(settings: Settings, topic: str, compacted: set[str]) -> dict[str, str] | None:
+    if topic in compacted:
+        return {"cleanup.policy": "compact"}
+    if topic == settings.identity_changes_topic:  # replicas start from the warehouse and read only recent versions
+        return {"retention.ms": str(int(settings.identity_changes_retention_hours * 3_600_000))}
+    return None
 
 
 async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits: bool = False) -> None:
@@ -79,8 +89,8 @@ async def ensure_topics(settings: Settings, timeout: float = 60.0, check_limits:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(t, n, settings.topic_replication_factor,
-                                topic_configs={"cleanup.policy": "compact"} if t in compacted else None)
+            missing = [NewTopic(t, n, settings.topic_replication_factor, topic_configs=_topic_configs(settings, t,
+                                                                                                   compacted))
                        for t, n in wanted.items() if t not in existing]
             if missing:
                 try:

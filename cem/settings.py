@@ -128,6 +128,11 @@ class Settings:
     # The alert publisher's producer is idempotent; off only for a broker without idempotent producers (the demo's
     # Tansu): a retry may then write a revision twice, which consumers skip (docs/alerts.md, "Exactly once")
     alert_idempotent_producer: bool = True
+    # The identity replica (docs/scaling.md): the resolver publishes each version of the identity graph's answers
+    # to <prefix>.identity_changes, and every worker keeps a read replica of them, with freshness metrics. Off by
+    # default: a single-resolver deployment does not read it, and the replica holds every identifier set in memory.
+    identity_replica: bool = False
+    identity_changes_retention_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):
@@ -185,6 +190,11 @@ class Settings:
     def signing_key(self) -> bytes:
         """The key of internal-message signatures and keyed hashes; a public development key when unset."""
         return key_bytes(self.secret_key)
+
+    @property
+    def identity_changes_topic(self) -> str:
+        """The identity graph owner's versions, read whole by every worker's replica (CEM_IDENTITY_REPLICA)."""
+        return f"{self.topic_prefix}.identity_changes"
 
     @property
     def schemas_topic(self) -> str:
