@@ -116,24 +116,41 @@ def _identity_set(identifiers: Iterable[Any]) -> IdentitySet:
 
 @dataclass
 class Assembler:
-    """Parts in, whole versions out. Parts of one version arrive together in the owner's order; a version left
-    incomplete (its owner died while publishing) is dropped once a later version starts: the owner that takes
-    over republishes what it wrote as a catch-up version."""
+    """Parts in, whole versions out. One publication's parts arrive together and in order (one producer, one
+    partition), so part 0 starts a new one: a publication left incomplete (its owner died while publishing, or
+    retried it) is dropped, and the owner that takes over republishes what it wrote as a catch-up version."""
 
     version: int = 0
     parts: dict[int, ChangesPart] = field(default_factory=dict)
 
+    @property
+    def waiting(self) -> bool:
+        """Parts of a version are held: the replica is behind what the topic holds."""
+        return bool(self.parts)
+
     def add(self, part: ChangesPart) -> IdentityChanges | None:
-        if part.version != self.version:
-            if part.version < self.version:
-                return None  # a leftover of an abandoned version: a later one has started
+        if part.part == 0:
             self.version, self.parts = part.version, {}
+        elif part.version != self.version or not self.parts:
+            return None  # a part whose publication's start was not read here
         self.parts[part.part] = part
         if len(self.parts) < part.parts:
             return None
         whole = [self.parts[index].changes for index in range(part.parts) if index in self.parts]
         self.parts = {}
         return _merged(part.version, whole)
+
+
+def complete_version(headers: Any) -> int:
+    """The newest version a message proves complete: its own when it is a publication's last part, else the one
+    before it (the rest of its parts may never have been written)."""
+    version = version_of(headers) or 0
+    raw = header_value(headers, PART_HEADER)
+    try:
+        part, parts = (int(n) for n in (raw or b"").split(b"/"))
+    except ValueError:
+        return max(0, version - 1)
+    return version if part == parts - 1 else max(0, version - 1)
 
 
 def _merged(version: int, parts: list[IdentityChanges]) -> IdentityChanges:

@@ -15,11 +15,13 @@ shared from the identity sets and writes them with its next batch).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
+from cem.domain.identity_replica import IdentityChanges, identity_changes
 from cem.domain.model import Identifier
 from cem.domain.resolver import Effects, Resolver
 from cem.settings import Settings
@@ -40,6 +42,7 @@ class ErasureOutcome:
     identifiers_removed: int = 0
     events_anonymised: int = 0
     carriers: int = 0
+    identity: IdentityChanges | None = None  # what the erasure changed in the graph's answers, for the replicas
 
 
 def erasure_key(settings: Settings) -> bytes:
@@ -93,7 +96,7 @@ def erase(resolver: Resolver, warehouse: Warehouse, request: ErasureRequest, key
                          ["shared_identifiers"])
     outcome = _applied(plan, len(plan.customer_ids), len(event_ids))
     record(warehouse, request, outcome, now_ms)
-    return outcome
+    return dataclasses.replace(outcome, identity=identity_changes(erasure.effects, erasure.removed_sets))
 
 
 def _applied(plan: ErasurePlan, customers: int, events: int) -> ErasureOutcome:

@@ -28,6 +28,7 @@ from sinks.erasure import erasure_key
 from streams import agents
 from streams.alerts import AlertActionStage, AlertOutbox
 from streams.control import ControlStage
+from streams.identity_feed import IdentityFeed, IdentityPublisher
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
@@ -120,6 +121,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
                            on_stuck=exit_stuck_in_rebalance)
     app.stages = _stages(app, settings, sink, topics)
     app.task(app.stages.schema_feed.run)
+    if settings.identity_replica and app.stages.identity_feed is not None:
+        app.task(app.stages.identity_feed.run)
     app.agent(topics["raw"], name="ingest")(agents.ingest)
     app.agent(topics["resolve"], name="resolve")(agents.resolve)
     app.agent(topics["control"], name="control")(agents.control)
@@ -157,10 +160,12 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
                            registry=schema_feed.registry, catch_up=schema_feed.catch_up),
         resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure,
-                             outbox=AlertOutbox(settings, sink)),
+                             outbox=AlertOutbox(settings, sink), identity_out=IdentityPublisher(settings, sink)),
         alert_actions=AlertActionStage(settings, sink, topics["deadletter"]),
         control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
         schema_feed=schema_feed,
+        identity_feed=IdentityFeed(settings, lambda: asyncio.get_running_loop().run_in_executor(
+            None, sink.identity_start)),
         stopping=sink.stopping,
         status=status,
     )
@@ -174,6 +179,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
         if any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
             app.stages.resolve.outbox.invalidate()
+            app.stages.resolve.identity_out.invalidate()
 
     @app.timer(interval=settings.alert_tick_seconds)
     async def alert_tick() -> None:
@@ -194,6 +200,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
             if highwater is not None:
                 lags[(tp.topic, tp.partition)] = highwater - (committed + 1 if committed is not None else 0)
         metrics.export_consumer_lag(lags)
+        metrics.export_owner_lag({p: lag for (topic, p), lag in lags.items() if topic == settings.resolve_topic})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -201,4 +208,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
 
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
-        return web.json(app.stages.status.as_json())
+        status: dict[str, Any] = dict(app.stages.status.as_json())
+        if settings.identity_replica and app.stages.identity_feed is not None:
+            status["identity_replica"] = app.stages.identity_feed.describe()
+        return web.json(status)

@@ -14,6 +14,7 @@ from typing import Any
 
 from cem import metrics
 from cem.domain.erasure import APPLIED
+from cem.domain.identity_replica import identity_changes
 from cem.domain.model import Interaction
 from cem.domain.reasons import Reason
 from schemas.internal import ControlRequest, InternalMessageError, decode_resolve_message, verify
@@ -28,10 +29,12 @@ CONFLICT_DETAIL = "this event_id was first processed with other content, which w
 class ResolveStage:
     def __init__(self, settings: Any, sink: Any, deadletter_topic: Any, status: WorkerStatus | None = None,
                  clock: Callable[[], float] = time.time, after_erasure: Callable[[], None] = lambda: None,
-                 outbox: Any = None) -> None:
+                 outbox: Any = None, identity_out: Any = None) -> None:
         self.settings = settings
         self.sink = sink
         self.outbox = outbox  # streams.alerts.AlertOutbox: the batch's alerts to cem.alerts before its ack
+        # streams.identity_feed.IdentityPublisher: the batch's identity changes to the replicas before its ack
+        self.identity_out = identity_out
         self.serial = asyncio.Lock()  # batches and alert ticks write and publish one at a time, in version order
         self.after_erasure = after_erasure
         self.deadletter_topic = deadletter_topic
@@ -89,6 +92,8 @@ class ResolveStage:
                 pending = []
                 outcome = await loop.run_in_executor(None, self.sink.apply_control, item.as_dict())
                 if outcome is not None and outcome.status == APPLIED:
+                    if self.identity_out is not None:
+                        await self.identity_out.publish(outcome.identity)
                     self.after_erasure()
             else:
                 pending.extend(item)
@@ -106,6 +111,8 @@ class ResolveStage:
         if not events:
             return
         result = await loop.run_in_executor(None, self.sink.process_and_write, events)
+        if self.identity_out is not None:
+            await self.identity_out.publish(identity_changes(result.effects))
         if self.outbox is not None:
             await self.outbox.publish(result.alerts)
         if result.rejected:

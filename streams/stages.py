@@ -11,6 +11,7 @@ from cem.settings import Settings
 from streams.alerts import AlertActionStage
 from streams.batches import BatchRunner
 from streams.control import ControlStage
+from streams.identity_feed import IdentityFeed
 from streams.ingest import IngestStage
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
@@ -27,6 +28,7 @@ class Stages:
     stopping: threading.Event
     status: WorkerStatus
     alert_actions: AlertActionStage
+    identity_feed: IdentityFeed | None = None  # the worker's identity replica (CEM_IDENTITY_REPLICA)
 
     def runner(self, stage: str) -> BatchRunner:
         return BatchRunner(stage, self.stopping, self.settings.shutdown_grace_seconds,

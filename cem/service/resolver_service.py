@@ -33,6 +33,7 @@ from cem.config import alert_engine, alert_rules, resolver_config
 from cem.domain.alerts import AlertEngine, AlertRow, batch_facts
 from cem.domain.alerts.rules import SlaBreach
 from cem.domain.erasure import ErasureRequest, InvalidRequest
+from cem.domain.identity_replica import IdentityChanges
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
 from cem.domain.state_maps import MapFactory, in_memory_maps
@@ -44,6 +45,7 @@ from sinks.alert_store import action_columns, alert_columns, alert_rows_after, l
 from sinks.clickhouse import open_migrated
 from sinks.erasure import ErasureOutcome, erase, erasure_key
 from sinks.errors import describe_error, error_code, is_rejection
+from sinks.identity_reads import identity_changes_between, replica_start
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import Warehouse
 from sinks.writer import TABLE_ORDER, effect_columns, row_count
@@ -316,6 +318,16 @@ class ResolverService:
         """The outbox after the last revision published (the tail of cem.alerts), in publishing order."""
         with self.lock:
             return self.retry.run(lambda: alert_rows_after(self._ensure_warehouse(), revision, alert_id))
+
+    def identity_start(self) -> IdentityChanges:
+        """The identity answers a worker's replica starts from (sinks.identity_reads.replica_start)."""
+        with self.lock:
+            return self.retry.run(lambda: replica_start(self._ensure_warehouse()))
+
+    def identity_written_after(self, version: int) -> IdentityChanges:
+        """The identity answers written at versions above `version`: the owner's catch-up after a takeover."""
+        with self.lock:
+            return self.retry.run(lambda: identity_changes_between(self._ensure_warehouse(), version, None))
 
     def record_alert_actions(self, actions: list[dict[str, Any]]) -> None:
         """ack/resolve actions: idempotent (one action id is one row, whatever the replays)."""

@@ -1,0 +1,210 @@
+"""The identity graph's answers on Kafka: the owner publishes them, every worker keeps a read replica of them.
+
+`IdentityPublisher` runs where the resolver runs (the graph's owner). After a batch is written, and before it is
+acknowledged, the batch's identity changes go to `<prefix>.identity_changes` as one version (in parts when large,
+schemas.identity_changes). When it starts, and after any failure, it first reads the last complete version on the
+topic and publishes what the warehouse holds above it as one catch-up version: a batch written but never
+published (the owner died in between) reaches the replicas all the same.
+
+`IdentityFeed` runs on every worker. It starts its replica from the warehouse (every set and alias up to the last
+complete batch, sinks.identity_reads), then reads the topic from shortly before that batch's time and applies every
+later version whole, in the owner's order. It exports its version, lag and staleness (cem/metrics.py) and is
+restarted from the warehouse when its consumer fails. docs/scaling.md, "The replica in the worker".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cem import metrics
+from cem.domain.identity_replica import IdentityChanges, IdentityReplica
+from cem.kafka import kafka_client_options
+from cem.settings import Settings
+from schemas.identity_changes import MESSAGE_KEY, Assembler, complete_version, decode_part, encode_changes, version_of
+from schemas.internal import InternalMessageError
+
+log = logging.getLogger("cem.identity")
+
+POLL_MS = 200
+RETRY_SECONDS = 2.0
+TAIL_TIMEOUT_SECONDS = 30.0
+# A version is published after its batch's rows are written, so a message older than the replica's start batch
+# holds an older version; the margin covers clocks of different owners that disagree.
+SEEK_MARGIN_MS = 10 * 60_000
+
+
+class IdentityPublisher:
+    def __init__(self, settings: Settings, sink: Any) -> None:
+        self.settings = settings
+        self.sink = sink  # cem.service.resolver_service.ResolverService: identity_written_after
+        self.published: int | None = None  # the newest complete version on the topic; None: read it first
+        self._producer: Any = None
+
+    def invalidate(self) -> None:
+        """The partition moved or a step failed: read the topic's tail and catch up before the next version."""
+        self.published = None
+
+    async def publish(self, changes: IdentityChanges | None) -> None:
+        """Publish one version (after a catch-up when needed); returns once the broker has every part."""
+        if not self.settings.identity_replica:
+            return
+        try:
+            if self.published is None:
+                tail = await read_identity_tail(self.settings)
+                catch_up = await asyncio.get_running_loop().run_in_executor(
+                    None, self.sink.identity_written_after, tail)
+                self.published = tail
+                if catch_up.size:
+                    await self._send(catch_up)
+            if changes is not None and changes.size and changes.version > (self.published or 0):
+                await self._send(changes)
+        except BaseException:
+            self.invalidate()
+            raise
+
+    async def _send(self, changes: IdentityChanges) -> None:
+        producer = await self.producer()
+        deliveries = []
+        for value, headers in encode_changes(self.settings.signing_key, changes, self.settings.message_max_bytes):
+            deliveries.append(await producer.send(self.settings.identity_changes_topic, value, key=MESSAGE_KEY,
+                                                  headers=headers))
+        await asyncio.gather(*deliveries)
+        self.published = changes.version
+        metrics.IDENTITY_VERSIONS_PUBLISHED.inc()
+
+    async def producer(self) -> Any:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                        enable_idempotence=self.settings.alert_idempotent_producer, linger_ms=0,
+                                        max_request_size=self.settings.producer_max_request_bytes,
+                                        **kafka_client_options(self.settings))
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+async def read_identity_tail(settings: Settings) -> int:
+    """The newest complete version on the identity changes topic; 0 when it is empty."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    partition = TopicPartition(settings.identity_changes_topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                group_id=None, **kafka_client_options(settings))
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        if end == 0:
+            return 0
+        consumer.seek(partition, end - 1)
+        deadline = time.monotonic() + TAIL_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            records = (await consumer.getmany(partition, timeout_ms=500)).get(partition, [])
+            if records:
+                return complete_version(records[-1].headers)
+        raise TimeoutError(f"could not read the last message of {settings.identity_changes_topic}")
+    finally:
+        await consumer.stop()
+
+
+class IdentityFeed:
+    def __init__(self, settings: Settings, load_start: Callable[[], Awaitable[IdentityChanges]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.load_start = load_start
+        self.clock = clock
+        self.replica = IdentityReplica()
+        self.ready = asyncio.Event()
+        self.lag = 0
+        self.caught_up_at: float | None = None
+        self.started_at = clock()
+
+    async def run(self) -> None:
+        """The worker's task; never raises: a failure restarts the replica from the warehouse."""
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("identity replica failed, restarting from the warehouse: %s: %s",
+                            type(exc).__name__, str(exc)[:300])
+            self.ready.clear()
+            metrics.REPLICA_READY.set(0)
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _run_once(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        start = await self.load_start()
+        replica = IdentityReplica()
+        replica.apply(start)
+        partition = TopicPartition(self.settings.identity_changes_topic, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                    group_id=None, **kafka_client_options(self.settings))
+        await consumer.start()
+        try:
+            consumer.assign([partition])
+            since_ms = max(0, start.version // 1000 - SEEK_MARGIN_MS)
+            found = (await consumer.offsets_for_times({partition: since_ms})).get(partition)
+            if found is None:
+                await consumer.seek_to_end(partition)  # every message is older than the start: nothing to apply
+            else:
+                consumer.seek(partition, found.offset)
+            self.replica = replica
+            self.caught_up_at = None
+            assembler = Assembler()
+            while True:
+                records = (await consumer.getmany(partition, timeout_ms=POLL_MS)).get(partition, [])
+                for record in records:
+                    self.apply(replica, assembler, record.value, record.headers, record.offset)
+                end = (await consumer.end_offsets([partition]))[partition]
+                self._progress(end - await consumer.position(partition), assembler.waiting)
+        finally:
+            await consumer.stop()
+
+    def apply(self, replica: IdentityReplica, assembler: Assembler, value: bytes | None, headers: Any,
+              offset: int) -> None:
+        """One message; a message cem did not write, or a malformed one, is counted and skipped."""
+        version = version_of(headers)
+        if version is not None and version <= replica.version:
+            return  # in the warehouse start already, or a redelivery
+        try:
+            part = decode_part(self.settings.signing_key, value, headers)
+        except InternalMessageError as err:
+            metrics.REPLICA_SKIPPED.labels(err.reason).inc()
+            log.warning("skipping %s offset %d: %s", self.settings.identity_changes_topic, offset, err.detail)
+            return
+        whole = assembler.add(part)
+        if whole is not None and replica.apply(whole):
+            metrics.REPLICA_VERSION.set(replica.version)
+
+    def _progress(self, lag: int, waiting: bool) -> None:
+        now = self.clock()
+        self.lag = max(0, lag)
+        if self.lag == 0 and not waiting:
+            self.caught_up_at = now
+            if not self.ready.is_set():
+                self.ready.set()
+                log.info("identity replica ready: %d identifier sets at version %d", len(self.replica.sets),
+                         self.replica.version)
+        since = self.caught_up_at if self.caught_up_at is not None else self.started_at
+        metrics.REPLICA_LAG.set(self.lag)
+        metrics.REPLICA_STALE.set(0.0 if self.caught_up_at == now else now - since)
+        metrics.REPLICA_READY.set(1 if self.ready.is_set() else 0)
+        metrics.REPLICA_VERSION.set(self.replica.version)
+
+    def describe(self) -> dict[str, Any]:
+        return {"ready": self.ready.is_set(), "version": self.replica.version, "lag_messages": self.lag,
+                "identifier_sets": len(self.replica.sets), "aliases": len(self.replica.aliases)}
