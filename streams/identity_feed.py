@@ -32,6 +32,7 @@ log = logging.getLogger("cem.identity")
 POLL_MS = 200
 RETRY_SECONDS = 2.0
 TAIL_TIMEOUT_SECONDS = 30.0
+TOPIC_WAIT_SECONDS = 60.0
 # A version is published after its batch's rows are written, so a message older than the replica's start batch
 # holds an older version; the margin covers clocks of different owners that disagree.
 SEEK_MARGIN_MS = 10 * 60_000
@@ -155,11 +156,12 @@ class IdentityFeed:
                                     group_id=None, **kafka_client_options(self.settings))
         await consumer.start()
         try:
+            await self._wait_for_topic(consumer)
             consumer.assign([partition])
             since_ms = max(0, start.version // 1000 - SEEK_MARGIN_MS)
             found = (await consumer.offsets_for_times({partition: since_ms})).get(partition)
-            if found is None:
-                await consumer.seek_to_end(partition)  # every message is older than the start: nothing to apply
+            if found is None:  # every message is older than the start: nothing to apply
+                consumer.seek(partition, (await consumer.end_offsets([partition]))[partition])
             else:
                 consumer.seek(partition, found.offset)
             self.replica = replica
@@ -173,6 +175,17 @@ class IdentityFeed:
                 self._progress(end - await consumer.position(partition), assembler.waiting)
         finally:
             await consumer.stop()
+
+    async def _wait_for_topic(self, consumer: Any) -> None:
+        """The worker creates the topic at start; a replica started before that waits for it (seeking a missing
+        topic would resolve to an end offset found later, past versions published meanwhile)."""
+        topic = self.settings.identity_changes_topic
+        deadline = asyncio.get_running_loop().time() + TOPIC_WAIT_SECONDS
+        while topic not in await consumer.topics():  # a metadata request each time
+            if asyncio.get_running_loop().time() > deadline:
+                raise LookupError(f"no partition of {topic} within {TOPIC_WAIT_SECONDS:.0f} s; `cem worker` "
+                                  "creates it when CEM_IDENTITY_REPLICA is on")
+            await asyncio.sleep(0.5)
 
     def apply(self, replica: IdentityReplica, assembler: Assembler, value: bytes | None, headers: Any,
               offset: int) -> None:
