@@ -142,7 +142,7 @@ class IdentityFeed:
                 log.warning("identity replica failed, restarting from the warehouse: %s: %s",
                             type(exc).__name__, str(exc)[:300])
             self.ready.clear()
-            metrics.REPLICA_READY.set(0)
+            metrics.REPLICA_READY.labels(self.settings.identity_changes_topic).set(0)
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _run_once(self) -> None:
@@ -167,12 +167,15 @@ class IdentityFeed:
             self.replica = replica
             self.caught_up_at = None
             assembler = Assembler()
+            target = (await consumer.end_offsets([partition]))[partition]
             while True:
                 records = (await consumer.getmany(partition, timeout_ms=POLL_MS)).get(partition, [])
                 for record in records:
                     self.apply(replica, assembler, record.value, record.headers, record.offset)
+                position = await consumer.position(partition)
                 end = (await consumer.end_offsets([partition]))[partition]
-                self._progress(end - await consumer.position(partition), assembler.waiting)
+                self._progress(position >= target and not assembler.waiting, end - position)
+                target = end
         finally:
             await consumer.stop()
 
@@ -201,22 +204,25 @@ class IdentityFeed:
             return
         whole = assembler.add(part)
         if whole is not None and replica.apply(whole):
-            metrics.REPLICA_VERSION.set(replica.version)
+            metrics.REPLICA_VERSION.labels(self.settings.identity_changes_topic).set(replica.version)
 
-    def _progress(self, lag: int, waiting: bool) -> None:
+    def _progress(self, reached: bool, lag: int) -> None:
+        """`reached`: everything the topic held at the previous poll is applied. Under steady traffic new versions
+        arrive all the time, so being fresh means keeping up with what was there, not an empty backlog."""
         now = self.clock()
         self.lag = max(0, lag)
-        if self.lag == 0 and not waiting:
+        if reached:
             self.caught_up_at = now
             if not self.ready.is_set():
                 self.ready.set()
                 log.info("identity replica ready: %d identifier sets at version %d", len(self.replica.sets),
                          self.replica.version)
         since = self.caught_up_at if self.caught_up_at is not None else self.started_at
-        metrics.REPLICA_LAG.set(self.lag)
-        metrics.REPLICA_STALE.set(0.0 if self.caught_up_at == now else now - since)
-        metrics.REPLICA_READY.set(1 if self.ready.is_set() else 0)
-        metrics.REPLICA_VERSION.set(self.replica.version)
+        topic = self.settings.identity_changes_topic
+        metrics.REPLICA_LAG.labels(topic).set(self.lag)
+        metrics.REPLICA_STALE.labels(topic).set(0.0 if self.caught_up_at == now else now - since)
+        metrics.REPLICA_READY.labels(topic).set(1 if self.ready.is_set() else 0)
+        metrics.REPLICA_VERSION.labels(topic).set(self.replica.version)
 
     def describe(self) -> dict[str, Any]:
         return {"ready": self.ready.is_set(), "version": self.replica.version, "lag_messages": self.lag,

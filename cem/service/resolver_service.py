@@ -366,3 +366,5 @@ def _count(effects: Effects, n_events: int) -> None:
         metrics.UNLINKED.labels(ident[0]).inc()
     for found in effects.shared:
         metrics.SHARED_IDENTIFIERS.labels(found.id_type).inc()
+    for outcome, count in effects.identity_outcomes.items():
+        metrics.IDENTITY_EVENTS.labels(outcome).inc(count)
