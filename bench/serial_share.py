@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from pympler import asizeof
+
 from bench.traffic import ORDERS, TrafficSet, many_customers, parsed_interactions, simulated
 from cem.config import resolver_config
 from cem.domain.identity import IdentityGraph
@@ -34,6 +36,7 @@ from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
 from cem.settings import Settings
 from devtools.simulate import recent_base_ms
+from schemas.identity_changes import decode_part, encode_changes
 from sinks.writer import effect_columns
 from streams.app import Ingestor
 
@@ -59,6 +62,9 @@ class Share:
     local_lookup_us_per_local_event: float
     changes_per_owner_event: float
     replica_us_per_change: float
+    publication_us_per_event: float  # the owner encodes and signs each batch's version (per event of the traffic)
+    replica_decode_us_per_change: float  # every replica verifies and decodes every version's parts
+    replica_bytes_per_set: float  # a replica's memory per identifier set (pympler), aliases and links included
     serial_ceiling_eps: float
     serial_ceiling_with_identity_rows_eps: float  # the owner also turns its identity rows into columns
     check: dict[str, bool] = field(default_factory=dict)
@@ -134,6 +140,7 @@ class Passes:
         size = settings.ingest_batch_max
         self.batches = [self.valid[i:i + size] for i in range(0, len(self.valid), size)]
         self.versions: list[IdentityChanges] = []
+        self.messages: list[tuple[bytes, Any]] = []
         self.best: dict[str, float] = {}
         self.check: dict[str, bool] = {}
 
@@ -176,6 +183,12 @@ class Passes:
         self.timed(name, fold)
         return graph
 
+    def publication(self) -> None:
+        """The owner's encoding of every version, and every replica's decoding of it."""
+        key, limit = self.settings.signing_key, self.settings.message_max_bytes
+        self.messages = self.timed("publish", lambda: [m for v in self.versions for m in encode_changes(key, v, limit)])
+        self.timed("decode", lambda: [decode_part(key, value, headers) for value, headers in self.messages])
+
     def replica(self) -> IdentityReplica:
         replica = IdentityReplica()
         self.timed("replica_apply", lambda: replica.apply_all(self.versions))
@@ -188,6 +201,7 @@ class Passes:
     def round(self) -> None:
         self.ingest()
         self.resolver()
+        self.publication()
         self.graph_pass("graph_all", self.unique)
         owner_graph = self.graph_pass("graph_owner", self.owner_only)
         answers = self.lookups(self.replica())
@@ -200,6 +214,7 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
     passes = Passes(Settings(), traffic, int(time.time() * 1000))
     for _ in range(repeat):
         passes.round()
+    replica = passes.replica()
     b = passes.best
     n, owners, locals_ = (max(1, len(x)) for x in (passes.unique, passes.owner_only, passes.local))
     changes = sum(v.size for v in passes.versions)
@@ -223,6 +238,9 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
         local_lookup_us_per_local_event=round(b["local_lookup"] / locals_ * 1e6, 2),
         changes_per_owner_event=round(changes / owners, 2),
         replica_us_per_change=round(b["replica_apply"] / max(1, changes) * 1e6, 3),
+        publication_us_per_event=per_event(b["publish"]),
+        replica_decode_us_per_change=round(b["decode"] / max(1, changes) * 1e6, 3),
+        replica_bytes_per_set=round(asizeof.asizeof(replica) / max(1, len(replica.sets))),
         serial_ceiling_eps=round(serial_ceiling(share, owner_us)),
         serial_ceiling_with_identity_rows_eps=round(serial_ceiling(share, owner_us + rows_us)),
         check=dict(passes.check))

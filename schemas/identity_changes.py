@@ -36,10 +36,11 @@ class ChangesPart:
 
 
 def _entries(changes: IdentityChanges) -> list[Entry]:
-    entries: list[Entry] = [("removed", [list(map(list, s))]) for s in changes.removed]
-    entries += [("set", [list(map(list, s)), customer, key[0], key[1]]) for s, (customer, key) in changes.sets.items()]
-    entries += [("alias", [old, current]) for old, current in changes.aliases.items()]
-    entries += [("link", [t, v, customer]) for (t, v), customer in changes.links.items()]
+    """Tuples as they are: orjson writes them as arrays."""
+    entries: list[Entry] = [("removed", (s,)) for s in changes.removed]
+    entries += [("set", (s, customer, key[0], key[1])) for s, (customer, key) in changes.sets.items()]
+    entries += [("alias", item) for item in changes.aliases.items()]
+    entries += [("link", (t, v, customer)) for (t, v), customer in changes.links.items()]
     return entries
 
 

@@ -14,6 +14,7 @@ from devtools.simulate import Simulator, Traffic, recent_base_ms
 from devtools.topics import drained
 from tests.faults.inject import launcher
 from tests.faults.invariants import Expected, assert_invariants
+from tests.integration.replica_checks import assert_replica_exact, follow, topic_feed, warehouse_identity
 
 
 class Scenario:
@@ -97,6 +98,10 @@ class Scenario:
             self.ended.add(worker.name)
             worker.stop()
         checked = assert_invariants(self.settings, self.expected, check_journeys=check_journeys)
+        if self.settings.identity_replica:  # a replica reading only the topic answers as the warehouse does
+            replica = topic_feed(self.settings)
+            follow(replica, warehouse_identity(self.settings).version)
+            self.figures.update(assert_replica_exact(self.settings, replica))
         self.figures.update({
             "events_sent": len(self.records),
             "unique_valid_events": len(self.expected.person_of_event),

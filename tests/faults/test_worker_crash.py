@@ -37,7 +37,8 @@ def _wait_for(trigger: Callable[[WorkerProcess], bool], worker: WorkerProcess, s
 
 
 def test_worker_sigkilled_at_six_points_and_restarted(scenario, kafka, clickhouse) -> None:
-    s = scenario("kill", kafka.bootstrap, clickhouse.url, customers=120, seed=21)
+    # With the identity replica on: every kill between a write and its publication must be caught up (finish()).
+    s = scenario("kill", kafka.bootstrap, clickhouse.url, customers=120, seed=21, identity_replica=True)
     rng = random.Random(21)
     delay = rng.uniform(0.3, 1.5)
     # Each kill point is a predicate on the live worker's /status; the worker is killed as soon as it holds.
@@ -73,7 +74,7 @@ def test_worker_sigkilled_at_six_points_and_restarted(scenario, kafka, clickhous
 
 
 def test_two_workers_one_killed_survivor_takes_over_then_a_third_joins(scenario, kafka, clickhouse) -> None:
-    s = scenario("takeover", kafka.bootstrap, clickhouse.url, customers=120, seed=22)
+    s = scenario("takeover", kafka.bootstrap, clickhouse.url, customers=120, seed=22, identity_replica=True)
     tail = len(s.records) // 5  # held back until the third worker has partitions, so it must take part
     w1, w2 = s.start_worker("w1"), s.start_worker("w2")
     publisher = BackgroundPublisher(s.settings, s.records[:-tail], chunks=16, pause=1.0).start()
