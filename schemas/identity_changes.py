@@ -9,6 +9,7 @@ applies a version only once it holds every part (`Assembler`): it never sees hal
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,18 @@ def decode_part(key: bytes, value: bytes | None, headers: Any) -> ChangesPart:
     if not value:
         raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, "an empty identity changes message")
     verify(key, value, headers)
+    # A part holds thousands of small lists: with the collector on, their allocations trigger collections that walk
+    # the worker's whole heap (measured: 8 µs per change instead of 3). Nothing here makes a reference cycle.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _decoded(value)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _decoded(value: bytes) -> ChangesPart:
     try:
         message = orjson.loads(value)
         version, part, parts = int(message["version"]), int(message["part"]), int(message["parts"])

@@ -155,13 +155,14 @@ class FakeWarehouse:
 
     # ---- WarehouseReader, as sinks.snapshot.ClickHouseReads answers it ----------------------------------
     def identity_sets(self) -> list[IdentitySetRow]:
-        """GROUP BY identity_key: any(id_types), any(id_values), min(first_ms), argMin(first_event_id, ...)."""
+        """GROUP BY identity_key: any(id_types), any(id_values), the least (first_ms, first_event_id)."""
         first: dict[str, Row] = {}
         earliest: dict[str, Row] = {}
         for row in self._table("identity_sets"):
             key = row["identity_key"]
             first.setdefault(key, row)
-            if key not in earliest or row["first_ms"] < earliest[key]["first_ms"]:
+            if key not in earliest or ((row["first_ms"], row["first_event_id"])
+                                       < (earliest[key]["first_ms"], earliest[key]["first_event_id"])):
                 earliest[key] = row
         return [IdentitySetRow(key, tuple(zip(map(str, row["id_types"]), map(str, row["id_values"]), strict=True)),
                                int(earliest[key]["first_ms"]), str(earliest[key]["first_event_id"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from cem.domain.identity_replica import IdentityChanges
+from sinks.snapshot import FIRST_KEY_SQL, first_key
 
 
 class Queries(Protocol):
@@ -23,12 +24,11 @@ def identity_changes_between(reader: Queries, after: int, upto: int | None) -> I
     bound = "" if upto is None else f"WHERE version <= {int(upto)} "
     sets: dict[Any, tuple[str, tuple[int, str]]] = {}
     newest = 0
-    for types, values, customer, first_ms, first_event, version in reader.query(
-            "SELECT any(id_types), any(id_values), argMax(customer_id, version), min(first_ms), "
-            f"argMin(first_event_id, first_ms), max(version) FROM {db}.identity_sets {bound}"
-            f"GROUP BY identity_key HAVING max(version) > {int(after)}"):
+    for types, values, customer, first, version in reader.query(
+            f"SELECT any(id_types), any(id_values), argMax(customer_id, version), {FIRST_KEY_SQL}, max(version) "
+            f"FROM {db}.identity_sets {bound}GROUP BY identity_key HAVING max(version) > {int(after)}"):
         identifiers = tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True))
-        sets[identifiers] = (str(customer), (int(first_ms), str(first_event)))
+        sets[identifiers] = (str(customer), first_key(str(first)))
         newest = max(newest, int(version))
     aliases: dict[str, str] = {}
     where = f"WHERE kind = 'customer'{'' if upto is None else f' AND version <= {int(upto)}'} "

@@ -30,6 +30,18 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int) -> Snapshot:
     return snapshot
 
 
+# A set's earliest event is the least (first_ms, first_event_id): one fixed-width string per row, so that min()
+# breaks a tie in first_ms by the event id as the graph does (argMin(first_event_id, first_ms) picks any of the
+# tied rows). 15 digits hold every millisecond before the year 30000.
+FIRST_KEY_OFFSET = 10**14
+FIRST_KEY_SQL = f"min(concat(toString(first_ms + {FIRST_KEY_OFFSET}), first_event_id))"
+
+
+def first_key(value: str) -> tuple[int, str]:
+    """(first_ms, first_event_id) of a FIRST_KEY_SQL value."""
+    return int(value[:15]) - FIRST_KEY_OFFSET, value[15:]
+
+
 class ClickHouseReads:
     """WarehouseReader in SQL, for a class with `database` and `query`."""
 
@@ -41,10 +53,10 @@ class ClickHouseReads:
     def identity_sets(self) -> list[IdentitySetRow]:
         return [
             IdentitySetRow(str(key), tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True)),
-                           int(first_ms), str(first_event))
-            for key, types, values, first_ms, first_event in self.query(
-                "SELECT identity_key, any(id_types), any(id_values), min(first_ms), "
-                f"argMin(first_event_id, first_ms) FROM {self.database}.identity_sets GROUP BY identity_key")
+                           *first_key(first))
+            for key, types, values, first in self.query(
+                f"SELECT identity_key, any(id_types), any(id_values), {FIRST_KEY_SQL} "
+                f"FROM {self.database}.identity_sets GROUP BY identity_key")
         ]
 
     def shared_identifiers(self) -> list[SharedIdentifier]:

@@ -231,3 +231,19 @@ class WarehouseContract:
         gives_up_after(restarted, backend.patience)
         assert restarted.process_and_write(events).effects.duplicates == 60
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, events))
+
+    def test_a_set_seen_again_at_the_same_millisecond_restores_the_least_event_id(self, backend: Backend) -> None:
+        """The event key is (time, event id): a later batch that sees the set at the same millisecond with a smaller
+        event id moves its first key, and a restart restores that key, not the first row's."""
+        at = NOW_MS - 60 * MINUTE_MS
+        first, again = [event("m-late", at, [("email", "tie@example.org")])], [
+            event("a-early", at, [("email", "tie@example.org")])]
+        service = service_on(backend)
+        service.process_and_write(first)
+        service.process_and_write(again)
+        restarted = service_on(backend)
+        gives_up_after(restarted, backend.patience)
+        restarted.process_and_write([])
+        assert restarted.resolver is not None
+        assert restarted.resolver.graph.set_key[(("email", "tie@example.org"),)] == (at, "a-early")
+        assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, first, again))

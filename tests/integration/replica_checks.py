@@ -98,7 +98,9 @@ def assert_replica_exact(settings: Settings, feed: IdentityFeed) -> dict[str, in
     assert replica.version == expected.version, (replica.version, expected.version)
     assert set(replica.sets) == set(expected.sets), (len(replica.sets), len(expected.sets))
     for identifiers, (customer, first_key) in expected.sets.items():
-        assert replica.sets[identifiers][1] == first_key, identifiers
+        assert replica.sets[identifiers][1] == first_key, (identifiers, replica.sets[identifiers], db.query(
+            f"SELECT first_ms, first_event_id, customer_id, version FROM {db.database}.identity_sets "
+            f"WHERE identity_key = '{identity_key(identifiers)}' ORDER BY version"))
         assert replica.resolve_locally(identifiers, FAR_KEY) == follow_aliases(expected.aliases, customer), identifiers
     by_key = {identity_key(s): s for s in replica.sets}
     rows = db.query(f"SELECT event_id, customer_id, identity_key FROM {db.database}.interactions "

@@ -61,7 +61,7 @@ def snapshot_of(batches: list[tuple[Effects, int]]) -> Snapshot:
     journey_alias: dict[str, str] = {}
     for effects, now_ms in batches:
         for identifiers, (_customer, first) in effects.identity_sets.items():
-            key = identity_key(identifiers)  # GROUP BY identity_key, min(first_ms), argMin(first_event_id)
+            key = identity_key(identifiers)  # GROUP BY identity_key, the least (first_ms, first_event_id)
             known = snapshot.identity_sets.get(key)
             snapshot.identity_sets[key] = (identifiers, first if known is None else min(first, known[1]))
         for alias in effects.session_aliases:
