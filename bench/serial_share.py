@@ -67,6 +67,7 @@ class Share:
     replica_bytes_per_set: float  # a replica's memory per identifier set (pympler), aliases and links included
     serial_ceiling_eps: float
     serial_ceiling_with_identity_rows_eps: float  # the owner also turns its identity rows into columns
+    serial_ceiling_with_publication_eps: float  # ... and encodes every version for the replicas
     check: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def projection(s: Share, partitions: int, worker_eps: float | None = None) -> di
     """Events per second with `partitions` partitions, one core each: the least of the serial ceiling and what the
     partitions process, each core paying its share of events plus the replica upkeep of every event's changes.
     With `worker_eps` (a measured whole worker, Kafka and ClickHouse included) that rate bounds a partition."""
-    replica_us = s.serial_share * s.changes_per_owner_event * s.replica_us_per_change  # per event of the total
+    # Every worker decodes and applies every change, per event of the whole deployment.
+    replica_us = s.serial_share * s.changes_per_owner_event * (s.replica_us_per_change + s.replica_decode_us_per_change)
     partition_us = s.ingest_us_per_event + s.partitioned_us_per_event
     if worker_eps:
         partition_us = max(partition_us, 1e6 / worker_eps)
@@ -243,6 +245,7 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
         replica_bytes_per_set=round(asizeof.asizeof(replica) / max(1, len(replica.sets))),
         serial_ceiling_eps=round(serial_ceiling(share, owner_us)),
         serial_ceiling_with_identity_rows_eps=round(serial_ceiling(share, owner_us + rows_us)),
+        serial_ceiling_with_publication_eps=round(1e6 / (share * (owner_us + rows_us) + b["publish"] / n * 1e6)),
         check=dict(passes.check))
 
 
