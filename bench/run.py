@@ -65,6 +65,7 @@ from bench.traffic import (
 from cem.kafka import ensure_topics
 from cem.settings import Settings
 from devtools.harness import WorkerProcess
+from devtools.scrape import metric_value
 from devtools.services import ClickHouseServer, KafkaBroker, require_clickhouse, stop_all
 from devtools.simulate import recent_base_ms
 
@@ -261,7 +262,7 @@ class Bench:
             rate = len(traffic.records) * min(1.0, rows / expected) / seconds
             per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(pid_of(w)),
                                    "rss_mb": procstat.rss_mb(pid_of(w)), "rss_at_first_record_mb": baseline_rss[w.name],
-                                   "metrics": _worker_metrics(w.metrics())}
+                                   "metrics": {**_worker_metrics(w.metrics()), **_owner_share(w.metrics_text())}}
                           for w in workers}
             check = self.check_unique(client, db, expected) if not incomplete else \
                 {"ok": None, "skipped": f"incomplete: {rows}/{expected} rows after {seconds:.0f} s"}
@@ -548,6 +549,15 @@ def _worker_metrics(samples: dict[str, float]) -> dict[str, float]:
         out["sink_batch_mean_s"] = round(out["cem_sink_batch_duration_seconds_sum"] / count, 4)
         out["events_per_sink_batch"] = round(out.get("cem_events_resolved_total", 0.0) / count, 1)
     return out
+
+
+def _owner_share(text: str) -> dict[str, float]:
+    """The live serial share: of the events this worker attributed, those that needed the graph's owner."""
+    attributed = metric_value(text, "cem_identity_events_total")
+    if not attributed:
+        return {}
+    local = metric_value(text, "cem_identity_events_total", {"outcome": "local"})
+    return {"identity_events_attributed": attributed, "live_owner_share": round(1 - local / attributed, 4)}
 
 
 def _pct(values: list[float], p: float) -> float | None:
