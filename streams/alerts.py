@@ -26,6 +26,7 @@ from cem.kafka import kafka_client_options
 from schemas.alerts import InvalidAction, decode_alert, encode_alert, parse_action
 from streams.deadletters import dead_letter
 from streams.ingest import source_of
+from streams.producer import OutboxProducer
 
 log = logging.getLogger("cem.worker")
 Position = tuple[int, str]  # (revision, alert_id) of the last revision published
@@ -37,7 +38,7 @@ class AlertOutbox:
         self.settings = settings
         self.sink = sink
         self.published: Position | None = None  # None: unknown, read the topic's tail first
-        self._producer: Any = None
+        self.producers = OutboxProducer(settings)
         self.waiting_since_ms: int | None = None  # raised_ms of the oldest revision written and not yet published
         metrics.ALERT_PUBLISH_LAG.set_function(self.lag_seconds)
 
@@ -90,21 +91,10 @@ class AlertOutbox:
             self.waiting_since_ms = oldest if self.waiting_since_ms is None else min(self.waiting_since_ms, oldest)
 
     async def producer(self) -> Any:
-        if self._producer is None:
-            from aiokafka import AIOKafkaProducer
-
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                        enable_idempotence=self.settings.alert_idempotent_producer, linger_ms=0,
-                                        max_request_size=self.settings.producer_max_request_bytes,
-                                        **kafka_client_options(self.settings))
-            await producer.start()
-            self._producer = producer
-        return self._producer
+        return await self.producers.get()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self.producers.stop()
 
     async def read_tail(self) -> Position:
         return await read_alerts_tail(self.settings)

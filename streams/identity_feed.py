@@ -26,6 +26,7 @@ from cem.kafka import kafka_client_options
 from cem.settings import Settings
 from schemas.identity_changes import MESSAGE_KEY, Assembler, complete_version, decode_part, encode_changes, version_of
 from schemas.internal import InternalMessageError
+from streams.producer import OutboxProducer
 
 log = logging.getLogger("cem.identity")
 
@@ -43,7 +44,7 @@ class IdentityPublisher:
         self.settings = settings
         self.sink = sink  # cem.service.resolver_service.ResolverService: identity_written_after
         self.published: int | None = None  # the newest complete version on the topic; None: read it first
-        self._producer: Any = None
+        self.producers = OutboxProducer(settings)
 
     def invalidate(self) -> None:
         """The partition moved or a step failed: read the topic's tail and catch up before the next version."""
@@ -78,21 +79,10 @@ class IdentityPublisher:
         metrics.IDENTITY_VERSIONS_PUBLISHED.inc()
 
     async def producer(self) -> Any:
-        if self._producer is None:
-            from aiokafka import AIOKafkaProducer
-
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                        enable_idempotence=self.settings.alert_idempotent_producer, linger_ms=0,
-                                        max_request_size=self.settings.producer_max_request_bytes,
-                                        **kafka_client_options(self.settings))
-            await producer.start()
-            self._producer = producer
-        return self._producer
+        return await self.producers.get()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self.producers.stop()
 
 
 async def read_identity_tail(settings: Settings) -> int:
