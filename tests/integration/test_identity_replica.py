@@ -26,7 +26,7 @@ from tests.integration.replica_checks import (
     warehouse_feed,
     warehouse_identity,
 )
-from tests.integration.test_identity_workers import guard_cases
+from tests.integration.test_identity_workers import feed_workers, guard_cases
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +40,7 @@ def test_replicas_follow_the_owner_exactly_with_two_workers_and_an_erasure(kafka
     live = FeedThread(topic_feed(settings)).start()
     workers = [WorkerProcess(settings, tmp_path / f"w{i}.log", f"w{i}") for i in range(2)]
     try:
-        for worker in workers:
-            worker.start()
-        half = len(topic_records) // 2
-        publish(settings, topic_records[:half])
-        publish(settings, topic_records[half:])
-        wait_until(lambda: drained(settings), 180, "workers did not drain", workers=workers, settings=settings)
+        feed_workers(settings, topic_records, workers)
         forgotten = run_cem("forget", "email", "kiosk3@example.org", env=settings.as_env())
         assert forgotten.returncode == 0, forgotten.stderr
         assert "1 customer(s) forgotten" in forgotten.stdout, forgotten.stdout

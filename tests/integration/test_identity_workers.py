@@ -46,16 +46,22 @@ def guard_cases(base_ms: int) -> list[Record]:
     return records
 
 
+def feed_workers(settings: Settings, records: list[tuple[str, bytes | None, bytes]],
+                 procs: list[WorkerProcess]) -> None:
+    """Start the workers, publish the records in two halves, and wait until they are drained."""
+    for proc in procs:
+        proc.start()
+    half = len(records) // 2
+    publish(settings, records[:half])
+    publish(settings, records[half:])
+    wait_until(lambda: drained(settings), 180, "workers did not drain", workers=procs, settings=settings)
+
+
 def run_pipeline(settings: Settings, records: list[tuple[str, bytes | None, bytes]], workers: int, tmp_path: Path,
                  name: str) -> set[frozenset[str]]:
     procs = [WorkerProcess(settings, tmp_path / f"{name}-{i}.log", f"{name}-{i}") for i in range(workers)]
     try:
-        for proc in procs:
-            proc.start()
-        half = len(records) // 2
-        publish(settings, records[:half])
-        publish(settings, records[half:])
-        wait_until(lambda: drained(settings), 180, "workers did not drain", workers=procs, settings=settings)
+        feed_workers(settings, records, procs)
     finally:
         for proc in procs:
             proc.stop()
