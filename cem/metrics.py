@@ -107,27 +107,26 @@ IDENTITY_OWNER_LAG = Gauge(
     "Messages on the resolver topic not yet committed by the graph's owner (exported by the worker that owns it)",
     ["partition"], registry=REGISTRY,
 )
-# The replica's gauges are labelled with the topic it reads: a worker without a replica exports none of them.
-REPLICA_VERSION = Gauge(
+
+
+def _replica_gauge(name: str, documentation: str) -> Gauge:
+    """The replica's gauges are labelled with the topic it reads: a worker without a replica exports none."""
+    return Gauge(name, documentation, ["topic"], registry=REGISTRY)
+
+
+REPLICA_VERSION = _replica_gauge(
     "cem_identity_replica_version",
-    "The newest owner version this worker's identity replica applied (microseconds of the owner's clock)",
-    ["topic"], registry=REGISTRY,
-)
-REPLICA_LAG = Gauge(
+    "The newest owner version this worker's identity replica applied (microseconds of the owner's clock)")
+REPLICA_LAG = _replica_gauge(
     "cem_identity_replica_lag_messages",
-    "Messages on the identity changes topic that this worker's replica has not applied yet", ["topic"],
-    registry=REGISTRY,
-)
-REPLICA_STALE = Gauge(
+    "Messages on the identity changes topic that this worker's replica has not applied yet")
+REPLICA_STALE = _replica_gauge(
     "cem_identity_replica_stale_seconds",
-    "Seconds since this worker's identity replica last held everything published; 0 while it does",
-    ["topic"], registry=REGISTRY,
-)
-REPLICA_READY = Gauge(
+    "Seconds since this worker's identity replica last held everything published; 0 while it does")
+REPLICA_READY = _replica_gauge(
     "cem_identity_replica_ready",
     "1 once this worker's identity replica has loaded the warehouse's identity sets and read the changes topic to "
-    "its end", ["topic"], registry=REGISTRY,
-)
+    "its end")
 REPLICA_SKIPPED = Counter(
     "cem_identity_replica_skipped_total",
     "Messages of the identity changes topic the replica refused (not signed by cem, or malformed), per reason",
