@@ -130,15 +130,20 @@ class Settings:
     alert_idempotent_producer: bool = True
     # The identity replica (docs/scaling.md): the resolver publishes each version of the identity graph's answers
     # to <prefix>.identity_changes, and every worker keeps a read replica of them, with freshness metrics. Off by
-    # default: a single-resolver deployment does not read it, and the replica holds every identifier set in memory.
+    # default: a single-resolver deployment does not read it.
     identity_replica: bool = False
     identity_changes_retention_hours: float = 24.0
+    # With CEM_STATE_STORE=disk the replica lives in its own store under CEM_STATE_DIR, its caches within this budget
+    identity_replica_memory_mb: int = 64
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):
             raise ValueError(f"CEM_STATE_STORE must be disk or memory, not {self.state_store!r}")
         if self.state_memory_mb < 32:
             raise ValueError(f"CEM_STATE_MEMORY_MB must be at least 32, not {self.state_memory_mb}")
+        if self.identity_replica_memory_mb < 16:
+            raise ValueError("CEM_IDENTITY_REPLICA_MEMORY_MB must be at least 16, not "
+                             f"{self.identity_replica_memory_mb}")
         if not self.clickhouse_url:
             object.__setattr__(self, "clickhouse_url", f"chdb://{Path(self.state_dir).absolute()}/warehouse")
 

@@ -42,12 +42,14 @@ CACHE_SHARES: dict[str, float] = {
     "owner": 0.14, "parent": 0.06, "customers": 0.14, "set_owner": 0.1, "set_key": 0.1, "carriers": 0.12,
     "origins": 0.04, "shared_seen_with": 0.06, "seen": 0.08, "seen_expiry": 0.01, "sessions": 0.09,
     "journeys": 0.05,
+    # The identity replica's store holds only these (CEM_IDENTITY_REPLICA_MEMORY_MB)
+    "replica_sets": 0.6, "replica_aliases": 0.2, "replica_links": 0.2,
 }
 # Maps whose values are built-in types (strings, tuples, sets, lists): marshal, faster than pickle, suffices.
 _MARSHAL_VALUES = frozenset({"owner", "parent", "set_owner", "set_key", "carriers", "origins", "shared_seen_with",
-                             "seen", "seen_expiry"})
-_IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with"})
-_SET_KEYS = frozenset({"set_owner", "set_key"})
+                             "seen", "seen_expiry", "replica_sets", "replica_aliases", "replica_links"})
+_IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with", "replica_links"})
+_SET_KEYS = frozenset({"set_owner", "set_key", "replica_sets"})
 
 
 class StateDirInUse(Exception):

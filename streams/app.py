@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -23,6 +24,7 @@ from prometheus_client import generate_latest
 from cem import metrics
 from cem.service.resolver_service import ResolverService
 from cem.settings import Settings
+from cem.state_store import StateStore
 from schemas.codec import new_registry
 from sinks.erasure import erasure_key
 from streams import agents
@@ -165,10 +167,16 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
         schema_feed=schema_feed,
         identity_feed=IdentityFeed(settings, lambda: asyncio.get_running_loop().run_in_executor(
-            None, sink.identity_start)),
+            None, sink.identity_start), store=_replica_store(settings)),
         stopping=sink.stopping,
         status=status,
     )
+
+
+def _replica_store(settings: Settings) -> StateStore | None:
+    if not settings.identity_replica or settings.state_store != "disk":
+        return None
+    return StateStore(Path(settings.state_dir) / "identity-replica", settings.identity_replica_memory_mb)
 
 
 def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:

@@ -22,8 +22,10 @@ from typing import Any
 
 from cem import metrics
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
+from cem.domain.state_maps import in_memory_maps
 from cem.kafka import kafka_client_options
 from cem.settings import Settings
+from cem.state_store import Checkpoint, StateStore
 from schemas.identity_changes import MESSAGE_KEY, Assembler, complete_version, decode_part, encode_changes, version_of
 from schemas.internal import InternalMessageError
 from streams.producer import OutboxProducer
@@ -111,9 +113,11 @@ async def read_identity_tail(settings: Settings) -> int:
 
 class IdentityFeed:
     def __init__(self, settings: Settings, load_start: Callable[[], Awaitable[IdentityChanges]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, store: StateStore | None = None) -> None:
+        """`store`: a disk store for the replica's maps (emptied at each start), None to keep them in dicts."""
         self.settings = settings
         self.load_start = load_start
+        self.store = store
         self.clock = clock
         self.replica = IdentityReplica()
         self.ready = asyncio.Event()
@@ -139,8 +143,11 @@ class IdentityFeed:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         start = await self.load_start()
-        replica = IdentityReplica()
+        if self.store is not None:
+            self.store.wipe()  # the replica starts from the warehouse, whatever the files hold
+        replica = IdentityReplica(self.store.map if self.store is not None else in_memory_maps)
         replica.apply(start)
+        self._written(replica)
         partition = TopicPartition(self.settings.identity_changes_topic, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
                                     group_id=None, **kafka_client_options(self.settings))
@@ -162,6 +169,8 @@ class IdentityFeed:
                 records = (await consumer.getmany(partition, timeout_ms=POLL_MS)).get(partition, [])
                 for record in records:
                     self.apply(replica, assembler, record.value, record.headers, record.offset)
+                if records:
+                    self._written(replica)
                 position = await consumer.position(partition)
                 end = (await consumer.end_offsets([partition]))[partition]
                 self._progress(position >= target and not assembler.waiting, end - position)
@@ -196,6 +205,11 @@ class IdentityFeed:
         if whole is not None and replica.apply(whole):
             metrics.REPLICA_VERSION.labels(self.settings.identity_changes_topic).set(replica.version)
 
+    def _written(self, replica: IdentityReplica) -> None:
+        """A disk-backed replica writes its changes back and keeps its caches within their budget."""
+        if self.store is not None:
+            self.store.flush(Checkpoint(replica.version, "identity-replica"))
+
     def _progress(self, reached: bool, lag: int) -> None:
         """`reached`: everything the topic held at the previous poll is applied. Under steady traffic new versions
         arrive all the time, so being fresh means keeping up with what was there, not an empty backlog."""
@@ -205,8 +219,7 @@ class IdentityFeed:
             self.caught_up_at = now
             if not self.ready.is_set():
                 self.ready.set()
-                log.info("identity replica ready: %d identifier sets at version %d", len(self.replica.sets),
-                         self.replica.version)
+                log.info("identity replica ready at version %d", self.replica.version)
         since = self.caught_up_at if self.caught_up_at is not None else self.started_at
         topic = self.settings.identity_changes_topic
         metrics.REPLICA_LAG.labels(topic).set(self.lag)
@@ -216,4 +229,4 @@ class IdentityFeed:
 
     def describe(self) -> dict[str, Any]:
         return {"ready": self.ready.is_set(), "version": self.replica.version, "lag_messages": self.lag,
-                "identifier_sets": len(self.replica.sets), "aliases": len(self.replica.aliases)}
+                "store": "disk" if self.store is not None else "memory"}

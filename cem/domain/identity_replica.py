@@ -15,13 +15,14 @@ goes to the owner; a replica never guesses. docs/scaling.md explains why this ke
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from cem.domain.identity_outcome import LOCAL, OWNER_REASONS, classify, is_local
 from cem.domain.identity_records import EventKey, IdentitySet
 from cem.domain.model import Identifier
 from cem.domain.resolver import Effects, follow_aliases
+from cem.domain.state_maps import MapFactory, in_memory_maps
 
 __all__ = ["LOCAL", "OWNER_REASONS", "IdentityChanges", "IdentityReplica", "classify", "identity_changes",
            "is_local"]
@@ -53,11 +54,12 @@ def identity_changes(effects: Effects, removed: Iterable[IdentitySet] = ()) -> I
 class IdentityReplica:
     """Identifier set -> customer as the owner last published it, with aliases followed at read time."""
 
-    def __init__(self) -> None:
+    def __init__(self, maps: MapFactory = in_memory_maps) -> None:
+        """`maps`: dicts, or a worker's disk store with bounded caches (cem.state_store)."""
         self.version = 0  # the newest owner version applied
-        self.sets: dict[IdentitySet, tuple[str, EventKey]] = {}
-        self.aliases: dict[str, str] = {}
-        self.links: dict[Identifier, str] = {}
+        self.sets: MutableMapping[IdentitySet, tuple[str, EventKey]] = maps("replica_sets")
+        self.aliases: MutableMapping[str, str] = maps("replica_aliases")
+        self.links: MutableMapping[Identifier, str] = maps("replica_links")
 
     def apply(self, changes: IdentityChanges) -> bool:
         """Apply one owner version whole. A version at or below the one applied is a redelivery: ignored."""
@@ -65,7 +67,8 @@ class IdentityReplica:
             return False
         for identifiers in changes.removed:
             self.sets.pop(identifiers, None)
-        self.sets.update(changes.sets)
+        for identifiers, answer in changes.sets.items():
+            self.sets[identifiers] = answer
         for old_id, current_id in changes.aliases.items():
             if old_id == current_id:
                 self.aliases.pop(old_id, None)  # live again (a recompute re-created it)

@@ -356,10 +356,12 @@ class AliasCycle(Exception):
 
 
 def follow_aliases(alias: Mapping[str, str], key: str) -> str:
-    """The id `key` resolves to now. An id aliased to itself is current (a retried batch can write such a row)."""
-    start = key
-    for _ in range(len(alias) + 1):
-        if key not in alias or alias[key] == key:
-            return key
-        key = alias[key]
-    raise AliasCycle(f"the aliases from {start} lead in a circle")
+    """The id `key` resolves to now. An id aliased to itself is current (a retried batch can write such a row).
+    Cycles are found by the ids walked, not by the mapping's size (a disk-backed mapping counts by scanning)."""
+    start, walked = key, set()
+    while (target := alias.get(key)) is not None and target != key:
+        if key in walked:
+            raise AliasCycle(f"the aliases from {start} lead in a circle")
+        walked.add(key)
+        key = target
+    return key

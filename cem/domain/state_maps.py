@@ -29,6 +29,10 @@ MAP_KINDS: dict[str, tuple[bool, bool]] = {
     "sessions": (True, False),  # customer id -> sessions sorted by start
     "journeys": (True, False),  # customer id -> issue_ref -> journey
     "meta": (False, True),  # small bookkeeping (e.g. the oldest minute of seen ids still held)
+    # A worker's identity replica (cem/domain/identity_replica.py), in a store of its own
+    "replica_sets": (False, False),  # identifier set -> (customer, first event key) as the owner published it
+    "replica_aliases": (False, False),  # merged customer id -> the id it merged into
+    "replica_links": (False, False),  # identifier -> customer
 }
 
 

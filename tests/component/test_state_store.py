@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cem.domain.identity_replica import IdentityReplica, identity_changes
 from cem.domain.model import Interaction
 from cem.domain.resolver import DAY_MS, Resolver, ResolverConfig
 from cem.state_store import Checkpoint, StateStore
@@ -164,3 +165,27 @@ def test_a_reopened_store_runs_with_the_configured_cache_not_the_options_stored_
         assert again.map("owner")[("email", "a@x")] == "c_1"
     finally:
         again.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=traffic())
+def test_an_identity_replica_on_disk_with_tiny_caches_answers_as_one_in_memory(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[Batch]) -> None:
+    """The worker's replica (streams/identity_feed.py) keeps its maps in a store of its own when the state is on
+    disk: through evictions and write-backs it must answer every set and customer as the dicts do."""
+    store = StateStore(tmp_path_factory.mktemp("replica"), 32, cache_entries=2)
+    resolver, in_memory, on_disk = Resolver(CONFIG), IdentityReplica(), IdentityReplica(store.map)
+    try:
+        for now_ms, events in batches:
+            changes = identity_changes(resolver.process(events, now_ms))
+            assert in_memory.apply(changes) == on_disk.apply(changes)
+            store.flush(Checkpoint(changes.version, "identity-replica"))
+            late = (2**62, "")
+            for identifiers in in_memory.sets:
+                assert on_disk.resolve_locally(identifiers, late) == in_memory.resolve_locally(identifiers, late)
+            for customer in {answer[0] for answer in in_memory.sets.values()}:
+                assert on_disk.current(customer) == in_memory.current(customer)
+        assert sorted(on_disk.sets.items()) == sorted(in_memory.sets.items())
+        assert sorted(on_disk.links.items()) == sorted(in_memory.links.items())
+    finally:
+        store.close()
