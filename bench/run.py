@@ -552,12 +552,18 @@ def _worker_metrics(samples: dict[str, float]) -> dict[str, float]:
 
 
 def _owner_share(text: str) -> dict[str, float]:
-    """The live serial share: of the events this worker attributed, those that needed the graph's owner."""
+    """The live serial share: of the events this worker attributed, those that needed the graph's owner; and, with
+    the replica on, of the events its ingest asked its replica about, those a front would have sent to the owner."""
+    out: dict[str, float] = {}
     attributed = metric_value(text, "cem_identity_events_total")
-    if not attributed:
-        return {}
-    local = metric_value(text, "cem_identity_events_total", {"outcome": "local"})
-    return {"identity_events_attributed": attributed, "live_owner_share": round(1 - local / attributed, 4)}
+    if attributed:
+        local = metric_value(text, "cem_identity_events_total", {"outcome": "local"})
+        out.update(identity_events_attributed=attributed, live_owner_share=round(1 - local / attributed, 4))
+    asked = metric_value(text, "cem_identity_front_answers_total")
+    if asked:
+        local = metric_value(text, "cem_identity_front_answers_total", {"answer": "local"})
+        out.update(front_events_asked=asked, front_owner_share=round(1 - local / asked, 4))
+    return out
 
 
 def _pct(values: list[float], p: float) -> float | None:

@@ -127,6 +127,12 @@ REPLICA_READY = _replica_gauge(
     "cem_identity_replica_ready",
     "1 once this worker's identity replica has loaded the warehouse's identity sets and read the changes topic to "
     "its end")
+FRONT_ANSWERS = Counter(
+    "cem_identity_front_answers_total",
+    "Valid events this worker's ingest asked its identity replica about, while it was ready, by answer: local (a "
+    "front of the split would forward the event at once) or owner (it would wait for the graph's owner)",
+    ["answer"], registry=REGISTRY,
+)
 REPLICA_SKIPPED = Counter(
     "cem_identity_replica_skipped_total",
     "Messages of the identity changes topic the replica refused (not signed by cem, or malformed), per reason",

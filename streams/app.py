@@ -148,6 +148,8 @@ def _topics(app: faust.App, settings: Settings) -> dict[str, Any]:
 def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: dict[str, Any]) -> Stages:
     status = WorkerStatus()
     schema_feed = SchemaFeed(settings, new_registry())
+    identity_feed = IdentityFeed(settings, lambda: asyncio.get_running_loop().run_in_executor(
+        None, sink.identity_start), store=_replica_store(settings))
     purges: set[asyncio.Future[int]] = set()
 
     def purge_after_erasure() -> None:
@@ -160,14 +162,14 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
     return Stages(
         settings=settings,
         ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
-                           registry=schema_feed.registry, catch_up=schema_feed.catch_up),
+                           registry=schema_feed.registry, catch_up=schema_feed.catch_up,
+                           delivered=identity_feed.probe if settings.identity_replica else lambda events: None),
         resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure,
                              outbox=AlertOutbox(settings, sink), identity_out=IdentityPublisher(settings, sink)),
         alert_actions=AlertActionStage(settings, sink, topics["deadletter"]),
         control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
         schema_feed=schema_feed,
-        identity_feed=IdentityFeed(settings, lambda: asyncio.get_running_loop().run_in_executor(
-            None, sink.identity_start), store=_replica_store(settings)),
+        identity_feed=identity_feed,
         stopping=sink.stopping,
         status=status,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 from cem import metrics
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
+from cem.domain.model import Interaction
 from cem.domain.state_maps import in_memory_maps
 from cem.kafka import kafka_client_options
 from cem.settings import Settings
@@ -226,6 +227,16 @@ class IdentityFeed:
         metrics.REPLICA_STALE.labels(topic).set(0.0 if self.caught_up_at == now else now - since)
         metrics.REPLICA_READY.labels(topic).set(1 if self.ready.is_set() else 0)
         metrics.REPLICA_VERSION.labels(topic).set(self.replica.version)
+
+    def probe(self, events: list[Interaction]) -> None:
+        """What a front would do with these events now: count those the replica attributes and those it would send
+        to the owner. The split's fronts are not built (docs/scaling.md); this measures them on live traffic."""
+        if not self.ready.is_set() or not events:
+            return
+        local = sum(1 for e in events
+                    if self.replica.resolve_locally(e.identifiers, (e.occurred_ms, e.event_id)) is not None)
+        metrics.FRONT_ANSWERS.labels("local").inc(local)
+        metrics.FRONT_ANSWERS.labels("owner").inc(len(events) - local)
 
     def describe(self) -> dict[str, Any]:
         return {"ready": self.ready.is_set(), "version": self.replica.version, "lag_messages": self.lag,

@@ -104,8 +104,10 @@ class IngestStage:
     def __init__(self, settings: Settings, resolve_topic: Any, deadletter_topic: Any,
                  status: WorkerStatus | None = None, clock: Callable[[], float] = time.time,
                  registry: SchemaRegistry | None = None,
-                 catch_up: Callable[[], Awaitable[bool]] = _nothing_new) -> None:
-        """`catch_up` reads the registered writer schemas up to now; True when it found new ones."""
+                 catch_up: Callable[[], Awaitable[bool]] = _nothing_new,
+                 delivered: Callable[[list[Interaction]], None] = lambda events: None) -> None:
+        """`catch_up` reads the registered writer schemas up to now; True when it found new ones. `delivered` is
+        told the valid events of every batch once they are on the broker (the identity replica's front probe)."""
         self.settings = settings
         self.confluent: ConfluentSchemas | None = None
         if settings.schema_registry_url:  # Confluent framing: writer schemas by id, from the registry
@@ -114,6 +116,7 @@ class IngestStage:
             self.confluent = ConfluentSchemas(settings.schema_registry_url, settings.schema_registry_timeout_seconds)
         self.ingestor = Ingestor(settings, registry)
         self.catch_up = catch_up
+        self.delivered = delivered
         self.resolve_topic = resolve_topic
         self.deadletter_topic = deadletter_topic
         self.clock = clock
@@ -165,6 +168,7 @@ class IngestStage:
                         type(exc).__name__, str(exc)[:200])
             await asyncio.sleep(0.1 * 2 ** attempt)
         await self._deliver(batch)
+        self.delivered(batch.valid)
         for message in messages:
             metrics.EVENTS_IN.labels(message.topic.rsplit(".", 1)[-1]).inc()
         for reason in batch.reasons:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cem import metrics
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identity_changes
 from cem.domain.reasons import Reason
 from cem.domain.resolver import Resolver, ResolverConfig
@@ -139,3 +140,22 @@ def test_the_resolver_counts_every_unique_event_by_its_identity_outcome() -> Non
                               event("y", NOW_MS, [("email", "u1@example.org"), ("phone", "+14155550199")])],
                              NOW_MS + 1)
     assert later.identity_outcomes == {"late": 1, "link": 1}
+
+
+def test_the_front_probe_counts_what_a_front_would_forward_and_what_would_wait_only_once_ready() -> None:
+    feed = IdentityFeed(Settings.from_env({}), load_start=None)  # type: ignore[arg-type]
+    feed.replica.apply(IdentityChanges(5, {(("email", "a@example.org"),): ("c1", (NOW_MS - 1000, "first"))}))
+    known = event("later", NOW_MS, [("email", "a@example.org")])
+    before_known = event("earlier", NOW_MS - 5000, [("email", "a@example.org")])  # older than the set: owner
+    unknown = event("new", NOW_MS, [("email", "b@example.org")])
+
+    def counts() -> tuple[float, float]:
+        return (metrics.FRONT_ANSWERS.labels("local")._value.get(), metrics.FRONT_ANSWERS.labels("owner")._value.get())
+
+    start = counts()
+    feed.probe([known, before_known, unknown])
+    assert counts() == start  # not ready: nothing counted
+    feed.ready.set()
+    feed.probe([known, before_known, unknown])
+    local, owner = counts()
+    assert (local - start[0], owner - start[1]) == (1, 2)
