@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
 from cem.domain.identity_replica import IdentityChanges, identity_changes
@@ -42,7 +42,9 @@ class ErasureOutcome:
     identifiers_removed: int = 0
     events_anonymised: int = 0
     carriers: int = 0
-    identity: IdentityChanges | None = None  # what the erasure changed in the graph's answers, for the replicas
+    # What the erasure changed in the graph's answers, for the replicas; not part of the outcome's record (a request
+    # delivered again is answered from its audit row, without it).
+    identity: IdentityChanges | None = field(default=None, compare=False)
 
 
 def erasure_key(settings: Settings) -> bytes:
