@@ -232,18 +232,27 @@ class WarehouseContract:
         assert restarted.process_and_write(events).effects.duplicates == 60
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, events))
 
-    def test_a_set_seen_again_at_the_same_millisecond_restores_the_least_event_id(self, backend: Backend) -> None:
+    @pytest.mark.parametrize("sightings", [
+        [("m-late", 0), ("a-early", 0)],  # the smaller id at the same millisecond comes second
+        [("z", 0), ("m", 0), ("a", 0)],  # three rows tied on the millisecond, each a smaller id
+        [("b", 1), ("z", 0), ("a", 0)],  # an earlier millisecond first, then a tie within it
+        [("aa", 0), ("a", 0)],  # a prefix is smaller
+        [("e-9", 0), ("e-10", 0)],  # ids compare as text, not as numbers
+    ])
+    def test_a_set_seen_again_at_the_same_millisecond_restores_the_least_event_id(
+            self, backend: Backend, sightings: list[tuple[str, int]]) -> None:
         """The event key is (time, event id): a later batch that sees the set at the same millisecond with a smaller
         event id moves its first key, and a restart restores that key, not the first row's."""
         at = NOW_MS - 60 * MINUTE_MS
-        first, again = [event("m-late", at, [("email", "tie@example.org")])], [
-            event("a-early", at, [("email", "tie@example.org")])]
+        batches = [[event(event_id, at + offset * MINUTE_MS, [("email", "tie@example.org")])]
+                   for event_id, offset in sightings]
         service = service_on(backend)
-        service.process_and_write(first)
-        service.process_and_write(again)
+        for batch in batches:
+            service.process_and_write(batch)
         restarted = service_on(backend)
         gives_up_after(restarted, backend.patience)
         restarted.process_and_write([])
         assert restarted.resolver is not None
-        assert restarted.resolver.graph.set_key[(("email", "tie@example.org"),)] == (at, "a-early")
-        assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, first, again))
+        least = min((e.occurred_ms, e.event_id) for batch in batches for e in batch)
+        assert restarted.resolver.graph.set_key[(("email", "tie@example.org"),)] == least
+        assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, *batches))
