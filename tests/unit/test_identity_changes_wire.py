@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cem import metrics
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identity_changes
 from cem.domain.reasons import Reason
-from cem.domain.resolver import Resolver, ResolverConfig
+from cem.domain.resolver import AliasCycle, Resolver, ResolverConfig, follow_aliases
 from cem.settings import Settings
 from schemas.identity_changes import (
     PART_HEADER,
@@ -159,3 +159,20 @@ def test_the_front_probe_counts_what_a_front_would_forward_and_what_would_wait_o
     feed.probe([known, before_known, unknown])
     local, owner = counts()
     assert (local - start[0], owner - start[1]) == (1, 2)
+
+
+@pytest.mark.parametrize(("aliases", "start", "expected"), [
+    ({}, "a", "a"),
+    ({"a": "b"}, "a", "b"),
+    ({"a": "b", "b": "c", "c": "c"}, "a", "c"),  # an id aliased to itself is current
+    ({"a": "b", "b": "a"}, "a", None),
+    ({"a": "b", "b": "c", "c": "b"}, "a", None),  # a circle that does not pass through the start
+    ({f"c{i}": f"c{i + 1}" for i in range(500)}, "c0", "c500"),  # a long chain is not a circle
+])
+def test_aliases_are_followed_to_the_current_id_and_a_circle_is_refused(aliases: dict[str, str], start: str,
+                                                                       expected: str | None) -> None:
+    if expected is None:
+        with pytest.raises(AliasCycle):
+            follow_aliases(aliases, start)
+    else:
+        assert follow_aliases(aliases, start) == expected
