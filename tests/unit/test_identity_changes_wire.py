@@ -176,3 +176,18 @@ def test_aliases_are_followed_to_the_current_id_and_a_circle_is_refused(aliases:
             follow_aliases(aliases, start)
     else:
         assert follow_aliases(aliases, start) == expected
+
+
+def test_staleness_is_the_time_since_the_replica_last_held_what_the_topic_held_at_the_previous_poll() -> None:
+    now = [100.0]
+    feed = IdentityFeed(Settings.from_env({}, topic_prefix="stale"), load_start=None,  # type: ignore[arg-type]
+                        clock=lambda: now[0])
+    stale = metrics.REPLICA_STALE.labels(feed.settings.identity_changes_topic)
+    now[0] = 103.0
+    feed._progress(False, 4)  # never caught up: stale since the start
+    assert stale._value.get() == 3.0 and not feed.ready.is_set()
+    feed._progress(True, 2)  # steady traffic: new messages arrived meanwhile, yet it keeps up
+    assert stale._value.get() == 0.0 and feed.ready.is_set() and feed.lag == 2
+    now[0] = 110.5
+    feed._progress(False, 9)
+    assert stale._value.get() == 7.5
