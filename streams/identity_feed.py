@@ -72,7 +72,7 @@ class IdentityPublisher:
             raise
 
     async def _send(self, changes: IdentityChanges) -> None:
-        producer = await self.producer()
+        producer = await self.producers.get()
         deliveries = []
         for value, headers in encode_changes(self.settings.signing_key, changes, self.settings.message_max_bytes):
             deliveries.append(await producer.send(self.settings.identity_changes_topic, value, key=MESSAGE_KEY,
@@ -80,9 +80,6 @@ class IdentityPublisher:
         await asyncio.gather(*deliveries)
         self.published = changes.version
         metrics.IDENTITY_VERSIONS_PUBLISHED.inc()
-
-    async def producer(self) -> Any:
-        return await self.producers.get()
 
     async def stop(self) -> None:
         await self.producers.stop()
@@ -162,8 +159,7 @@ class IdentityFeed:
                 consumer.seek(partition, (await consumer.end_offsets([partition]))[partition])
             else:
                 consumer.seek(partition, found.offset)
-            self.replica = replica
-            self.caught_up_at = None
+            self.replica = replica  # stale since it was last caught up, before the restart: caught_up_at stays
             assembler = Assembler()
             target = (await consumer.end_offsets([partition]))[partition]
             while True:
