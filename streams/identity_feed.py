@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cem import metrics
-from cem.domain.identity_replica import IdentityChanges, IdentityReplica
+from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identity_changes
 from cem.domain.model import Interaction
+from cem.domain.resolver import Effects
 from cem.domain.state_maps import in_memory_maps
 from cem.kafka import kafka_client_options
 from cem.settings import Settings
@@ -52,6 +53,11 @@ class IdentityPublisher:
     def invalidate(self) -> None:
         """The partition moved or a step failed: read the topic's tail and catch up before the next version."""
         self.published = None
+
+    async def publish_batch(self, effects: Effects) -> None:
+        """A resolver batch's identity changes (computed only when the replica is on: this is the serial path)."""
+        if self.settings.identity_replica:
+            await self.publish(identity_changes(effects))
 
     async def publish(self, changes: IdentityChanges | None) -> None:
         """Publish one version (after a catch-up when needed); returns once the broker has every part."""

@@ -14,7 +14,6 @@ from typing import Any
 
 from cem import metrics
 from cem.domain.erasure import APPLIED
-from cem.domain.identity_replica import identity_changes
 from cem.domain.model import Interaction
 from cem.domain.reasons import Reason
 from schemas.internal import ControlRequest, InternalMessageError, decode_resolve_message, verify
@@ -112,7 +111,7 @@ class ResolveStage:
             return
         result = await loop.run_in_executor(None, self.sink.process_and_write, events)
         if self.identity_out is not None:
-            await self.identity_out.publish(identity_changes(result.effects))
+            await self.identity_out.publish_batch(result.effects)
         if self.outbox is not None:
             await self.outbox.publish(result.alerts)
         if result.rejected:
