@@ -691,6 +691,14 @@ def summary_table(r: dict[str, Any]) -> str:
             f"owner {s['owner_us_per_owner_event']} us per such event, partitionable {s['partitioned_us_per_event']} "
             f"us per event; serial ceiling {s['serial_ceiling_eps']:,}/s; projected "
             + ", ".join(f"{p['partitions']}p {p['projected_eps']:,}/s" for p in s["projection"]["simulated"]))
+    live = [w["metrics"] for w in r["throughput_1w"].get("per_worker", {}).values()
+            if "live_owner_share" in w["metrics"]]
+    if live:
+        m = live[0]
+        add("live share needing the owner", f"{m['live_owner_share']:.1%}",
+            f"of {m['identity_events_attributed']:,.0f} events the pipeline attributed (cem_identity_events_total)"
+            + (f"; a front would have sent {m['front_owner_share']:.1%} to the owner (replica on)"
+               if "front_owner_share" in m else ""))
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",
