@@ -262,7 +262,7 @@ class Bench:
             rate = len(traffic.records) * min(1.0, rows / expected) / seconds
             per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(pid_of(w)),
                                    "rss_mb": procstat.rss_mb(pid_of(w)), "rss_at_first_record_mb": baseline_rss[w.name],
-                                   "metrics": {**_worker_metrics(w.metrics()), **_owner_share(w.metrics_text())}}
+                                   "metrics": {**_worker_metrics(w.metrics()), **_identity_costs(w.metrics_text())}}
                           for w in workers}
             check = self.check_unique(client, db, expected) if not incomplete else \
                 {"ok": None, "skipped": f"incomplete: {rows}/{expected} rows after {seconds:.0f} s"}
@@ -551,18 +551,31 @@ def _worker_metrics(samples: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _owner_share(text: str) -> dict[str, float]:
+def _identity_costs(text: str) -> dict[str, float]:
     """The live serial share: of the events this worker attributed, those that needed the graph's owner; and, with
-    the replica on, of the events its ingest asked its replica about, those a front would have sent to the owner."""
+    the replica on, of the events its ingest asked its replica about, those a front would have sent to the owner.
+    With them, what the resolver measured of its own CPU: the graph's per event that needed the owner (and the
+    serial ceiling it implies), and the whole resolver's per event resolved (and today's single-resolver cap)."""
     out: dict[str, float] = {}
     attributed = metric_value(text, "cem_identity_events_total")
     if attributed:
         local = metric_value(text, "cem_identity_events_total", {"outcome": "local"})
         out.update(identity_events_attributed=attributed, live_owner_share=round(1 - local / attributed, 4))
+        owner_seconds = metric_value(text, "cem_identity_graph_seconds_total", {"need": "owner"})
+        if owner_seconds and attributed > local:
+            out.update(live_owner_us_per_owner_event=round(owner_seconds / (attributed - local) * 1e6, 1),
+                       live_serial_ceiling_eps=round(attributed / owner_seconds))
     asked = metric_value(text, "cem_identity_front_answers_total")
     if asked:
         local = metric_value(text, "cem_identity_front_answers_total", {"answer": "local"})
         out.update(front_events_asked=asked, front_owner_share=round(1 - local / asked, 4))
+    resolved = metric_value(text, "cem_events_resolved_total")
+    cpu = metric_value(text, "cem_resolver_cpu_seconds_total")
+    if resolved and cpu:
+        out.update(resolver_cpu_us_per_event=round(cpu / resolved * 1e6, 1), resolver_ceiling_eps=round(resolved / cpu),
+                   **{f"resolver_cpu_s_{step}": round(metric_value(text, "cem_resolver_cpu_seconds_total",
+                                                                   {"step": step}), 2)
+                      for step in ("resolve", "columns", "insert", "state")})
     return out
 
 
@@ -699,6 +712,15 @@ def summary_table(r: dict[str, Any]) -> str:
             f"of {m['identity_events_attributed']:,.0f} events the pipeline attributed (cem_identity_events_total)"
             + (f"; a front would have sent {m['front_owner_share']:.1%} to the owner (replica on)"
                if "front_owner_share" in m else ""))
+        if "live_serial_ceiling_eps" in m:
+            add("live owner cost and serial ceiling", f"{m['live_serial_ceiling_eps']:,.0f}/s",
+                f"the graph's CPU {m['live_owner_us_per_owner_event']} us per event needing the owner "
+                "(cem_identity_graph_seconds_total)")
+        if "resolver_ceiling_eps" in m:
+            add("live single-resolver cap", f"{m['resolver_ceiling_eps']:,.0f}/s",
+                f"the resolver's CPU {m['resolver_cpu_us_per_event']} us per event resolved: resolve "
+                f"{m['resolver_cpu_s_resolve']}s, columns {m['resolver_cpu_s_columns']}s, insert "
+                f"{m['resolver_cpu_s_insert']}s, state {m['resolver_cpu_s_state']}s (cem_resolver_cpu_seconds_total)")
     checks = [v["check"]["ok"] for k, v in r.items() if isinstance(v, dict) and "check" in v]
     done = [c for c in checks if c is not None]
     add("self-check rows == unique valid", ("OK" if all(done) else "FAILED") if done else "n/a",

@@ -97,6 +97,20 @@ IDENTITY_EVENTS = Counter(
     "could attribute them) or the reason the graph's owner was needed (docs/scaling.md)",
     ["outcome"], registry=REGISTRY,
 )
+IDENTITY_GRAPH_SECONDS = Counter(
+    "cem_identity_graph_seconds_total",
+    "Time the identity graph spent on the unique events the resolver attributed, by need: owner (events that "
+    "changed the graph: the serial work a split deployment keeps on one process) or local (events a replica of the "
+    "graph's answers could attribute)",
+    ["need"], registry=REGISTRY,
+)
+RESOLVER_CPU_SECONDS = Counter(
+    "cem_resolver_cpu_seconds_total",
+    "CPU time of the resolver's batches, by step: resolve (deduplication, identity, sessions, journeys, alert "
+    "rules), columns (rows to ClickHouse columns), insert (sending them), state (the disk store's write-back). "
+    "Only the worker that owns the resolver topic counts; its rate is the share of a core the serial stage uses",
+    ["step"], registry=REGISTRY,
+)
 IDENTITY_VERSIONS_PUBLISHED = Counter(
     "cem_identity_versions_published_total",
     "Identity versions the graph's owner published to the identity changes topic, catch-up versions included",

@@ -22,7 +22,8 @@ from cem.domain.identity import (
     RefusedMerge,
 )
 from cem.domain.identity_erasure import forget_in_graph
-from cem.domain.identity_outcome import classify
+from cem.domain.identity_outcome import LOCAL, classify
+from cem.domain.identity_records import Attribution
 from cem.domain.journeys import (
     JourneyAlias,
     JourneyBook,
@@ -88,6 +89,9 @@ class Effects:
     shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers newly marked shared
     # Unique events by identity outcome (cem.domain.identity_outcome): "local", or why the graph changed.
     identity_outcomes: dict[str, int] = field(default_factory=dict)
+    # Time the identity graph took, split by "owner" (events that changed it) and "local" (events a replica could
+    # have answered); empty unless the resolver was given a timer.
+    graph_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def conflicts(self) -> int:
@@ -95,8 +99,10 @@ class Effects:
 
 
 class Resolver:
-    def __init__(self, config: ResolverConfig, maps: MapFactory = in_memory_maps) -> None:
+    def __init__(self, config: ResolverConfig, maps: MapFactory = in_memory_maps,
+                 timer: Callable[[], float] | None = None) -> None:
         self.config = config
+        self.timer = timer  # times the identity graph's part of each event (None: not measured)
         self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
                                    config.shared_weak_threshold, maps)
         self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
@@ -142,24 +148,14 @@ class Resolver:
         self._first_seen = {}
 
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
-        known_key = self.graph.set_key.get(event.identifiers)
-        if known_key is None:
-            effects.first_sets.add(event.identifiers)
-        attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
-        outcome = classify(known_key, (event.occurred_ms, event.event_id), attribution)
-        effects.identity_outcomes[outcome] = effects.identity_outcomes.get(outcome, 0) + 1
+        timer = self.timer
+        started = 0.0 if timer is None else timer()
+        attribution, outcome = self._attribute(event, effects)
+        if timer is not None:
+            need = "local" if outcome == LOCAL else "owner"
+            effects.graph_seconds[need] = effects.graph_seconds.get(need, 0.0) + timer() - started
         customer_id = attribution.customer_id
-        effects.customers.extend(attribution.created)
-        effects.links.extend(attribution.links)
-        effects.merges.extend(attribution.merges)
-        effects.refused_merges.extend(attribution.refused)
-        effects.unlinked.extend(attribution.unlinked)
-        effects.shared.extend(attribution.shared)
-        effects.recomputes += attribution.recomputed
-        for identifiers, owner in attribution.set_customers.items():
-            effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
         for old_id, current_id in attribution.aliases.items():
-            effects.customer_aliases[old_id] = current_id
             if old_id != current_id:
                 self._move_customer(old_id, current_id, effects)
 
@@ -176,6 +172,26 @@ class Resolver:
             effects.journeys[journey.journey_id] = journey
             journey_id = journey.journey_id
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
+
+    def _attribute(self, event: Interaction, effects: Effects) -> tuple[Attribution, str]:
+        """The identity graph's part of an event (what the graph's owner does): its customer, and the outcome."""
+        known_key = self.graph.set_key.get(event.identifiers)
+        if known_key is None:
+            effects.first_sets.add(event.identifiers)
+        attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
+        outcome = classify(known_key, (event.occurred_ms, event.event_id), attribution)
+        effects.identity_outcomes[outcome] = effects.identity_outcomes.get(outcome, 0) + 1
+        effects.customers.extend(attribution.created)
+        effects.links.extend(attribution.links)
+        effects.merges.extend(attribution.merges)
+        effects.refused_merges.extend(attribution.refused)
+        effects.unlinked.extend(attribution.unlinked)
+        effects.shared.extend(attribution.shared)
+        effects.recomputes += attribution.recomputed
+        for identifiers, owner in attribution.set_customers.items():
+            effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
+        effects.customer_aliases.update(attribution.aliases)
+        return attribution, outcome
 
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
         """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys

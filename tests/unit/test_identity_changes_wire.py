@@ -191,3 +191,15 @@ def test_staleness_is_the_time_since_the_replica_last_held_what_the_topic_held_a
     now[0] = 110.5
     feed._progress(False, 9)
     assert stale._value.get() == 7.5
+
+
+def test_the_graphs_time_is_split_by_whether_the_event_needed_the_owner() -> None:
+    ticks = iter(range(1_000_000))
+    resolver = Resolver(ResolverConfig(), timer=lambda: float(next(ticks)))  # every timed event takes one tick
+    rng = random.Random(5)
+    batch = [event(f"e{i}", NOW_MS - 100_000 + i * 10, [("email", f"u{rng.randrange(6)}@example.org")])
+             for i in range(30)]
+    effects = resolver.process(batch + batch[:4], NOW_MS)  # duplicates are never timed
+    owner = sum(count for outcome, count in effects.identity_outcomes.items() if outcome != "local")
+    assert effects.graph_seconds == {"owner": float(owner), "local": float(30 - owner)}
+    assert 0 < owner < 30

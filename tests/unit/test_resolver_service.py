@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cem import metrics
+from cem.domain.identity_outcome import OWNER_REASONS
 from cem.domain.journeys import REMOVED
 from cem.domain.resolver import AliasCycle, RecentRow, Resolver, ResolverConfig, Snapshot
 from cem.service.rejected_rows import REJECTED_ALL_AFTER, WarehouseRefusesEverything, isolate_rejected_rows
@@ -310,3 +311,14 @@ def test_a_restore_reads_back_what_the_fake_holds() -> None:
     restarted = service_on(server)
     assert restarted.process_and_write(events).effects.duplicates == 60
     assert server.connections == 2
+
+
+def test_the_resolver_counts_its_cpu_per_step_and_the_graphs_time_per_need() -> None:
+    steps = ("resolve", "columns", "insert")
+    cpu = {step: sample("cem_resolver_cpu_seconds_total", step=step) for step in steps}
+    graph = {need: sample("cem_identity_graph_seconds_total", need=need) for need in ("owner", "local")}
+    owner_events = sum(sample("cem_identity_events_total", outcome=o) for o in OWNER_REASONS)
+    service_on(FakeWarehouseServer()).process_and_write(mixed_batch())
+    assert all(sample("cem_resolver_cpu_seconds_total", step=step) > cpu[step] for step in steps)
+    assert sum(sample("cem_identity_events_total", outcome=o) for o in OWNER_REASONS) > owner_events
+    assert sample("cem_identity_graph_seconds_total", need="owner") > graph["owner"]
