@@ -260,6 +260,8 @@ class Bench:
             seconds = t_end - t0
             # records/s; an incomplete phase counts the records its visible rows stand for
             rate = len(traffic.records) * min(1.0, rows / expected) / seconds
+            if not incomplete:
+                _await_counted(workers, expected)
             per_worker = {w.name: {"status": w.status(), "peak_rss_mb": procstat.peak_rss_mb(pid_of(w)),
                                    "rss_mb": procstat.rss_mb(pid_of(w)), "rss_at_first_record_mb": baseline_rss[w.name],
                                    "metrics": {**_worker_metrics(w.metrics()), **_identity_costs(w.metrics_text())}}
@@ -549,6 +551,16 @@ def _worker_metrics(samples: dict[str, float]) -> dict[str, float]:
         out["sink_batch_mean_s"] = round(out["cem_sink_batch_duration_seconds_sum"] / count, 4)
         out["events_per_sink_batch"] = round(out.get("cem_events_resolved_total", 0.0) / count, 1)
     return out
+
+
+def _await_counted(workers: list[Any], expected: int, limit_s: float = 10.0) -> None:
+    """A batch's rows are visible before the worker counts it: wait (briefly) until the workers' counters hold
+    every unique event, so that the per-event figures read from them cover the whole phase."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if sum(metric_value(w.metrics_text(), "cem_identity_events_total") for w in workers) >= expected:
+            return
+        time.sleep(0.2)
 
 
 def _identity_costs(text: str) -> dict[str, float]:

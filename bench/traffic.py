@@ -107,8 +107,11 @@ class TrafficSet:
 # correctness worst case that makes about 35% of events "late" for the identity graph's replay. A live stream is
 # mostly in event-time order: "time" delivers records by event time plus a lateness (exponential, mean
 # LATENESS_MEAN_MS; 1% of records hours late, like devices syncing after being offline; re-sent duplicates get
-# their own lateness). "shuffled" keeps the simulator's order.
-ORDERS = ("time", "shuffled")
+# their own lateness). "shuffled" keeps the simulator's order. "channels" is how a consumer drains a backlog of
+# several topics: each channel's records in "time" order, the channels taken in turn, CHANNEL_CHUNK records at a
+# time; a quiet channel's chunk spans far more event time than a busy one's, so the channels drift apart.
+ORDERS = ("time", "shuffled", "channels")
+CHANNEL_CHUNK = 300
 LATENESS_MEAN_MS = 120_000
 VERY_LATE_SHARE = 0.01
 HOUR_MS = 3_600_000
@@ -129,7 +132,22 @@ def delivery_order(timed: list[tuple[int | None, RawRecord]], seed: int, order: 
             late += rng.uniform(1, 12) * HOUR_MS
         keyed.append((at + late, i, record))
     keyed.sort()
-    return [record for _, _, record in keyed]
+    in_time = [record for _, _, record in keyed]
+    return by_channel_turns(in_time) if order == "channels" else in_time
+
+
+def by_channel_turns(records: list[RawRecord], chunk: int = CHANNEL_CHUNK) -> list[RawRecord]:
+    """Each channel's records in their order, the channels taken in turn, `chunk` records at a time."""
+    queues: dict[str, list[RawRecord]] = {}
+    for record in records:
+        queues.setdefault(record[0], []).append(record)
+    out: list[RawRecord] = []
+    start = 0
+    while len(out) < len(records):
+        for queue in queues.values():
+            out.extend(queue[start:start + chunk])
+        start += chunk
+    return out
 
 
 def simulated(events: int, seed: int, offset: int, base_time_ms: int, order: str = "time") -> TrafficSet:
