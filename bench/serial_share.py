@@ -5,7 +5,7 @@ everything that can be partitioned (deduplication, sessions, journeys, the wareh
 lookup). From these, the serial ceiling, 1 / (share x owner time per owner event), and a projection for more
 partitions (docs/scaling.md, "Measured ceiling", states the assumptions).
 
-    python -m bench.serial_share [--events N] [--repeat R] [--worker-eps E] [--order time|shuffled]
+    python -m bench.serial_share [--events N] [--repeat R] [--worker-eps E] [--order time|shuffled|channels]
 
 Traffic: the benchmark's simulated traffic and `many_customers` (five events per customer), parsed by the
 worker's own ingest and delivered in event time with realistic lateness. CPU time (time.process_time), best of
