@@ -71,6 +71,11 @@ def test_prometheus_scrapes_a_live_worker_and_every_panel_reads_what_it_wrote(
             assert prometheus.value("sum(cem_deadletter_total)") == len(traffic.invalid)
             assert prometheus.value("sum(cem_duplicates_dropped_total)") == traffic.duplicates_sent
             assert prometheus.value("cem_sink_up") == 1
+            # The resolver measured its own cost: the graph's time for the events that needed the owner, and its
+            # batches' CPU for each step every batch goes through.
+            assert (prometheus.value('sum(cem_identity_graph_seconds_total{need="owner"})') or 0.0) > 0
+            busy_steps = {s["metric"]["step"] for s in prometheus.query("cem_resolver_cpu_seconds_total > 0")}
+            assert {"resolve", "columns", "insert"} <= busy_steps
             prometheus.wait_for("cem:consumer_lag_messages:sum", lambda v: v == 0, 30)  # exported every 5 s
 
             # Every rule is loaded and evaluates without error; no cem alert fires on a healthy pipeline.
