@@ -135,6 +135,9 @@ class Settings:
     identity_changes_retention_hours: float = 24.0
     # With CEM_STATE_STORE=disk the replica lives in its own store under CEM_STATE_DIR, its caches within this budget
     identity_replica_memory_mb: int = 64
+    # With two or more workers, the one holding the resolver partition takes no raw-topic partitions (the others
+    # ingest for it, streams/assignment.py); true keeps Faust's even spread of every topic.
+    owner_ingests: bool = False
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):

@@ -29,6 +29,7 @@ from schemas.codec import new_registry
 from sinks.erasure import erasure_key
 from streams import agents
 from streams.alerts import AlertActionStage, AlertOutbox
+from streams.assignment import owner_sparing_assignor
 from streams.control import ControlStage
 from streams.identity_feed import IdentityFeed, IdentityPublisher
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
@@ -83,10 +84,11 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
-def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.App) -> Any:
+def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.App, **extra: Any) -> Any:
     """The Faust app every cem worker runs, and the bench's bare-Faust ceiling too: one configuration for both."""
     return app_class(
         settings.app_id,
+        **extra,
         broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
         broker_credentials=kafka_credentials(settings),
         store="memory://",
@@ -117,7 +119,9 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     finish instead of retrying it."""
     quiet_payload_loggers()
     erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
-    app = faust_app(settings, web=True, app_class=CemApp)
+    assignment = {} if settings.owner_ingests else \
+        {"PartitionAssignor": owner_sparing_assignor(settings.resolve_topic, settings.raw_topics)}
+    app = faust_app(settings, web=True, app_class=CemApp, **assignment)
     topics = _topics(app, settings)
     sink = ResolverService(settings, stopping=stopping, rebalance_pending=lambda: bool(app.rebalancing),
                            on_stuck=exit_stuck_in_rebalance)

@@ -98,10 +98,6 @@ class Effects:
         return len(self.conflicting)
 
 
-def event_key(event: Interaction) -> EventKey:
-    return (event.occurred_ms, event.event_id)
-
-
 class Resolver:
     def __init__(self, config: ResolverConfig, maps: MapFactory = in_memory_maps,
                  timer: Callable[[], float] | None = None) -> None:
@@ -128,8 +124,7 @@ class Resolver:
         effects = Effects(self.version)
         effects.shared.extend(self.unrecorded_shared)
         self.unrecorded_shared = []
-        first_copies = []
-        for event in batch:  # in arrival order: the first copy of an event id wins
+        for event in batch:
             known = self.seen.get(event.event_id)
             if known is not None and known[1] >= horizon:
                 effects.duplicates += 1
@@ -137,11 +132,6 @@ class Resolver:
                     effects.conflicting.append(event)
                 continue
             self._remember(event.event_id, event.fingerprint, now_ms)
-            first_copies.append(event)
-        # In event-time order: the result does not depend on the order (docs/identity.md), and a customer's events
-        # that arrived out of order across channels within the batch then need no replay of that customer.
-        first_copies.sort(key=event_key)
-        for event in first_copies:
             effects.interactions.append(self._resolve(event, effects))
         self._file_first_seen(f"{self.version:020d}")
         return effects

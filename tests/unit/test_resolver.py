@@ -123,42 +123,23 @@ def test_an_id_seen_again_after_it_expired_is_kept_with_its_new_minute() -> None
 
 def test_merge_produces_customer_aliases_for_all_moved_ids() -> None:
     resolver = Resolver(ResolverConfig())
-    arrivals = [
-        event("e1", T0 + 300, [EMAIL]),
-        event("e2", T0 + 200, [PHONE]),
-        event("e3", T0 + 400, [EMAIL, PHONE]),  # e1's customer -> e2's
-        event("e4", T0 + 100, [ANON]),
-        event("e5", T0 + 500, [PHONE, ANON]),  # e2's customer (with e1's) -> e4's
-    ]
-    # One batch each: within a batch the resolver takes events in event-time order.
-    batches = [resolver.process([arrival], NOW_MS + i) for i, arrival in enumerate(arrivals)]
-    merges = [(m.from_id, m.into_id) for effects in batches for m in effects.merges]
-    assert merges == [(cid("e1"), cid("e2")), (cid("e2"), cid("e4"))]
+    effects = resolver.process(
+        [
+            event("e1", T0 + 300, [EMAIL]),
+            event("e2", T0 + 200, [PHONE]),
+            event("e3", T0 + 400, [EMAIL, PHONE]),  # e1's customer -> e2's
+            event("e4", T0 + 100, [ANON]),
+            event("e5", T0 + 500, [PHONE, ANON]),  # e2's customer (with e1's) -> e4's
+        ],
+        NOW_MS,
+    )
+    assert [(m.from_id, m.into_id) for m in effects.merges] == [(cid("e1"), cid("e2")), (cid("e2"), cid("e4"))]
     # Every historical id resolves to the survivor (the latest alias of an id wins).
-    aliases: dict[str, str] = {}
-    for effects in batches:
-        aliases.update(effects.customer_aliases)
-    assert aliases == {cid("e1"): cid("e4"), cid("e2"): cid("e4")}
-    rows = [row for effects in batches for row in effects.interactions]
-    assert [r.customer_id for r in rows] == [cid("e1"), cid("e2"), cid("e2"), cid("e4"), cid("e4")]
-    assert {resolver.graph.find(r.customer_id) for r in rows} == {cid("e4")}
+    assert dict(effects.customer_aliases) == {cid("e1"): cid("e4"), cid("e2"): cid("e4")}
+    assert [r.customer_id for r in effects.interactions] == [cid("e1"), cid("e2"), cid("e2"), cid("e4"), cid("e4")]
+    assert {resolver.graph.find(r.customer_id) for r in effects.interactions} == {cid("e4")}
     # All five web events lie within one session gap: one session, owned by the survivor.
-    assert [(s.customer_id, s.events) for s in batches[-1].sessions.values()] == [(cid("e4"), 5)]
-
-
-def test_a_batch_is_resolved_in_event_time_order_whatever_its_arrival_order() -> None:
-    arrivals = [
-        event("e1", T0 + 300, [EMAIL]),
-        event("e2", T0 + 200, [PHONE]),
-        event("e3", T0 + 400, [EMAIL, PHONE]),
-        event("e1", T0 + 999, [PHONE], fingerprint="other"),  # another content: the first copy in arrival order wins
-        event("e4", T0 + 100, [ANON]),
-    ]
-    effects = Resolver(ResolverConfig()).process(arrivals, NOW_MS)
-    assert [r.interaction.event_id for r in effects.interactions] == ["e4", "e2", "e1", "e3"]
-    assert effects.recomputes == 0  # nothing arrived late within the batch
-    assert [c.event_id for c in effects.conflicting] == ["e1"]
-    assert next(r for r in effects.interactions if r.interaction.event_id == "e1").interaction.occurred_ms == T0 + 300
+    assert [(s.customer_id, s.events) for s in effects.sessions.values()] == [(cid("e4"), 5)]
 
 
 def test_refused_merge_is_reported() -> None:
