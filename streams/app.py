@@ -84,11 +84,13 @@ def kafka_credentials(settings: Settings) -> Any:
     return None
 
 
-def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.App, **extra: Any) -> Any:
-    """The Faust app every cem worker runs, and the bench's bare-Faust ceiling too: one configuration for both."""
+def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.App,
+              assignor: type[Any] | None = None) -> Any:
+    """The Faust app every cem worker runs, and the bench's bare-Faust ceiling too: one configuration for both.
+    `assignor`: the partition assignor class (None: Faust's own)."""
     return app_class(
         settings.app_id,
-        **extra,
+        PartitionAssignor=assignor,
         broker="kafka://" + ";".join(settings.kafka_bootstrap.split(",")),
         broker_credentials=kafka_credentials(settings),
         store="memory://",
@@ -119,9 +121,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     finish instead of retrying it."""
     quiet_payload_loggers()
     erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
-    assignment = {} if settings.owner_ingests else \
-        {"PartitionAssignor": owner_sparing_assignor(settings.resolve_topic, settings.raw_topics)}
-    app = faust_app(settings, web=True, app_class=CemApp, **assignment)
+    assignor = None if settings.owner_ingests else owner_sparing_assignor(settings.resolve_topic, settings.raw_topics)
+    app = faust_app(settings, web=True, app_class=CemApp, assignor=assignor)
     topics = _topics(app, settings)
     sink = ResolverService(settings, stopping=stopping, rebalance_pending=lambda: bool(app.rebalancing),
                            on_stuck=exit_stuck_in_rebalance)
