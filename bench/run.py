@@ -27,7 +27,7 @@ Phases (docs/performance.md explains each method and its resolution):
                          projection for 8, 32 and 128 partitions (docs/scaling.md)
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ
-serial_share=S.SSSS serial_ceiling_eps=N`.
+scale_2w_cpu_bound=B.BB serial_share=S.SSSS serial_ceiling_eps=N` (the bound: bench/cpu_budget.py).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from typing import Any
 import orjson
 
 from bench import alert_cost, collector, kiosk, procstat, serial_share, text_cost, views
+from bench.cpu_budget import scale_bound
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -474,6 +475,9 @@ class Bench:
             two, _ = self.pipeline(b, main, 2, "scaling")
             self.result["throughput_2w"] = two
             self.result["scale_2w"] = round(two["events_per_s"] / one["events_per_s"], 3)
+            self.result["scale_2w_bound"] = scale_bound(
+                one["events_per_s"], one["cpu_seconds"], two["events_per_s"], two["cpu_seconds"], one["records"],
+                float(os.cpu_count() or 1)).as_dict()
 
         if args.memory_events > 0:
             per_customer = max(5, round(args.memory_events / args.memory_customers))
@@ -674,6 +678,11 @@ def summary_table(r: dict[str, Any]) -> str:
         add("pipeline, 2 workers", f"{two['events_per_s']:,.0f}/s" + (" INCOMPLETE" if two.get("incomplete") else ""),
             f"cpu {_cpu_note(two['cpu_seconds'], 'scaling-worker0', 'scaling-worker1')}")
         add("scale 2w / 1w", f"{r['scale_2w']:.2f}", "target >= 1.7 (2 cores shared with Kafka and ClickHouse)")
+        if "scale_2w_bound" in r:
+            b = r["scale_2w_bound"]
+            add("scale 2w bound: spent CPU / free split", f"{b['at_spent_cpu']:.2f} / {b['free_split']:.2f}",
+                f"all cores busy at the pipeline CPU per event of the 2-worker / 1-worker phase (bench/cpu_budget.py);"
+                f" 2 workers kept {b['busy_cores']:.2f} cores busy, {b['extra_cpu']:+.0%} CPU per event")
     if "memory" in r:
         g = r["memory"]["rss_growth"]
         add("memory: peak RSS", f"{g['peak_rss_mb']:.0f} MB" + (" INCOMPLETE" if r["memory"].get("incomplete") else ""),
@@ -852,6 +861,7 @@ def main(argv: list[str] | None = None) -> int:
           f"p99_latency_s={p99 if p99 is not None else float('nan'):.2f} "
           f"p99_shuffled_s={p99_shuffled if p99_shuffled is not None else float('nan'):.2f} "
           f"scale_2w={result.get('scale_2w', float('nan')):.2f} "
+          f"scale_2w_cpu_bound={result.get('scale_2w_bound', {}).get('at_spent_cpu', float('nan')):.2f} "
           f"serial_share={serial.get('serial_share', float('nan')):.4f} "
           f"serial_ceiling_eps={serial.get('serial_ceiling_eps', float('nan')):.0f}", flush=True)
     return 0 if checks_ok else 1
