@@ -22,6 +22,7 @@ from cem.domain.alerts.model import alert_id_for
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.settings import Settings
+from cem.worker import tune_garbage_collector
 from devtools.simulate import recent_base_ms
 from schemas.codec import DecodeError, decode
 from streams.ingest import build_interaction, limits_of
@@ -111,6 +112,7 @@ def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, batch: int | N
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     return run_cost_probe("python -m bench.alert_cost", __doc__, measure, argv)
 
 

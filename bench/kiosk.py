@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cem.domain.model import Identifier, Interaction
 from cem.domain.resolver import Resolver, ResolverConfig
+from cem.worker import tune_garbage_collector
 
 BASE_MS = 1_790_000_000_000
 BATCH = 1_000
@@ -84,6 +85,7 @@ def measure(visitors: int = 10_000, seed: int = 11) -> KioskResult:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     parser = argparse.ArgumentParser(prog="python -m bench.kiosk", description=__doc__.split("\n\n")[0])
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=11)

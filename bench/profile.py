@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cem.worker import tune_garbage_collector
+
 # (stage, substring of a py-spy frame "function (path:line)"); the innermost matching frame decides.
 STAGES: tuple[tuple[str, str], ...] = (
     ("ingest: decode (fastavro/orjson)", "schemas/codec.py"),
@@ -274,6 +276,7 @@ def ingest(events: int, kind: str, seed: int, repeat: int, profile: bool, warm: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inproc")

@@ -65,6 +65,7 @@ from bench.traffic import (
 )
 from cem.kafka import ensure_topics
 from cem.settings import Settings
+from cem.worker import tune_garbage_collector
 from devtools.harness import WorkerProcess, wait_until
 from devtools.scrape import metric_value
 from devtools.services import ClickHouseServer, KafkaBroker, require_clickhouse, stop_all
@@ -831,6 +832,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     args = parse_args(argv)
     # Producing right after topic creation meets NotLeaderForPartition until the partitions are loaded; aiokafka
     # retries those, and its warnings would bury the benchmark's own output.

@@ -20,10 +20,12 @@ local events. The replica's upkeep is the time to apply every owner version (eve
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from pympler import asizeof
@@ -34,7 +36,10 @@ from cem.domain.identity import IdentityGraph
 from cem.domain.identity_replica import LOCAL, IdentityChanges, IdentityReplica, classify, identity_changes
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, Resolver, ResolverConfig
+from cem.domain.state_maps import in_memory_maps
 from cem.settings import Settings
+from cem.state_store import Checkpoint, StateStore
+from cem.worker import tune_garbage_collector
 from devtools.simulate import recent_base_ms
 from schemas.identity_changes import decode_part, encode_changes
 from sinks.writer import effect_columns
@@ -46,6 +51,8 @@ PARTITIONS = (8, 32, 128)
 @dataclass(frozen=True)
 class Share:
     traffic: str
+    state: str  # where the resolver's maps are: "disk" (the worker's default) or "memory"
+    state_writeback_us_per_event: float  # writing the disk state back after each batch (0 in memory)
     events: int  # valid events the graph sees (duplicates dropped)
     owner_events: int
     serial_share: float
@@ -128,10 +135,13 @@ def identity_only(effects: Effects) -> Effects:
 
 
 class Passes:
-    """One traffic set's timed passes; each keeps the best CPU time it took."""
+    """One traffic set's timed passes; each keeps the best CPU time it took. With a `state_dir`, the resolver and
+    the graphs keep their maps in the worker's state store (RocksDB behind caches, `CEM_STATE_STORE=disk`), one
+    fresh store per pass, and the resolver writes its changes back after each batch as a worker does."""
 
-    def __init__(self, settings: Settings, traffic: TrafficSet, now_ms: int) -> None:
-        self.settings, self.now_ms = settings, now_ms
+    def __init__(self, settings: Settings, traffic: TrafficSet, now_ms: int, state_dir: Path | None = None) -> None:
+        self.settings, self.now_ms, self.state_dir = settings, now_ms, state_dir
+        self.stores: list[StateStore] = []
         self.config = resolver_config(settings)
         self.records = [(value, channel) for channel, _key, value in traffic.records]
         self.valid = parsed_interactions(traffic.records, settings, now_ms)
@@ -156,13 +166,31 @@ class Passes:
         ingestor = Ingestor(self.settings)
         self.timed("ingest", lambda: [ingestor.parse(v, ch, self.now_ms) for v, ch in self.records])
 
+    def store(self) -> StateStore | None:
+        """A fresh state store for one pass (None: the maps are dicts)."""
+        if self.state_dir is None:
+            return None
+        store = StateStore(Path(tempfile.mkdtemp(dir=self.state_dir)), self.settings.state_memory_mb)
+        self.stores.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+        self.stores.clear()
+
     def resolver(self) -> None:
-        resolver = Resolver(self.config)
-        process = columns = identity = 0.0
+        store = self.store()
+        resolver = Resolver(self.config, store.map if store else in_memory_maps)
+        process = columns = identity = state = 0.0
         versions = []
         for i, batch in enumerate(self.batches):
             started = time.process_time()
             effects = resolver.process(batch, self.now_ms + i * 50)
+            if store is not None:
+                flushing = time.process_time()
+                store.flush(Checkpoint(resolver.version, "bench"))
+                state += time.process_time() - flushing
             resolved = time.process_time()
             effect_columns(effects, self.now_ms, self.config.fcr_window_ms)
             columned = time.process_time()
@@ -171,13 +199,16 @@ class Passes:
             columns += columned - resolved
             process += resolved - started
             versions.append(identity_changes(effects))
+        process -= state
         self.best["process"] = min(self.best.get("process", float("inf")), process)
+        self.best["state"] = min(self.best.get("state", float("inf")), state)
         self.best["columns"] = min(self.best.get("columns", float("inf")), columns)
         self.best["identity_columns"] = min(self.best.get("identity_columns", float("inf")), identity)
         self.versions = versions
 
     def graph_pass(self, name: str, events: list[Interaction]) -> IdentityGraph:
-        graph = Resolver(self.config).graph
+        store = self.store()
+        graph = Resolver(self.config, store.map if store else in_memory_maps).graph
 
         def fold() -> None:
             for e in events:
@@ -210,12 +241,14 @@ class Passes:
         self.check["owner_only_graph_equals_full_graph"] = dict(owner_graph.set_owner) == dict(self.graph.set_owner)
         self.check["replica_answers_every_local_event_as_the_graph"] = answers == [
             self.graph.customer_of_set(e.identifiers) for e in self.local]
+        self.close()
 
 
-def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
-    passes = Passes(Settings(), traffic, int(time.time() * 1000))
-    for _ in range(repeat):
-        passes.round()
+def measure_traffic(name: str, traffic: TrafficSet, repeat: int, state: str = "disk") -> Share:
+    with tempfile.TemporaryDirectory(prefix="cem-serial-share-") as state_dir:
+        passes = Passes(Settings(), traffic, int(time.time() * 1000), Path(state_dir) if state == "disk" else None)
+        for _ in range(repeat):
+            passes.round()
     replica = passes.replica()
     b = passes.best
     n, owners, locals_ = (max(1, len(x)) for x in (passes.unique, passes.owner_only, passes.local))
@@ -229,7 +262,8 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
     def per_event(seconds: float) -> float:
         return round(seconds / n * 1e6, 2)
     return Share(
-        traffic=name, events=len(passes.unique), owner_events=len(passes.owner_only), serial_share=round(share, 4),
+        traffic=name, state=state, state_writeback_us_per_event=per_event(b["state"]), events=len(passes.unique),
+        owner_events=len(passes.owner_only), serial_share=round(share, 4),
         reasons=dict(Counter(passes.reasons).most_common()),
         local_with_identifiers_of_other_customers=passes.local_mixed,
         ingest_us_per_event=per_event(b["ingest"]), resolver_us_per_event=per_event(b["process"]),
@@ -250,12 +284,12 @@ def measure_traffic(name: str, traffic: TrafficSet, repeat: int) -> Share:
 
 
 def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, worker_eps: float | None = None,
-            order: str = "time") -> dict[str, Any]:
+            order: str = "time", state: str = "disk") -> dict[str, Any]:
     """Both traffic sets; the headline figures are the simulated traffic's (the one the pipeline phases run)."""
     base = recent_base_ms()
-    shares = [measure_traffic("simulated", simulated(events, seed, 0, base, order), repeat),
+    shares = [measure_traffic("simulated", simulated(events, seed, 0, base, order), repeat, state),
               measure_traffic("many_customers", many_customers(max(1, events // 5), 5, seed, 0, base, order=order),
-                              repeat)]
+                              repeat, state)]
     head = shares[0]
     return {"serial_share": head.serial_share, "serial_ceiling_eps": head.serial_ceiling_eps,
             "owner_us_per_owner_event": head.owner_us_per_owner_event,
@@ -267,6 +301,7 @@ def measure(events: int = 20_000, seed: int = 7, repeat: int = 3, worker_eps: fl
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     parser = argparse.ArgumentParser(prog="python -m bench.serial_share", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -275,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                         "time with realistic lateness, or the simulator's shuffle of its whole span (a backfill)")
     parser.add_argument("--worker-eps", type=float, default=None,
                         help="a measured one-worker rate (make bench phase 2) to bound each partition's rate")
+    parser.add_argument("--state", choices=("disk", "memory"), default="disk",
+                        help="the resolver's maps in the worker's state store (its default) or in dicts")
     args = parser.parse_args(argv)
-    result = measure(args.events, args.seed, args.repeat, args.worker_eps, args.order)
+    result = measure(args.events, args.seed, args.repeat, args.worker_eps, args.order, args.state)
     for share in result["traffic"]:
         print(f"{share['traffic']}:")
         for name, value in share.items():

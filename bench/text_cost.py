@@ -23,6 +23,7 @@ from bench.traffic import simulated
 from cem.domain import enrich
 from cem.domain.text import signals
 from cem.settings import Settings
+from cem.worker import tune_garbage_collector
 from devtools.simulate import recent_base_ms
 from devtools.text_eval import load
 from schemas.codec import DecodeError, decode
@@ -121,6 +122,7 @@ def measure(events: int = 20_000, seed: int = 7, repeat: int = 3) -> TextCost:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # measure what a worker pays
     return run_cost_probe("python -m bench.text_cost", __doc__, measure, argv)
 
 

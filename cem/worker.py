@@ -16,6 +16,15 @@ from cem.topic_limits import LimitsDisagree
 from sinks.clickhouse import parse_url
 
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+# The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
+# re-scan them over and over while a batch allocates (docs/performance.md: -29% worker CPU).
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """The worker's collector thresholds; the benchmarks' in-process phases set them too, to measure what a worker
+    pays."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings) -> int:
@@ -25,9 +34,7 @@ def run_worker(settings: Settings) -> int:
     from streams.batches import STOP_DEADLINE_MARGIN_SECONDS, request_stop
 
     configure_logging(settings.log_level)
-    # The resolver keeps hundreds of thousands of long-lived objects; CPython's default thresholds (700, 10, 10)
-    # re-scan them over and over while a batch allocates (docs/performance.md: -29% worker CPU).
-    gc.set_threshold(50_000, 50, 100)
+    tune_garbage_collector()
     try:
         asyncio.run(ensure_topics(settings, check_limits=True))
     except LimitsDisagree as exc:
