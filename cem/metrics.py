@@ -153,21 +153,6 @@ REPLICA_SKIPPED = Counter(
     ["reason"], registry=REGISTRY,
 )
 
-INGEST_PARTITIONS_PAUSED = Gauge(
-    "cem_ingest_partitions_paused",
-    "Raw partitions this worker holds back because their events are ahead of the slowest partition still to read, "
-    "by more than CEM_ALIGN_SLACK_SECONDS of event time (reading a backlog in event time)", registry=REGISTRY,
-)
-INGEST_ALIGNMENT_PAUSES = Counter(
-    "cem_ingest_alignment_pauses_total", "Times this worker paused a raw partition that ran ahead in event time",
-    registry=REGISTRY,
-)
-INGEST_EVENT_TIME_SPREAD = Gauge(
-    "cem_ingest_event_time_spread_seconds",
-    "Event time between the newest and the oldest of the latest events delivered from this worker's raw partitions "
-    "still to read (0 once all are read to their end)", registry=REGISTRY,
-)
-
 _lag_exported: set[tuple[str, str]] = set()
 
 

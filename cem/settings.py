@@ -138,10 +138,6 @@ class Settings:
     # With two or more workers, the one holding the resolver partition takes no raw-topic partitions (the others
     # ingest for it, streams/assignment.py); true keeps Faust's even spread of every topic.
     owner_ingests: bool = False
-    # Reading a backlog in event time (streams/alignment.py): a raw partition whose events run ahead of the slowest
-    # partition still to read by more than this is paused, at most align_max_pause_seconds at a time; 0 disables.
-    align_slack_seconds: float = 0.0
-    align_max_pause_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.state_store not in ("disk", "memory"):
@@ -151,8 +147,6 @@ class Settings:
         if self.identity_replica_memory_mb < 16:
             raise ValueError("CEM_IDENTITY_REPLICA_MEMORY_MB must be at least 16, not "
                              f"{self.identity_replica_memory_mb}")
-        if self.align_slack_seconds < 0 or self.align_max_pause_seconds <= 0:
-            raise ValueError("CEM_ALIGN_SLACK_SECONDS must be 0 (off) or more, CEM_ALIGN_MAX_PAUSE_SECONDS more than 0")
         if not self.clickhouse_url:
             object.__setattr__(self, "clickhouse_url", f"chdb://{Path(self.state_dir).absolute()}/warehouse")
 

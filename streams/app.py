@@ -29,8 +29,6 @@ from schemas.codec import new_registry
 from sinks.erasure import erasure_key
 from streams import agents
 from streams.alerts import AlertActionStage, AlertOutbox
-from streams.alignment import EventTimeAlignment
-from streams.alignment_gate import PartitionGate
 from streams.assignment import owner_sparing_assignor
 from streams.control import ControlStage
 from streams.identity_feed import IdentityFeed, IdentityPublisher
@@ -158,10 +156,6 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
     identity_feed = IdentityFeed(settings, lambda: asyncio.get_running_loop().run_in_executor(
         None, sink.identity_start), store=_replica_store(settings))
     purges: set[asyncio.Future[int]] = set()
-    gate = None
-    if settings.align_slack_seconds > 0:
-        gate = PartitionGate(app, EventTimeAlignment(int(settings.align_slack_seconds * 1000),
-                                                     settings.align_max_pause_seconds), settings.raw_topics)
 
     def purge_after_erasure() -> None:
         """In the background: the purge waits for the erasure's own message to be committed."""
@@ -174,12 +168,10 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         settings=settings,
         ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
                            registry=schema_feed.registry, catch_up=schema_feed.catch_up,
-                           delivered=identity_feed.probe if settings.identity_replica else lambda events: None,
-                           read=gate.observe if gate is not None else None),
+                           delivered=identity_feed.probe if settings.identity_replica else lambda events: None),
         resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure,
                              outbox=AlertOutbox(settings, sink), identity_out=IdentityPublisher(settings, sink)),
         alert_actions=AlertActionStage(settings, sink, topics["deadletter"]),
-        alignment=gate,
         control=ControlStage(settings, topics["resolve"], topics["deadletter"], status),
         schema_feed=schema_feed,
         identity_feed=identity_feed,
@@ -199,8 +191,6 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        if app.stages.alignment is not None:
-            app.stages.alignment.revoked(revoked)
         if any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
             app.stages.resolve.outbox.invalidate()

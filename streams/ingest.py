@@ -105,12 +105,9 @@ class IngestStage:
                  status: WorkerStatus | None = None, clock: Callable[[], float] = time.time,
                  registry: SchemaRegistry | None = None,
                  catch_up: Callable[[], Awaitable[bool]] = _nothing_new,
-                 delivered: Callable[[list[Interaction]], None] = lambda events: None,
-                 read: Callable[[list[tuple[Any, int | None]]], Awaitable[None]] | None = None) -> None:
+                 delivered: Callable[[list[Interaction]], None] = lambda events: None) -> None:
         """`catch_up` reads the registered writer schemas up to now; True when it found new ones. `delivered` is
-        told the valid events of every batch once they are on the broker (the identity replica's front probe).
-        `read` is told every raw message of the batch then, with its event time (None for a dead letter): the
-        event-time alignment of the raw partitions (streams.alignment_gate)."""
+        told the valid events of every batch once they are on the broker (the identity replica's front probe)."""
         self.settings = settings
         self.confluent: ConfluentSchemas | None = None
         if settings.schema_registry_url:  # Confluent framing: writer schemas by id, from the registry
@@ -120,7 +117,6 @@ class IngestStage:
         self.ingestor = Ingestor(settings, registry)
         self.catch_up = catch_up
         self.delivered = delivered
-        self.read = read
         self.resolve_topic = resolve_topic
         self.deadletter_topic = deadletter_topic
         self.clock = clock
@@ -173,25 +169,12 @@ class IngestStage:
             await asyncio.sleep(0.1 * 2 ** attempt)
         await self._deliver(batch)
         self.delivered(batch.valid)
-        if self.read is not None:
-            await self._report_read(messages, batch)
         for message in messages:
             metrics.EVENTS_IN.labels(message.topic.rsplit(".", 1)[-1]).inc()
         for reason in batch.reasons:
             metrics.DEADLETTERED.labels(reason).inc()
         self.status.consumed += len(messages)
         self.status.deadlettered += len(batch.reasons)
-
-    async def _report_read(self, messages: list[Any], batch: IngestBatch) -> None:
-        """Never raises: the batch is on the broker, and a retry would send it again."""
-        assert self.read is not None
-        times = {id(source): event.occurred_ms for source, event in zip(batch.sources, batch.valid, strict=True)}
-        try:
-            await self.read([(message, times.get(id(message))) for message in messages])
-        except Exception as exc:
-            metrics.STAGE_FAILURES.labels("alignment", type(exc).__name__).inc()
-            log.warning("ingest: the event-time alignment failed, the batch is delivered: %s: %s",
-                        type(exc).__name__, str(exc)[:200])
 
     async def _deliver(self, batch: IngestBatch) -> None:
         deliveries = [await self._send_dead_letter(letter) for letter in batch.dead_letters]

@@ -9,7 +9,6 @@ from typing import Any
 
 from cem.settings import Settings
 from streams.alerts import AlertActionStage
-from streams.alignment_gate import PartitionGate
 from streams.batches import BatchRunner
 from streams.control import ControlStage
 from streams.identity_feed import IdentityFeed
@@ -30,7 +29,6 @@ class Stages:
     status: WorkerStatus
     alert_actions: AlertActionStage
     identity_feed: IdentityFeed | None = None  # the worker's identity replica (CEM_IDENTITY_REPLICA)
-    alignment: PartitionGate | None = None  # reading a backlog in event time (CEM_ALIGN_SLACK_SECONDS)
 
     def runner(self, stage: str) -> BatchRunner:
         return BatchRunner(stage, self.stopping, self.settings.shutdown_grace_seconds,
