@@ -14,10 +14,13 @@ the files then hold a state no batch ended with, and the next start rebuilds fro
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import marshal
 import pickle
 import shutil
 from collections.abc import Callable, Iterator, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -29,6 +32,7 @@ from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rd
 
 from cem.domain.state_maps import MAP_KINDS
 
+log = logging.getLogger("cem.worker")
 CHECKPOINT_KEY = b"\x00checkpoint"
 # Bytes a cached entry is assumed to cost (key, value, cache slot) until entries are there to be measured.
 ENTRY_BYTES = 700
@@ -338,3 +342,40 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+class WriteBack:
+    """A store's write-back (`flush` with a checkpoint) in a thread of its own, one at a time, so the caller can
+    insert the batch's rows meanwhile. `wait` before any other use of the store: the resolver must not change it, or
+    rebuild it, while it is being written."""
+
+    def __init__(self, store: StateStore, timed: Callable[[], contextlib.AbstractContextManager[Any]]) -> None:
+        self.store = store
+        self.timed = timed  # around each write-back, in its thread (the resolver's CPU per step)
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cem-state-write-back")
+        self.running: Future[None] | None = None
+
+    def start(self, checkpoint: Checkpoint) -> None:
+        self.wait(raise_error=False)  # one left by an attempt that failed half-way
+
+        def write() -> None:
+            with self.timed():
+                self.store.flush(checkpoint)
+        self.running = self.thread.submit(write)
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Until the write-back in flight is done; its error is raised, or logged when `raise_error` is false (the
+        caller rebuilds the store anyway)."""
+        running, self.running = self.running, None
+        if running is None:
+            return
+        try:
+            running.result()
+        except Exception as exc:
+            if raise_error:
+                raise
+            log.warning("the state store's write-back failed: %s: %s", type(exc).__name__, str(exc)[:200])
+
+    def close(self) -> None:
+        self.wait(raise_error=False)
+        self.thread.shutdown()

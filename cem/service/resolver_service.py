@@ -40,7 +40,7 @@ from cem.domain.state_maps import MapFactory, in_memory_maps
 from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
 from cem.service.retry import RebalanceWatch, Retry
 from cem.settings import Settings
-from cem.state_store import Checkpoint, StateStore
+from cem.state_store import Checkpoint, StateStore, WriteBack
 from sinks.alert_store import action_columns, alert_columns, alert_rows_after, load_alert_snapshot
 from sinks.clickhouse import open_migrated
 from sinks.erasure import ErasureOutcome, erase, erasure_key
@@ -108,8 +108,10 @@ class ResolverService:
         self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
                            RebalanceWatch(rebalance_pending, on_stuck))
         self.store: StateStore | None = None
+        self.write_back: WriteBack | None = None
         if settings.state_store == "disk":
             self.store = StateStore(Path(settings.state_dir) / "resolver-state", settings.state_memory_mb)
+            self.write_back = WriteBack(self.store, lambda: _cpu("state"))
         # The store is resumed from once, when the process starts: after that, a resolver dropped (a failure, the
         # partition gone) may have left it ahead of the warehouse, so it is rebuilt.
         self.may_resume = True
@@ -118,6 +120,8 @@ class ResolverService:
     def shutdown(self) -> None:
         """At the end of the process: the connection, and the state store's files."""
         self.close()
+        if self.write_back is not None:
+            self.write_back.close()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -183,6 +187,7 @@ class ResolverService:
         return self._write(PendingWrite(events, effects, tables, alerts=alerts.alerts))
 
     def _erase(self, request: ErasureRequest, key: bytes) -> ErasureOutcome:
+        self._written_back()
         resolver = self._ensure_resolver()
         warehouse = self._ensure_warehouse()
         outcome = erase(resolver, warehouse, request, key, self._now_ms(),
@@ -202,6 +207,7 @@ class ResolverService:
         started = time.perf_counter()
         rejected: list[tuple[Interaction, str]] = []
         version = write.effects.version
+        self._write_back_during_inserts(version)
         for table in WRITE_ORDER:
             columns = write.tables.get(table)
             if columns is None or table in write.landed:
@@ -217,12 +223,11 @@ class ResolverService:
                 if table != "interaction_log" or not is_rejection(exc):
                     raise
                 self.pending = None  # set aside by rebuilding from the warehouse, not resumed
+                self._written_back()  # the rebuild empties the store
                 rejected = self._set_rejected_aside(warehouse, write.effects, columns, exc)
             write.landed.add(table)
         self.pending = None
-        if self.store is not None and not rejected:
-            with _cpu("state"):
-                self.store.flush(Checkpoint(version, self.warehouse_name))
+        self._written_back()
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
         for row in write.alerts:
             metrics.ALERT_REVISIONS.labels(row.rule, row.state).inc()
@@ -251,6 +256,18 @@ class ResolverService:
                 self._insert(self._ensure_warehouse(), table, tables[table])
 
     # ---- state and connection ------------------------------------------------------------------------
+    def _write_back_during_inserts(self, version: int) -> None:
+        """The state store's write-back runs in its own thread while the batch's rows are inserted: it is CPU, the
+        inserts mostly wait for ClickHouse. Its checkpoint may then land before the batch's mark: a worker that dies
+        in between finds its files ahead of the warehouse at its next start, and rebuilds (`_resumed`)."""
+        if self.write_back is not None:
+            self.write_back.start(Checkpoint(version, self.warehouse_name))
+
+    def _written_back(self, raise_error: bool = True) -> None:
+        """Waits for the write-back in flight: every other use of the store comes after it."""
+        if self.write_back is not None:
+            self.write_back.wait(raise_error)
+
     def _insert(self, warehouse: Warehouse, table: str, columns: Columns) -> None:
         with _cpu("insert"):
             warehouse.insert(table, columns)
@@ -287,6 +304,7 @@ class ResolverService:
         return resolver
 
     def _rebuilt(self, warehouse: Warehouse) -> Resolver:
+        self._written_back(raise_error=False)
         if self.store is not None:
             self.store.wipe()
         resolver = self._new_resolver()
@@ -348,6 +366,7 @@ class ResolverService:
     def _failed(self, exc: Exception) -> None:
         """One failed attempt: count it and drop the connection. The state goes too (it may be stale), unless a
         write is to be resumed: the state reflects that batch already."""
+        self._written_back(raise_error=False)
         if self.pending is None or isinstance(exc, ResolverFault):
             self.invalidate()
         metrics.SINK_FAILURES.inc()
