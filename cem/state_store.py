@@ -15,7 +15,6 @@ the files then hold a state no batch ended with, and the next start rebuilds fro
 from __future__ import annotations
 
 import contextlib
-import logging
 import marshal
 import pickle
 import shutil
@@ -32,7 +31,6 @@ from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rd
 
 from cem.domain.state_maps import MAP_KINDS
 
-log = logging.getLogger("cem.worker")
 CHECKPOINT_KEY = b"\x00checkpoint"
 # Bytes a cached entry is assumed to cost (key, value, cache slot) until entries are there to be measured.
 ENTRY_BYTES = 700
@@ -356,26 +354,22 @@ class WriteBack:
         self.running: Future[None] | None = None
 
     def start(self, checkpoint: Checkpoint) -> None:
-        self.wait(raise_error=False)  # one left by an attempt that failed half-way
+        """Raises what the previous write-back raised, if it was not waited for."""
+        self.wait()
 
         def write() -> None:
             with self.timed():
                 self.store.flush(checkpoint)
         self.running = self.thread.submit(write)
 
-    def wait(self, raise_error: bool = True) -> None:
-        """Until the write-back in flight is done; its error is raised, or logged when `raise_error` is false (the
-        caller rebuilds the store anyway)."""
+    def wait(self) -> None:
+        """Until the write-back in flight is done; raises what it raised. After a failed write-back the files may
+        lack changes the caches no longer mark as changed: the caller must rebuild the store, not write it again."""
         running, self.running = self.running, None
-        if running is None:
-            return
-        try:
+        if running is not None:
             running.result()
-        except Exception as exc:
-            if raise_error:
-                raise
-            log.warning("the state store's write-back failed: %s: %s", type(exc).__name__, str(exc)[:200])
 
     def close(self) -> None:
-        self.wait(raise_error=False)
+        with contextlib.suppress(Exception):  # the files' checkpoint is then behind: the next start rebuilds
+            self.wait()
         self.thread.shutdown()

@@ -263,10 +263,10 @@ class ResolverService:
         if self.write_back is not None:
             self.write_back.start(Checkpoint(version, self.warehouse_name))
 
-    def _written_back(self, raise_error: bool = True) -> None:
-        """Waits for the write-back in flight: every other use of the store comes after it."""
+    def _written_back(self) -> None:
+        """Waits for the write-back in flight (every other use of the store comes after it); raises what it raised."""
         if self.write_back is not None:
-            self.write_back.wait(raise_error)
+            self.write_back.wait()
 
     def _insert(self, warehouse: Warehouse, table: str, columns: Columns) -> None:
         with _cpu("insert"):
@@ -304,7 +304,8 @@ class ResolverService:
         return resolver
 
     def _rebuilt(self, warehouse: Warehouse) -> Resolver:
-        self._written_back(raise_error=False)
+        with contextlib.suppress(Exception):  # whatever it wrote is wiped now
+            self._written_back()
         if self.store is not None:
             self.store.wipe()
         resolver = self._new_resolver()
@@ -366,7 +367,11 @@ class ResolverService:
     def _failed(self, exc: Exception) -> None:
         """One failed attempt: count it and drop the connection. The state goes too (it may be stale), unless a
         write is to be resumed: the state reflects that batch already."""
-        self._written_back(raise_error=False)
+        try:
+            self._written_back()
+        except Exception as failed:  # the files may lack what it held: rebuilt, never written on top of
+            log.warning("the state store's write-back failed: %s", describe_error(failed))
+            self.invalidate()
         if self.pending is None or isinstance(exc, ResolverFault):
             self.invalidate()
         metrics.SINK_FAILURES.inc()

@@ -135,3 +135,38 @@ def test_a_failed_insert_resumes_and_the_next_start_resumes_from_disk(tmp_path: 
     assert resolver_state(restarted.resolver) == resolver_state(never_failed.resolver)
     assert landed(server) == Counter(e.event_id for e in first + second)
     restarted.shutdown()
+
+
+def test_a_failed_write_back_has_the_state_rebuilt_not_written_again(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write-back fails while an insert of the same batch fails too: the files may lack what it held (the caches
+    no longer mark it as changed), so the resolver is rebuilt from the warehouse instead of resuming the write."""
+    server = FakeWarehouseServer()
+    first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
+    service = disk_service(server, tmp_path)
+    service.process_and_write(first)
+    kept = service.resolver
+    assert service.store is not None
+    flush = type(service.store).flush
+    failures = iter([OSError("No space left on device")])
+
+    def failing_once(store: Any, checkpoint: Any) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        flush(store, checkpoint)
+    monkeypatch.setattr(type(service.store), "flush", failing_once)
+    server.faults.fail(times=1, table="interaction_log")
+    assert service.process_and_write(second).written == 60
+    assert service.resolver is not kept  # rebuilt, where a failed insert alone keeps the state and resumes
+    service.shutdown()
+    before = resumed()
+    restarted = disk_service(server, tmp_path)
+    assert restarted.process_and_write(list(second)).effects.duplicates == 60
+    assert resumed() == before + 1
+    never_failed = memory_service(FakeWarehouseServer())
+    for batch in (first, second):
+        never_failed.process_and_write(batch)
+    assert resolver_state(restarted.resolver) == resolver_state(never_failed.resolver)
+    assert landed(server) == Counter(e.event_id for e in first + second)
+    restarted.shutdown()
