@@ -35,6 +35,14 @@ def memory_service(server: FakeWarehouseServer) -> ResolverService:
                            clock=lambda: NOW_MS / 1000, open_warehouse=server.connect)
 
 
+def never_failed(*batches: list[Any]) -> Any:
+    """The resolver's state after these batches on a warehouse that never failed, with the state in memory."""
+    service = memory_service(FakeWarehouseServer())
+    for batch in batches:
+        service.process_and_write(batch)
+    return resolver_state(service.resolver)
+
+
 def landed(server: FakeWarehouseServer) -> Counter[str]:
     return Counter(row["event_id"] for row in server.rows("interaction_log"))
 
@@ -89,10 +97,7 @@ def test_a_worker_dying_between_its_checkpoint_and_the_mark_rebuilds_at_its_next
     assert resumed() == before  # the files were ahead of the warehouse: rebuilt from it
     assert (again.written, again.effects.duplicates) == (0, 60)  # its rows were there; the mark lands now
     assert landed(server) == Counter(e.event_id for e in first + second)
-    never_failed = memory_service(FakeWarehouseServer())
-    for batch in (first, second):
-        never_failed.process_and_write(batch)
-    assert resolver_state(restarted.resolver) == resolver_state(never_failed.resolver)
+    assert resolver_state(restarted.resolver) == never_failed(first, second)
     restarted.shutdown()
 
 
@@ -129,10 +134,7 @@ def test_a_failed_insert_resumes_and_the_next_start_resumes_from_disk(tmp_path: 
     restarted = disk_service(server, tmp_path)
     assert restarted.process_and_write(list(second)).effects.duplicates == 60
     assert resumed() == before + 1  # its checkpoint is the warehouse's last batch
-    never_failed = memory_service(FakeWarehouseServer())
-    for batch in (first, second):
-        never_failed.process_and_write(batch)
-    assert resolver_state(restarted.resolver) == resolver_state(never_failed.resolver)
+    assert resolver_state(restarted.resolver) == never_failed(first, second)
     assert landed(server) == Counter(e.event_id for e in first + second)
     restarted.shutdown()
 
@@ -164,9 +166,6 @@ def test_a_failed_write_back_has_the_state_rebuilt_not_written_again(tmp_path: P
     restarted = disk_service(server, tmp_path)
     assert restarted.process_and_write(list(second)).effects.duplicates == 60
     assert resumed() == before + 1
-    never_failed = memory_service(FakeWarehouseServer())
-    for batch in (first, second):
-        never_failed.process_and_write(batch)
-    assert resolver_state(restarted.resolver) == resolver_state(never_failed.resolver)
+    assert resolver_state(restarted.resolver) == never_failed(first, second)
     assert landed(server) == Counter(e.event_id for e in first + second)
     restarted.shutdown()
