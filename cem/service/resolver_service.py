@@ -222,8 +222,7 @@ class ResolverService:
             except Exception as exc:
                 if table != "interaction_log" or not is_rejection(exc):
                     raise
-                self.pending = None  # set aside by rebuilding from the warehouse, not resumed
-                self._written_back()  # the rebuild empties the store
+                self.pending = None  # set aside by rebuilding from the warehouse (which waits for the write-back)
                 rejected = self._set_rejected_aside(warehouse, write.effects, columns, exc)
             write.landed.add(table)
         self.pending = None
