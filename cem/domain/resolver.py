@@ -8,7 +8,7 @@ so `Resolver.restore` rebuilds it from the warehouse after a restart or a move t
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.identity import (
@@ -34,11 +34,11 @@ from cem.domain.journeys import (
     journey_id_for,
 )
 from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
+from cem.domain.seen_ids import SeenIds, Sighting
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier
 from cem.domain.state_maps import MapFactory, in_memory_maps
 
 DAY_MS = 86_400_000
-SEEN_BUCKET_MS = 60_000  # seen event ids expire by the minute in which they were first seen
 FORGOTTEN = "forgotten"  # the customer of anonymised interactions, sessions and journeys
 
 
@@ -108,44 +108,27 @@ class Resolver:
         self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
         self.sessions = SessionBook(config.session_gap_ms, maps)
         self.journeys = JourneyBook(maps)
-        # event_id -> (fingerprint, first seen ms); an entry older than the dedup window counts as absent
-        self.seen: MutableMapping[str, tuple[str, int]] = maps("seen")
-        # "<minute>/<batch>" -> the event ids the batch saw first in that minute: expiry never scans the seen ids.
-        # Keys sort in time order, and are added in time order.
-        self.seen_expiry: MutableMapping[str, list[str]] = maps("seen_expiry")
-        self.meta: MutableMapping[str, int] = maps("meta")
-        self._first_seen: dict[int, list[str]] = {}  # this batch's new ids by minute, filed at its end
+        self.dedup = SeenIds(config.dedup_window_ms, maps)
+        self.seen = self.dedup.ids  # event_id -> (fingerprint, first seen ms)
+        self.seen_expiry = self.dedup.expiry
         self.version = 0
 
     def process(self, batch: Iterable[Interaction], now_ms: int) -> Effects:
         self.version = max(self.version + 1, now_ms * 1000)
-        horizon = now_ms - self.config.dedup_window_ms
-        self._expire(horizon)
+        self.dedup.start_batch(now_ms)
         effects = Effects(self.version)
         effects.shared.extend(self.unrecorded_shared)
         self.unrecorded_shared = []
         for event in batch:
-            known = self.seen.get(event.event_id)
-            if known is not None and known[1] >= horizon:
+            sighting = self.dedup.sight(event.event_id, event.fingerprint, now_ms)
+            if sighting is not Sighting.NEW:
                 effects.duplicates += 1
-                if known[0] != event.fingerprint:
+                if sighting is Sighting.CONFLICT:
                     effects.conflicting.append(event)
                 continue
-            self._remember(event.event_id, event.fingerprint, now_ms)
             effects.interactions.append(self._resolve(event, effects))
-        self._file_first_seen(f"{self.version:020d}")
+        self.dedup.file(f"{self.version:020d}")
         return effects
-
-    def _remember(self, event_id: str, fingerprint: str, first_seen_ms: int) -> None:
-        self.seen[event_id] = (fingerprint, first_seen_ms)
-        self._first_seen.setdefault(first_seen_ms // SEEN_BUCKET_MS, []).append(event_id)
-
-    def _file_first_seen(self, tag: str) -> None:
-        for minute, ids in self._first_seen.items():
-            self.seen_expiry[f"{minute:012d}/{tag}"] = ids
-            if minute < self.meta.get("seen_oldest_minute", minute + 1):
-                self.meta["seen_oldest_minute"] = minute
-        self._first_seen = {}
 
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
         timer = self.timer
@@ -174,24 +157,7 @@ class Resolver:
         return ResolvedInteraction(event, customer_id, session_id, journey_id)
 
     def _attribute(self, event: Interaction, effects: Effects) -> tuple[Attribution, str]:
-        """The identity graph's part of an event (what the graph's owner does): its customer, and the outcome."""
-        known_key = self.graph.set_key.get(event.identifiers)
-        if known_key is None:
-            effects.first_sets.add(event.identifiers)
-        attribution = self.graph.attribute(event.event_id, event.occurred_ms, event.identifiers)
-        outcome = classify(known_key, (event.occurred_ms, event.event_id), attribution)
-        effects.identity_outcomes[outcome] = effects.identity_outcomes.get(outcome, 0) + 1
-        effects.customers.extend(attribution.created)
-        effects.links.extend(attribution.links)
-        effects.merges.extend(attribution.merges)
-        effects.refused_merges.extend(attribution.refused)
-        effects.unlinked.extend(attribution.unlinked)
-        effects.shared.extend(attribution.shared)
-        effects.recomputes += attribution.recomputed
-        for identifiers, owner in attribution.set_customers.items():
-            effects.identity_sets[identifiers] = (owner, self.graph.set_key[identifiers])
-        effects.customer_aliases.update(attribution.aliases)
-        return attribution, outcome
+        return attribute_into(self.graph, event.event_id, event.occurred_ms, event.identifiers, effects)
 
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
         """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys
@@ -237,28 +203,6 @@ class Resolver:
         for session in changed:
             effects.sessions[session.session_id] = session
 
-    def _expire(self, horizon_ms: int) -> None:
-        """Drop the seen ids of every minute wholly before the horizon. An id seen again since (after it had
-        expired) has a newer first-seen time and stays."""
-        oldest = self.meta.get("seen_oldest_minute")
-        if oldest is None or (oldest + 1) * SEEN_BUCKET_MS > horizon_ms:
-            return
-        expired: list[str] = []
-        for chunk in self.seen_expiry:
-            minute = int(chunk.split("/", 1)[0])
-            if (minute + 1) * SEEN_BUCKET_MS > horizon_ms:
-                self.meta["seen_oldest_minute"] = minute
-                break
-            expired.append(chunk)
-        else:
-            del self.meta["seen_oldest_minute"]
-        for chunk in expired:
-            minute = int(chunk.split("/", 1)[0])
-            for event_id in self.seen_expiry.pop(chunk):
-                known = self.seen.get(event_id)
-                if known is not None and known[1] // SEEN_BUCKET_MS == minute:
-                    del self.seen[event_id]
-
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot, trim: Callable[[], None] = lambda: None) -> None:
         """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot). `trim` is called every so many
@@ -270,9 +214,9 @@ class Resolver:
         journeys: dict[str, ServiceJourney] = {}
         for count, row in enumerate(snapshot.recent, 1):
             if count % RESTORE_TRIM_EVERY == 0:
-                self._file_first_seen(f"restored-{count:012d}")
+                self.dedup.file(f"restored-{count:012d}")
                 trim()
-            self._remember(row.event_id, row.fingerprint, row.ingested_ms)
+            self.dedup.remember(row.event_id, row.fingerprint, row.ingested_ms)
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
             customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
@@ -282,7 +226,7 @@ class Resolver:
             if row.issue_ref:
                 self._restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id)
             self.version = max(self.version, row.version)
-        self._file_first_seen("restored-end")
+        self.dedup.file("restored-end")
         self._file_restored_sessions(sessions, session_alias)
         self._file_restored_journeys(journeys, journey_alias)
 
@@ -317,6 +261,29 @@ class Resolver:
         for journey in journeys.values():
             if journey.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
                 self.journeys.place(journey)
+
+def attribute_into(graph: IdentityGraph, event_id: str, occurred_ms: int, identifiers: IdentitySet,
+                   effects: Effects) -> tuple[Attribution, str]:
+    """The identity graph's part of an event (what the graph's owner does): its customer, and the outcome. What
+    it changed is added to `effects`."""
+    known_key = graph.set_key.get(identifiers)
+    if known_key is None:
+        effects.first_sets.add(identifiers)
+    attribution = graph.attribute(event_id, occurred_ms, identifiers)
+    outcome = classify(known_key, (occurred_ms, event_id), attribution)
+    effects.identity_outcomes[outcome] = effects.identity_outcomes.get(outcome, 0) + 1
+    effects.customers.extend(attribution.created)
+    effects.links.extend(attribution.links)
+    effects.merges.extend(attribution.merges)
+    effects.refused_merges.extend(attribution.refused)
+    effects.unlinked.extend(attribution.unlinked)
+    effects.shared.extend(attribution.shared)
+    effects.recomputes += attribution.recomputed
+    for moved, owner in attribution.set_customers.items():
+        effects.identity_sets[moved] = (owner, graph.set_key[moved])
+    effects.customer_aliases.update(attribution.aliases)
+    return attribution, outcome
+
 
 @dataclass(frozen=True, slots=True)
 class Erasure:
