@@ -20,10 +20,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cem.domain.effects import Effects
 from cem.domain.erasure import APPLIED, FORGOTTEN, ErasurePlan, ErasureRequest, plan_erasure
 from cem.domain.identity_replica import IdentityChanges, identity_changes
 from cem.domain.model import Identifier
-from cem.domain.resolver import Effects, Resolver
+from cem.domain.resolver import Resolver
 from cem.settings import Settings
 from sinks.clickhouse import sql_string
 from sinks.mutations import chunks, in_list, wait_for_mutations

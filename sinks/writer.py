@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cem.domain.effects import Effects
 from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
-from cem.domain.resolver import Effects
 from cem.domain.text import TextSignals
 
 # The order matters: interaction rows go last (see the module docstring).

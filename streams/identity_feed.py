@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cem import metrics
+from cem.domain.effects import Effects
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identity_changes
 from cem.domain.model import Interaction
-from cem.domain.resolver import Effects
 from cem.domain.state_maps import in_memory_maps
 from cem.kafka import kafka_client_options
 from cem.settings import Settings

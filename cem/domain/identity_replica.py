@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
+from cem.domain.effects import Effects
 from cem.domain.identity_outcome import LOCAL, OWNER_REASONS, classify, is_local
 from cem.domain.identity_records import EventKey, IdentitySet
 from cem.domain.model import Identifier
-from cem.domain.resolver import Effects, follow_aliases
+from cem.domain.resolver import follow_aliases
 from cem.domain.state_maps import MapFactory, in_memory_maps
 
 __all__ = ["LOCAL", "OWNER_REASONS", "IdentityChanges", "IdentityReplica", "classify", "identity_changes",

@@ -11,29 +11,25 @@ from bisect import insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from cem.domain.customer_state import fold_event, move_customer_state
+from cem.domain.effects import Effects, ResolvedInteraction
 from cem.domain.identity import (
     RESTORE_TRIM_EVERY,
-    Customer,
     EventKey,
     IdentityGraph,
     IdentitySet,
-    Link,
-    Merge,
-    RefusedMerge,
 )
 from cem.domain.identity_erasure import forget_in_graph
 from cem.domain.identity_outcome import LOCAL, classify
 from cem.domain.identity_records import Attribution
 from cem.domain.journeys import (
-    JourneyAlias,
     JourneyBook,
     ServiceJourney,
     Session,
-    SessionAlias,
     SessionBook,
     journey_id_for,
 )
-from cem.domain.model import DIGITAL_CHANNELS, Identifier, Interaction, identity_key
+from cem.domain.model import Identifier, Interaction, identity_key
 from cem.domain.seen_ids import SeenIds, Sighting
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier
 from cem.domain.state_maps import MapFactory, in_memory_maps
@@ -51,51 +47,6 @@ class ResolverConfig:
     identifier_priority: Mapping[str, int] | None = None  # strongest first; None: the built-in types' order
     weak_identifier_types: frozenset[str] = DEFAULT_WEAK_TYPES
     shared_weak_threshold: int = DEFAULT_WEAK_THRESHOLD
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedInteraction:
-    interaction: Interaction
-    customer_id: str
-    session_id: str
-    journey_id: str
-
-
-@dataclass
-class Effects:
-    """What one batch adds to the warehouse, plus counts for the metrics."""
-
-    version: int
-    interactions: list[ResolvedInteraction] = field(default_factory=list)
-    customers: list[Customer] = field(default_factory=list)
-    links: list[Link] = field(default_factory=list)
-    merges: list[Merge] = field(default_factory=list)
-    refused_merges: list[RefusedMerge] = field(default_factory=list)  # merges a guard refused, with the reason
-    customer_aliases: dict[str, str] = field(default_factory=dict)  # historical id -> current id
-    # identifier set -> (its customer now, its earliest event): how interaction rows find their customer
-    identity_sets: dict[IdentitySet, tuple[str, EventKey]] = field(default_factory=dict)
-    # identifier sets seen for the first time in this batch: no interaction row of an earlier batch carries them
-    first_sets: set[IdentitySet] = field(default_factory=set)
-    recomputes: int = 0
-    session_aliases: list[SessionAlias] = field(default_factory=list)
-    sessions: dict[str, Session] = field(default_factory=dict)  # latest state of each touched session
-    journey_aliases: list[JourneyAlias] = field(default_factory=list)
-    journeys: dict[str, ServiceJourney] = field(default_factory=dict)  # latest state of each touched journey
-    duplicates: int = 0  # natural and conflicting copies of an event_id already processed
-    # Copies whose content differs from the first copy (an event_id collision): the first copy wins, these are
-    # dead-lettered as duplicate_conflict.
-    conflicting: list[Interaction] = field(default_factory=list)
-    unlinked: list[tuple[Identifier, str]] = field(default_factory=list)
-    shared: list[SharedIdentifier] = field(default_factory=list)  # identifiers newly marked shared
-    # Unique events by identity outcome (cem.domain.identity_outcome): "local", or why the graph changed.
-    identity_outcomes: dict[str, int] = field(default_factory=dict)
-    # Time the identity graph took, split by "owner" (events that changed it) and "local" (events a replica could
-    # have answered); empty unless the resolver was given a timer.
-    graph_seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def conflicts(self) -> int:
-        return len(self.conflicting)
 
 
 class Resolver:
@@ -126,7 +77,7 @@ class Resolver:
                 if sighting is Sighting.CONFLICT:
                     effects.conflicting.append(event)
                 continue
-            effects.interactions.append(self._resolve(event, effects))
+            self._resolve(event, effects)
         self.dedup.file(f"{self.version:020d}")
         return effects
 
@@ -137,24 +88,10 @@ class Resolver:
         if timer is not None:
             need = "local" if outcome == LOCAL else "owner"
             effects.graph_seconds[need] = effects.graph_seconds.get(need, 0.0) + timer() - started
-        customer_id = attribution.customer_id
         for old_id, current_id in attribution.aliases.items():
             if old_id != current_id:
                 self._move_customer(old_id, current_id, effects)
-
-        session_id = ""
-        if event.channel in DIGITAL_CHANNELS:
-            session, aliases = self.sessions.add(customer_id, event.event_id, event.occurred_ms, event.channel)
-            self._note_sessions(effects, [session], aliases)
-            session_id = session.session_id
-
-        journey_id = ""
-        if event.issue_ref:
-            journey = self.journeys.add(customer_id, event.issue_ref, event.event_id, event.occurred_ms,
-                                        event.channel, event.type)
-            effects.journeys[journey.journey_id] = journey
-            journey_id = journey.journey_id
-        return ResolvedInteraction(event, customer_id, session_id, journey_id)
+        return fold_event(self.sessions, self.journeys, event, attribution.customer_id, effects)
 
     def _attribute(self, event: Interaction, effects: Effects) -> tuple[Attribution, str]:
         return attribute_into(self.graph, event.event_id, event.occurred_ms, event.identifiers, effects)
@@ -185,23 +122,7 @@ class Resolver:
                        [found.identifier for found in result.unshared], list(result.removed_sets))
 
     def _move_customer(self, from_id: str, into_id: str, effects: Effects) -> None:
-        """Sessions and journeys of a merged customer continue under the survivor."""
-        changed, aliases = self.sessions.move_customer(from_id, into_id)
-        self._note_sessions(effects, changed, aliases)
-        moved, absorbed = self.journeys.move_customer(from_id, into_id)
-        for alias in absorbed:
-            effects.journey_aliases.append(alias)  # the sink marks the absorbed journey as merged
-            effects.journeys.pop(alias.from_id, None)
-        for journey in moved:
-            effects.journeys[journey.journey_id] = journey
-
-    @staticmethod
-    def _note_sessions(effects: Effects, changed: list[Session], aliases: list[SessionAlias]) -> None:
-        for alias in aliases:
-            effects.session_aliases.append(alias)  # the sink marks the absorbed session as merged
-            effects.sessions.pop(alias.from_id, None)
-        for session in changed:
-            effects.sessions[session.session_id] = session
+        move_customer_state(self.sessions, self.journeys, from_id, into_id, effects)
 
     # ---- rebuilding from the warehouse -------------------------------------------------------------
     def restore(self, snapshot: Snapshot, trim: Callable[[], None] = lambda: None) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cem.domain.effects import Effects, ResolvedInteraction
 from cem.domain.journeys import REMOVED, JourneyAlias
-from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
+from cem.domain.resolver import Resolver
 from sinks.errors import error_code, is_rejection, rejection_detail
 
 Columns = dict[str, list[Any]]

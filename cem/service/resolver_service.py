@@ -32,10 +32,11 @@ from cem import metrics
 from cem.config import alert_engine, alert_rules, resolver_config
 from cem.domain.alerts import AlertEngine, AlertRow, batch_facts
 from cem.domain.alerts.rules import SlaBreach
+from cem.domain.effects import Effects, ResolvedInteraction
 from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.identity_replica import IdentityChanges
 from cem.domain.model import Interaction
-from cem.domain.resolver import Effects, ResolvedInteraction, Resolver
+from cem.domain.resolver import Resolver
 from cem.domain.state_maps import MapFactory, in_memory_maps
 from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
 from cem.service.retry import RebalanceWatch, Retry
