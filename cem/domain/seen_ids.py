@@ -40,11 +40,17 @@ class SeenIds:
 
     def sight(self, event_id: str, fingerprint: str, now_ms: int) -> Sighting:
         """Whether this copy is the first within the window; a first copy is remembered."""
+        sighting = self.check(event_id, fingerprint)
+        if sighting is Sighting.NEW:
+            self.remember(event_id, fingerprint, now_ms)
+        return sighting
+
+    def check(self, event_id: str, fingerprint: str) -> Sighting:
+        """Whether this copy would be the first within the window, without remembering it."""
         known = self.ids.get(event_id)
-        if known is not None and known[1] >= self._horizon_ms:
-            return Sighting.DUPLICATE if known[0] == fingerprint else Sighting.CONFLICT
-        self.remember(event_id, fingerprint, now_ms)
-        return Sighting.NEW
+        if known is None or known[1] < self._horizon_ms:
+            return Sighting.NEW
+        return Sighting.DUPLICATE if known[0] == fingerprint else Sighting.CONFLICT
 
     def remember(self, event_id: str, fingerprint: str, first_seen_ms: int) -> None:
         self.ids[event_id] = (fingerprint, first_seen_ms)

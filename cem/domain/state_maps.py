@@ -28,6 +28,7 @@ MAP_KINDS: dict[str, tuple[bool, bool]] = {
     "seen_expiry": (False, False),  # "<minute>/<batch>" -> the event ids the batch saw first in that minute
     "sessions": (True, False),  # customer id -> sessions sorted by start
     "journeys": (True, False),  # customer id -> issue_ref -> journey
+    "handed": (False, False),  # merged customer -> the survivor its sessions and journeys were handed to
     "meta": (False, True),  # small bookkeeping (e.g. the oldest minute of seen ids still held)
     # A worker's identity replica (cem/domain/identity_replica.py), in a store of its own
     "replica_sets": (False, False),  # identifier set -> (customer, first event key) as the owner published it

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver, ResolverConfig
 from tests.unit.factories import HOUR_MS, NOW_MS, event
-from tests.unit.partition_model import Deployment
+from tests.unit.partition_model import Deployment, state_of
 from tests.unit.strategies import POOL
 
 NO_GUARDS = ResolverConfig(type_limits={})
@@ -72,15 +72,6 @@ def hourly(events: list[Interaction], group_of: Any) -> Counter[Any]:
                    for e in {e.event_id: e for e in events}.values())
 
 
-def merged(parts: list[Any], attribute: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        for customer, held in getattr(part, attribute).by_customer.items():
-            assert customer not in out, "a customer's state lives on one partition"
-            out[customer] = held
-    return out
-
-
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 1), (2, 3), (4, 4), (8, 5)])
 @settings(max_examples=80, deadline=None)
 @given(raw=_raw, seed=st.integers(0, 2**32))
@@ -98,7 +89,7 @@ def test_the_split_gives_the_single_resolvers_sessions_journeys_and_grouping(fro
         assert graph.find(split.folded[e.event_id]) == graph.customer_of_set(e.identifiers) \
             == reference.graph.customer_of_set(e.identifiers)
     sessions = [p for p in split.parts if p.sessions.by_customer]
-    assert state(graph, merged(split.parts, "sessions"), merged(split.parts, "journeys")) == \
+    assert state(graph, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) == \
         state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
     assert sessions or not any(e.channel in ("web", "mobile") for e in arrival)
     assert hourly(arrival, lambda e: graph.find(split.folded[e.event_id])) == \

@@ -1,0 +1,116 @@
+"""A customer partition of the partitioned design (docs/scaling.md): sessions and service journeys of the
+customers that hash to it, and the interaction, session and journey rows they give.
+
+Fronts route each event to its customer's partition with the customer their replica answered. A partition also
+applies the owner's versions, in order: when a customer of this partition merged into another, its sessions and
+journeys are handed to the survivor's partition (`HandOff`) and whatever still arrives for it (from a front whose
+replica had not seen the merge) is forwarded there. The receiver folds them in with the single resolver's merge
+rules. Folding is order-independent, so it does not matter whether a late event reaches the survivor before or
+after the hand-off. A survivor that merged on since passes the hand-off on.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+from cem.domain.customer_state import fold_event, move_customer_state
+from cem.domain.effects import Effects
+from cem.domain.front import Routed
+from cem.domain.identity_replica import IdentityChanges
+from cem.domain.journeys import JourneyBook, ServiceJourney, Session, SessionBook
+from cem.domain.state_maps import MapFactory, in_memory_maps
+
+
+def customer_partition(customer_id: str, partitions: int) -> int:
+    """The partition that holds a customer's state: stable across processes and restarts."""
+    return zlib.crc32(customer_id.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """A merged customer's sessions and journeys, on their way to the survivor's partition."""
+
+    from_id: str
+    into_id: str
+    sessions: list[Session]
+    journeys: list[ServiceJourney]
+    version: int  # the sender's version: the receiver writes the moved rows above it
+
+
+@dataclass
+class PartitionStep:
+    """What one batch of a partition sends on: to other partitions, by the partition's index."""
+
+    forwarded: list[tuple[int, Routed]] = field(default_factory=list)
+    handoffs: list[tuple[int, HandOff]] = field(default_factory=list)
+
+
+class CustomerPartition:
+    def __init__(self, index: int, partitions: int, session_gap_ms: int,
+                 maps: MapFactory = in_memory_maps) -> None:
+        self.index = index
+        self.partitions = partitions
+        self.sessions = SessionBook(session_gap_ms, maps)
+        self.journeys = JourneyBook(maps)
+        self.handed: MutableMapping[str, str] = maps("handed")  # merged customer -> the survivor it went to
+        self.applied = 0  # the newest owner version applied
+        self.version = 0
+
+    def start_batch(self, now_ms: int, after_version: int = 0) -> Effects:
+        """A batch's rows. Its version is above any hand-off it receives (`after_version`): the moved rows must
+        supersede what the sender wrote."""
+        self.version = max(self.version + 1, now_ms * 1000, after_version + 1)
+        return Effects(self.version)
+
+    def fold(self, routed: Routed, effects: Effects, step: PartitionStep) -> None:
+        """File a routed event here, or forward it when its customer merged away from this partition."""
+        survivor = self.handed.get(routed.customer_id)
+        if survivor is not None:
+            step.forwarded.append((customer_partition(survivor, self.partitions), Routed(routed.event, survivor)))
+            return
+        fold_event(self.sessions, self.journeys, routed.event, routed.customer_id, effects)
+
+    def apply(self, changes: IdentityChanges, effects: Effects, step: PartitionStep) -> None:
+        """Apply one owner version (in order; a redelivered one is ignored): hand every merged customer of this
+        partition to its survivor."""
+        if changes.version <= self.applied:
+            return
+        for old_id, current_id in changes.aliases.items():
+            if customer_partition(old_id, self.partitions) != self.index:
+                continue
+            if old_id == current_id:
+                self.handed.pop(old_id, None)  # live again: what it handed over stays with the survivor
+                continue
+            self.handed[old_id] = current_id
+            sessions = self.sessions.by_customer.pop(old_id, [])
+            journeys = list(self.journeys.by_customer.pop(old_id, {}).values())
+            if sessions or journeys:
+                self._send(HandOff(old_id, current_id, sessions, journeys, effects.version), effects, step)
+        self.applied = changes.version
+
+    def receive(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
+        """Fold a merged customer's state in under the survivor, or pass it on when the survivor merged on."""
+        if handoff.version >= effects.version:
+            raise ValueError("a hand-off is received in a later version than it was sent")
+        self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
+
+    def _deliver(self, old_id: str, into_id: str, sessions: list[Session], journeys: list[ServiceJourney],
+                 effects: Effects, step: PartitionStep) -> None:
+        survivor = self.handed.get(into_id)
+        if survivor is not None:
+            self._send(HandOff(old_id, survivor, sessions, journeys, effects.version), effects, step)
+            return
+        self.sessions.by_customer[old_id] = sorted([*self.sessions.by_customer.get(old_id, []), *sessions])
+        for journey in journeys:
+            journey.customer_id = old_id
+            self.journeys.place(journey)
+        move_customer_state(self.sessions, self.journeys, old_id, into_id, effects)
+
+    def _send(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
+        target = customer_partition(handoff.into_id, self.partitions)
+        if target == self.index:  # the survivor is here too: fold it in within this batch
+            self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
+        else:
+            step.handoffs.append((target, handoff))

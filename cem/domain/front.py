@@ -1,0 +1,90 @@
+"""A front of the partitioned design (docs/scaling.md): one partition of `cem.resolve`, keyed by event id.
+
+Every copy of an event id reaches the same front, so the front's dedup window decides, as the single resolver's
+does, that the first copy wins. For a new event it asks its identity replica: when the graph would change nothing
+for it, the replica's customer is the single resolver's answer and the event is routed to that customer's
+partition at once. Otherwise the front sends a lean request to the graph's owner and holds the event; once the
+replica has applied the owner version that folded the request in, `release` routes it the same way. The owner
+sends no answer of its own.
+
+An event is remembered in the dedup window only when it is routed. A held event lives in memory only: a front
+that restarts reads it again from its uncommitted offset and finds it new, so it is never lost; a copy arriving
+while its first copy is held is a duplicate, judged against the held copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cem.domain.identity_owner import IdentityRequest
+from cem.domain.identity_replica import IdentityReplica
+from cem.domain.model import Interaction
+from cem.domain.seen_ids import SeenIds, Sighting
+from cem.domain.state_maps import MapFactory, in_memory_maps
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An event with the customer whose partition folds it in."""
+
+    event: Interaction
+    customer_id: str
+
+
+@dataclass
+class FrontStep:
+    routed: list[Routed] = field(default_factory=list)
+    requests: list[IdentityRequest] = field(default_factory=list)  # for the owner
+    duplicates: int = 0
+    conflicting: list[Interaction] = field(default_factory=list)  # dead-lettered as duplicate_conflict
+
+
+class Front:
+    def __init__(self, replica: IdentityReplica, dedup_window_ms: int, maps: MapFactory = in_memory_maps) -> None:
+        self.replica = replica
+        self.dedup = SeenIds(dedup_window_ms, maps)
+        self.held: dict[str, tuple[Interaction, int]] = {}  # event id -> the event, when it was admitted
+        self.version = 0
+
+    def admit(self, batch: Iterable[Interaction], now_ms: int) -> FrontStep:
+        """Deduplicate a batch and route what the replica answers; the rest is held and requested."""
+        self.version = max(self.version + 1, now_ms * 1000)
+        self.dedup.start_batch(now_ms)
+        step = FrontStep()
+        for event in batch:
+            sighting = self._sight(event)
+            if sighting is not Sighting.NEW:
+                step.duplicates += 1
+                if sighting is Sighting.CONFLICT:
+                    step.conflicting.append(event)
+                continue
+            customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
+            if customer_id is None:
+                self.held[event.event_id] = (event, now_ms)
+                step.requests.append(IdentityRequest.of(event))
+            else:
+                self.dedup.remember(event.event_id, event.fingerprint, now_ms)
+                step.routed.append(Routed(event, customer_id))
+        self.dedup.file(f"{self.version:020d}")
+        return step
+
+    def release(self) -> list[Routed]:
+        """The held events the replica answers now (call it after the replica applied owner versions)."""
+        routed: list[Routed] = []
+        for event_id, (event, admitted_ms) in list(self.held.items()):
+            customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
+            if customer_id is not None:
+                del self.held[event_id]
+                self.dedup.remember(event_id, event.fingerprint, admitted_ms)
+                routed.append(Routed(event, customer_id))
+        if routed:
+            self.version += 1
+            self.dedup.file(f"{self.version:020d}")
+        return routed
+
+    def _sight(self, event: Interaction) -> Sighting:
+        held = self.held.get(event.event_id)
+        if held is None:
+            return self.dedup.check(event.event_id, event.fingerprint)
+        return Sighting.DUPLICATE if held[0].fingerprint == event.fingerprint else Sighting.CONFLICT

@@ -1,0 +1,130 @@
+"""cem.domain.customer_stage: a merged customer's sessions and journeys move to the survivor's partition and end
+as the single resolver's; what still arrives for it is forwarded; a survivor that merged on passes a hand-off on;
+versions are applied once and in order; a hand-off is received above the version it was sent at."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from cem.domain.customer_stage import CustomerPartition, HandOff, PartitionStep, customer_partition
+from cem.domain.front import Routed
+from cem.domain.identity_owner import IdentityOwner, IdentityRequest
+from cem.domain.identity_replica import IdentityChanges, identity_changes
+from cem.domain.resolver import Resolver, ResolverConfig
+from tests.unit.factories import MINUTE_MS, NOW_MS, cid, event
+
+GAP = 30 * MINUTE_MS
+
+
+def spread(count: int, partitions: int, prefix: str, customer_of: Callable[[str], str] = cid) -> list[str]:
+    """Names whose customers land on `count` different partitions (by default the customer an event founds)."""
+    found: dict[int, str] = {}
+    for name in (f"{prefix}{i}" for i in range(1000)):
+        found.setdefault(customer_partition(customer_of(name), partitions), name)
+        if len(found) == count:
+            return list(found.values())
+    raise AssertionError("no such names")
+
+
+def test_a_merge_across_partitions_gives_the_single_resolvers_session_and_journey() -> None:
+    a, b = spread(2, 2, "ev")
+    events = [event(a, NOW_MS, [("email", "a@x.io")], issue_ref="7"),
+              event(b, NOW_MS + 10 * MINUTE_MS, [("phone", "+15550100")], issue_ref="7"),
+              event("glue", NOW_MS + 50 * MINUTE_MS, [("email", "a@x.io"), ("phone", "+15550100")])]
+    reference = Resolver(ResolverConfig())
+    reference.process(events, NOW_MS)
+
+    owner = IdentityOwner(ResolverConfig())
+    parts = [CustomerPartition(i, 2, GAP) for i in range(2)]
+    versions = [identity_changes(owner.process([IdentityRequest.of(e)], NOW_MS + i)) for i, e in enumerate(events)]
+    for e in events[:2]:
+        part = parts[customer_partition(cid(e.event_id), 2)]
+        part.fold(Routed(e, cid(e.event_id)), part.start_batch(NOW_MS), PartitionStep())
+    survivor = owner.graph.customer_of_set(events[2].identifiers)
+    assert survivor in (cid(a), cid(b))
+    loser = cid(b) if survivor == cid(a) else cid(a)
+    sender, receiver = parts[customer_partition(loser, 2)], parts[customer_partition(survivor, 2)]
+
+    step = PartitionStep()
+    sent = sender.start_batch(NOW_MS + 10)
+    for changes in versions:
+        sender.apply(changes, sent, step)
+    assert [target for target, _ in step.handoffs] == [receiver.index] and sent.sessions == {}
+    [(_, handoff)] = step.handoffs
+    got = receiver.start_batch(NOW_MS + 10, after_version=handoff.version)
+    receiver.receive(handoff, got, PartitionStep())
+    receiver.fold(Routed(events[2], survivor), got, PartitionStep())
+
+    assert sender.sessions.by_customer == {} and sender.journeys.by_customer == {}
+    assert receiver.sessions.by_customer == reference.sessions.by_customer
+    assert receiver.journeys.by_customer == reference.journeys.by_customer
+    assert [(s.from_id, s.into_id) for s in got.session_aliases] == \
+        [(reference.sessions.by_customer[survivor][0].members[0], reference.sessions.by_customer[survivor][0]
+          .session_id)]
+    assert got.version > handoff.version
+
+    late = PartitionStep()  # a front whose replica had not seen the merge routes to the merged customer
+    sender.fold(Routed(events[0], loser), sender.start_batch(NOW_MS + 20), late)
+    assert late.forwarded == [(receiver.index, Routed(events[0], survivor))]
+
+
+def test_a_hand_off_for_a_survivor_that_merged_on_is_passed_on() -> None:
+    a, b, c = spread(3, 3, "c", str)
+    parts = [CustomerPartition(i, 3, GAP) for i in range(3)]
+    on = {customer: parts[customer_partition(customer, 3)] for customer in (a, b, c)}
+    on[a].fold(Routed(event("x", NOW_MS, [("email", "a@x.io")]), a), on[a].start_batch(NOW_MS), PartitionStep())
+    merges = [IdentityChanges(1, aliases={a: b}), IdentityChanges(2, aliases={b: c})]
+    on[b].apply(merges[0], on[b].start_batch(NOW_MS), PartitionStep())
+    on[b].apply(merges[1], on[b].start_batch(NOW_MS), PartitionStep())  # b merged on into c
+    step = PartitionStep()
+    on[a].apply(merges[0], on[a].start_batch(NOW_MS), step)
+    [(target, handoff)] = step.handoffs
+    assert target == on[b].index
+    passed = PartitionStep()
+    on[b].receive(handoff, on[b].start_batch(NOW_MS, handoff.version), passed)
+    [(target, onward)] = passed.handoffs
+    assert (target, onward.from_id, onward.into_id) == (on[c].index, a, c)
+    effects = on[c].start_batch(NOW_MS, onward.version)
+    on[c].receive(onward, effects, PartitionStep())
+    assert [(s.customer_id, s.events) for s in on[c].sessions.by_customer[c]] == [(c, 1)]
+    assert list(effects.sessions.values()) == on[c].sessions.by_customer[c]
+
+
+def test_versions_apply_once_and_a_customer_live_again_keeps_its_new_events() -> None:
+    a, b = spread(2, 2, "k", str)
+    part = CustomerPartition(customer_partition(a, 2), 2, GAP)
+    part.fold(Routed(event("x", NOW_MS, [("email", "a@x.io")]), a), part.start_batch(NOW_MS), PartitionStep())
+    merge, again = IdentityChanges(5, aliases={a: b}), IdentityChanges(6, aliases={a: a})
+    first = PartitionStep()
+    part.apply(merge, part.start_batch(NOW_MS), first)
+    redelivered = PartitionStep()
+    part.apply(merge, part.start_batch(NOW_MS), redelivered)
+    assert (len(first.handoffs), redelivered.handoffs, part.applied) == (1, [], 5)
+    part.apply(again, part.start_batch(NOW_MS), PartitionStep())  # a recompute re-created it
+    step = PartitionStep()
+    effects = part.start_batch(NOW_MS)
+    part.fold(Routed(event("y", NOW_MS, [("email", "a@x.io")]), a), effects, step)
+    assert step.forwarded == [] and [r.customer_id for r in effects.interactions] == [a]
+
+
+def test_a_merge_within_one_partition_is_folded_in_the_same_batch() -> None:
+    part = CustomerPartition(0, 1, GAP)
+    effects = part.start_batch(NOW_MS)
+    for name, at in (("a", NOW_MS), ("b", NOW_MS + 5 * MINUTE_MS)):
+        part.fold(Routed(event(name, at, [("email", f"{name}@x.io")]), name), effects, PartitionStep())
+    step = PartitionStep()
+    merged = part.start_batch(NOW_MS + 1)
+    part.apply(IdentityChanges(1, aliases={"b": "a"}), merged, step)
+    assert (step.handoffs, step.forwarded) == ([], [])
+    [session] = part.sessions.by_customer["a"]
+    assert (session.events, "b" in part.sessions.by_customer) == (2, False)
+    assert merged.sessions == {session.session_id: session} and len(merged.session_aliases) == 1
+
+
+def test_a_hand_off_must_be_received_above_the_version_it_was_sent_at() -> None:
+    part = CustomerPartition(0, 1, GAP)
+    effects = part.start_batch(NOW_MS)
+    with pytest.raises(ValueError, match="later version"):
+        part.receive(HandOff("a", "b", [], [], effects.version), effects, PartitionStep())

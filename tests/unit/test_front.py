@@ -1,0 +1,63 @@
+"""cem.domain.front: the first copy of an event id wins, held copies included; what the replica answers is routed
+at once with the owner's customer; the rest is held, requested once, and routed when the replica has the owner's
+version; a held event is not in the dedup window, so a restarted front finds it new again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cem.domain.front import Front, Routed
+from cem.domain.identity_owner import IdentityOwner, IdentityRequest
+from cem.domain.identity_replica import IdentityReplica, identity_changes
+from cem.domain.resolver import DAY_MS, ResolverConfig
+from tests.unit.factories import MINUTE_MS, NOW_MS, cid, event
+
+EMAIL = ("email", "ana@example.com")
+PHONE = ("phone", "+15550100")
+WINDOW = 7 * DAY_MS
+
+
+def owner_answers(front: Front, owner: IdentityOwner, requests: list[IdentityRequest], now_ms: int) -> None:
+    front.replica.apply(identity_changes(owner.process(requests, now_ms)))
+
+
+def test_an_unknown_set_is_held_and_routed_once_the_replica_has_the_owners_version() -> None:
+    front, owner = Front(IdentityReplica(), WINDOW), IdentityOwner(ResolverConfig())
+    first = event("e1", NOW_MS, [EMAIL])
+    step = front.admit([first, first, event("e1", NOW_MS, [EMAIL], fingerprint="other")], NOW_MS)
+    assert (step.routed, step.requests) == ([], [IdentityRequest.of(first)])
+    assert (step.duplicates, step.conflicting) == (2, [event("e1", NOW_MS, [EMAIL], fingerprint="other")])
+    assert front.release() == []  # the owner has not answered yet
+    owner_answers(front, owner, step.requests, NOW_MS + 1)
+    assert front.release() == [Routed(first, cid("e1"))]
+    assert front.release() == [] and front.held == {}
+    assert front.admit([first], NOW_MS + 2).duplicates == 1  # remembered once routed
+
+
+def test_a_known_set_is_routed_at_once_unless_the_event_is_older_than_its_first() -> None:
+    front, owner = Front(IdentityReplica(), WINDOW), IdentityOwner(ResolverConfig())
+    owner_answers(front, owner, [IdentityRequest.of(event("e1", NOW_MS, [EMAIL, PHONE]))], NOW_MS)
+    later, earlier = event("e2", NOW_MS + MINUTE_MS, [EMAIL, PHONE]), event("e3", NOW_MS - MINUTE_MS, [EMAIL, PHONE])
+    step = front.admit([later, earlier], NOW_MS + 1)
+    assert step.routed == [Routed(later, cid("e1"))]
+    assert step.requests == [IdentityRequest.of(earlier)]  # it moves the set's first event: the owner recomputes
+    owner_answers(front, owner, step.requests, NOW_MS + 2)
+    customer = owner.graph.customer_of_set(earlier.identifiers)
+    assert customer is not None and front.release() == [Routed(earlier, customer)]
+
+
+def test_a_held_event_is_not_in_the_dedup_window_a_restarted_front_reads_it_again_as_new() -> None:
+    store: dict[str, Any] = {}
+
+    def maps(name: str) -> Any:
+        return store.setdefault(name, {})
+
+    front = Front(IdentityReplica(), WINDOW, maps)
+    held, routed = event("h1", NOW_MS, [EMAIL]), event("r1", NOW_MS, [PHONE])
+    front.replica.apply(identity_changes(IdentityOwner(ResolverConfig()).process([IdentityRequest.of(routed)],
+                                                                                  NOW_MS)))
+    front.admit([held, routed], NOW_MS + 1)
+    assert set(store["seen"]) == {"r1"}
+    restarted = Front(front.replica, WINDOW, maps)
+    again = restarted.admit([held, routed], NOW_MS + 2)
+    assert (again.requests, again.duplicates) == ([IdentityRequest.of(held)], 1)
