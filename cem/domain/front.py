@@ -5,7 +5,8 @@ does, that the first copy wins. For a new event it asks its identity replica: wh
 for it, the replica's customer is the single resolver's answer and the event is routed to that customer's
 partition at once. Otherwise the front sends a lean request to the graph's owner and holds the event; once the
 replica has applied the owner version that folded the request in, `release` routes it the same way. The owner
-sends no answer of its own.
+sends no answer of its own. A set is asked once, with its earliest event: the graph's answer depends on the set and
+its first event only, so the version that folds that event in answers every later event of the set.
 
 An event is remembered in the dedup window only when it is routed. A held event lives in memory only: a front
 that restarts reads it again from its uncommitted offset and finds it new, so it is never lost; a copy arriving
@@ -18,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cem.domain.identity_owner import IdentityRequest
+from cem.domain.identity_records import EventKey, IdentitySet
 from cem.domain.identity_replica import IdentityReplica
 from cem.domain.model import Interaction
 from cem.domain.seen_ids import SeenIds, Sighting
@@ -45,6 +47,9 @@ class Front:
         self.replica = replica
         self.dedup = SeenIds(dedup_window_ms, maps)
         self.held: dict[str, tuple[Interaction, int]] = {}  # event id -> the event, when it was admitted
+        # Sets asked of the owner and not answered yet, with the earliest event key asked: a later event of the set
+        # is answered by the same version, so it is held without asking again.
+        self.asked: dict[IdentitySet, EventKey] = {}
         self.version = 0
 
     def admit(self, batch: Iterable[Interaction], now_ms: int) -> FrontStep:
@@ -62,7 +67,7 @@ class Front:
             customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
             if customer_id is None:
                 self.held[event.event_id] = (event, now_ms)
-                step.requests.append(IdentityRequest.of(event))
+                self._ask(event, step)
             else:
                 self.dedup.remember(event.event_id, event.fingerprint, now_ms)
                 step.routed.append(Routed(event, customer_id))
@@ -81,7 +86,17 @@ class Front:
         if routed:
             self.version += 1
             self.dedup.file(f"{self.version:020d}")
+        for identifiers, key in list(self.asked.items()):
+            if self.replica.resolve_locally(identifiers, key) is not None:
+                del self.asked[identifiers]
         return routed
+
+    def _ask(self, event: Interaction, step: FrontStep) -> None:
+        key = (event.occurred_ms, event.event_id)
+        asked = self.asked.get(event.identifiers)
+        if asked is None or key < asked:
+            self.asked[event.identifiers] = key
+            step.requests.append(IdentityRequest.of(event))
 
     def _sight(self, event: Interaction) -> Sighting:
         held = self.held.get(event.event_id)

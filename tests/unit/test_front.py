@@ -61,3 +61,18 @@ def test_a_held_event_is_not_in_the_dedup_window_a_restarted_front_reads_it_agai
     restarted = Front(front.replica, WINDOW, maps)
     again = restarted.admit([held, routed], NOW_MS + 2)
     assert (again.requests, again.duplicates) == ([IdentityRequest.of(held)], 1)
+
+
+def test_a_set_is_asked_once_with_its_earliest_event_until_the_replica_answers_it() -> None:
+    front, owner = Front(IdentityReplica(), WINDOW), IdentityOwner(ResolverConfig())
+    late, early = event("e2", NOW_MS + MINUTE_MS, [EMAIL]), event("e1", NOW_MS, [EMAIL])
+    first = front.admit([late, early, event("e3", NOW_MS + 2 * MINUTE_MS, [EMAIL])], NOW_MS)
+    assert first.requests == [IdentityRequest.of(late), IdentityRequest.of(early)]  # an earlier event asks again
+    pending = front.admit([event("e4", NOW_MS + 3 * MINUTE_MS, [EMAIL])], NOW_MS + 1)
+    earlier = front.admit([event("e0", NOW_MS - MINUTE_MS, [EMAIL])], NOW_MS + 2)
+    assert (pending.requests, earlier.requests) == ([], [IdentityRequest("e0", NOW_MS - MINUTE_MS, (EMAIL,))])
+    owner_answers(front, owner, first.requests + earlier.requests, NOW_MS + 3)
+    assert sorted(r.event.event_id for r in front.release()) == ["e0", "e1", "e2", "e3", "e4"]
+    assert front.asked == {}
+    again = front.admit([event("e5", NOW_MS + 4 * MINUTE_MS, [EMAIL])], NOW_MS + 4)
+    assert (again.requests, [r.event.event_id for r in again.routed]) == ([], ["e5"])
