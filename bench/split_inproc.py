@@ -165,8 +165,8 @@ def run(events: int = 60_000, fronts: int = 4, partitions: int = 4, lag: int = 1
     reference_s = time.process_time() - started
 
     split = Split(settings, fronts, partitions, lag)
-    for i, batch in enumerate(batches):
-        split.step(batch, now_ms + i * BATCH_MS, lag)
+    for i, events_of_batch in enumerate(batches):
+        split.step(events_of_batch, now_ms + i * BATCH_MS, lag)
     split.drain(now_ms + len(batches) * BATCH_MS)
 
     unique = list({e.event_id: e for e in valid}.values())
