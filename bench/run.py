@@ -25,6 +25,9 @@ Phases (docs/performance.md explains each method and its resolution):
  10. serial share        in-process (bench/serial_share.py): the share of events that need the identity graph's
                          owner, its CPU per such event, the partitionable CPU per event, the serial ceiling and a
                          projection for 8, 32 and 128 partitions (docs/scaling.md)
+ 11. split stages        in-process (bench/split_inproc.py): the product's fronts, graph owner and customer
+                         partitions on the same traffic, replicas one version behind; checked against the single
+                         resolver; the owner's CPU per request and the share of events it was asked about
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ
 scale_2w_cpu_bound=B.BB serial_share=S.SSSS serial_ceiling_eps=N` (the bound: bench/cpu_budget.py).
@@ -51,7 +54,7 @@ from typing import Any
 
 import orjson
 
-from bench import alert_cost, collector, kiosk, procstat, serial_share, text_cost, views
+from bench import alert_cost, collector, kiosk, procstat, serial_share, split_inproc, text_cost, views
 from bench.cpu_budget import scale_bound
 from bench.proposals import PROPOSALS
 from bench.traffic import (
@@ -527,6 +530,12 @@ class Bench:
             self.result["serial_share"] = serial
             log(f"serial share: {serial['serial_share']} of events need the graph owner, "
                 f"{serial['owner_us_per_owner_event']} us each: ceiling {serial['serial_ceiling_eps']:,}/s; {serial}")
+        if args.split_events > 0:
+            split = split_inproc.run(args.split_events, fronts=4, partitions=4, lag=1, seed=args.seed,
+                                     order=args.order)
+            split["check"] = {"ok": all(split["check"].values()), **split["check"]}
+            self.result["split_stages"] = split
+            log(f"split stages: {split}")
 
         self.result["elapsed_s"] = round(time.monotonic() - started, 1)
         self.result["load_average_at_end"] = procstat.load_average()
@@ -726,6 +735,13 @@ def summary_table(r: dict[str, Any]) -> str:
             f"owner {s['owner_us_per_owner_event']} us per such event, partitionable {s['partitioned_us_per_event']} "
             f"us per event; serial ceiling {s['serial_ceiling_eps']:,}/s; projected "
             + ", ".join(f"{p['partitions']}p {p['projected_eps']:,}/s" for p in s["projection"]["simulated"]))
+    if "split_stages" in r:
+        t = r["split_stages"]
+        add("split stages (4 fronts, 4 partitions): owner asked about", f"{t['serial_share']:.1%}",
+            f"owner {t['owner_us_per_request']} us per request, serial ceiling {t['serial_ceiling_eps']:,}/s; "
+            f"front {t['front_us_per_event']} + partition {t['partition_us_per_event']} us per event vs the single "
+            f"resolver's {t['single_resolver_us_per_event']}; {t['handoffs']:,} hand-offs; sessions and journeys "
+            + ("equal" if t["sessions_and_journeys_equal_the_single_resolvers"] else "DIFFER"))
     live = [w["metrics"] for w in r["throughput_1w"].get("per_worker", {}).values()
             if "live_owner_share" in w["metrics"]]
     if live:
@@ -790,6 +806,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(bench/alert_cost.py: the resolver without and with the alert engine; 0: skip)")
     p.add_argument("--serial-events", type=int, default=20_000, help="events of the in-process serial-share phase "
                    "(bench/serial_share.py: what must stay with the identity graph's owner; 0: skip)")
+    p.add_argument("--split-events", type=int, default=20_000, help="events of the in-process split-stages phase "
+                   "(bench/split_inproc.py: the partitioned stages against the single resolver; 0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")
