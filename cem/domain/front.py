@@ -48,8 +48,10 @@ class Front:
         self.dedup = SeenIds(dedup_window_ms, maps)
         self.held: dict[str, tuple[Interaction, int]] = {}  # event id -> the event, when it was admitted
         # Sets asked of the owner and not answered yet, with the earliest event key asked: a later event of the set
-        # is answered by the same version, so it is held without asking again.
+        # is answered by the same version, so it is held without asking again. Every held event's set is here,
+        # with a key at or before the event's: when the replica answers the set at that key, it answers them all.
         self.asked: dict[IdentitySet, EventKey] = {}
+        self.held_by_set: dict[IdentitySet, list[str]] = {}
         self.version = 0
 
     def admit(self, batch: Iterable[Interaction], now_ms: int) -> FrontStep:
@@ -67,6 +69,7 @@ class Front:
             customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
             if customer_id is None:
                 self.held[event.event_id] = (event, now_ms)
+                self.held_by_set.setdefault(event.identifiers, []).append(event.event_id)
                 self._ask(event, step)
             else:
                 self.dedup.remember(event.event_id, event.fingerprint, now_ms)
@@ -77,18 +80,18 @@ class Front:
     def release(self) -> list[Routed]:
         """The held events the replica answers now (call it after the replica applied owner versions)."""
         routed: list[Routed] = []
-        for event_id, (event, admitted_ms) in list(self.held.items()):
-            customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
-            if customer_id is not None:
-                del self.held[event_id]
+        for identifiers, key in list(self.asked.items()):
+            customer_id = self.replica.resolve_locally(identifiers, key)
+            if customer_id is None:
+                continue
+            del self.asked[identifiers]
+            for event_id in self.held_by_set.pop(identifiers, []):
+                event, admitted_ms = self.held.pop(event_id)
                 self.dedup.remember(event_id, event.fingerprint, admitted_ms)
                 routed.append(Routed(event, customer_id))
         if routed:
             self.version += 1
             self.dedup.file(f"{self.version:020d}")
-        for identifiers, key in list(self.asked.items()):
-            if self.replica.resolve_locally(identifiers, key) is not None:
-                del self.asked[identifiers]
         return routed
 
     def _ask(self, event: Interaction, step: FrontStep) -> None:
