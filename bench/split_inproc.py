@@ -61,6 +61,7 @@ class Split:
         config = resolver_config(settings)
         self.lag = lag
         self.fronts = [Front(IdentityReplica(), config.dedup_window_ms) for _ in range(fronts)]
+        self.offsets = [0] * fronts  # the next offset of each front's partition
         self.owner = IdentityOwner(config)
         self.parts = [CustomerPartition(i, partitions, config.session_gap_ms) for i in range(partitions)]
         self.inbox: list[list[Routed | HandOff]] = [[] for _ in range(partitions)]
@@ -70,15 +71,18 @@ class Split:
         self.rows: list[Effects] = []
 
     def step(self, batch: list[Interaction], now_ms: int, lag: int) -> None:
-        by_front: dict[int, list[Interaction]] = defaultdict(list)
+        by_front: dict[int, list[tuple[int, Interaction]]] = defaultdict(list)
         for event in batch:
-            by_front[front_of(event.event_id, len(self.fronts))].append(event)
+            at = front_of(event.event_id, len(self.fronts))
+            by_front[at].append((self.offsets[at], event))
+            self.offsets[at] += 1
         requests: list[IdentityRequest] = []
         for index, events in by_front.items():
             admitted = self.clock.timed("front", partial(self.fronts[index].admit, events, now_ms))
             self.duplicates += admitted.duplicates
             requests.extend(admitted.requests)
             self.route(admitted.routed)
+            self.fronts[index].committable(self.offsets[index])
         if requests:
             self.requests += len(requests)
             effects = self.clock.timed("owner", lambda: self.owner.process(requests, now_ms))

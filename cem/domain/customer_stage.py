@@ -7,6 +7,13 @@ journeys are handed to the survivor's partition (`HandOff`) and whatever still a
 replica had not seen the merge) is forwarded there. The receiver folds them in with the single resolver's merge
 rules. Folding is order-independent, so it does not matter whether a late event reaches the survivor before or
 after the hand-off. A survivor that merged on since passes the hand-off on.
+
+Replays. A restarted front routes a replayed event again to the customer it first recorded, so the copy reaches
+the partition the first copy reached, after it (the first copy was acknowledged by Kafka before the front died).
+Each partition remembers the events it folded, and for each event and the customer it was addressed to, the
+survivor it was forwarded to: a replay takes the same hops as its first copy and is dropped where the first copy
+was folded, even if a customer merged away or came back to life since. A first copy takes the current merges
+instead: a customer that merged away and back can send it through a partition twice.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class PartitionStep:
 
     forwarded: list[tuple[int, Routed]] = field(default_factory=list)
     handoffs: list[tuple[int, HandOff]] = field(default_factory=list)
+    replays: int = 0  # events this partition had folded already: dropped
 
 
 class CustomerPartition:
@@ -55,6 +63,9 @@ class CustomerPartition:
         self.sessions = SessionBook(session_gap_ms, maps)
         self.journeys = JourneyBook(maps)
         self.handed: MutableMapping[str, str] = maps("handed")  # merged customer -> the survivor it went to
+        self.folded: MutableMapping[str, str] = maps("folded")  # event id -> the customer it was folded under here
+        # (event id, customer it was addressed to) -> the survivor it was forwarded to from here
+        self.forwards: MutableMapping[tuple[str, str], str] = maps("forwards")
         self.applied = 0  # the newest owner version applied
         self.version = 0
 
@@ -65,12 +76,22 @@ class CustomerPartition:
         return Effects(self.version)
 
     def fold(self, routed: Routed, effects: Effects, step: PartitionStep) -> None:
-        """File a routed event here, or forward it when its customer merged away from this partition."""
-        survivor = self.handed.get(routed.customer_id)
-        if survivor is not None:
-            step.forwarded.append((customer_partition(survivor, self.partitions), Routed(routed.event, survivor)))
+        """File a routed event here, or forward it when its customer merged away from this partition; a replay
+        takes the hop its first copy took from here."""
+        event_id, customer_id = routed.event.event_id, routed.customer_id
+        if event_id in self.folded:
+            step.replays += 1
             return
-        fold_event(self.sessions, self.journeys, routed.event, routed.customer_id, effects)
+        hop = (event_id, customer_id)
+        taken = self.forwards.get(hop) if routed.replay else None
+        survivor = taken if taken is not None else self.handed.get(customer_id)
+        if survivor is not None:
+            self.forwards[hop] = survivor
+            step.forwarded.append((customer_partition(survivor, self.partitions),
+                                   Routed(routed.event, survivor, routed.replay)))
+            return
+        self.folded[event_id] = customer_id
+        fold_event(self.sessions, self.journeys, routed.event, customer_id, effects)
 
     def apply(self, changes: IdentityChanges, effects: Effects, step: PartitionStep) -> None:
         """Apply one owner version (in order; a redelivered one is ignored): hand every merged customer of this

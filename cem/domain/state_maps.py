@@ -28,7 +28,10 @@ MAP_KINDS: dict[str, tuple[bool, bool]] = {
     "seen_expiry": (False, False),  # "<minute>/<batch>" -> the event ids the batch saw first in that minute
     "sessions": (True, False),  # customer id -> sessions sorted by start
     "journeys": (True, False),  # customer id -> issue_ref -> journey
+    "decisions": (False, False),  # a front's routing decisions not yet committed: event id -> (customer, offset)
     "handed": (False, False),  # merged customer -> the survivor its sessions and journeys were handed to
+    "folded": (False, False),  # a customer partition's events: id -> the customer folded under
+    "forwards": (False, False),  # a customer partition's hops: (event id, addressee) -> the survivor sent to
     "meta": (False, True),  # small bookkeeping (e.g. the oldest minute of seen ids still held)
     # A worker's identity replica (cem/domain/identity_replica.py), in a store of its own
     "replica_sets": (False, False),  # identifier set -> (customer, first event key) as the owner published it

@@ -1,12 +1,15 @@
 """The split designed in docs/scaling.md, run in one process without Kafka: the product's fronts
 (cem.domain.front), graph owner (cem.domain.identity_owner) and customer partitions (cem.domain.customer_stage),
 with queues for the topics between them. A seeded scheduler interleaves every step at random, with replicas and
-partitions behind the owner by random amounts. The tests compare its result with the single resolver's."""
+partitions behind the owner by random amounts, and may restart a front: it loses what it held in memory and its
+replica and the events it had decided but not yet sent, keeps its dedup window and decisions (its durable state),
+and reads again from its committed offset.
+The tests compare its result with the single resolver's."""
 
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +29,12 @@ def partition_of(key: str, partitions: int) -> int:
 @dataclass
 class FrontSlot:
     front: Front
+    durable: dict[str, Any]  # the front's state maps: they survive a restart
     applied: int = 0  # versions applied to its replica
-    inbox: deque[Interaction] = field(default_factory=deque)
+    log: list[Interaction] = field(default_factory=list)  # its partition of cem.resolve
+    read: int = 0  # the next offset to read
+    committed: int = 0
+    outbox: list[tuple[int, Routed]] = field(default_factory=list)  # decided, not yet sent: lost at a restart
 
 
 @dataclass
@@ -37,16 +44,18 @@ class PartitionSlot:
 
 
 class Deployment:
-    def __init__(self, config: ResolverConfig, fronts: int, partitions: int, rng: random.Random) -> None:
-        self.rng = rng
+    def __init__(self, config: ResolverConfig, fronts: int, partitions: int, rng: random.Random,
+                 restart_rate: float = 0.0) -> None:
+        self.rng, self.config, self.restart_rate = rng, config, restart_rate
         self.owner = IdentityOwner(config)
         self.owner_inbox: deque[IdentityRequest] = deque()
         self.versions: list[IdentityChanges] = []
-        self.fronts = [FrontSlot(Front(IdentityReplica(), config.dedup_window_ms)) for _ in range(fronts)]
+        self.fronts = [self.started({}) for _ in range(fronts)]
         self.slots = [PartitionSlot(CustomerPartition(i, partitions, config.session_gap_ms))
                       for i in range(partitions)]
-        self.duplicates = 0
+        self.duplicates = self.replays = self.restarts = 0
         self.folded: dict[str, str] = {}  # event id -> the customer its partition folded it under
+        self.fold_counts: Counter[str] = Counter()
         self.clock = 1_760_000_000_000
 
     @property
@@ -54,21 +63,41 @@ class Deployment:
         return [slot.part for slot in self.slots]
 
     # ---- the stages ------------------------------------------------------------------------------------
-    def deliver(self, event: Interaction) -> None:
-        self.fronts[partition_of(event.event_id, len(self.fronts))].inbox.append(event)
+    def started(self, durable: dict[str, Any]) -> FrontSlot:
+        front = Front(IdentityReplica(), self.config.dedup_window_ms, lambda name: durable.setdefault(name, {}))
+        return FrontSlot(front, durable)
 
-    def front_step(self, slot: FrontSlot) -> None:
+    def deliver(self, event: Interaction) -> None:
+        self.fronts[partition_of(event.event_id, len(self.fronts))].log.append(event)
+
+    def front_step(self, index: int) -> None:
+        slot = self.fronts[index]
+        if self.rng.random() < self.restart_rate:
+            self.restarts += 1
+            restarted = self.fronts[index] = self.started(slot.durable)
+            restarted.log, restarted.read = slot.log, slot.committed
+            restarted.committed = slot.committed
+            return
+        sent = self.rng.randint(0, len(slot.outbox))  # Kafka acknowledged a random part of what was sent
+        self.route([routed for _, routed in slot.outbox[:sent]])
+        del slot.outbox[:sent]
         target = self.rng.randint(slot.applied, len(self.versions))  # its replica catches up by a random amount
         slot.front.replica.apply_all(self.versions[slot.applied:target])
         slot.applied = target
-        self.route(slot.front.release())
-        batch = [slot.inbox.popleft() for _ in range(min(len(slot.inbox), self.rng.randint(0, 3)))]
-        if batch:
+        self.send(slot, slot.front.release())
+        end = min(len(slot.log), slot.read + self.rng.randint(0, 3))
+        if end > slot.read:
             self.clock += SEEN_BUCKET_MS // 4
-            step = slot.front.admit(batch, self.clock)
+            step = slot.front.admit([(offset, slot.log[offset]) for offset in range(slot.read, end)], self.clock)
+            slot.read = end
             self.duplicates += step.duplicates
-            self.route(step.routed)
+            self.send(slot, step.routed)
             self.owner_inbox.extend(step.requests)
+        unsent = min((offset for offset, _ in slot.outbox), default=slot.read)
+        slot.committed = slot.front.committable(min(slot.read, unsent))
+
+    def send(self, slot: FrontSlot, routed: list[Routed]) -> None:
+        slot.outbox.extend((slot.front.decisions[item.event.event_id][1], item) for item in routed)
 
     def route(self, routed: list[Routed]) -> None:
         for item in routed:
@@ -94,8 +123,10 @@ class Deployment:
                 part.fold(item, effects, step)
         else:
             return
+        self.replays += step.replays
         for resolved in effects.interactions:
             self.folded[resolved.interaction.event_id] = resolved.customer_id
+            self.fold_counts[resolved.interaction.event_id] += 1
         for target, routed in step.forwarded:
             self.slots[target].inbox.append(routed)
         for target, handoff in step.handoffs:
@@ -106,17 +137,20 @@ class Deployment:
 
     # ---- the scheduler ---------------------------------------------------------------------------------
     def busy(self) -> bool:
-        return bool(self.owner_inbox or any(s.inbox or s.front.held for s in self.fronts)
+        return bool(self.owner_inbox or any(s.read < len(s.log) or s.front.held or s.outbox for s in self.fronts)
                     or any(s.inbox or s.part.applied < self.newest() for s in self.slots))
 
     def run(self, events: list[Interaction]) -> None:
         arrivals = deque(events)
+        steps = 0
         while arrivals or self.busy():
+            steps += 1
+            assert steps < 200_000, "the deployment does not settle: a message goes round in circles"
             roll = self.rng.random()
             if arrivals and roll < 0.3:
                 self.deliver(arrivals.popleft())
             elif roll < 0.5:
-                self.front_step(self.rng.choice(self.fronts))
+                self.front_step(self.rng.randrange(len(self.fronts)))
             elif roll < 0.65:
                 self.owner_step()
             else:

@@ -128,3 +128,29 @@ def test_a_hand_off_must_be_received_above_the_version_it_was_sent_at() -> None:
     effects = part.start_batch(NOW_MS)
     with pytest.raises(ValueError, match="later version"):
         part.receive(HandOff("a", "b", [], [], effects.version), effects, PartitionStep())
+
+
+def test_a_replay_takes_its_first_copys_hops_even_when_the_customer_came_back_to_life() -> None:
+    a, b = spread(2, 2, "r", str)
+    parts = {c: CustomerPartition(customer_partition(c, 2), 2, GAP) for c in (a, b)}
+    x = event("x", NOW_MS, [("email", "a@x.io")])
+    parts[a].apply(IdentityChanges(1, aliases={a: b}), parts[a].start_batch(NOW_MS), PartitionStep())
+    first = PartitionStep()
+    parts[a].fold(Routed(x, a), parts[a].start_batch(NOW_MS), first)
+    [(_, hop)] = first.forwarded
+    folded = parts[b].start_batch(NOW_MS)
+    parts[b].fold(hop, folded, PartitionStep())
+    assert [r.customer_id for r in folded.interactions] == [b]
+    parts[a].apply(IdentityChanges(2, aliases={a: a}), parts[a].start_batch(NOW_MS), PartitionStep())  # alive again
+
+    replay = PartitionStep()
+    here = parts[a].start_batch(NOW_MS)
+    parts[a].fold(Routed(x, a, replay=True), here, replay)
+    assert here.interactions == [] and replay.forwarded == [(parts[b].index, Routed(x, b, replay=True))]
+    there = PartitionStep()
+    again = parts[b].start_batch(NOW_MS)
+    parts[b].fold(replay.forwarded[0][1], again, there)
+    assert (again.interactions, there.replays) == ([], 1)
+    fresh = parts[a].start_batch(NOW_MS)  # a new event for the customer come back to life folds here
+    parts[a].fold(Routed(event("y", NOW_MS, [("email", "a@x.io")]), a), fresh, PartitionStep())
+    assert [r.customer_id for r in fresh.interactions] == [a]
