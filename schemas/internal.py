@@ -96,7 +96,7 @@ def decode_resolve_message(value: bytes | None) -> list[Interaction] | ControlRe
         return parse_control(message)
     if not isinstance(message, list):
         raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, "neither a batch (list) nor a control (object)")
-    return [_event_from_wire(index, row) for index, row in enumerate(message)]
+    return [event_from_wire(index, row) for index, row in enumerate(message)]
 
 
 def parse_control(message: Any) -> ControlRequest:
@@ -137,7 +137,7 @@ def _is_opt_str(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _event_from_wire(index: int, row: Any) -> Interaction:
+def event_from_wire(index: int, row: Any) -> Interaction:
     """One wire row, checked field by field: a malformed row fails here with its position, not deep in the
     resolver or the warehouse writer."""
     problem = _wire_problem(row)

@@ -1,10 +1,10 @@
 """The split designed in docs/scaling.md, run in one process without Kafka: the product's fronts
 (cem.domain.front), graph owner (cem.domain.identity_owner) and customer partitions (cem.domain.customer_stage),
-with queues for the topics between them. A seeded scheduler interleaves every step at random, with replicas and
-partitions behind the owner by random amounts, and may restart a front: it loses what it held in memory and its
-replica and the events it had decided but not yet sent, keeps its dedup window and decisions (its durable state),
-and reads again from its committed offset.
-The tests compare its result with the single resolver's."""
+with queues for the topics between them; every message crosses its wire format (schemas/split_wire.py). A seeded
+scheduler interleaves every step at random, with replicas and partitions behind the owner by random amounts, and
+may restart a front: it loses what it held in memory, its replica and the events it had decided but not yet sent,
+keeps its dedup window and decisions (its durable state), and reads again from its committed offset. The tests
+compare its result with the single resolver's."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identi
 from cem.domain.model import Interaction
 from cem.domain.resolver import ResolverConfig
 from cem.domain.seen_ids import SEEN_BUCKET_MS
+from schemas.split_wire import (
+    decode_handoff,
+    decode_requests,
+    decode_routed,
+    encode_handoff,
+    encode_requests,
+    encode_routed,
+)
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -92,7 +100,7 @@ class Deployment:
             slot.read = end
             self.duplicates += step.duplicates
             self.send(slot, step.routed)
-            self.owner_inbox.extend(step.requests)
+            self.owner_inbox.extend(decode_requests(encode_requests(step.requests)))
         unsent = min((offset for offset, _ in slot.outbox), default=slot.read)
         slot.committed = slot.front.committable(min(slot.read, unsent))
 
@@ -100,7 +108,7 @@ class Deployment:
         slot.outbox.extend((slot.front.decisions[item.event.event_id][1], item) for item in routed)
 
     def route(self, routed: list[Routed]) -> None:
-        for item in routed:
+        for item in decode_routed(encode_routed(routed)):  # every message crosses the wire, as over Kafka
             self.slots[partition_of(item.customer_id, len(self.slots))].inbox.append(item)
 
     def owner_step(self) -> None:
@@ -128,9 +136,9 @@ class Deployment:
             self.folded[resolved.interaction.event_id] = resolved.customer_id
             self.fold_counts[resolved.interaction.event_id] += 1
         for target, routed in step.forwarded:
-            self.slots[target].inbox.append(routed)
+            self.slots[target].inbox.extend(decode_routed(encode_routed([routed])))
         for target, handoff in step.handoffs:
-            self.slots[target].inbox.append(handoff)
+            self.slots[target].inbox.append(decode_handoff(encode_handoff(handoff)))
 
     def newest(self) -> int:
         return self.versions[-1].version if self.versions else 0
