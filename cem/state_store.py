@@ -50,9 +50,9 @@ CACHE_SHARES: dict[str, float] = {
 # Maps whose values are built-in types (strings, tuples, sets, lists): marshal, faster than pickle, suffices.
 _MARSHAL_VALUES = frozenset({"owner", "parent", "set_owner", "set_key", "carriers", "origins", "shared_seen_with",
                              "seen", "seen_expiry", "replica_sets", "replica_aliases", "replica_links",
-                             "handed", "folded", "forwards", "decisions"})
+                             "handed", "folded", "forwards", "received", "decisions"})
 _IDENTIFIER_KEYS = frozenset({"owner", "carriers", "shared_marked", "shared_seen_with", "replica_links",
-                              "forwards"})
+                              "forwards", "received"})
 _SET_KEYS = frozenset({"set_owner", "set_key", "replica_sets"})
 
 

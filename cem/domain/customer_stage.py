@@ -66,6 +66,8 @@ class CustomerPartition:
         self.folded: MutableMapping[str, str] = maps("folded")  # event id -> the customer it was folded under here
         # (event id, customer it was addressed to) -> the survivor it was forwarded to from here
         self.forwards: MutableMapping[tuple[str, str], str] = maps("forwards")
+        # hand-offs received, by (merged customer, addressee, sender's version): a redelivered one is skipped
+        self.received: MutableMapping[tuple[str, str], int] = maps("received")
         self.applied = 0  # the newest owner version applied
         self.version = 0
 
@@ -115,6 +117,11 @@ class CustomerPartition:
         """Fold a merged customer's state in under the survivor, or pass it on when the survivor merged on."""
         if handoff.version >= effects.version:
             raise ValueError("a hand-off is received in a later version than it was sent")
+        key = (handoff.from_id, handoff.into_id)
+        if self.received.get(key, -1) >= handoff.version:
+            step.replays += 1
+            return
+        self.received[key] = handoff.version
         self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
 
     def _deliver(self, old_id: str, into_id: str, sessions: list[Session], journeys: list[ServiceJourney],

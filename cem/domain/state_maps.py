@@ -32,6 +32,7 @@ MAP_KINDS: dict[str, tuple[bool, bool]] = {
     "handed": (False, False),  # merged customer -> the survivor its sessions and journeys were handed to
     "folded": (False, False),  # a customer partition's events: id -> the customer folded under
     "forwards": (False, False),  # a customer partition's hops: (event id, addressee) -> the survivor sent to
+    "received": (False, False),  # its hand-offs: (merged customer, addressee) -> the newest sender version
     "meta": (False, True),  # small bookkeeping (e.g. the oldest minute of seen ids still held)
     # A worker's identity replica (cem/domain/identity_replica.py), in a store of its own
     "replica_sets": (False, False),  # identifier set -> (customer, first event key) as the owner published it

@@ -12,7 +12,9 @@ from cem.domain.customer_stage import CustomerPartition, HandOff, PartitionStep,
 from cem.domain.front import Routed
 from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.identity_replica import IdentityChanges, identity_changes
+from cem.domain.journeys import Session
 from cem.domain.resolver import Resolver, ResolverConfig
+from schemas.split_wire import decode_handoff, encode_handoff
 from tests.unit.factories import MINUTE_MS, NOW_MS, cid, event
 
 GAP = 30 * MINUTE_MS
@@ -154,3 +156,14 @@ def test_a_replay_takes_its_first_copys_hops_even_when_the_customer_came_back_to
     fresh = parts[a].start_batch(NOW_MS)  # a new event for the customer come back to life folds here
     parts[a].fold(Routed(event("y", NOW_MS, [("email", "a@x.io")]), a), fresh, PartitionStep())
     assert [r.customer_id for r in fresh.interactions] == [a]
+
+
+def test_a_redelivered_hand_off_is_applied_once() -> None:
+    part = CustomerPartition(0, 1, GAP)
+    session = Session("s1", "a", NOW_MS, NOW_MS, 1, {"web"})
+    handoff = HandOff("a", "b", [session], [], NOW_MS * 1000)
+    for _ in range(2):
+        step = PartitionStep()
+        part.receive(decode_handoff(encode_handoff(handoff)), part.start_batch(NOW_MS + 1), step)
+    assert step.replays == 1
+    assert [(s.customer_id, s.events) for s in part.sessions.by_customer["b"]] == [("b", 1)]
