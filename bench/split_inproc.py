@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import time
-import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -39,12 +38,8 @@ T = TypeVar("T")
 BATCH_MS = 50  # the clock advances this much per ingest batch
 
 
-def front_of(event_id: str, fronts: int) -> int:
-    return zlib.crc32(event_id.encode()) % fronts
-
-
 @dataclass
-class Clock:
+class StageCpu:
     """CPU seconds per stage."""
 
     spent: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -57,23 +52,22 @@ class Clock:
 
 
 class Split:
-    def __init__(self, settings: Settings, fronts: int, partitions: int, lag: int) -> None:
+    def __init__(self, settings: Settings, fronts: int, partitions: int) -> None:
         config = resolver_config(settings)
-        self.lag = lag
         self.fronts = [Front(IdentityReplica(), config.dedup_window_ms) for _ in range(fronts)]
         self.offsets = [0] * fronts  # the next offset of each front's partition
         self.owner = IdentityOwner(config)
         self.parts = [CustomerPartition(i, partitions, config.session_gap_ms) for i in range(partitions)]
         self.inbox: list[list[Routed | HandOff]] = [[] for _ in range(partitions)]
         self.versions: list[IdentityChanges] = []
-        self.clock = Clock()
+        self.clock = StageCpu()
         self.requests = self.duplicates = self.handoffs = self.forwarded = 0
         self.rows: list[Effects] = []
 
     def step(self, batch: list[Interaction], now_ms: int, lag: int) -> None:
         by_front: dict[int, list[tuple[int, Interaction]]] = defaultdict(list)
         for event in batch:
-            at = front_of(event.event_id, len(self.fronts))
+            at = customer_partition(event.event_id, len(self.fronts))  # a stable hash; fronts are keyed by event id
             by_front[at].append((self.offsets[at], event))
             self.offsets[at] += 1
         requests: list[IdentityRequest] = []
@@ -133,19 +127,29 @@ class Split:
             self.step([], now_ms, 0)
 
 
-def session_state(find: Callable[[str], str], parts: Iterable[Any]) -> tuple[Counter[Any], Counter[Any]]:
+def state_of(parts: Iterable[CustomerPartition], attribute: str) -> dict[str, Any]:
+    """The partitions' sessions or journeys by customer, as one book; a customer's state lives on one partition."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for customer, held in getattr(part, attribute).by_customer.items():
+            assert customer not in out, "a customer's state lives on one partition"
+            out[customer] = held
+    return out
+
+
+def session_state(find: Callable[[str], str], sessions: Mapping[str, Any],
+                  journeys: Mapping[str, Any]) -> tuple[Counter[Any], Counter[Any]]:
     """Sessions and journeys under each customer's final id, without their ids (which event created a session
     depends on the order of the log it was folded in)."""
-    sessions: Counter[Any] = Counter()
-    journeys: Counter[Any] = Counter()
-    for sessions_book, journeys_book in parts:
-        for customer, held in sessions_book.by_customer.items():
-            for s in held:
-                sessions[(find(customer), s.start_ms, s.end_ms, s.events, frozenset(s.channels))] += 1
-        for customer, by_issue in journeys_book.by_customer.items():
-            for issue_ref, j in by_issue.items():
-                journeys[(find(customer), issue_ref, frozenset(j.events))] += 1
-    return sessions, journeys
+    found_sessions: Counter[Any] = Counter()
+    for customer, held in sessions.items():
+        for s in held:
+            found_sessions[(find(customer), s.start_ms, s.end_ms, s.events, frozenset(s.channels))] += 1
+    found_journeys: Counter[Any] = Counter()
+    for customer, by_issue in journeys.items():
+        for issue_ref, j in by_issue.items():
+            found_journeys[(find(customer), issue_ref, frozenset(j.events))] += 1
+    return found_sessions, found_journeys
 
 
 def grouping(customer_of: Callable[[Interaction], str | None], events: Iterable[Interaction]) -> set[frozenset[str]]:
@@ -168,7 +172,7 @@ def run(events: int = 60_000, fronts: int = 4, partitions: int = 4, lag: int = 1
     reference_duplicates = sum(reference.process(b, now_ms + i * BATCH_MS).duplicates for i, b in enumerate(batches))
     reference_s = time.process_time() - started
 
-    split = Split(settings, fronts, partitions, lag)
+    split = Split(settings, fronts, partitions)
     for i, events_of_batch in enumerate(batches):
         split.step(events_of_batch, now_ms + i * BATCH_MS, lag)
     split.drain(now_ms + len(batches) * BATCH_MS)
@@ -180,8 +184,8 @@ def run(events: int = 60_000, fronts: int = 4, partitions: int = 4, lag: int = 1
     n = max(1, len(unique))
     share = split.requests / n
     owner_us = spent["owner"] / max(1, split.requests) * 1e6
-    sessions_equal = session_state(graph.find, ((p.sessions, p.journeys) for p in split.parts)) == \
-        session_state(reference.graph.find, [(reference.sessions, reference.journeys)])
+    sessions_equal = session_state(graph.find, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) \
+        == session_state(reference.graph.find, reference.sessions.by_customer, reference.journeys.by_customer)
     check = {
         "every unique event folded once": set(folded) == {e.event_id for e in unique} and max(folded.values()) == 1,
         "the single resolver's duplicate count": split.duplicates == reference_duplicates,

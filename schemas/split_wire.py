@@ -30,6 +30,13 @@ def _loads(value: bytes | None, what: str) -> Any:
         raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, f"{what} is not JSON: {str(exc)[:120]}") from None
 
 
+def _rows(value: bytes | None, what: str) -> list[Any]:
+    rows = _loads(value, what)
+    if not isinstance(rows, list):
+        raise _bad(f"{what} are a list")
+    return rows
+
+
 def _bad(what: str) -> InternalMessageError:
     return InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, what)
 
@@ -48,11 +55,8 @@ def encode_requests(requests: list[IdentityRequest]) -> bytes:
 
 
 def decode_requests(value: bytes | None) -> list[IdentityRequest]:
-    rows = _loads(value, "identity requests")
-    if not isinstance(rows, list):
-        raise _bad("identity requests are a list")
     requests = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(_rows(value, "identity requests")):
         if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) and row[0] and _is_int(row[1])
                 and isinstance(row[2], list) and row[2]
                 and all(isinstance(pair, list) and len(pair) == 2 and _strings(pair) for pair in row[2])):
@@ -67,11 +71,8 @@ def encode_routed(routed: list[Routed]) -> bytes:
 
 
 def decode_routed(value: bytes | None) -> list[Routed]:
-    rows = _loads(value, "routed events")
-    if not isinstance(rows, list):
-        raise _bad("routed events are a list")
     routed = []
-    for index, row in enumerate(rows):
+    for index, row in enumerate(_rows(value, "routed events")):
         if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], str) and row[1]
                 and isinstance(row[2], bool)):
             raise _bad(f"routed event {index}: [event, customer_id, replay] expected")

@@ -23,7 +23,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from cem.domain.customer_state import fold_event, move_customer_state
-from cem.domain.effects import Effects
+from cem.domain.effects import Effects, next_version
 from cem.domain.front import Routed
 from cem.domain.identity_replica import IdentityChanges
 from cem.domain.journeys import JourneyBook, ServiceJourney, Session, SessionBook
@@ -52,7 +52,7 @@ class PartitionStep:
 
     forwarded: list[tuple[int, Routed]] = field(default_factory=list)
     handoffs: list[tuple[int, HandOff]] = field(default_factory=list)
-    replays: int = 0  # events this partition had folded already: dropped
+    replays: int = 0  # events this partition had folded, and hand-offs it had received, already: dropped
 
 
 class CustomerPartition:
@@ -74,7 +74,7 @@ class CustomerPartition:
     def start_batch(self, now_ms: int, after_version: int = 0) -> Effects:
         """A batch's rows. Its version is above any hand-off it receives (`after_version`): the moved rows must
         supersede what the sender wrote."""
-        self.version = max(self.version + 1, now_ms * 1000, after_version + 1)
+        self.version = next_version(self.version, now_ms, after_version)
         return Effects(self.version)
 
     def fold(self, routed: Routed, effects: Effects, step: PartitionStep) -> None:

@@ -14,6 +14,12 @@ from cem.domain.model import Identifier, Interaction
 from cem.domain.shared import SharedIdentifier
 
 
+def next_version(previous: int, now_ms: int, after: int = 0) -> int:
+    """A stage's next batch version: above its last one and anything it must supersede (`after`), and at least
+    the clock in microseconds, so versions written by another process later still sort after."""
+    return max(previous + 1, after + 1, now_ms * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedInteraction:
     interaction: Interaction

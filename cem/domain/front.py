@@ -40,6 +40,14 @@ class Routed:
 
 
 @dataclass
+class AskedSet:
+    """A set asked of the owner and not answered yet: the earliest event key asked, and the events it holds."""
+
+    key: EventKey
+    held: list[str]
+
+
+@dataclass
 class FrontStep:
     routed: list[Routed] = field(default_factory=list)
     requests: list[IdentityRequest] = field(default_factory=list)  # for the owner
@@ -53,11 +61,10 @@ class Front:
         self.replica = replica
         self.dedup = SeenIds(dedup_window_ms, maps)
         self.held: dict[str, tuple[Interaction, int, int]] = {}  # event id -> the event, admitted ms, its offset
-        # Sets asked of the owner and not answered yet, with the earliest event key asked: a later event of the set
-        # is answered by the same version, so it is held without asking again. Every held event's set is here,
-        # with a key at or before the event's: when the replica answers the set at that key, it answers them all.
-        self.asked: dict[IdentitySet, EventKey] = {}
-        self.held_by_set: dict[IdentitySet, list[str]] = {}
+        # Sets asked of the owner and not answered yet. A later event of the set is answered by the same version,
+        # so it is held without asking again. Every held event's set is here, with a key at or before the event's:
+        # when the replica answers the set at that key, it answers them all.
+        self.asked: dict[IdentitySet, AskedSet] = {}
         # event id -> (customer, offset read at): the decisions a restart may have to repeat, until committed past
         self.decisions: MutableMapping[str, tuple[str, int]] = maps("decisions")
         self.version = 0
@@ -83,7 +90,6 @@ class Front:
             customer_id = self.replica.resolve_locally(event.identifiers, (event.occurred_ms, event.event_id))
             if customer_id is None:
                 self.held[event.event_id] = (event, now_ms, offset)
-                self.held_by_set.setdefault(event.identifiers, []).append(event.event_id)
                 self._ask(event, step)
             else:
                 step.routed.append(self._decide(event, customer_id, now_ms, offset))
@@ -103,12 +109,12 @@ class Front:
     def release(self) -> list[Routed]:
         """The held events the replica answers now (call it after the replica applied owner versions)."""
         routed: list[Routed] = []
-        for identifiers, key in list(self.asked.items()):
-            customer_id = self.replica.resolve_locally(identifiers, key)
+        for identifiers, asked in list(self.asked.items()):
+            customer_id = self.replica.resolve_locally(identifiers, asked.key)
             if customer_id is None:
                 continue
             del self.asked[identifiers]
-            for event_id in self.held_by_set.pop(identifiers, []):
+            for event_id in asked.held:
                 event, admitted_ms, offset = self.held.pop(event_id)
                 routed.append(self._decide(event, customer_id, admitted_ms, offset))
         if routed:
@@ -123,9 +129,10 @@ class Front:
 
     def _ask(self, event: Interaction, step: FrontStep) -> None:
         key = (event.occurred_ms, event.event_id)
-        asked = self.asked.get(event.identifiers)
-        if asked is None or key < asked:
-            self.asked[event.identifiers] = key
+        asked = self.asked.setdefault(event.identifiers, AskedSet(key, []))
+        asked.held.append(event.event_id)
+        if len(asked.held) == 1 or key < asked.key:  # the set's first request, or an earlier event than asked
+            asked.key = key
             step.requests.append(IdentityRequest.of(event))
 
     def _sight(self, event: Interaction) -> Sighting:

@@ -1,8 +1,8 @@
 """The identity graph's owner in the partitioned design (docs/scaling.md): the one serial step.
 
 Fronts send it only the events their replica could not answer, as lean requests: the event's id, time and
-identifier set, which is all the graph reads. It folds them into the graph in the order it receives them and
-returns the batch's identity rows; sessions, journeys and interaction rows are the customer partitions' work. A
+identifier set, which is all the graph reads. It folds them into the graph and returns the batch's identity
+rows; sessions, journeys and interaction rows are the customer partitions' work. A
 request it already folded in (a re-sent copy, or one a stale replica sent again) changes nothing.
 
 Within a batch it folds the requests in event-time order. Replicas apply a batch whole, so the order inside it is
@@ -12,14 +12,13 @@ recomputes that requests from different fronts, each asking with its own earlies
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cem.domain.effects import Effects
-from cem.domain.identity import EventKey, IdentityGraph, IdentitySet
+from cem.domain.effects import Effects, next_version
+from cem.domain.identity import EventKey, IdentitySet
 from cem.domain.model import Interaction
-from cem.domain.resolver import ResolverConfig, attribute_into
-from cem.domain.shared import SharedIdentifier
+from cem.domain.resolver import ResolverConfig, attribute_into, identity_graph
 from cem.domain.state_maps import MapFactory, in_memory_maps
 
 
@@ -40,25 +39,14 @@ class IdentityRequest:
 
 class IdentityOwner:
     def __init__(self, config: ResolverConfig, maps: MapFactory = in_memory_maps) -> None:
-        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
-                                   config.shared_weak_threshold, maps)
+        self.graph = identity_graph(config, maps)
         self.version = 0
-        self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
 
     def process(self, requests: Iterable[IdentityRequest], now_ms: int) -> Effects:
         """One owner version: the identity rows of a batch of requests (their `identity_changes` is what the
         replicas apply)."""
-        self.version = max(self.version + 1, now_ms * 1000)
+        self.version = next_version(self.version, now_ms)
         effects = Effects(self.version)
-        effects.shared.extend(self.unrecorded_shared)
-        self.unrecorded_shared = []
         for request in sorted(requests, key=lambda r: r.key):
             attribute_into(self.graph, request.event_id, request.occurred_ms, request.identifiers, effects)
         return effects
-
-    def restore(self, identity_sets: Iterable[tuple[IdentitySet, EventKey]], shared: Iterable[SharedIdentifier],
-                version: int, trim: Callable[[], None] = lambda: None) -> None:
-        """Rebuild the graph from the warehouse's identifier sets (each with its first event), as the single
-        resolver does; versions continue above the newest one written."""
-        self.unrecorded_shared = self.graph.restore(identity_sets, list(shared), trim)
-        self.version = max(self.version, version)

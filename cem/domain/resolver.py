@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cem.domain.customer_state import fold_event, move_customer_state
-from cem.domain.effects import Effects, ResolvedInteraction
+from cem.domain.effects import Effects, ResolvedInteraction, next_version
 from cem.domain.identity import (
     RESTORE_TRIM_EVERY,
     EventKey,
@@ -54,8 +54,7 @@ class Resolver:
                  timer: Callable[[], float] | None = None) -> None:
         self.config = config
         self.timer = timer  # times the identity graph's part of each event (None: not measured)
-        self.graph = IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
-                                   config.shared_weak_threshold, maps)
+        self.graph = identity_graph(config, maps)
         self.unrecorded_shared: list[SharedIdentifier] = []  # found shared on restore, written with the next batch
         self.sessions = SessionBook(config.session_gap_ms, maps)
         self.journeys = JourneyBook(maps)
@@ -65,7 +64,7 @@ class Resolver:
         self.version = 0
 
     def process(self, batch: Iterable[Interaction], now_ms: int) -> Effects:
-        self.version = max(self.version + 1, now_ms * 1000)
+        self.version = next_version(self.version, now_ms)
         self.dedup.start_batch(now_ms)
         effects = Effects(self.version)
         effects.shared.extend(self.unrecorded_shared)
@@ -84,7 +83,8 @@ class Resolver:
     def _resolve(self, event: Interaction, effects: Effects) -> ResolvedInteraction:
         timer = self.timer
         started = 0.0 if timer is None else timer()
-        attribution, outcome = self._attribute(event, effects)
+        attribution, outcome = attribute_into(self.graph, event.event_id, event.occurred_ms, event.identifiers,
+                                              effects)
         if timer is not None:
             need = "local" if outcome == LOCAL else "owner"
             effects.graph_seconds[need] = effects.graph_seconds.get(need, 0.0) + timer() - started
@@ -93,16 +93,13 @@ class Resolver:
                 self._move_customer(old_id, current_id, effects)
         return fold_event(self.sessions, self.journeys, event, attribution.customer_id, effects)
 
-    def _attribute(self, event: Interaction, effects: Effects) -> tuple[Attribution, str]:
-        return attribute_into(self.graph, event.event_id, event.occurred_ms, event.identifiers, effects)
-
     def forget(self, customer_ids: Iterable[str], erased: Iterable[Identifier], now_ms: int) -> Erasure:
         """Erase customers and identifiers (cem.domain.erasure plans which). Their sessions and service journeys
         continue under the customer `forgotten`, as a restart would rebuild them from the anonymised rows. Seen
         event ids stay, so replays of erased events are recognised and not inserted again. The erased events stop
         being evidence of shared identifiers: those no longer shared are returned (their records go)."""
         result = forget_in_graph(self.graph, customer_ids, erased)
-        self.version = max(self.version + 1, now_ms * 1000)
+        self.version = next_version(self.version, now_ms)
         effects = Effects(self.version)
         replay = result.replay
         effects.customers, effects.links = replay.created, replay.links
@@ -182,6 +179,11 @@ class Resolver:
         for journey in journeys.values():
             if journey.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
                 self.journeys.place(journey)
+
+def identity_graph(config: ResolverConfig, maps: MapFactory = in_memory_maps) -> IdentityGraph:
+    return IdentityGraph(config.type_limits, config.identifier_priority, config.weak_identifier_types,
+                         config.shared_weak_threshold, maps)
+
 
 def attribute_into(graph: IdentityGraph, event_id: str, occurred_ms: int, identifiers: IdentitySet,
                    effects: Effects) -> tuple[Attribution, str]:

@@ -40,10 +40,11 @@ class SeenIds:
 
     def sight(self, event_id: str, fingerprint: str, now_ms: int) -> Sighting:
         """Whether this copy is the first within the window; a first copy is remembered."""
-        sighting = self.check(event_id, fingerprint)
-        if sighting is Sighting.NEW:
+        known = self.ids.get(event_id)  # check() inlined: this runs for every event on the resolver's serial path
+        if known is None or known[1] < self._horizon_ms:
             self.remember(event_id, fingerprint, now_ms)
-        return sighting
+            return Sighting.NEW
+        return Sighting.DUPLICATE if known[0] == fingerprint else Sighting.CONFLICT
 
     def check(self, event_id: str, fingerprint: str) -> Sighting:
         """Whether this copy would be the first within the window, without remembering it."""

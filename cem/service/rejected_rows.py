@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from cem.domain.effects import Effects, ResolvedInteraction
+from cem.domain.effects import Effects, ResolvedInteraction, next_version
 from cem.domain.journeys import REMOVED, JourneyAlias
 from cem.domain.resolver import Resolver
 from sinks.errors import error_code, is_rejection, rejection_detail
@@ -58,7 +58,7 @@ def repair_effects(resolver: Resolver, rejected: list[ResolvedInteraction], afte
     """What to write again once `rejected` (events whose rows the warehouse refused) are known, from `resolver`
     rebuilt from the warehouse (which holds no row of them): the current state of the journeys and sessions they
     had touched, with a newer version than the batch's, so that neither the state nor any view counts them."""
-    resolver.version = max(resolver.version + 1, after_version + 1, now_ms * 1000)
+    resolver.version = next_version(resolver.version, now_ms, after_version)
     repair = Effects(resolver.version)
     journey_ids = {r.journey_id for r in rejected if r.journey_id}
     if journey_ids:

@@ -30,10 +30,6 @@ from schemas.split_wire import (
 )
 
 
-def partition_of(key: str, partitions: int) -> int:
-    return customer_partition(key, partitions)
-
-
 @dataclass
 class FrontSlot:
     front: Front
@@ -76,7 +72,7 @@ class Deployment:
         return FrontSlot(front, durable)
 
     def deliver(self, event: Interaction) -> None:
-        self.fronts[partition_of(event.event_id, len(self.fronts))].log.append(event)
+        self.fronts[customer_partition(event.event_id, len(self.fronts))].log.append(event)
 
     def front_step(self, index: int) -> None:
         slot = self.fronts[index]
@@ -109,7 +105,7 @@ class Deployment:
 
     def route(self, routed: list[Routed]) -> None:
         for item in decode_routed(encode_routed(routed)):  # every message crosses the wire, as over Kafka
-            self.slots[partition_of(item.customer_id, len(self.slots))].inbox.append(item)
+            self.slots[customer_partition(item.customer_id, len(self.slots))].inbox.append(item)
 
     def owner_step(self) -> None:
         batch = [self.owner_inbox.popleft() for _ in range(min(len(self.owner_inbox), self.rng.randint(1, 3)))]
@@ -165,12 +161,3 @@ class Deployment:
                 self.partition_step(self.rng.choice(self.slots))
         for slot in self.fronts:  # every front has routed everything: nothing is held
             assert not slot.front.held
-
-
-def state_of(parts: list[CustomerPartition], attribute: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        for customer, held in getattr(part, attribute).by_customer.items():
-            assert customer not in out, "a customer's state lives on one partition"
-            out[customer] = held
-    return out

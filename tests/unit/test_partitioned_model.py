@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.split_inproc import grouping as split_grouping
+from bench.split_inproc import session_state, state_of
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver, ResolverConfig
 from tests.unit.factories import HOUR_MS, NOW_MS, event
-from tests.unit.partition_model import Deployment, state_of
+from tests.unit.partition_model import Deployment
 from tests.unit.strategies import POOL
 
 NO_GUARDS = ResolverConfig(type_limits={})
@@ -41,17 +43,7 @@ def build(raw: list[tuple[int, list[Any], int, str | None]], rng: random.Random)
 
 
 def state(graph: Any, sessions: Any, journeys: Any) -> tuple[Counter[Any], Counter[Any]]:
-    """Sessions and journeys under each customer's final id, without their ids (which event created a session
-    depends on the order of the log each was folded in)."""
-    found_sessions: Counter[Any] = Counter()
-    for customer, held in sessions.items():
-        for s in held:
-            found_sessions[(graph.find(customer), s.start_ms, s.end_ms, s.events, frozenset(s.channels))] += 1
-    found_journeys: Counter[Any] = Counter()
-    for customer, by_issue in journeys.items():
-        for issue_ref, j in by_issue.items():
-            found_journeys[(graph.find(customer), issue_ref, frozenset(j.events))] += 1
-    return found_sessions, found_journeys
+    return session_state(graph.find, sessions, journeys)
 
 
 def single_resolver(arrival: list[Interaction], rng: random.Random,
@@ -101,10 +93,7 @@ GUARDED = ResolverConfig(type_limits={"email": 2, "phone": 1, "anonymous_id": 2,
 
 
 def grouping(graph: Any, events: list[Interaction]) -> set[frozenset[str]]:
-    by_customer: dict[str, set[str]] = {}
-    for e in events:
-        by_customer.setdefault(graph.customer_of_set(e.identifiers), set()).add(e.event_id)
-    return {frozenset(ids) for ids in by_customer.values()}
+    return split_grouping(lambda e: graph.customer_of_set(e.identifiers), events)
 
 
 @pytest.mark.parametrize(("fronts", "partitions"), [(2, 3), (8, 5)])
