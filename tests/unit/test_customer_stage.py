@@ -167,3 +167,31 @@ def test_a_redelivered_hand_off_is_applied_once() -> None:
         part.receive(decode_handoff(encode_handoff(handoff)), part.start_batch(NOW_MS + 1), step)
     assert step.replays == 1
     assert [(s.customer_id, s.events) for s in part.sessions.by_customer["b"]] == [("b", 1)]
+
+
+@pytest.mark.parametrize("same_partition", [True, False])
+def test_a_replay_whose_first_copy_was_never_sent_is_folded_once_at_the_survivor(same_partition: bool) -> None:
+    """The front died before Kafka had its first copy: the replay is the only copy. It reaches the merged
+    customer's partition, which has no hop for it, so it takes the current merge and is folded at the survivor,
+    whether the survivor lives on the same partition or another one."""
+    partitions = 3
+    names = [f"m{i}" for i in range(200)]
+    a = names[0]
+    b = next(n for n in names[1:] if (customer_partition(n, partitions) == customer_partition(a, partitions))
+             == same_partition)
+    parts = [CustomerPartition(i, partitions, GAP) for i in range(partitions)]
+    here, there = parts[customer_partition(a, partitions)], parts[customer_partition(b, partitions)]
+    here.apply(IdentityChanges(1, aliases={a: b}), here.start_batch(NOW_MS), PartitionStep())
+    pending = [Routed(event("x", NOW_MS, [("email", "a@x.io")]), a, replay=True)]
+    folded: list[str] = []
+    for _ in range(4):  # at most a hop or two; a loop would keep it in flight
+        if not pending:
+            break
+        item = pending.pop()
+        part = parts[customer_partition(item.customer_id, partitions)]
+        effects, step = part.start_batch(NOW_MS + 1), PartitionStep()
+        part.fold(item, effects, step)
+        folded += [r.customer_id for r in effects.interactions]
+        pending += [routed for _, routed in step.forwarded]
+    assert (folded, pending) == ([b], [])
+    assert there.folded == {"x": b}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cem.domain.front import Front, Routed
 from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.identity_replica import IdentityReplica, identity_changes
@@ -85,3 +87,26 @@ def test_a_set_is_asked_once_with_its_earliest_event_until_the_replica_answers_i
     assert front.asked == {}
     again = front.admit([(5, event("e5", NOW_MS + 4 * MINUTE_MS, [EMAIL]))], NOW_MS + 4)
     assert (again.requests, [r.event.event_id for r in again.routed]) == ([], ["e5"])
+
+
+@pytest.mark.parametrize(("held_at", "unsent_from", "next_read", "expected"), [
+    (None, None, 9, 9),  # nothing held, everything acknowledged: the next record to read
+    (4, None, 9, 4),  # a held event keeps its record to be read again
+    (None, 6, 9, 6),  # a routed event Kafka has not acknowledged keeps its record too
+    (4, 2, 9, 2),  # unacknowledged older than held: the older wins
+    (2, 4, 9, 2),  # held older than unacknowledged
+    (3, 3, 9, 3),
+])
+def test_the_committable_offset_is_the_oldest_record_a_restart_must_read_again(
+        held_at: int | None, unsent_from: int | None, next_read: int, expected: int) -> None:
+    front, owner = Front(IdentityReplica(), WINDOW), IdentityOwner(ResolverConfig())
+    known = event("k0", NOW_MS, [PHONE])
+    owner_answers(front, owner, [IdentityRequest.of(known)], NOW_MS)
+    batch = [(offset, event(f"r{offset}", NOW_MS, [PHONE])) for offset in range(next_read) if offset != held_at]
+    if held_at is not None:
+        batch.append((held_at, event("h", NOW_MS, [EMAIL])))
+    front.admit(sorted(batch), NOW_MS + 1)
+    assert front.committable(next_read if unsent_from is None else unsent_from) == expected
+    # the decisions a restart may repeat are kept from there on, and only those
+    assert sorted(offset for _, offset in front.decisions.values()) == \
+        [o for o in range(expected, next_read) if o != held_at]
