@@ -138,8 +138,16 @@ class Settings:
     # With two or more workers, the one holding the resolver partition takes no raw-topic partitions (the others
     # ingest for it, streams/assignment.py); true keeps Faust's even spread of every topic.
     owner_ingests: bool = False
+    # The partitioned resolver (docs/scaling.md, "The split on Kafka"): 0 runs the single resolver; N > 0 gives
+    # <prefix>.resolve N front partitions keyed by event id and <prefix>.customers N customer partitions, with the
+    # identity graph's owner alone on <prefix>.identity. It needs the identity replica, and turns it on.
+    split_partitions: int = 0
 
     def __post_init__(self) -> None:
+        if self.split_partitions < 0:
+            raise ValueError(f"CEM_SPLIT_PARTITIONS must be 0 (off) or more, not {self.split_partitions}")
+        if self.split_partitions:
+            object.__setattr__(self, "identity_replica", True)
         if self.state_store not in ("disk", "memory"):
             raise ValueError(f"CEM_STATE_STORE must be disk or memory, not {self.state_store!r}")
         if self.state_memory_mb < 32:
@@ -203,6 +211,16 @@ class Settings:
     def identity_changes_topic(self) -> str:
         """The identity graph owner's versions, read whole by every worker's replica (CEM_IDENTITY_REPLICA)."""
         return f"{self.topic_prefix}.identity_changes"
+
+    @property
+    def identity_topic(self) -> str:
+        """Fronts' requests to the identity graph's owner (CEM_SPLIT_PARTITIONS): one partition, one owner."""
+        return f"{self.topic_prefix}.identity"
+
+    @property
+    def customers_topic(self) -> str:
+        """Routed events and merge hand-offs, one partition per customer partition (CEM_SPLIT_PARTITIONS)."""
+        return f"{self.topic_prefix}.customers"
 
     @property
     def schemas_topic(self) -> str:

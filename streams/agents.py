@@ -46,3 +46,30 @@ async def alert_actions(stream: Any) -> None:
     run = stages.runner("alert_actions").run
     async for events in stream.take_events(CONTROL_BATCH_MAX, within=CONTROL_BATCH_SECONDS):
         await run(stages.alert_actions.handle, events)
+
+
+async def front(stream: Any) -> None:
+    """Partitioned resolver: <prefix>.resolve by event id -> customer partitions, and requests to the owner."""
+    stages = stages_of(stream)
+    run = stages.runner("front").run
+    settings = stages.settings
+    flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
+    async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
+        await run(stages.split_stages().front.handle, events)
+
+
+async def owner(stream: Any) -> None:
+    """Partitioned resolver: the identity graph's owner, alone on <prefix>.identity."""
+    stages = stages_of(stream)
+    run = stages.runner("owner").run
+    async for events in stream.take_events(stages.settings.sink_batch_max, within=stages.settings.sink_flush_seconds):
+        await run(stages.split_stages().owner.handle, events)
+
+
+async def customers(stream: Any) -> None:
+    """Partitioned resolver: routed events and hand-offs -> sessions, journeys and interaction rows."""
+    stages = stages_of(stream)
+    run = stages.runner("customers").run
+    settings = stages.settings
+    async for events in stream.take_events(settings.sink_batch_max, within=settings.sink_flush_seconds):
+        await run(stages.split_stages().customers.handle, events)

@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 
 from cem import metrics
 from cem.service.resolver_service import ResolverService
+from cem.service.split_service import SplitWarehouse
 from cem.settings import Settings
 from cem.state_store import StateStore
 from schemas.codec import new_registry
@@ -36,7 +37,8 @@ from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Inge
 from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
-from streams.stages import Stages
+from streams.split import CustomerStage, FrontStage, OwnerStage
+from streams.stages import SplitStages, Stages
 from streams.status import WorkerStatus
 from streams.watchdog import watch_event_loop
 
@@ -56,6 +58,7 @@ def quiet_payload_loggers() -> None:
 # Exit code of a worker that gave up a batch because a rebalance waited on it (cem.service.retry.RebalanceWatch):
 # dying is the crash path, which is proven safe; whoever takes the partition replays the batch.
 EXIT_STUCK_IN_REBALANCE = 75
+CUSTOMER_TICK_SECONDS = 0.2
 
 
 def exit_stuck_in_rebalance() -> None:
@@ -121,7 +124,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     finish instead of retrying it."""
     quiet_payload_loggers()
     erasure_key(settings)  # warns at start when CEM_SECRET_KEY is unset
-    assignor = None if settings.owner_ingests else owner_sparing_assignor(settings.resolve_topic, settings.raw_topics)
+    spare_owner = not settings.owner_ingests and not settings.split_partitions
+    assignor = owner_sparing_assignor(settings.resolve_topic, settings.raw_topics) if spare_owner else None
     app = faust_app(settings, web=True, app_class=CemApp, assignor=assignor)
     topics = _topics(app, settings)
     sink = ResolverService(settings, stopping=stopping, rebalance_pending=lambda: bool(app.rebalancing),
@@ -131,7 +135,12 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     if settings.identity_replica and app.stages.identity_feed is not None:
         app.task(app.stages.identity_feed.run)
     app.agent(topics["raw"], name="ingest")(agents.ingest)
-    app.agent(topics["resolve"], name="resolve")(agents.resolve)
+    if settings.split_partitions:
+        app.agent(topics["resolve"], name="front")(agents.front)
+        app.agent(topics["identity"], name="owner")(agents.owner)
+        app.agent(topics["customers"], name="customers")(agents.customers)
+    else:
+        app.agent(topics["resolve"], name="resolve")(agents.resolve)
     app.agent(topics["control"], name="control")(agents.control)
     app.agent(topics["alert_actions"], name="alert_actions")(agents.alert_actions)
     watch_event_loop(app, settings.watchdog_seconds)  # a stuck loop exits the worker (streams/watchdog.py)
@@ -141,9 +150,12 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
 
 def _topics(app: faust.App, settings: Settings) -> dict[str, Any]:
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    split = settings.split_partitions
     return {
         "raw": app.topic(*settings.raw_topics, key_type=bytes, value_type=bytes, **raw),
-        "resolve": app.topic(settings.resolve_topic, partitions=1, **raw),
+        "resolve": app.topic(settings.resolve_topic, partitions=split or 1, **raw),
+        **({"identity": app.topic(settings.identity_topic, partitions=1, **raw),
+            "customers": app.topic(settings.customers_topic, partitions=split, **raw)} if split else {}),
         "control": app.topic(settings.control_topic, partitions=1, **raw),
         "deadletter": app.topic(settings.deadletter_topic, **raw),
         "alert_actions": app.topic(settings.alert_actions_topic, partitions=1, **raw),
@@ -164,11 +176,12 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         purges.add(purge)
         purge.add_done_callback(purges.discard)
 
-    return Stages(
+    stages = Stages(
         settings=settings,
         ingest=IngestStage(settings, topics["resolve"], topics["deadletter"], status,
                            registry=schema_feed.registry, catch_up=schema_feed.catch_up,
-                           delivered=identity_feed.probe if settings.identity_replica else lambda events: None),
+                           delivered=identity_feed.probe if settings.identity_replica and not settings.split_partitions
+                           else lambda events: None),
         resolve=ResolveStage(settings, sink, topics["deadletter"], status, after_erasure=purge_after_erasure,
                              outbox=AlertOutbox(settings, sink), identity_out=IdentityPublisher(settings, sink)),
         alert_actions=AlertActionStage(settings, sink, topics["deadletter"]),
@@ -178,6 +191,24 @@ def _stages(app: faust.App, settings: Settings, sink: ResolverService, topics: d
         stopping=sink.stopping,
         status=status,
     )
+    if settings.split_partitions:
+        stages.split = _split_stages(app, settings, identity_feed, topics, status, sink.stopping)
+    return stages
+
+
+def _split_stages(app: faust.App, settings: Settings, feed: IdentityFeed, topics: dict[str, Any],
+                  status: WorkerStatus, stopping: threading.Event) -> SplitStages:
+    def warehouse(stage: str) -> SplitWarehouse:
+        return SplitWarehouse(settings, stage, stopping=stopping, rebalance_pending=lambda: bool(app.rebalancing),
+                              on_stuck=exit_stuck_in_rebalance)
+
+    owner_warehouse = warehouse("owner")
+    customers = CustomerStage(settings, warehouse("customers"), topics, status)
+    feed.listeners.append(customers.changed)
+    return SplitStages(front=FrontStage(settings, warehouse("front"), feed, topics, status),
+                       owner=OwnerStage(settings, owner_warehouse, IdentityPublisher(settings, owner_warehouse),
+                                        topics),
+                       customers=customers)
 
 
 def _replica_store(settings: Settings) -> StateStore | None:
@@ -186,15 +217,39 @@ def _replica_store(settings: Settings) -> StateStore | None:
     return StateStore(Path(settings.state_dir) / "identity-replica", settings.identity_replica_memory_mb)
 
 
+def _split_moved(split: SplitStages, settings: Settings, moved: set[Any]) -> None:
+    """Partitions of the split's stages came or went: whoever holds them next starts from the warehouse."""
+    topics = {tp.topic for tp in moved}
+    if settings.resolve_topic in topics:
+        split.front.invalidate()
+    if settings.identity_topic in topics:
+        split.owner.invalidate()
+    split.customers.invalidate(tp.partition for tp in moved if tp.topic == settings.customers_topic)
+
+
 def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     """What ops see: consumer lag as a metric, /metrics, /status; and the resolver rebuilt on takeover."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        if any(tp.topic == settings.resolve_topic for tp in revoked):
+        if app.stages.split is not None:
+            _split_moved(app.stages.split, settings, revoked)
+        elif any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
             app.stages.resolve.outbox.invalidate()
             app.stages.resolve.identity_out.invalidate()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        if app.stages.split is not None:
+            _split_moved(app.stages.split, settings, assigned)
+
+    if settings.split_partitions:
+        @app.timer(interval=CUSTOMER_TICK_SECONDS)
+        async def customer_tick() -> None:
+            """Owner versions reach the customer partitions with no event arriving too."""
+            mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.customers_topic}
+            await app.stages.runner("customers").run(lambda _: app.stages.split_stages().customers.tick(mine), None)
 
     @app.timer(interval=settings.alert_tick_seconds)
     async def alert_tick() -> None:
@@ -215,7 +270,8 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
             if highwater is not None:
                 lags[(tp.topic, tp.partition)] = highwater - (committed + 1 if committed is not None else 0)
         metrics.export_consumer_lag(lags)
-        metrics.export_owner_lag({p: lag for (topic, p), lag in lags.items() if topic == settings.resolve_topic})
+        owner_topic = settings.identity_topic if settings.split_partitions else settings.resolve_topic
+        metrics.export_owner_lag({p: lag for (topic, p), lag in lags.items() if topic == owner_topic})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

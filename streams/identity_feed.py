@@ -128,6 +128,9 @@ class IdentityFeed:
         self.lag = 0
         self.caught_up_at: float | None = None
         self.started_at = clock()
+        # Called with every version the replica applies, in order (the split's customer partitions hand merged
+        # customers on from them); a restart from the warehouse passes its start as one version.
+        self.listeners: list[Callable[[IdentityChanges], None]] = []
 
     async def run(self) -> None:
         """The worker's task; never raises: a failure restarts the replica from the warehouse."""
@@ -150,7 +153,8 @@ class IdentityFeed:
         if self.store is not None:
             self.store.wipe()  # the replica starts from the warehouse, whatever the files hold
         replica = IdentityReplica(self.store.map if self.store is not None else in_memory_maps)
-        replica.apply(start)
+        if replica.apply(start):
+            self._changed(start)
         self._written(replica)
         partition = TopicPartition(self.settings.identity_changes_topic, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
@@ -207,6 +211,11 @@ class IdentityFeed:
         whole = assembler.add(part)
         if whole is not None and replica.apply(whole):
             metrics.REPLICA_VERSION.labels(self.settings.identity_changes_topic).set(replica.version)
+            self._changed(whole)
+
+    def _changed(self, changes: IdentityChanges) -> None:
+        for listener in self.listeners:
+            listener(changes)
 
     def _written(self, replica: IdentityReplica) -> None:
         """A disk-backed replica writes its changes back and keeps its caches within their budget."""

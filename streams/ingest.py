@@ -15,6 +15,7 @@ from typing import Any
 
 from cem import metrics
 from cem.config import identifier_rules
+from cem.domain.front import front_partition
 from cem.domain.model import Interaction, Rejection
 from cem.domain.reasons import Reason
 from cem.domain.validate import Limits, build_interaction, parse_event_time
@@ -179,10 +180,15 @@ class IngestStage:
     async def _deliver(self, batch: IngestBatch) -> None:
         deliveries = [await self._send_dead_letter(letter) for letter in batch.dead_letters]
         if batch.valid:
-            payloads, too_large = resolve_payloads(batch.valid, self.settings.message_max_bytes)
-            for payload in payloads:
+            payloads: list[tuple[int | None, bytes]] = []
+            too_large: list[Interaction] = []
+            for partition, events in self._by_front(batch.valid):
+                fitting, too_big = resolve_payloads(events, self.settings.message_max_bytes)
+                payloads.extend((partition, payload) for payload in fitting)
+                too_large.extend(too_big)
+            for partition, payload in payloads:
                 deliveries.append(await self.resolve_topic.send(
-                    key=b"batch", value=payload, headers=signature_headers(self.key, payload)))
+                    key=b"batch", value=payload, partition=partition, headers=signature_headers(self.key, payload)))
             now_ms = int(self.clock() * 1000)
             for oversized in too_large:
                 source = batch.sources[next(i for i, v in enumerate(batch.valid) if v is oversized)]
@@ -194,6 +200,17 @@ class IngestStage:
                 deliveries.append(await self._send_dead_letter(letter))
         # The batch may be acknowledged only once everything it became is on the broker.
         await asyncio.gather(*deliveries)
+
+    def _by_front(self, events: list[Interaction]) -> list[tuple[int | None, list[Interaction]]]:
+        """The single resolver reads one partition; the partitioned one's fronts each read the ids that hash to
+        them (CEM_SPLIT_PARTITIONS)."""
+        partitions = self.settings.split_partitions
+        if not partitions:
+            return [(None, events)]
+        groups: dict[int, list[Interaction]] = {}
+        for event in events:
+            groups.setdefault(front_partition(event.event_id, partitions), []).append(event)
+        return sorted(groups.items())
 
     async def _send_dead_letter(self, letter: DeadLetter) -> Any:
         return await self.deadletter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)

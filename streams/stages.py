@@ -15,7 +15,17 @@ from streams.identity_feed import IdentityFeed
 from streams.ingest import IngestStage
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
+from streams.split import CustomerStage, FrontStage, OwnerStage
 from streams.status import WorkerStatus
+
+
+@dataclass
+class SplitStages:
+    """The partitioned resolver's stages (CEM_SPLIT_PARTITIONS), in place of the single resolve stage."""
+
+    front: FrontStage
+    owner: OwnerStage
+    customers: CustomerStage
 
 
 @dataclass
@@ -29,6 +39,12 @@ class Stages:
     status: WorkerStatus
     alert_actions: AlertActionStage
     identity_feed: IdentityFeed | None = None  # the worker's identity replica (CEM_IDENTITY_REPLICA)
+    split: SplitStages | None = None  # CEM_SPLIT_PARTITIONS
+
+    def split_stages(self) -> SplitStages:
+        if self.split is None:
+            raise RuntimeError("the partitioned resolver's agents run only with CEM_SPLIT_PARTITIONS > 0")
+        return self.split
 
     def runner(self, stage: str) -> BatchRunner:
         return BatchRunner(stage, self.stopping, self.settings.shutdown_grace_seconds,

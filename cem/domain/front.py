@@ -19,6 +19,7 @@ of a seen id is a duplicate, and a copy arriving while its first copy is held is
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,11 @@ from cem.domain.identity_replica import IdentityReplica
 from cem.domain.model import Interaction
 from cem.domain.seen_ids import SeenIds, Sighting
 from cem.domain.state_maps import MapFactory, in_memory_maps
+
+
+def front_partition(event_id: str, partitions: int) -> int:
+    """The front (partition of the resolver topic) of an event id: every copy of an id reaches the same front."""
+    return zlib.crc32(event_id.encode()) % partitions
 
 
 @dataclass(frozen=True, slots=True)

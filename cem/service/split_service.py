@@ -1,0 +1,180 @@
+"""The partitioned resolver's warehouse side (docs/scaling.md, "The split on Kafka"): each stage's state rebuilt
+from the warehouse, and each stage's rows written.
+
+Every stage starts from one snapshot of the warehouse, restored as the single resolver restores it, and keeps its
+share: the graph's owner the identity graph; a customer partition the sessions, journeys and folded events of the
+customers that hash to it, and the merged customers it hands on; a front the dedup window. So a stage restored
+after others wrote holds exactly what their rows say, as a restarted single resolver does.
+
+A stage's rows are written as the single resolver's are (sinks.writer): table by table in one order, a failed
+insert retried after checking whether it landed, every call returning only once all is written. Only the owner
+writes the batch mark (`resolver_batches`): a replica starts from the owner's last complete version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cem import metrics
+from cem.config import resolver_config
+from cem.domain.customer_stage import CustomerPartition, customer_partition
+from cem.domain.effects import Effects
+from cem.domain.front import Front
+from cem.domain.identity_owner import IdentityOwner
+from cem.domain.identity_replica import IdentityChanges, IdentityReplica
+from cem.domain.resolver import Resolver
+from cem.domain.state_maps import in_memory_maps
+from cem.service.resolver_service import WRITE_ORDER
+from cem.service.retry import RebalanceWatch, Retry
+from cem.settings import Settings
+from sinks.clickhouse import open_migrated
+from sinks.errors import describe_error
+from sinks.identity_reads import identity_changes_between
+from sinks.snapshot import load_snapshot
+from sinks.warehouse import Warehouse
+from sinks.writer import effect_columns, row_count
+
+MARK = "resolver_batches"
+log = logging.getLogger("cem.worker")
+
+
+@dataclass
+class _Pending:
+    """A stage's rows being written: the tables landed, and the one whose insert failed (it may have landed)."""
+
+    version: int
+    tables: dict[str, dict[str, list[Any]]]
+    landed: set[str] = field(default_factory=set)
+    uncertain: str = ""
+
+
+class SplitWarehouse:
+    """One stage's connection: its restore and its writes, retried until done (one instance per stage: each has
+    its own connection, so the stages of one worker never wait on each other's inserts)."""
+
+    def __init__(self, settings: Settings, stage: str, *, clock: Callable[[], float] = time.time,
+                 open_warehouse: Callable[[], Warehouse] | None = None, stopping: threading.Event | None = None,
+                 rebalance_pending: Callable[[], bool] = lambda: False,
+                 on_stuck: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.config = resolver_config(settings)
+        self.clock = clock
+        self.open_warehouse = open_warehouse or functools.partial(
+            open_migrated, settings.clickhouse_url, settings.clickhouse_cluster)
+        self.stopping = stopping if stopping is not None else threading.Event()
+        self.warehouse: Warehouse | None = None
+        self.pending: _Pending | None = None
+        self.lock = threading.Lock()
+        self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
+                           RebalanceWatch(rebalance_pending, on_stuck))
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---- restore ------------------------------------------------------------------------------------------
+    def restored(self) -> tuple[Resolver, int]:
+        """The single resolver's state as the warehouse holds it now, and the owner's last complete version."""
+        with self.lock:
+            return self.retry.run(self._restored)
+
+    def _restored(self) -> tuple[Resolver, int]:
+        warehouse = self._ensure_warehouse()
+        started = time.perf_counter()
+        resolver = Resolver(self.config, in_memory_maps)
+        resolver.restore(load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms))
+        metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
+        return resolver, warehouse.last_batch_version()
+
+    def identity_written_after(self, version: int) -> IdentityChanges:
+        """The identity answers written above `version`: the owner's catch-up for the replicas after a takeover."""
+        with self.lock:
+            return self.retry.run(lambda: identity_changes_between(self._ensure_warehouse(), version, None))
+
+    # ---- writes -------------------------------------------------------------------------------------------
+    def write(self, effects: Effects) -> int:
+        """Writes a stage's rows (the owner's with the batch mark); returns the interaction rows written."""
+        tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms)
+        if self.stage != "owner":
+            tables.pop(MARK)
+        write = _Pending(effects.version, tables)
+        with self.lock:
+            self.retry.run(lambda: self._write(write))
+        return len(effects.interactions)
+
+    def _write(self, write: _Pending) -> None:
+        warehouse = self._ensure_warehouse()
+        for table in WRITE_ORDER:
+            columns = write.tables.get(table)
+            if columns is None or table in write.landed:
+                continue
+            if table == write.uncertain and warehouse.holds_version(table, write.version):
+                metrics.INSERTS_FOUND_LANDED.labels(table).inc()
+                write.landed.add(table)
+                continue
+            write.uncertain = table
+            warehouse.insert(table, columns)
+            metrics.ROWS_WRITTEN.labels(table).inc(row_count(columns))
+            write.landed.add(table)
+
+    def _ensure_warehouse(self) -> Warehouse:
+        if self.warehouse is None:
+            self.warehouse = self.open_warehouse()
+        return self.warehouse
+
+    def _failed(self, exc: Exception) -> None:
+        metrics.SINK_FAILURES.inc()
+        metrics.STAGE_FAILURES.labels(self.stage, type(exc).__name__).inc()
+        log.warning("%s: ClickHouse step failed, retrying: %s", self.stage,
+                                                describe_error(exc))
+        self.close()
+
+    def close(self) -> None:
+        if self.warehouse is not None:
+            with contextlib.suppress(Exception):
+                self.warehouse.close()
+            self.warehouse = None
+
+
+# ---- each stage's share of a restored resolver --------------------------------------------------------------
+def owner_from(resolver: Resolver, last_version: int) -> IdentityOwner:
+    owner = IdentityOwner(resolver.config)
+    owner.graph = resolver.graph
+    owner.version = last_version
+    return owner
+
+
+def front_from(resolver: Resolver, replica: IdentityReplica) -> Front:
+    """A front with the warehouse's dedup window (every id: a front only ever sees its partitions' ids)."""
+    front = Front(replica, resolver.config.dedup_window_ms)
+    front.dedup = resolver.dedup
+    return front
+
+
+def partition_from(resolver: Resolver, index: int, partitions: int, applied: int) -> CustomerPartition:
+    """Customer partition `index` as the warehouse holds it; `applied`: the owner version its rows reflect."""
+    part = CustomerPartition(index, partitions, resolver.config.session_gap_ms)
+
+    def here(customer_id: str) -> bool:
+        return customer_partition(customer_id, partitions) == index
+
+    for customer_id, sessions in resolver.sessions.by_customer.items():
+        if here(customer_id):
+            part.sessions.by_customer[customer_id] = sessions
+    for customer_id, journeys in resolver.journeys.by_customer.items():
+        if here(customer_id):
+            part.journeys.by_customer[customer_id] = journeys
+    graph = resolver.graph
+    for merged_id in list(graph.parent):
+        if here(merged_id):
+            part.handed[merged_id] = graph.find(merged_id)
+    part.applied = applied
+    part.version = resolver.version
+    return part
