@@ -55,7 +55,12 @@ def wanted_topics(settings: Settings) -> dict[str, int]:
     """Every topic the pipeline uses, with its partition count."""
     wanted = {t: settings.topic_partitions for t in settings.raw_topics}
     wanted[settings.deadletter_topic] = settings.topic_partitions
-    wanted[settings.resolve_topic] = 1
+    # One resolver partition, or one per front of the partitioned resolver, which adds the owner's one and the
+    # customer partitions
+    wanted[settings.resolve_topic] = settings.split_partitions or 1
+    if settings.split_partitions:
+        wanted[settings.identity_topic] = 1
+        wanted[settings.customers_topic] = settings.split_partitions
     wanted[settings.control_topic] = 1
     wanted[settings.schemas_topic] = 1
     # One partition each: the tail of cem.alerts is the alert publisher's progress (docs/alerts.md)

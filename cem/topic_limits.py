@@ -29,12 +29,18 @@ def limit_problems(settings: Settings, topic_max_bytes: dict[str, int]) -> list[
     if needed > settings.producer_max_request_bytes:
         problems.append(f"CEM_MESSAGE_MAX_BYTES={settings.message_max_bytes} plus {FRAMING_BYTES} bytes of framing "
                         f"exceeds CEM_PRODUCER_MAX_REQUEST_BYTES={settings.producer_max_request_bytes}")
-    for topic in (settings.resolve_topic, settings.deadletter_topic, settings.control_topic):
+    for topic in internal_topics(settings):
         limit = topic_max_bytes.get(topic)
         if limit is not None and limit < needed:
             problems.append(f"topic {topic} has max.message.bytes={limit}, below CEM_MESSAGE_MAX_BYTES + framing "
                             f"({needed}): raise the topic's limit or lower CEM_MESSAGE_MAX_BYTES")
     return problems
+
+
+def internal_topics(settings: Settings) -> list[str]:
+    """The topics whose messages the worker writes up to CEM_MESSAGE_MAX_BYTES."""
+    split = [settings.identity_topic, settings.customers_topic] if settings.split_partitions else []
+    return [settings.resolve_topic, *split, settings.deadletter_topic, settings.control_topic]
 
 
 async def topic_message_limits(admin: Any, topics: list[str]) -> dict[str, int]:
@@ -57,7 +63,7 @@ async def topic_message_limits(admin: Any, topics: list[str]) -> dict[str, int]:
 async def check_message_limits(admin: Any, settings: Settings) -> None:
     """Raise LimitsDisagree when the limits disagree. A broker that cannot describe topic configurations (the
     embedded demo broker) is checked against the settings alone."""
-    topics = [settings.resolve_topic, settings.deadletter_topic, settings.control_topic]
+    topics = internal_topics(settings)
     try:
         limits = await topic_message_limits(admin, topics)
     except Exception as exc:

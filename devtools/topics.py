@@ -107,7 +107,10 @@ def drained(settings: Settings) -> bool:
         raw = consumer_lag(settings, settings.raw_topics)
         if sum(raw.values()):
             return False
-        return consumer_lag(settings, [settings.resolve_topic])[settings.resolve_topic] == 0
+        # The partitioned resolver's stages, in the order their messages flow
+        stages = [settings.resolve_topic, *([settings.identity_topic, settings.customers_topic]
+                                            if settings.split_partitions else [])]
+        return all(consumer_lag(settings, [topic])[topic] == 0 for topic in stages)
     except Exception:
         return False
 

@@ -280,6 +280,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     @app.page("/status")
     async def status_page(web: Any, request: Any) -> Any:
         status: dict[str, Any] = dict(app.stages.status.as_json())
+        status["assigned"] = sorted(f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment())
         if settings.identity_replica and app.stages.identity_feed is not None:
             status["identity_replica"] = app.stages.identity_feed.describe()
         return web.json(status)

@@ -188,7 +188,8 @@ class IngestStage:
                 too_large.extend(too_big)
             for partition, payload in payloads:
                 deliveries.append(await self.resolve_topic.send(
-                    key=b"batch", value=payload, partition=partition, headers=signature_headers(self.key, payload)))
+                    key=b"batch", value=payload, headers=signature_headers(self.key, payload),
+                    **({} if partition is None else {"partition": partition})))
             now_ms = int(self.clock() * 1000)
             for oversized in too_large:
                 source = batch.sources[next(i for i, v in enumerate(batch.valid) if v is oversized)]
