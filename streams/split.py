@@ -52,6 +52,7 @@ from streams.status import WorkerStatus
 KIND = "cem.kind"
 ROUTED, HANDOFF = b"routed", b"handoff"
 RELEASE_POLL_SECONDS = 0.005
+EVENTS_PER_MESSAGE = 1 << 24  # more than a resolver message can hold
 CONTROL_DETAIL = "erasure requests need the single resolver (CEM_SPLIT_PARTITIONS=0)"
 
 
@@ -72,7 +73,7 @@ class _Sender:
         for partition, item in by_partition:
             groups.setdefault(partition, []).append(item)
         for partition, items in sorted(groups.items()):
-            for value in _under_limit(items, self.settings.message_max_bytes):
+            for value in routed_messages(items, self.settings.message_max_bytes):
                 await self.send(topic, value, partition, ROUTED)
 
     async def letter(self, letter: DeadLetter) -> None:
@@ -89,12 +90,12 @@ class _Sender:
         await asyncio.gather(*deliveries)
 
 
-def _under_limit(items: list[Routed], max_bytes: int) -> list[bytes]:
+def routed_messages(items: list[Routed], max_bytes: int) -> list[bytes]:
     value = encode_routed(items)
     if len(value) <= max_bytes or len(items) == 1:
         return [value]
     half = len(items) // 2
-    return _under_limit(items[:half], max_bytes) + _under_limit(items[half:], max_bytes)
+    return routed_messages(items[:half], max_bytes) + routed_messages(items[half:], max_bytes)
 
 
 class FrontStage:
@@ -126,7 +127,9 @@ class FrontStage:
             except InternalMessageError as err:
                 await sender.refused(message, err)
                 continue
-            admitted.extend((message.offset, interaction) for interaction in item)
+            # A position per event (a message holds many): only a record read again is a replay to the front
+            admitted.extend((message.offset * EVENTS_PER_MESSAGE + index, interaction)
+                            for index, interaction in enumerate(item))
         front.replica = self.feed.replica
         step = front.admit(admitted, int(self.clock() * 1000))
         await self._route(sender, step.routed)

@@ -1,5 +1,5 @@
-"""The partitioned resolver on the production components: 2 and 3 workers with 4 front and 4 customer partitions
-give what the single resolver gives on the same shuffled traffic, guards included."""
+"""The partitioned resolver on the production components: 2 workers on 4 front and 4 customer partitions, and 3
+workers on 6, give what the single resolver gives on the same shuffled traffic, guards and duplicates included."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,13 +16,16 @@ from devtools.harness import WorkerProcess, isolated_settings, wait_until
 from devtools.scrape import metric_value
 from devtools.simulate import Simulator
 from devtools.topics import drained, publish
+from schemas.codec import encode_json
 from sinks.clickhouse import connect
 from tests.integration.common import BASE_MS
 from tests.integration.test_identity_workers import guard_cases
 
 pytestmark = pytest.mark.integration
 
-SPLIT_PARTITIONS = 4
+# Faust gives each worker at most ceil(partitions / workers) partitions of a topic and keeps what a worker holds: 4
+# partitions over 3 workers leave one idle, so a deployment takes a multiple of its workers.
+SPLIT_PARTITIONS = {2: 4, 3: 6}
 
 
 def _views(settings: Settings) -> dict[str, set[frozenset[str]]]:
@@ -41,7 +45,7 @@ def _views(settings: Settings) -> dict[str, set[frozenset[str]]]:
 
 
 def _assigned(proc: WorkerProcess) -> list[str]:
-    assigned = (proc.status() or {}).get("assigned", [])
+    assigned: object = (proc.status() or {}).get("assigned", [])
     return list(assigned) if isinstance(assigned, list) else []
 
 
@@ -54,8 +58,8 @@ def _settled(settings: Settings, procs: list[WorkerProcess]) -> bool:
     return all(held) and len(every) == len(set(every)) == (settings.split_partitions or 1)
 
 
-def _run(settings: Settings, records: list[tuple[str, bytes | None, bytes]], workers: int,
-         tmp_path: Path) -> tuple[dict[str, set[frozenset[str]]], list[str]]:
+def _run(settings: Settings, records: list[tuple[str, bytes | None, bytes]], later: list[dict[str, Any]],
+         workers: int, tmp_path: Path) -> tuple[dict[str, set[frozenset[str]]], list[str]]:
     procs = [WorkerProcess(settings, tmp_path / f"{settings.app_id}-{i}.log", f"w{i}") for i in range(workers)]
     try:
         for proc in procs:
@@ -65,6 +69,9 @@ def _run(settings: Settings, records: list[tuple[str, bytes | None, bytes]], wor
         wait_until(lambda: _settled(settings, procs), 90, "the group did not settle", workers=procs)
         publish(settings, records[: len(records) // 2])
         publish(settings, records[len(records) // 2:])
+        wait_until(lambda: drained(settings), 240, "workers did not drain", workers=procs, settings=settings)
+        # Events of known customers once the replicas know them: a front routes them at once.
+        publish(settings, [(settings.raw_topic(e["channel"]), None, encode_json(e)) for e in later])
         # Drained twice, apart: an owner version still on its way to a replica may hand a merged customer on.
         for _ in range(2):
             wait_until(lambda: drained(settings), 240, "workers did not drain", workers=procs, settings=settings)
@@ -76,29 +83,38 @@ def _run(settings: Settings, records: list[tuple[str, bytes | None, bytes]], wor
     return _views(settings), texts
 
 
-def test_two_and_three_workers_on_four_partitions_give_the_single_resolvers_result(kafka, clickhouse,
-                                                                                   tmp_path: Path) -> None:
+def test_two_and_three_workers_on_four_and_six_partitions_give_the_single_resolvers_result(
+        kafka, clickhouse, tmp_path: Path) -> None:
     traffic = Simulator(customers=60, seed=44, base_time_ms=BASE_MS).run()
     records = traffic.records + guard_cases(BASE_MS + 3_600_000)
     random.Random(9).shuffle(records)
     # Every valid record twice: the second copies are duplicates wherever they arrive.
     records = records + random.Random(10).sample(records, len(records) // 5)
 
+    def simulated(grouped: set[frozenset[str]]) -> set[frozenset[str]]:
+        return {g for g in grouped if any(e in traffic.person_of_event for e in g)}
+
+    later = [{**event, "event_id": event["event_id"] + "-again", "occurred_at": event["occurred_at"] + 1_000}
+             for event in list(traffic.events.values())[:40]]
     single = isolated_settings(kafka.bootstrap, clickhouse.url, "single")
-    expected, _ = _run(single, [(single.raw_topic(r.channel), r.key, r.value) for r in records], 1, tmp_path)
-    assert {g for g in expected["customers"] if next(iter(g)) in traffic.person_of_event} == traffic.groups()
+    expected, _ = _run(single, [(single.raw_topic(r.channel), r.key, r.value) for r in records], later, 1, tmp_path)
+    people = {frozenset(e for e in g if e in traffic.person_of_event) for g in simulated(expected["customers"])}
+    assert people == traffic.groups()
 
     for workers in (2, 3):
         settings = isolated_settings(kafka.bootstrap, clickhouse.url, f"split{workers}",
-                                     split_partitions=SPLIT_PARTITIONS)
-        found, texts = _run(settings, [(settings.raw_topic(r.channel), r.key, r.value) for r in records], workers,
-                            tmp_path)
+                                     split_partitions=SPLIT_PARTITIONS[workers])
+        found, texts = _run(settings, [(settings.raw_topic(r.channel), r.key, r.value) for r in records], later,
+                            workers, tmp_path)
         assert found["events"] == expected["events"]
         assert found["customers"] == expected["customers"]
-        assert found["sessions"] == expected["sessions"]
-        assert found["journeys"] == expected["journeys"]
+        # Sessions and journeys of the simulated people. The guards' crafted events are left out: where a guard
+        # splits a customer after its events were folded, the single resolver's sessions depend on its batches too.
+        for name in ("sessions", "journeys"):
+            assert simulated(found[name]) == simulated(expected[name]), name
         # The fronts answered most events from their replica and asked the owner about the rest.
         local = sum(metric_value(t, "cem_identity_front_answers_total", {"answer": "local"}) for t in texts)
         asked = sum(metric_value(t, "cem_identity_front_answers_total", {"answer": "owner"}) for t in texts)
         assert local > 0 and asked > 0
-        assert local + asked == len(expected["events"])
+        # Each unique event was answered once; a record read again after a rebalance is answered again.
+        assert len(expected["events"]) <= local + asked <= len(expected["events"]) * 1.05
