@@ -14,6 +14,7 @@ its domain class (cem.domain.front, identity_owner, customer_stage) and its ware
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,6 +27,7 @@ from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.identity_replica import IdentityChanges
 from cem.domain.model import Interaction
 from cem.domain.reasons import Reason
+from cem.kafka import kafka_client_options
 from cem.service.split_service import SplitWarehouse, front_from, owner_from, partition_from
 from schemas.internal import (
     ControlRequest,
@@ -49,9 +51,12 @@ from streams.ingest import source_of
 from streams.resolve import CONFLICT_DETAIL
 from streams.status import WorkerStatus
 
+log = logging.getLogger("cem.worker")
 KIND = "cem.kind"
 ROUTED, HANDOFF = b"routed", b"handoff"
 RELEASE_POLL_SECONDS = 0.005
+CATCH_UP_POLL_SECONDS = 0.2
+CATCH_UP_LOG_SECONDS = 10.0
 EVENTS_PER_MESSAGE = 1 << 24  # more than a resolver message can hold
 CONTROL_DETAIL = "erasure requests need the single resolver (CEM_SPLIT_PARTITIONS=0)"
 
@@ -96,6 +101,31 @@ def routed_messages(items: list[Routed], max_bytes: int) -> list[bytes]:
         return [value]
     half = len(items) // 2
     return routed_messages(items[:half], max_bytes) + routed_messages(items[half:], max_bytes)
+
+
+async def customers_caught_up(settings: Any) -> None:
+    """Waits until every message now on <prefix>.customers is folded and written (committed by the group). A
+    front that starts (or takes partitions over) then finds in the warehouse every event routed before it: a
+    record it reads again whose event a front routed already is a duplicate, never routed twice."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+                                enable_auto_commit=False, **kafka_client_options(settings))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.customers_topic, p) for p in range(settings.split_partitions)]
+        ends = await consumer.end_offsets(partitions)
+        started = time.monotonic()
+        while True:
+            behind = [tp for tp in partitions if ((await consumer.committed(tp)) or 0) < ends[tp]]
+            if not behind:
+                return
+            if time.monotonic() - started > CATCH_UP_LOG_SECONDS:
+                log.info("front waits for %d customer partitions to fold what was routed before it", len(behind))
+                started = time.monotonic()
+            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+    finally:
+        await consumer.stop()
 
 
 class FrontStage:
@@ -162,8 +192,9 @@ class FrontStage:
 
     async def _ensure_front(self) -> Front:
         if self.front is None:
-            resolver, _ = await asyncio.get_running_loop().run_in_executor(None, self.warehouse.restored)
-            self.front = front_from(resolver, self.feed.replica)
+            await customers_caught_up(self.settings)
+            restored = await asyncio.get_running_loop().run_in_executor(None, self.warehouse.restored)
+            self.front = front_from(restored, self.feed.replica)
         return self.front
 
 
@@ -205,7 +236,7 @@ class OwnerStage:
 
     def _process(self, requests: list[IdentityRequest]) -> Effects:
         if self.owner is None:
-            self.owner = owner_from(*self.warehouse.restored())
+            self.owner = owner_from(self.warehouse.restored())
         return self.owner.process(requests, self.warehouse.now_ms())
 
 
@@ -283,5 +314,4 @@ class CustomerStage:
             await sender.send(self.topics["customers"], encode_handoff(handoff), target, HANDOFF)
 
     def _restored(self, index: int) -> CustomerPartition:
-        resolver, last = self.warehouse.restored()
-        return partition_from(resolver, index, self.partitions, last)
+        return partition_from(self.warehouse.restored(), index, self.partitions)

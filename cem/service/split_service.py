@@ -46,6 +46,15 @@ log = logging.getLogger("cem.worker")
 
 
 @dataclass
+class Restored:
+    """The warehouse's state, as the single resolver restores it: each stage takes its share."""
+
+    resolver: Resolver
+    last_version: int  # the owner's last complete version (its batch mark)
+    folded: dict[str, str]  # event id of every recent interaction row -> its customer now
+
+
+@dataclass
 class _Pending:
     """A stage's rows being written: the tables landed, and the one whose insert failed (it may have landed)."""
 
@@ -80,18 +89,25 @@ class SplitWarehouse:
         return int(self.clock() * 1000)
 
     # ---- restore ------------------------------------------------------------------------------------------
-    def restored(self) -> tuple[Resolver, int]:
-        """The single resolver's state as the warehouse holds it now, and the owner's last complete version."""
+    def restored(self) -> Restored:
+        """The single resolver's state as the warehouse holds it now."""
         with self.lock:
             return self.retry.run(self._restored)
 
-    def _restored(self) -> tuple[Resolver, int]:
+    def _restored(self) -> Restored:
         warehouse = self._ensure_warehouse()
         started = time.perf_counter()
+        last_version = warehouse.last_batch_version()  # read first: the rows below are at least this new
+        snapshot = load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms)
         resolver = Resolver(self.config, in_memory_maps)
-        resolver.restore(load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms))
+        resolver.restore(snapshot)
+        graph = resolver.graph
+        folded = {}
+        for row in snapshot.recent:
+            identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
+            folded[row.event_id] = graph.customer_of_set(identifiers) or graph.find(row.customer_id)
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
-        return resolver, warehouse.last_batch_version()
+        return Restored(resolver, last_version, folded)
 
     def identity_written_after(self, version: int) -> IdentityChanges:
         """The identity answers written above `version`: the owner's catch-up for the replicas after a takeover."""
@@ -144,22 +160,25 @@ class SplitWarehouse:
 
 
 # ---- each stage's share of a restored resolver --------------------------------------------------------------
-def owner_from(resolver: Resolver, last_version: int) -> IdentityOwner:
-    owner = IdentityOwner(resolver.config)
-    owner.graph = resolver.graph
-    owner.version = last_version
+def owner_from(restored: Restored) -> IdentityOwner:
+    owner = IdentityOwner(restored.resolver.config)
+    owner.graph = restored.resolver.graph
+    owner.version = restored.last_version
     return owner
 
 
-def front_from(resolver: Resolver, replica: IdentityReplica) -> Front:
+def front_from(restored: Restored, replica: IdentityReplica) -> Front:
     """A front with the warehouse's dedup window (every id: a front only ever sees its partitions' ids)."""
-    front = Front(replica, resolver.config.dedup_window_ms)
-    front.dedup = resolver.dedup
+    front = Front(replica, restored.resolver.config.dedup_window_ms)
+    front.dedup = restored.resolver.dedup
     return front
 
 
-def partition_from(resolver: Resolver, index: int, partitions: int, applied: int) -> CustomerPartition:
-    """Customer partition `index` as the warehouse holds it; `applied`: the owner version its rows reflect."""
+def partition_from(restored: Restored, index: int, partitions: int) -> CustomerPartition:
+    """Customer partition `index` as the warehouse holds it: the sessions, journeys and folded events of the
+    customers that hash to it, and its merged customers with their survivors; the owner's version its rows
+    reflect is applied."""
+    resolver = restored.resolver
     part = CustomerPartition(index, partitions, resolver.config.session_gap_ms)
 
     def here(customer_id: str) -> bool:
@@ -175,6 +194,9 @@ def partition_from(resolver: Resolver, index: int, partitions: int, applied: int
     for merged_id in list(graph.parent):
         if here(merged_id):
             part.handed[merged_id] = graph.find(merged_id)
-    part.applied = applied
+    for event_id, customer_id in restored.folded.items():
+        if here(customer_id):
+            part.folded[event_id] = customer_id
+    part.applied = restored.last_version
     part.version = resolver.version
     return part

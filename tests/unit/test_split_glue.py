@@ -11,7 +11,7 @@ from cem.domain.customer_stage import customer_partition
 from cem.domain.front import Routed, front_partition
 from cem.domain.resolver import Resolver
 from cem.kafka import wanted_topics
-from cem.service.split_service import partition_from
+from cem.service.split_service import Restored, partition_from
 from cem.settings import Settings
 from cem.topic_limits import internal_topics
 from devtools.simulate import recent_base_ms
@@ -60,9 +60,12 @@ def test_routed_events_are_cut_into_messages_under_the_limit() -> None:
 
 
 def test_each_customer_partition_takes_exactly_its_customers_of_a_restored_resolver() -> None:
-    _, resolver, _ = _resolved(2_000)
-    parts = [partition_from(resolver, index, 3, applied=42) for index in range(3)]
+    _, resolver, interactions = _resolved(2_000)
+    folded = {e.event_id: resolver.graph.customer_of_set(e.identifiers) or "" for e in interactions}
+    parts = [partition_from(Restored(resolver, 42, folded), index, 3) for index in range(3)]
+    assert {e: c for p in parts for e, c in p.folded.items()} == folded
     for part in parts:
+        assert all(customer_partition(c, 3) == part.index for c in part.folded.values())
         assert part.applied == 42
         assert all(customer_partition(c, 3) == part.index for c in part.sessions.by_customer)
         assert all(customer_partition(c, 3) == part.index for c in part.journeys.by_customer)
