@@ -49,13 +49,16 @@ async def alert_actions(stream: Any) -> None:
 
 
 async def front(stream: Any) -> None:
-    """Partitioned resolver: <prefix>.resolve by event id -> customer partitions, and requests to the owner."""
+    """Partitioned resolver: <prefix>.resolve by event id -> customer partitions, and requests to the owner. Its
+    messages are acknowledged by the stage, once every event of them is routed (streams.split_front)."""
     stages = stages_of(stream)
+    stage = stages.split_stages().front
+    stage.stream = stream
     run = stages.runner("front").run
     settings = stages.settings
     flush_messages = max(1, settings.sink_batch_max // max(1, settings.ingest_batch_max))
-    async for events in stream.take_events(flush_messages, within=settings.sink_flush_seconds):
-        await run(stages.split_stages().front.handle, events)
+    async for events in stream.noack_take(flush_messages, within=settings.sink_flush_seconds):
+        await run(stage.handle, events)
 
 
 async def owner(stream: Any) -> None:

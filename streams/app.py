@@ -37,7 +37,8 @@ from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Inge
 from streams.purge import purge_consumed
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
-from streams.split import CustomerStage, FrontStage, OwnerStage
+from streams.split import CustomerStage, OwnerStage
+from streams.split_front import FrontStage
 from streams.stages import SplitStages, Stages
 from streams.status import WorkerStatus
 from streams.watchdog import watch_event_loop
@@ -109,6 +110,9 @@ def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.
         producer_max_request_size=settings.producer_max_request_bytes,
         web_port=settings.web_port,
         web_in_thread=False,
+        # A front holds messages unacknowledged while the owner answers; a rebalance must not wait for them (their
+        # next holder reads them again)
+        stream_wait_empty=not settings.split_partitions,
     )
 
 
@@ -134,6 +138,8 @@ def create_app(settings: Settings, stopping: threading.Event | None = None) -> C
     app.task(app.stages.schema_feed.run)
     if settings.identity_replica and app.stages.identity_feed is not None:
         app.task(app.stages.identity_feed.run)
+    if app.stages.split is not None:
+        app.task(app.stages.split.front.release_forever)
     app.agent(topics["raw"], name="ingest")(agents.ingest)
     if settings.split_partitions:
         app.agent(topics["resolve"], name="front")(agents.front)
@@ -217,11 +223,12 @@ def _replica_store(settings: Settings) -> StateStore | None:
     return StateStore(Path(settings.state_dir) / "identity-replica", settings.identity_replica_memory_mb)
 
 
-def _split_moved(split: SplitStages, settings: Settings, moved: set[Any]) -> None:
-    """Partitions of the split's stages came or went: whoever holds them next starts from the warehouse."""
+def _split_moved(split: SplitStages, settings: Settings, moved: set[Any], revoked: bool) -> None:
+    """Partitions of the split's stages came or went: whoever holds them next starts from the warehouse (and
+    reads again what a front held of them, never acknowledged)."""
     topics = {tp.topic for tp in moved}
     if settings.resolve_topic in topics:
-        split.front.invalidate()
+        split.front.invalidate(moved if revoked else ())
     if settings.identity_topic in topics:
         split.owner.invalidate()
     split.customers.invalidate(tp.partition for tp in moved if tp.topic == settings.customers_topic)
@@ -233,7 +240,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         if app.stages.split is not None:
-            _split_moved(app.stages.split, settings, revoked)
+            _split_moved(app.stages.split, settings, revoked, revoked=True)
         elif any(tp.topic == settings.resolve_topic for tp in revoked):
             sink.invalidate()
             app.stages.resolve.outbox.invalidate()
@@ -242,7 +249,7 @@ def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         if app.stages.split is not None:
-            _split_moved(app.stages.split, settings, assigned)
+            _split_moved(app.stages.split, settings, assigned, revoked=False)
 
     if settings.split_partitions:
         @app.timer(interval=CUSTOMER_TICK_SECONDS)

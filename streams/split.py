@@ -20,19 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cem import metrics
-from cem.domain.customer_stage import CustomerPartition, HandOff, PartitionStep, customer_partition
+from cem.domain.customer_stage import CustomerPartition, HandOff, PartitionStep
 from cem.domain.effects import Effects, next_version
-from cem.domain.front import Front, Routed
+from cem.domain.front import Routed
 from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.identity_replica import IdentityChanges
-from cem.domain.model import Interaction
-from cem.domain.reasons import Reason
-from cem.kafka import kafka_client_options
-from cem.service.split_service import SplitWarehouse, front_from, owner_from, partition_from
+from cem.service.split_service import SplitWarehouse, owner_from, partition_from
 from schemas.internal import (
-    ControlRequest,
     InternalMessageError,
-    decode_resolve_message,
     header_value,
     signature_headers,
     verify,
@@ -42,13 +37,11 @@ from schemas.split_wire import (
     decode_requests,
     decode_routed,
     encode_handoff,
-    encode_requests,
     encode_routed,
 )
-from streams.deadletters import DeadLetter, dead_letter, event_dead_letter
-from streams.identity_feed import IdentityFeed, IdentityPublisher
+from streams.deadletters import DeadLetter, dead_letter
+from streams.identity_feed import IdentityPublisher
 from streams.ingest import source_of
-from streams.resolve import CONFLICT_DETAIL
 from streams.status import WorkerStatus
 
 log = logging.getLogger("cem.worker")
@@ -61,7 +54,7 @@ EVENTS_PER_MESSAGE = 1 << 24  # more than a resolver message can hold
 CONTROL_DETAIL = "erasure requests need the single resolver (CEM_SPLIT_PARTITIONS=0)"
 
 
-class _Sender:
+class StageSender:
     """Signed sends on the stages' topics, awaited together: a batch is acknowledged once all is on the broker."""
 
     def __init__(self, settings: Any, deadletter_topic: Any, clock: Callable[[], float]) -> None:
@@ -103,101 +96,6 @@ def routed_messages(items: list[Routed], max_bytes: int) -> list[bytes]:
     return routed_messages(items[:half], max_bytes) + routed_messages(items[half:], max_bytes)
 
 
-async def customers_caught_up(settings: Any) -> None:
-    """Waits until every message now on <prefix>.customers is folded and written (committed by the group). A
-    front that starts (or takes partitions over) then finds in the warehouse every event routed before it: a
-    record it reads again whose event a front routed already is a duplicate, never routed twice."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
-                                enable_auto_commit=False, **kafka_client_options(settings))
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.customers_topic, p) for p in range(settings.split_partitions)]
-        ends = await consumer.end_offsets(partitions)
-        started = time.monotonic()
-        while True:
-            behind = [tp for tp in partitions if ((await consumer.committed(tp)) or 0) < ends[tp]]
-            if not behind:
-                return
-            if time.monotonic() - started > CATCH_UP_LOG_SECONDS:
-                log.info("front waits for %d customer partitions to fold what was routed before it", len(behind))
-                started = time.monotonic()
-            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
-    finally:
-        await consumer.stop()
-
-
-class FrontStage:
-    """Partitions of <prefix>.resolve: deduplicate by event id, route by the replica, ask the owner the rest."""
-
-    def __init__(self, settings: Any, warehouse: SplitWarehouse, feed: IdentityFeed, topics: dict[str, Any],
-                 status: WorkerStatus, clock: Callable[[], float] = time.time) -> None:
-        self.settings, self.warehouse, self.feed, self.topics, self.status, self.clock = \
-            settings, warehouse, feed, topics, status, clock
-        self.front: Front | None = None
-        self.partitions = settings.split_partitions
-
-    def invalidate(self) -> None:
-        """Front partitions moved: the dedup window is read again from the warehouse before the next batch."""
-        self.front = None
-
-    async def handle(self, events: list[Any]) -> None:
-        await self.feed.ready.wait()
-        front = await self._ensure_front()
-        sender = _Sender(self.settings, self.topics["deadletter"], self.clock)
-        admitted: list[tuple[int, Interaction]] = []
-        for event in events:
-            message = event.message
-            try:
-                verify(self.settings.signing_key, message.value or b"", message.headers)
-                item = decode_resolve_message(message.value)
-                if isinstance(item, ControlRequest):
-                    raise InternalMessageError(Reason.INVALID_INTERNAL_MESSAGE, CONTROL_DETAIL)
-            except InternalMessageError as err:
-                await sender.refused(message, err)
-                continue
-            # A position per event (a message holds many): only a record read again is a replay to the front
-            admitted.extend((message.offset * EVENTS_PER_MESSAGE + index, interaction)
-                            for index, interaction in enumerate(item))
-        front.replica = self.feed.replica
-        step = front.admit(admitted, int(self.clock() * 1000))
-        await self._route(sender, step.routed)
-        if step.requests:
-            await sender.send(self.topics["identity"], encode_requests(step.requests), 0)
-        now_ms = int(self.clock() * 1000)
-        for event in step.conflicting:
-            await sender.letter(event_dead_letter(self.settings.resolve_topic, event, Reason.DUPLICATE_CONFLICT,
-                                                  CONFLICT_DETAIL, now_ms, self.settings.message_max_bytes,
-                                                  suffix=f"#{event.fingerprint}"))
-        metrics.FRONT_ANSWERS.labels("local").inc(len(step.routed))
-        metrics.FRONT_ANSWERS.labels("owner").inc(len(front.held))
-        metrics.DUPLICATES.inc(step.duplicates)
-        await self._wait_for_owner(front, sender)
-        await sender.done()
-        front.committable(2**62)  # nothing is held past a batch: no decision is needed again
-        self.status.resolved += len(admitted)
-        self.status.duplicate_conflict += len(step.conflicting)
-
-    async def _wait_for_owner(self, front: Front, sender: _Sender) -> None:
-        """Held events go once the replica answers them: the owner's version that folded their sets arrived."""
-        while front.held:
-            await asyncio.sleep(RELEASE_POLL_SECONDS)
-            front.replica = self.feed.replica
-            await self._route(sender, front.release())
-
-    async def _route(self, sender: _Sender, routed: list[Routed]) -> None:
-        await sender.routed(self.topics["customers"],
-                            [(customer_partition(r.customer_id, self.partitions), r) for r in routed])
-
-    async def _ensure_front(self) -> Front:
-        if self.front is None:
-            await customers_caught_up(self.settings)
-            restored = await asyncio.get_running_loop().run_in_executor(None, self.warehouse.restored)
-            self.front = front_from(restored, self.feed.replica)
-        return self.front
-
-
 class OwnerStage:
     """<prefix>.identity: the one serial step. Folds the fronts' requests, writes and publishes each version."""
 
@@ -213,7 +111,7 @@ class OwnerStage:
 
     async def handle(self, events: list[Any]) -> None:
         loop = asyncio.get_running_loop()
-        sender = _Sender(self.settings, self.topics["deadletter"], self.clock)
+        sender = StageSender(self.settings, self.topics["deadletter"], self.clock)
         requests: list[IdentityRequest] = []
         for event in events:
             try:
@@ -262,7 +160,7 @@ class CustomerStage:
             self.parts.pop(index, None)
 
     async def handle(self, events: list[Any]) -> None:
-        sender = _Sender(self.settings, self.topics["deadletter"], self.clock)
+        sender = StageSender(self.settings, self.topics["deadletter"], self.clock)
         inbox: list[tuple[int, Routed | HandOff | None]] = []
         for event in events:
             message = event.message
@@ -275,18 +173,27 @@ class CustomerStage:
             except InternalMessageError as err:
                 await sender.refused(message, err)
         async with self.serial:
-            await self._step(inbox, sender)
-        await sender.done()
+            try:
+                await self._step(inbox, sender)
+                await sender.done()
+            except BaseException:
+                # Their state may hold events whose rows were not written: rebuilt from the warehouse for the retry
+                self.invalidate({index for index, _ in inbox})
+                raise
 
     async def tick(self, assigned: set[int]) -> None:
         """Owner versions reach the partitions with no event arriving too: merged customers are handed on."""
         if self.versions and assigned:
             async with self.serial:
-                sender = _Sender(self.settings, self.topics["deadletter"], self.clock)
-                await self._step([(index, None) for index in sorted(assigned)], sender)
-                await sender.done()
+                sender = StageSender(self.settings, self.topics["deadletter"], self.clock)
+                try:
+                    await self._step([(index, None) for index in sorted(assigned)], sender)
+                    await sender.done()
+                except BaseException:
+                    self.invalidate(assigned)
+                    raise
 
-    async def _step(self, inbox: list[tuple[int, Routed | HandOff | None]], sender: _Sender) -> None:
+    async def _step(self, inbox: list[tuple[int, Routed | HandOff | None]], sender: StageSender) -> None:
         loop = asyncio.get_running_loop()
         indexes = sorted({index for index, _ in inbox})
         for index in indexes:

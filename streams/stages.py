@@ -15,7 +15,8 @@ from streams.identity_feed import IdentityFeed
 from streams.ingest import IngestStage
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
-from streams.split import CustomerStage, FrontStage, OwnerStage
+from streams.split import CustomerStage, OwnerStage
+from streams.split_front import FrontStage
 from streams.status import WorkerStatus
 
 
