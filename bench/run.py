@@ -9,7 +9,9 @@ Phases (docs/performance.md explains each method and its resolution):
   3. latency             produce at half of (2), each record's send time against the time its row became
                          visible (ClickHouse polled every --poll-ms); then again on records delivered in random
                          order over their whole time span (a backfill or a replay)
-  4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process
+  4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process;
+                         then the split resolver (CEM_SPLIT_PARTITIONS=--split-partitions) with one worker and
+                         with two, its own ratio
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
                          peak RSS (VmHWM) at the end; then the analysts' `interactions` view against its base
                          table on what it wrote, its overrides unsquashed (bench/views.py)
@@ -30,7 +32,8 @@ Phases (docs/performance.md explains each method and its resolution):
                          resolver; the owner's CPU per request and the share of events it was asked about
 
 The last line of output is `ratio_vs_bare_faust=X.XX p99_latency_s=Y.YY p99_shuffled_s=… scale_2w=Z.ZZ
-scale_2w_cpu_bound=B.BB serial_share=S.SSSS serial_ceiling_eps=N` (the bound: bench/cpu_budget.py).
+scale_2w_cpu_bound=B.BB scale_2w_split=C.CC serial_share=S.SSSS serial_ceiling_eps=N` (the bound:
+bench/cpu_budget.py).
 """
 
 from __future__ import annotations
@@ -321,6 +324,19 @@ class Bench:
         except subprocess.TimeoutExpired:
             profiler.kill()
 
+    def split_scaling(self, traffic: TrafficSet, partitions: int) -> None:
+        """The partitioned resolver (CEM_SPLIT_PARTITIONS) on the same traffic, 1 worker then 2: its own ratio."""
+        rates = {}
+        for workers, tag in ((1, "bench_split1"), (2, "bench_split2")):
+            settings = replace(self.settings(tag), split_partitions=partitions)
+            self.produce(settings, traffic)
+            phase, _ = self.pipeline(settings, traffic, workers, f"split-{workers}w")
+            self.result[f"split_throughput_{workers}w"] = phase
+            rates[workers] = phase["events_per_s"]
+        self.result["scale_2w_split"] = round(rates[2] / rates[1], 3)
+        log(f"split ({partitions} partitions): 1 worker {rates[1]:,.0f}/s, 2 workers {rates[2]:,.0f}/s, "
+            f"scale {self.result['scale_2w_split']:.2f}")
+
     # ---- phase 3: latency at a fixed rate -------------------------------------------------------------------
     def latency(self, settings: Settings, worker: WorkerProcess, rate: float, traffic: TrafficSet,
                 rows_before: int) -> dict[str, Any]:
@@ -482,6 +498,10 @@ class Bench:
             self.result["scale_2w_bound"] = scale_bound(
                 one["events_per_s"], one["cpu_seconds"], two["events_per_s"], two["cpu_seconds"], one["records"],
                 float(os.cpu_count() or 1)).as_dict()
+
+        if not args.skip_scaling and args.split_partitions > 0:
+            self.result["split_partitions"] = args.split_partitions
+            self.split_scaling(main, args.split_partitions)
 
         if args.memory_events > 0:
             per_customer = max(5, round(args.memory_events / args.memory_customers))
@@ -693,6 +713,11 @@ def summary_table(r: dict[str, Any]) -> str:
             add("scale 2w bound: spent CPU / free split", f"{b['at_spent_cpu']:.2f} / {b['free_split']:.2f}",
                 f"all cores busy at the pipeline CPU per event of the 2-worker / 1-worker phase (bench/cpu_budget.py);"
                 f" 2 workers kept {b['busy_cores']:.2f} cores busy, {b['extra_cpu']:+.0%} CPU per event")
+    if "scale_2w_split" in r:
+        one_split, two_split = r["split_throughput_1w"], r["split_throughput_2w"]
+        add("split resolver, 1 / 2 workers", f"{one_split['events_per_s']:,.0f} / {two_split['events_per_s']:,.0f}/s",
+            f"CEM_SPLIT_PARTITIONS={r.get('split_partitions', '?')}: scale {r['scale_2w_split']:.2f}; "
+            f"cpu 2w {_cpu_note(two_split['cpu_seconds'], 'split-2w-worker0', 'split-2w-worker1')}")
     if "memory" in r:
         g = r["memory"]["rss_growth"]
         add("memory: peak RSS", f"{g['peak_rss_mb']:.0f} MB" + (" INCOMPLETE" if r["memory"].get("incomplete") else ""),
@@ -808,6 +833,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(bench/serial_share.py: what must stay with the identity graph's owner; 0: skip)")
     p.add_argument("--split-events", type=int, default=20_000, help="events of the in-process split-stages phase "
                    "(bench/split_inproc.py: the partitioned stages against the single resolver; 0: skip)")
+    p.add_argument("--split-partitions", type=int, default=4, help="partitions of the split resolver's scaling "
+                   "phase: 1 then 2 workers with CEM_SPLIT_PARTITIONS (0: skip)")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")
@@ -882,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
           f"p99_shuffled_s={p99_shuffled if p99_shuffled is not None else float('nan'):.2f} "
           f"scale_2w={result.get('scale_2w', float('nan')):.2f} "
           f"scale_2w_cpu_bound={result.get('scale_2w_bound', {}).get('at_spent_cpu', float('nan')):.2f} "
+          f"scale_2w_split={result.get('scale_2w_split', float('nan')):.2f} "
           f"serial_share={serial.get('serial_share', float('nan')):.4f} "
           f"serial_ceiling_eps={serial.get('serial_ceiling_eps', float('nan')):.0f}", flush=True)
     return 0 if checks_ok else 1

@@ -89,11 +89,14 @@ class StageSender:
 
 
 def routed_messages(items: list[Routed], max_bytes: int) -> list[bytes]:
+    """Routed events in messages under `max_bytes`: encoded whole, and when too large cut by count into as many
+    parts as the size says, each cut again only if one event was far larger than the rest."""
     value = encode_routed(items)
     if len(value) <= max_bytes or len(items) == 1:
         return [value]
-    half = len(items) // 2
-    return routed_messages(items[:half], max_bytes) + routed_messages(items[half:], max_bytes)
+    parts = -(-len(value) // max_bytes) + 1
+    size = -(-len(items) // parts)
+    return [m for start in range(0, len(items), size) for m in routed_messages(items[start:start + size], max_bytes)]
 
 
 class OwnerStage:

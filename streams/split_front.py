@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,15 +81,18 @@ class FrontStage:
     """Partitions of <prefix>.resolve: deduplicate by event id, route by the replica, ask the owner the rest."""
 
     def __init__(self, settings: Any, warehouse: SplitWarehouse, feed: IdentityFeed, topics: dict[str, Any],
-                 status: WorkerStatus, clock: Callable[[], float] = time.time) -> None:
+                 status: WorkerStatus, clock: Callable[[], float] = time.time,
+                 caught_up: Callable[[Any], Awaitable[None]] = customers_caught_up) -> None:
         self.settings, self.warehouse, self.feed, self.topics, self.status, self.clock = \
             settings, warehouse, feed, topics, status, clock
+        self.caught_up = caught_up
         self.front: Front | None = None
         self.partitions = settings.split_partitions
         self.waiting: list[Waiting] = []
         self.redo: list[Any] = []  # messages to admit again into a rebuilt front, before the next batch
         self.stream: Any = None  # the agent's stream, which acknowledges its events
         self.serial = asyncio.Lock()  # a batch and a release never interleave
+        self.asked_at = -1  # the replica version the held events were last checked against
 
     def invalidate(self, revoked: Collection[Any] = ()) -> None:
         """Rebuild from the warehouse before the next batch; the messages still waiting are admitted again,
@@ -129,6 +132,7 @@ class FrontStage:
                             for index, interaction in enumerate(item))
             waiting.append((Waiting(event), [interaction.event_id for interaction in item]))
         held_before = len(front.held)
+        front.replica = self.feed.replica
         step = front.admit(admitted, int(self.clock() * 1000))
         for entry, ids in waiting:  # before any await: a release may route them while this batch sends
             entry.held = {event_id for event_id in ids if event_id in front.held}
@@ -162,9 +166,10 @@ class FrontStage:
 
     async def _release(self) -> None:
         front = self.front
-        if front is None or not front.held:
-            return
-        front.replica = self.feed.replica
+        replica = self.feed.replica
+        if front is None or not front.held or (front.replica is replica and replica.version == self.asked_at):
+            return  # the replica has applied nothing new: it answers nothing more
+        front.replica, self.asked_at = replica, replica.version
         routed = front.release()
         if not routed:
             return
@@ -203,7 +208,7 @@ class FrontStage:
 
     async def _ensure_front(self) -> Front:
         if self.front is None:
-            await customers_caught_up(self.settings)
+            await self.caught_up(self.settings)
             restored = await asyncio.get_running_loop().run_in_executor(None, self.warehouse.restored)
             self.front = front_from(restored, self.feed.replica)
         return self.front
