@@ -118,8 +118,14 @@ IDENTITY_VERSIONS_PUBLISHED = Counter(
 )
 IDENTITY_OWNER_LAG = Gauge(
     "cem_identity_owner_lag_messages",
-    "Messages on the resolver topic not yet committed by the graph's owner (exported by the worker that owns it)",
+    "Messages waiting for the graph's owner, exported by the worker that owns it: the lag of the resolver topic, or "
+    "with the split resolver (CEM_SPLIT_PARTITIONS) that of the owner's requests topic",
     ["partition"], registry=REGISTRY,
+)
+FRONT_HELD = Gauge(
+    "cem_split_front_held_events",
+    "Events this worker's fronts hold until the owner's answer reaches its identity replica (CEM_SPLIT_PARTITIONS)",
+    registry=REGISTRY,
 )
 
 

@@ -98,6 +98,7 @@ class FrontStage:
         """Rebuild from the warehouse before the next batch; the messages still waiting are admitted again,
         except those of `revoked` partitions (their next holder reads them again: they were never committed)."""
         self.front = None
+        metrics.FRONT_HELD.set(0)
         self.redo = [e for e in [*(w.event for w in self.waiting), *self.redo] if e.message.tp not in revoked]
         self.waiting = []
 
@@ -148,6 +149,7 @@ class FrontStage:
         metrics.FRONT_ANSWERS.labels("local").inc(len(step.routed))
         metrics.FRONT_ANSWERS.labels("owner").inc(len(front.held) - held_before)
         metrics.DUPLICATES.inc(step.duplicates)
+        metrics.FRONT_HELD.set(len(front.held))
         await sender.done()
         for entry, _ in waiting:
             entry.sent = True
@@ -171,6 +173,7 @@ class FrontStage:
             return  # the replica has applied nothing new: it answers nothing more
         front.replica, self.asked_at = replica, replica.version
         routed = front.release()
+        metrics.FRONT_HELD.set(len(front.held))
         if not routed:
             return
         sender = StageSender(self.settings, self.topics["deadletter"], self.clock)

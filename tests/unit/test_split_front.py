@@ -11,6 +11,7 @@ import pytest
 from faust.types import TP
 
 from bench.traffic import parsed_interactions, simulated
+from cem import metrics
 from cem.config import resolver_config
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
 from cem.domain.model import Interaction
@@ -108,11 +109,13 @@ def test_known_events_go_at_once_and_a_message_waits_for_its_held_events() -> No
         assert stream.acked == [10]  # 11 and 12 hold events the owner must answer
         asked = [r.event_id for _, value in topics["identity"].sent for r in decode_requests(value)]
         assert sorted(asked) == sorted(e.event_id for e in unknown)
+        assert metrics.FRONT_HELD._value.get() == len(unknown)
         await stage.release()
         assert stream.acked == [10]  # the replica has applied nothing new
         _answer(feed, unknown, 2)
         await stage.release()
         assert sorted(stream.acked) == [10, 11, 12]
+        assert metrics.FRONT_HELD._value.get() == 0
         assert sorted(_routed_ids(topics["customers"])) == sorted(e.event_id for e in [*known, *unknown])
 
     asyncio.run(scenario())
