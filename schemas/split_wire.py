@@ -86,20 +86,18 @@ def encode_handoff(handoff: HandOff) -> bytes:
                 for s in handoff.sessions]
     journeys = [[j.journey_id, j.issue_ref, j.customer_id, j.events, j.members] for j in handoff.journeys]
     return orjson.dumps({"from": handoff.from_id, "into": handoff.into_id, "version": handoff.version,
-                         "merged_at": handoff.merged_at, "sessions": sessions, "journeys": journeys})
+                         "sessions": sessions, "journeys": journeys})
 
 
 def decode_handoff(value: bytes | None) -> HandOff:
     message = _loads(value, "hand-off")
     if not (isinstance(message, dict) and isinstance(message.get("from"), str) and message["from"]
             and isinstance(message.get("into"), str) and message["into"] and _is_int(message.get("version"))
-            and _is_int(message.get("merged_at", 0))
             and isinstance(message.get("sessions"), list) and isinstance(message.get("journeys"), list)):
-        raise _bad("a hand-off is {from, into, version, merged_at, sessions, journeys}")
+        raise _bad("a hand-off is {from, into, version, sessions, journeys}")
     sessions = [_session(index, row) for index, row in enumerate(message["sessions"])]
     journeys = [_journey(index, row) for index, row in enumerate(message["journeys"])]
-    return HandOff(message["from"], message["into"], sessions, journeys, message["version"],
-                   message.get("merged_at", 0))
+    return HandOff(message["from"], message["into"], sessions, journeys, message["version"])
 
 
 def _session(index: int, row: Any) -> Session:

@@ -44,9 +44,6 @@ class HandOff:
     sessions: list[Session]
     journeys: list[ServiceJourney]
     version: int  # the sender's version: the receiver writes the moved rows above it
-    # The owner version of the merge it carries out (of the last one, when passed on): a partition restored from
-    # the warehouse at that version or later holds the merged customer's rows under the survivor already
-    merged_at: int = 0
 
 
 @dataclass
@@ -72,8 +69,6 @@ class CustomerPartition:
         # hand-offs received, by (merged customer, addressee, sender's version): a redelivered one is skipped
         self.received: MutableMapping[tuple[str, str], int] = maps("received")
         self.applied = 0  # the newest owner version applied
-        self.restored_at = 0  # the owner version of the warehouse state it was restored from (0: never)
-        self.handed_at: dict[str, int] = {}  # merged customer -> the owner version it merged at, when applied here
         self.version = 0
 
     def start_batch(self, now_ms: int, after_version: int = 0) -> Effects:
@@ -112,12 +107,10 @@ class CustomerPartition:
                 self.handed.pop(old_id, None)  # live again: what it handed over stays with the survivor
                 continue
             self.handed[old_id] = current_id
-            self.handed_at[old_id] = changes.version
             sessions = self.sessions.by_customer.pop(old_id, [])
             journeys = list(self.journeys.by_customer.pop(old_id, {}).values())
             if sessions or journeys:
-                self._send(HandOff(old_id, current_id, sessions, journeys, effects.version, changes.version),
-                           effects, step)
+                self._send(HandOff(old_id, current_id, sessions, journeys, effects.version), effects, step)
         self.applied = changes.version
 
     def receive(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
@@ -125,18 +118,17 @@ class CustomerPartition:
         if handoff.version >= effects.version:
             raise ValueError("a hand-off is received in a later version than it was sent")
         key = (handoff.from_id, handoff.into_id)
-        if self.received.get(key, -1) >= handoff.version or 0 < handoff.merged_at <= self.restored_at:
-            step.replays += 1  # applied already, or in the warehouse state this partition was restored from
+        if self.received.get(key, -1) >= handoff.version:
+            step.replays += 1
             return
         self.received[key] = handoff.version
-        self._deliver(handoff, effects, step)
+        self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
 
-    def _deliver(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
-        old_id, into_id, sessions, journeys = handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys
+    def _deliver(self, old_id: str, into_id: str, sessions: list[Session], journeys: list[ServiceJourney],
+                 effects: Effects, step: PartitionStep) -> None:
         survivor = self.handed.get(into_id)
         if survivor is not None:
-            merged_at = max(handoff.merged_at, self.handed_at.get(into_id, handoff.merged_at))
-            self._send(HandOff(old_id, survivor, sessions, journeys, effects.version, merged_at), effects, step)
+            self._send(HandOff(old_id, survivor, sessions, journeys, effects.version), effects, step)
             return
         self.sessions.by_customer[old_id] = sorted([*self.sessions.by_customer.get(old_id, []), *sessions])
         for journey in journeys:
@@ -147,6 +139,6 @@ class CustomerPartition:
     def _send(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
         target = customer_partition(handoff.into_id, self.partitions)
         if target == self.index:  # the survivor is here too: fold it in within this batch
-            self._deliver(handoff, effects, step)
+            self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
         else:
             step.handoffs.append((target, handoff))

@@ -197,6 +197,6 @@ def partition_from(restored: Restored, index: int, partitions: int) -> CustomerP
     for event_id, customer_id in restored.folded.items():
         if here(customer_id):
             part.folded[event_id] = customer_id
-    part.applied = part.restored_at = restored.last_version
+    part.applied = restored.last_version
     part.version = resolver.version
     return part

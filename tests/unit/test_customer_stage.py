@@ -169,38 +169,6 @@ def test_a_redelivered_hand_off_is_applied_once() -> None:
     assert [(s.customer_id, s.events) for s in part.sessions.by_customer["b"]] == [("b", 1)]
 
 
-def test_a_hand_off_of_a_merge_the_warehouse_held_when_the_receiver_was_restored_is_skipped() -> None:
-    """A partition restored from the warehouse at owner version 50 holds every customer merged at or before it
-    under its survivor: a hand-off of such a merge (sent before a rebalance, read after it) would count the merged
-    customer's sessions twice. One of a later merge is applied."""
-    part = CustomerPartition(0, 1, GAP)
-    part.restored_at = part.applied = 50
-    old = HandOff("a", "b", [Session("s1", "a", NOW_MS, NOW_MS, 1, {"web"})], [], NOW_MS * 1000, merged_at=50)
-    new = HandOff("c", "b", [Session("s2", "c", NOW_MS, NOW_MS, 1, {"web"})], [], NOW_MS * 1000, merged_at=51)
-    step = PartitionStep()
-    for handoff in (old, new):
-        part.receive(decode_handoff(encode_handoff(handoff)), part.start_batch(NOW_MS + 1), step)
-    assert step.replays == 1
-    assert [(s.session_id, s.customer_id) for s in part.sessions.by_customer["b"]] == [("s2", "b")]
-
-
-def test_a_hand_off_carries_the_merges_owner_version_and_a_pass_on_the_later_merges() -> None:
-    parts = [CustomerPartition(i, 3, GAP) for i in range(3)]
-    names = [f"m{i}" for i in range(200)]
-    a = names[0]
-    b = next(n for n in names if customer_partition(n, 3) not in {customer_partition(a, 3)})
-    c = next(n for n in names if customer_partition(n, 3) not in {customer_partition(a, 3), customer_partition(b, 3)})
-    at_a, at_b = parts[customer_partition(a, 3)], parts[customer_partition(b, 3)]
-    at_a.fold(Routed(event("x", NOW_MS, [("email", "a@x.io")]), a), at_a.start_batch(NOW_MS), PartitionStep())
-    at_b.apply(IdentityChanges(7, aliases={b: c}), at_b.start_batch(NOW_MS), PartitionStep())
-    sent = PartitionStep()
-    at_a.apply(IdentityChanges(5, aliases={a: b}), at_a.start_batch(NOW_MS), sent)
-    assert [(h.from_id, h.into_id, h.merged_at) for _, h in sent.handoffs] == [(a, b, 5)]
-    passed = PartitionStep()
-    at_b.receive(sent.handoffs[0][1], at_b.start_batch(NOW_MS + 1), passed)
-    assert [(h.from_id, h.into_id, h.merged_at) for _, h in passed.handoffs] == [(a, c, 7)]
-
-
 @pytest.mark.parametrize("same_partition", [True, False])
 def test_a_replay_whose_first_copy_was_never_sent_is_folded_once_at_the_survivor(same_partition: bool) -> None:
     """The front died before Kafka had its first copy: the replay is the only copy. It reaches the merged

@@ -32,7 +32,7 @@ def test_requests_routed_events_and_hand_offs_come_back_equal() -> None:
               Routed(event("e2", NOW_MS, [PHONE]), "c2", replay=True)]
     assert decode_routed(encode_routed(routed)) == routed
     handoff = HandOff("a", "b", [Session("s1", "a", NOW_MS, NOW_MS + 60_000, 3, {"web", "mobile"}, ["s0"])],
-                      [ServiceJourney("j1", "7", "a", {"e1": (NOW_MS, "chat", "chat_message")}, ["j0"])], 42, 17)
+                      [ServiceJourney("j1", "7", "a", {"e1": (NOW_MS, "chat", "chat_message")}, ["j0"])], 42)
     assert decode_handoff(encode_handoff(handoff)) == handoff
 
 
