@@ -185,8 +185,11 @@ class CustomerStage:
                 raise
 
     async def tick(self, assigned: set[int]) -> None:
-        """Owner versions reach the partitions with no event arriving too: merged customers are handed on."""
-        if self.versions and assigned:
+        """Owner versions reach the partitions with no event arriving too: merged customers are handed on. A
+        partition just assigned is restored here, before its first event, all of them from one warehouse state:
+        restored one by one as events arrive, a partition would find rows of customers merged into its own that
+        another partition is about to hand over."""
+        if assigned and (self.versions or not assigned <= set(self.parts)):
             async with self.serial:
                 sender = StageSender(self.settings, self.topics["deadletter"], self.clock)
                 try:
@@ -199,9 +202,9 @@ class CustomerStage:
     async def _step(self, inbox: list[tuple[int, Routed | HandOff | None]], sender: StageSender) -> None:
         loop = asyncio.get_running_loop()
         indexes = sorted({index for index, _ in inbox})
-        for index in indexes:
-            if index not in self.parts:
-                self.parts[index] = await loop.run_in_executor(None, self._restored, index)
+        missing = [index for index in indexes if index not in self.parts]
+        if missing:
+            self.parts.update(await loop.run_in_executor(None, self._restored, missing))
         after = max((item.version for _, item in inbox if isinstance(item, HandOff)), default=0)
         self.version = next_version(max([self.version, *(self.parts[i].version for i in indexes)]),
                                     int(self.clock() * 1000), after)
@@ -223,5 +226,6 @@ class CustomerStage:
         for target, handoff in step.handoffs:
             await sender.send(self.topics["customers"], encode_handoff(handoff), target, HANDOFF)
 
-    def _restored(self, index: int) -> CustomerPartition:
-        return partition_from(self.warehouse.restored(), index, self.partitions)
+    def _restored(self, indexes: list[int]) -> dict[int, CustomerPartition]:
+        restored = self.warehouse.restored()
+        return {index: partition_from(restored, index, self.partitions) for index in indexes}
