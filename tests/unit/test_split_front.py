@@ -154,3 +154,22 @@ def test_a_revoked_partitions_held_messages_are_left_to_their_next_holder_and_th
         assert sorted(_routed_ids(topics["customers"])) == sorted(e.event_id for e in events[:2])
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("layout", ["same message", "next message", "same offset, other partition"])
+def test_a_second_copy_is_a_duplicate_wherever_it_sits_never_a_replay(layout: str) -> None:
+    """Every event of a message has its own position: a copy in the same message, or at the same offset of
+    another partition, is a duplicate routed zero times, not a replay routed again."""
+    async def scenario() -> None:
+        stage, topics, stream, feed = _stage()
+        events = _events(3)
+        _answer(feed, events, 1)
+        first = _message(40, events)
+        second = {"same message": _message(40, [*events, events[1]]),
+                  "next message": _message(41, [events[1]]),
+                  "same offset, other partition": _message(40, [events[1]], partition=1)}[layout]
+        batch = [second] if layout == "same message" else [first, second]
+        await stage.handle(batch)
+        assert sorted(_routed_ids(topics["customers"])) == sorted(e.event_id for e in events)
+
+    asyncio.run(scenario())
