@@ -209,6 +209,8 @@ class CustomerStage:
         self.version = next_version(max([self.version, *(self.parts[i].version for i in indexes)]),
                                     int(self.clock() * 1000), after)
         effects, step = Effects(self.version), PartitionStep()
+        for index in missing:
+            self.parts[index].hand_on_restored(effects, step)
         versions, self.versions = self.versions, []
         for part in self.parts.values():
             part.version = self.version

@@ -14,6 +14,10 @@ Each partition remembers the events it folded, and for each event and the custom
 survivor it was forwarded to: a replay takes the same hops as its first copy and is dropped where the first copy
 was folded, even if a customer merged away or came back to life since. A first copy takes the current merges
 instead: a customer that merged away and back can send it through a partition twice.
+
+Restarts. A restored partition files sessions and journeys under the customer they were last written under. A
+merged customer that still holds state there had its hand-off lost with the sender, or not yet written by the
+receiver: it is handed on again, and a receiver folds in only the sessions and journeys it does not hold yet.
 """
 
 from __future__ import annotations
@@ -107,11 +111,22 @@ class CustomerPartition:
                 self.handed.pop(old_id, None)  # live again: what it handed over stays with the survivor
                 continue
             self.handed[old_id] = current_id
-            sessions = self.sessions.by_customer.pop(old_id, [])
-            journeys = list(self.journeys.by_customer.pop(old_id, {}).values())
-            if sessions or journeys:
-                self._send(HandOff(old_id, current_id, sessions, journeys, effects.version), effects, step)
+            self._hand_over(old_id, effects, step)
         self.applied = changes.version
+
+    def hand_on_restored(self, effects: Effects, step: PartitionStep) -> None:
+        """Just restored (state filed as written): a merged customer's rows still written under it mean its
+        survivor's partition had not written the hand-off, which may never have reached the broker. Hand it on
+        again: the receiver skips what it holds already."""
+        held = {*self.sessions.by_customer, *self.journeys.by_customer}
+        for old_id in sorted(held.intersection(self.handed)):
+            self._hand_over(old_id, effects, step)
+
+    def _hand_over(self, old_id: str, effects: Effects, step: PartitionStep) -> None:
+        sessions = self.sessions.by_customer.pop(old_id, [])
+        journeys = list(self.journeys.by_customer.pop(old_id, {}).values())
+        if sessions or journeys:
+            self._send(HandOff(old_id, self.handed[old_id], sessions, journeys, effects.version), effects, step)
 
     def receive(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
         """Fold a merged customer's state in under the survivor, or pass it on when the survivor merged on."""
@@ -130,11 +145,27 @@ class CustomerPartition:
         if survivor is not None:
             self._send(HandOff(old_id, survivor, sessions, journeys, effects.version), effects, step)
             return
+        sessions, journeys = self._not_held(sessions, journeys, (old_id, into_id))
+        if not sessions and not journeys:
+            return
         self.sessions.by_customer[old_id] = sorted([*self.sessions.by_customer.get(old_id, []), *sessions])
         for journey in journeys:
             journey.customer_id = old_id
             self.journeys.place(journey)
         move_customer_state(self.sessions, self.journeys, old_id, into_id, effects)
+
+    def _not_held(self, sessions: list[Session], journeys: list[ServiceJourney], customer_ids: tuple[str, ...]
+                  ) -> tuple[list[Session], list[ServiceJourney]]:
+        """What a hand-off brings that these customers do not hold yet, by id (absorbed ones included): a
+        hand-off sent again after a restart, or redelivered, is folded in once."""
+        held: set[str] = set()
+        for customer_id in customer_ids:
+            for session in self.sessions.by_customer.get(customer_id, []):
+                held.update((session.session_id, *session.members))
+            for journey in self.journeys.by_customer.get(customer_id, {}).values():
+                held.update((journey.journey_id, *journey.members))
+        return ([s for s in sessions if s.session_id not in held],
+                [j for j in journeys if j.journey_id not in held])
 
     def _send(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
         target = customer_partition(handoff.into_id, self.partitions)

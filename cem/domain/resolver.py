@@ -122,9 +122,13 @@ class Resolver:
         move_customer_state(self.sessions, self.journeys, from_id, into_id, effects)
 
     # ---- rebuilding from the warehouse -------------------------------------------------------------
-    def restore(self, snapshot: Snapshot, trim: Callable[[], None] = lambda: None) -> None:
+    def restore(self, snapshot: Snapshot, trim: Callable[[], None] = lambda: None, *,
+                as_written: bool = False) -> None:
         """Rebuild state from warehouse rows (see sinks.snapshot.load_snapshot). `trim` is called every so many
-        rows: a disk-backed state writes back and shrinks its caches then."""
+        rows: a disk-backed state writes back and shrinks its caches then. Sessions and journeys are filed under
+        the survivor of the customer they were last written under; `as_written`, under that customer itself (a
+        customer partition hands a merged customer's state on itself, cem.domain.customer_stage)."""
+        place: Callable[[str], str] = (lambda customer_id: customer_id) if as_written else self.graph.find
         self.unrecorded_shared = self.graph.restore(snapshot.identity_sets.values(), snapshot.shared, trim)
         session_alias = dict(snapshot.session_aliases)
         sessions: dict[str, Session] = {}
@@ -136,13 +140,14 @@ class Resolver:
                 trim()
             self.dedup.remember(row.event_id, row.fingerprint, row.ingested_ms)
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
-            customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
+            customer_id = row.customer_id if as_written else \
+                self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
                 session_id = follow_aliases(session_alias, row.session_id)
                 owner = snapshot.session_owners.get(session_id)
-                _restore_session_event(sessions, session_id, self.graph.find(owner) if owner else customer_id, row)
+                _restore_session_event(sessions, session_id, place(owner) if owner else customer_id, row)
             if row.issue_ref:
-                self._restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id)
+                _restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id, place)
             self.version = max(self.version, row.version)
         self.dedup.file("restored-end")
         self._file_restored_sessions(sessions, session_alias)
@@ -156,20 +161,6 @@ class Resolver:
         for session in sessions.values():
             if session.customer_id != FORGOTTEN:  # as forget() leaves them: out of the book
                 insort(self.sessions.by_customer.setdefault(session.customer_id, []), session)
-
-    def _restore_journey_event(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str],
-                               owners: Mapping[str, str], row: RecentRow, customer_id: str) -> None:
-        """Rows are grouped by the journey their journey_id resolves to now; the owner is the journey's customer
-        as last written (so a journey glued by a customer that a recompute later split stays whole, as live)."""
-        journey_id = journey_id_for(row.issue_ref, row.event_id)
-        if row.journey_id:
-            journey_id = follow_aliases(alias, row.journey_id)
-        journey = journeys.get(journey_id)
-        if journey is None:
-            owner = owners.get(journey_id) or customer_id
-            journey = ServiceJourney(journey_id, row.issue_ref, self.graph.find(owner))
-            journeys[journey_id] = journey
-        journey.add(row.event_id, row.occurred_ms, row.channel, row.type)
 
     def _file_restored_journeys(self, journeys: dict[str, ServiceJourney], alias: Mapping[str, str]) -> None:
         for alias_id, into_id in alias.items():
@@ -242,6 +233,20 @@ class Snapshot:
     journey_owners: dict[str, str] = field(default_factory=dict)  # live journey id -> its customer as written
     session_owners: dict[str, str] = field(default_factory=dict)  # session id -> its customer as last written
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
+
+
+def _restore_journey_event(journeys: dict[str, ServiceJourney], alias: Mapping[str, str], owners: Mapping[str, str],
+                           row: RecentRow, customer_id: str, place: Callable[[str], str]) -> None:
+    """Rows are grouped by the journey their journey_id resolves to now; the owner is the journey's customer as
+    last written (so a journey glued by a customer that a recompute later split stays whole, as live)."""
+    journey_id = journey_id_for(row.issue_ref, row.event_id)
+    if row.journey_id:
+        journey_id = follow_aliases(alias, row.journey_id)
+    journey = journeys.get(journey_id)
+    if journey is None:
+        journey = ServiceJourney(journey_id, row.issue_ref, place(owners.get(journey_id) or customer_id))
+        journeys[journey_id] = journey
+    journey.add(row.event_id, row.occurred_ms, row.channel, row.type)
 
 
 def _restore_session_event(sessions: dict[str, Session], session_id: str, customer_id: str, row: RecentRow) -> None:

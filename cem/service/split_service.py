@@ -4,7 +4,9 @@ from the warehouse, and each stage's rows written.
 Every stage starts from one snapshot of the warehouse, restored as the single resolver restores it, and keeps its
 share: the graph's owner the identity graph; a customer partition the sessions, journeys and folded events of the
 customers that hash to it, and the merged customers it hands on; a front the dedup window. So a stage restored
-after others wrote holds exactly what their rows say, as a restarted single resolver does.
+after others wrote holds exactly what their rows say, as a restarted single resolver does. Sessions and journeys
+are filed under the customer they were last written under, not its survivor: the rows of a merged customer are
+the partition's until the survivor's partition writes them again (cem.domain.customer_stage, "Restarts").
 
 A stage's rows are written as the single resolver's are (sinks.writer): table by table in one order, a failed
 insert retried after checking whether it landed, every call returning only once all is written. Only the owner
@@ -100,7 +102,7 @@ class SplitWarehouse:
         last_version = warehouse.last_batch_version()  # read first: the rows below are at least this new
         snapshot = load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms)
         resolver = Resolver(self.config, in_memory_maps)
-        resolver.restore(snapshot)
+        resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
         graph = resolver.graph
         folded = {}
         for row in snapshot.recent:
@@ -177,7 +179,8 @@ def front_from(restored: Restored, replica: IdentityReplica) -> Front:
 def partition_from(restored: Restored, index: int, partitions: int) -> CustomerPartition:
     """Customer partition `index` as the warehouse holds it: the sessions, journeys and folded events of the
     customers that hash to it, and its merged customers with their survivors; the owner's version its rows
-    reflect is applied."""
+    reflect is applied. A merged customer's sessions and journeys still here are handed on by the partition's
+    first step (CustomerPartition.hand_on_restored)."""
     resolver = restored.resolver
     part = CustomerPartition(index, partitions, resolver.config.session_gap_ms)
 
