@@ -183,6 +183,10 @@ class FakeWarehouse:
         latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "session")
         return [(alias_id, str(row["current_id"])) for alias_id, row in latest.items()]
 
+    def customer_aliases(self) -> dict[str, str]:
+        latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "customer")
+        return {alias_id: str(row["current_id"]) for alias_id, row in latest.items()}
+
     def last_batch_version(self) -> int:
         return max((int(row["version"]) for row in self._table("resolver_batches")), default=0)
 

@@ -68,8 +68,14 @@ class ClickHouseReads:
         ]
 
     def session_aliases(self) -> list[tuple[str, str]]:
+        return self._aliases("session")
+
+    def customer_aliases(self) -> dict[str, str]:
+        return dict(self._aliases("customer"))
+
+    def _aliases(self, kind: str) -> list[tuple[str, str]]:
         return [(str(a), str(b)) for a, b in self.query(
-            f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = 'session' "
+            f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = '{kind}' "
             "GROUP BY alias_id")]
 
     def last_batch_version(self) -> int:

@@ -52,6 +52,11 @@ class WarehouseReader(Protocol):
         """(alias session id, current session id), the latest version of each alias."""
         ...
 
+    def customer_aliases(self) -> dict[str, str]:
+        """Merged customer -> the customer it merged into (itself: live again), the latest version of each alias.
+        A graph restored from identifier sets alone does not name a merged customer that owns no set any more."""
+        ...
+
     def session_owners(self, since_version: int) -> dict[str, str]:
         """Session id -> the customer of its latest row that names one (an absorbed session's rows name none),
         over the rows written at or after that version."""

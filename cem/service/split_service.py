@@ -31,7 +31,7 @@ from cem.domain.effects import Effects
 from cem.domain.front import Front
 from cem.domain.identity_owner import IdentityOwner
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
-from cem.domain.resolver import Resolver
+from cem.domain.resolver import Resolver, follow_aliases
 from cem.domain.state_maps import in_memory_maps
 from cem.service.resolver_service import WRITE_ORDER
 from cem.service.retry import RebalanceWatch, Retry
@@ -53,7 +53,10 @@ class Restored:
 
     resolver: Resolver
     last_version: int  # the owner's last complete version (its batch mark)
-    folded: dict[str, str]  # event id of every recent interaction row -> its customer now
+    # event id of every recent interaction row -> the customers a copy of it reaches: the one it was written
+    # under, that one's survivor and its identifier set's customer now
+    folded: dict[str, tuple[str, ...]]
+    merged: dict[str, str] = field(default_factory=dict)  # every merged customer -> its survivor now
 
 
 @dataclass
@@ -103,13 +106,16 @@ class SplitWarehouse:
         snapshot = load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms)
         resolver = Resolver(self.config, in_memory_maps)
         resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
+        merged = survivors(warehouse.customer_aliases())
         graph = resolver.graph
         folded = {}
         for row in snapshot.recent:
             identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
-            folded[row.event_id] = graph.customer_of_set(identifiers) or graph.find(row.customer_id)
+            reached = (row.customer_id, merged.get(row.customer_id, graph.find(row.customer_id)),
+                       graph.customer_of_set(identifiers) or row.customer_id)
+            folded[row.event_id] = tuple(dict.fromkeys(reached))
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
-        return Restored(resolver, last_version, folded)
+        return Restored(resolver, last_version, folded, merged)
 
     def identity_written_after(self, version: int) -> IdentityChanges:
         """The identity answers written above `version`: the owner's catch-up for the replicas after a takeover."""
@@ -161,6 +167,16 @@ class SplitWarehouse:
             self.warehouse = None
 
 
+def survivors(aliases: dict[str, str]) -> dict[str, str]:
+    """Each merged customer's survivor now, chains followed; a customer live again is not merged."""
+    merged = {}
+    for alias_id in aliases:
+        survivor = follow_aliases(aliases, alias_id)
+        if survivor != alias_id:
+            merged[alias_id] = survivor
+    return merged
+
+
 # ---- each stage's share of a restored resolver --------------------------------------------------------------
 def owner_from(restored: Restored) -> IdentityOwner:
     owner = IdentityOwner(restored.resolver.config)
@@ -197,9 +213,13 @@ def partition_from(restored: Restored, index: int, partitions: int) -> CustomerP
     for merged_id in list(graph.parent):
         if here(merged_id):
             part.handed[merged_id] = graph.find(merged_id)
-    for event_id, customer_id in restored.folded.items():
-        if here(customer_id):
-            part.folded[event_id] = customer_id
+    for merged_id, survivor in restored.merged.items():
+        if here(merged_id):
+            part.handed[merged_id] = survivor
+    for event_id, customers in restored.folded.items():
+        for customer_id in customers:
+            if here(customer_id):
+                part.folded[event_id] = customer_id
     part.applied = restored.last_version
     part.version = resolver.version
     return part

@@ -224,6 +224,17 @@ class WarehouseContract:
         assert restarted.resolver is not None and set(restarted.resolver.graph.shared.marked) == {KIOSK}
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(service, kiosk_batch()))
 
+    def test_customer_aliases_are_read_back_at_their_latest_version(self, backend: Backend) -> None:
+        """Every merge's alias as the resolver wrote it; a later row for an alias (the customer live again, as a
+        recompute writes it) supersedes the earlier one."""
+        merged = service_on(backend).process_and_write(mixed_batch()).effects.customer_aliases
+        assert len(merged) > 2 and all(old != current for old, current in merged.items())
+        assert backend.open().customer_aliases() == merged
+        live_again = sorted(merged)[0]
+        backend.open().insert("id_aliases", effect_columns(
+            Effects(NOW_MS * 1000 + 10**9, customer_aliases={live_again: live_again}), NOW_MS, 0)["id_aliases"])
+        assert backend.open().customer_aliases() == {**merged, live_again: live_again}
+
     def test_a_restart_after_late_events_restores_what_never_stopped(self, backend: Backend) -> None:
         events = mixed_batch(shuffled=True)
         service_on(backend).process_and_write(events)

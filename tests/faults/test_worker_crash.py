@@ -36,9 +36,11 @@ def _wait_for(trigger: Callable[[WorkerProcess], bool], worker: WorkerProcess, s
     return False
 
 
-def test_worker_sigkilled_at_six_points_and_restarted(scenario, kafka, clickhouse) -> None:
+@pytest.mark.parametrize("split_partitions", [0, 4], ids=["single-resolver", "split-4"])
+def test_worker_sigkilled_at_six_points_and_restarted(scenario, kafka, clickhouse, split_partitions: int) -> None:
     # With the identity replica on: every kill between a write and its publication must be caught up (finish()).
-    s = scenario("kill", kafka.bootstrap, clickhouse.url, customers=120, seed=21, identity_replica=True)
+    s = scenario(f"kill_split{split_partitions}", kafka.bootstrap, clickhouse.url, customers=120, seed=21,
+                 identity_replica=True, split_partitions=split_partitions)
     rng = random.Random(21)
     delay = rng.uniform(0.3, 1.5)
     # Each kill point is a predicate on the live worker's /status; the worker is killed as soon as it holds.

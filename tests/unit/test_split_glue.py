@@ -61,9 +61,9 @@ def test_routed_events_are_cut_into_messages_under_the_limit() -> None:
 
 def test_each_customer_partition_takes_exactly_its_customers_of_a_restored_resolver() -> None:
     _, resolver, interactions = _resolved(2_000)
-    folded = {e.event_id: resolver.graph.customer_of_set(e.identifiers) or "" for e in interactions}
+    folded = {e.event_id: (resolver.graph.customer_of_set(e.identifiers) or "",) for e in interactions}
     parts = [partition_from(Restored(resolver, 42, folded), index, 3) for index in range(3)]
-    assert {e: c for p in parts for e, c in p.folded.items()} == folded
+    assert {e: (c,) for p in parts for e, c in p.folded.items()} == folded
     for part in parts:
         assert all(customer_partition(c, 3) == part.index for c in part.folded.values())
         assert part.applied == 42
