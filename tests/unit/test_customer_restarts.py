@@ -154,3 +154,25 @@ def test_a_hand_off_received_before_the_sender_restarted_is_folded_in_once(recei
     effects = split.receive(second)
     assert (effects.sessions, effects.journeys, effects.session_aliases) == ({}, {}, [])
     assert_as_the_single_resolver(split, events[2], reference)
+
+
+def test_a_copy_read_again_after_every_partition_restarted_is_dropped_where_its_first_copy_was_folded() -> None:
+    """A replayed routed copy of an event folded before a merge, addressed to the merged customer: the restored
+    partitions know that customer as merged and the event as folded, so the copy is forwarded at most and never
+    folded twice."""
+    events, _ = merged_pair()
+    split = Split()
+    sender, receiver, [handoff] = merged_on_the_sender(split, events)
+    split.receive(handoff)
+    loser = handoff.from_id
+    for index in range(PARTITIONS):
+        split.restart(index)
+    first = next(e for e in events if cid(e.event_id) == loser)
+    pending, folded = [Routed(first, loser, replay=True)], []
+    while pending:
+        routed = pending.pop()
+        effects, step = split.step(customer_partition(routed.customer_id, PARTITIONS))
+        split.parts[customer_partition(routed.customer_id, PARTITIONS)].fold(routed, effects, step)
+        folded += [r.interaction.event_id for r in effects.interactions]
+        pending += [item for _, item in step.forwarded]
+    assert folded == []

@@ -9,9 +9,9 @@ from bench.traffic import parsed_interactions, simulated
 from cem.config import resolver_config
 from cem.domain.customer_stage import customer_partition
 from cem.domain.front import Routed, front_partition
-from cem.domain.resolver import Resolver
+from cem.domain.resolver import AliasCycle, Resolver
 from cem.kafka import wanted_topics
-from cem.service.split_service import Restored, partition_from
+from cem.service.split_service import Restored, partition_from, survivors
 from cem.settings import Settings
 from cem.topic_limits import internal_topics
 from devtools.simulate import recent_base_ms
@@ -79,3 +79,20 @@ def test_each_customer_partition_takes_exactly_its_customers_of_a_restored_resol
 def test_every_copy_of_an_event_id_has_one_front() -> None:
     assert {front_partition("evt-1", 8) for _ in range(3)} == {front_partition("evt-1", 8)}
     assert len({front_partition(f"evt-{i}", 8) for i in range(200)}) == 8
+
+
+def test_a_merged_customer_the_restored_graph_does_not_name_is_known_from_the_alias_rows() -> None:
+    """A customer that owns no identifier set any more is absent from a graph restored from the sets; the owner's
+    alias rows still name it, so its partition forwards what is addressed to it, and an event folded under it
+    is known as folded where a copy addressed to it arrives and where its survivor lives."""
+    old, survivor = "c_old", next(f"c_s{i}" for i in range(100) if customer_partition(f"c_s{i}", 4) !=
+                                  customer_partition("c_old", 4))
+    restored = Restored(Resolver(resolver_config(Settings())), 7, {"e1": (old, survivor)},
+                        survivors({old: "c_mid", "c_mid": survivor, "c_back": "c_back"}))
+    assert restored.merged == {old: survivor, "c_mid": survivor}
+    parts = [partition_from(restored, index, 4) for index in range(4)]
+    sender, receiver = parts[customer_partition(old, 4)], parts[customer_partition(survivor, 4)]
+    assert sender.handed[old] == survivor
+    assert (sender.folded, receiver.folded) == ({"e1": old}, {"e1": survivor})
+    with pytest.raises(AliasCycle):
+        survivors({"a": "b", "b": "a"})
