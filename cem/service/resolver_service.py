@@ -18,18 +18,16 @@ The counters are those of cem.metrics, a leaf module of Prometheus collectors wi
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cem import metrics
-from cem.config import alert_engine, alert_rules, resolver_config
+from cem.config import alert_engine, alert_rules
 from cem.domain.alerts import AlertEngine, AlertRow, batch_facts
 from cem.domain.alerts.rules import SlaBreach
 from cem.domain.effects import Effects, ResolvedInteraction
@@ -38,12 +36,11 @@ from cem.domain.identity_replica import IdentityChanges
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.domain.state_maps import MapFactory, in_memory_maps
+from cem.service.connection import WarehouseClient
 from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
-from cem.service.retry import RebalanceWatch, Retry
 from cem.settings import Settings
 from cem.state_store import Checkpoint, StateStore, WriteBack
 from sinks.alert_store import action_columns, alert_columns, alert_rows_after, load_alert_snapshot
-from sinks.clickhouse import open_migrated
 from sinks.erasure import ErasureOutcome, erase, erasure_key
 from sinks.errors import describe_error, error_code, is_rejection
 from sinks.identity_reads import identity_changes_between, replica_start
@@ -84,30 +81,18 @@ class ResolverFault(Exception):
     """The resolver itself failed on a batch: its state may be half-updated, so it is rebuilt before a retry."""
 
 
-class ResolverService:
+class ResolverService(WarehouseClient):
     """`open_warehouse` gives a migrated read-write connection (by default to CEM_CLICKHOUSE_URL); a failed attempt
     closes it and the next attempt opens another. `stopping` set: retries give their batch up (`Stopping`).
     `on_stuck` is called when `rebalance_pending()` has stayed true for a while on a step that keeps failing; in a
     worker it exits the process."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
-                 open_warehouse: Callable[[], Warehouse] | None = None, stopping: threading.Event | None = None,
-                 rebalance_pending: Callable[[], bool] = lambda: False,
-                 on_stuck: Callable[[], None] = lambda: None) -> None:
-        self.settings = settings
-        self.config = resolver_config(settings)
-        self.clock = clock
-        self.open_warehouse = open_warehouse or functools.partial(
-            open_migrated, settings.clickhouse_url, settings.clickhouse_cluster)
-        self.stopping = stopping if stopping is not None else threading.Event()
-        self.warehouse: Warehouse | None = None
+    def __init__(self, settings: Settings, **connection: Any) -> None:
+        super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.resolver: Resolver | None = None
         self.pending: PendingWrite | None = None
         self.rules = alert_rules(settings)  # a bad rule file stops the worker here, before it consumes anything
         self.alerts: AlertEngine | None = None
-        self.lock = threading.Lock()  # the alert-action agent and the alert tick share the one connection
-        self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
-                           RebalanceWatch(rebalance_pending, on_stuck))
         self.store: StateStore | None = None
         self.write_back: WriteBack | None = None
         if settings.state_store == "disk":
@@ -126,14 +111,6 @@ class ResolverService:
         if self.store is not None:
             self.store.close()
             self.store = None
-
-    def close(self) -> None:
-        """Closes the warehouse connection; the next call opens another (the embedded engine serves one data
-        directory per process until every connection to it is closed)."""
-        if self.warehouse is not None:
-            with contextlib.suppress(Exception):
-                self.warehouse.close()
-            self.warehouse = None
 
     def invalidate(self) -> None:
         """Another worker may write while we do not own the resolver partition: rebuild before the next batch."""
@@ -272,11 +249,6 @@ class ResolverService:
         with _cpu("insert"):
             warehouse.insert(table, columns)
         metrics.ROWS_WRITTEN.labels(table).inc(row_count(columns))
-
-    def _ensure_warehouse(self) -> Warehouse:
-        if self.warehouse is None:
-            self.warehouse = self.open_warehouse()
-        return self.warehouse
 
     def _ensure_resolver(self) -> Resolver:
         if self.resolver is None:

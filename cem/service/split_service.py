@@ -15,17 +15,12 @@ writes the batch mark (`resolver_batches`): a replica starts from the owner's la
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cem import metrics
-from cem.config import resolver_config
 from cem.domain.customer_stage import CustomerPartition, customer_partition
 from cem.domain.effects import Effects
 from cem.domain.front import Front
@@ -33,14 +28,12 @@ from cem.domain.identity_owner import IdentityOwner
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
 from cem.domain.resolver import Resolver, follow_aliases
 from cem.domain.state_maps import in_memory_maps
+from cem.service.connection import WarehouseClient
 from cem.service.resolver_service import WRITE_ORDER
-from cem.service.retry import RebalanceWatch, Retry
 from cem.settings import Settings
-from sinks.clickhouse import open_migrated
 from sinks.errors import describe_error
 from sinks.identity_reads import identity_changes_between
 from sinks.snapshot import load_snapshot
-from sinks.warehouse import Warehouse
 from sinks.writer import effect_columns, row_count
 
 MARK = "resolver_batches"
@@ -69,26 +62,14 @@ class _Pending:
     uncertain: str = ""
 
 
-class SplitWarehouse:
+class SplitWarehouse(WarehouseClient):
     """One stage's connection: its restore and its writes, retried until done (one instance per stage: each has
     its own connection, so the stages of one worker never wait on each other's inserts)."""
 
-    def __init__(self, settings: Settings, stage: str, *, clock: Callable[[], float] = time.time,
-                 open_warehouse: Callable[[], Warehouse] | None = None, stopping: threading.Event | None = None,
-                 rebalance_pending: Callable[[], bool] = lambda: False,
-                 on_stuck: Callable[[], None] = lambda: None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, stage: str, **connection: Any) -> None:
+        super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.stage = stage
-        self.config = resolver_config(settings)
-        self.clock = clock
-        self.open_warehouse = open_warehouse or functools.partial(
-            open_migrated, settings.clickhouse_url, settings.clickhouse_cluster)
-        self.stopping = stopping if stopping is not None else threading.Event()
-        self.warehouse: Warehouse | None = None
         self.pending: _Pending | None = None
-        self.lock = threading.Lock()
-        self.retry = Retry(self.stopping, settings.sink_retry_max_seconds, self._failed,
-                           RebalanceWatch(rebalance_pending, on_stuck))
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -148,23 +129,11 @@ class SplitWarehouse:
             metrics.ROWS_WRITTEN.labels(table).inc(row_count(columns))
             write.landed.add(table)
 
-    def _ensure_warehouse(self) -> Warehouse:
-        if self.warehouse is None:
-            self.warehouse = self.open_warehouse()
-        return self.warehouse
-
     def _failed(self, exc: Exception) -> None:
         metrics.SINK_FAILURES.inc()
         metrics.STAGE_FAILURES.labels(self.stage, type(exc).__name__).inc()
-        log.warning("%s: ClickHouse step failed, retrying: %s", self.stage,
-                                                describe_error(exc))
+        log.warning("%s: ClickHouse step failed, retrying: %s", self.stage, describe_error(exc))
         self.close()
-
-    def close(self) -> None:
-        if self.warehouse is not None:
-            with contextlib.suppress(Exception):
-                self.warehouse.close()
-            self.warehouse = None
 
 
 def survivors(aliases: dict[str, str]) -> dict[str, str]:
