@@ -3,8 +3,11 @@
 with queues for the topics between them; every message crosses its wire format (schemas/split_wire.py). A seeded
 scheduler interleaves every step at random, with replicas and partitions behind the owner by random amounts, and
 may restart a front: it loses what it held in memory, its replica and the events it had decided but not yet sent,
-keeps its dedup window and decisions (its durable state), and reads again from its committed offset. The tests
-compare its result with the single resolver's."""
+keeps its dedup window and decisions (its durable state), and reads again from its committed offset. It may also
+restart a customer partition, before a step or after the step's rows were written and before its sends reached
+the broker: the partition is restored from the rows the owner and the partitions wrote (to the warehouse fake,
+through the product's SplitWarehouse) and gets the message it was processing again. The tests compare its result
+with the single resolver's."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identi
 from cem.domain.model import Interaction
 from cem.domain.resolver import ResolverConfig
 from cem.domain.seen_ids import SEEN_BUCKET_MS
+from cem.service.split_service import SplitWarehouse, partition_from
+from cem.settings import Settings
 from schemas.split_wire import (
     decode_handoff,
     decode_requests,
@@ -28,6 +33,7 @@ from schemas.split_wire import (
     encode_requests,
     encode_routed,
 )
+from sinks.fake import FakeWarehouseServer
 
 
 @dataclass
@@ -49,8 +55,11 @@ class PartitionSlot:
 
 class Deployment:
     def __init__(self, config: ResolverConfig, fronts: int, partitions: int, rng: random.Random,
-                 restart_rate: float = 0.0) -> None:
+                 restart_rate: float = 0.0, partition_restart_rate: float = 0.0) -> None:
         self.rng, self.config, self.restart_rate = rng, config, restart_rate
+        self.partition_restart_rate = partition_restart_rate
+        self.server = FakeWarehouseServer() if partition_restart_rate else None
+        self.partition_restarts = 0
         self.owner = IdentityOwner(config)
         self.owner_inbox: deque[IdentityRequest] = deque()
         self.versions: list[IdentityChanges] = []
@@ -111,10 +120,15 @@ class Deployment:
         batch = [self.owner_inbox.popleft() for _ in range(min(len(self.owner_inbox), self.rng.randint(1, 3)))]
         if batch:
             self.clock += 1_000
-            self.versions.append(identity_changes(self.owner.process(batch, self.clock)))
+            effects = self.owner.process(batch, self.clock)
+            self.write("owner", effects)
+            self.versions.append(identity_changes(effects))
 
     def partition_step(self, slot: PartitionSlot) -> None:
-        part, step = slot.part, PartitionStep()
+        if self.rng.random() < self.partition_restart_rate:
+            self.restart(slot)
+            return
+        part, step, item = slot.part, PartitionStep(), None
         if part.applied < self.newest() and (not slot.inbox or self.rng.random() < 0.5):
             effects = part.start_batch(self.clock)
             part.apply(next(v for v in self.versions if v.version > part.applied), effects, step)
@@ -128,9 +142,39 @@ class Deployment:
         else:
             return
         self.replays += step.replays
+        self.written(effects)
+        if self.rng.random() < self.partition_restart_rate:  # died before its sends reached the broker
+            if item is not None:
+                slot.inbox.appendleft(item)  # never committed: read again
+            self.restart(slot)
+            return
+        self.send_on(step)
+
+    def restart(self, slot: PartitionSlot) -> None:
+        """The partition rebuilt from the warehouse; its first step hands on what it restored of merged customers."""
+        self.partition_restarts += 1
+        slot.part = partition_from(self.warehouse("customers").restored(), slot.part.index, len(self.slots))
+        effects, step = slot.part.start_batch(self.clock), PartitionStep()
+        slot.part.hand_on_restored(effects, step)
+        self.written(effects)
+        self.send_on(step)
+
+    def warehouse(self, stage: str) -> SplitWarehouse:
+        assert self.server is not None
+        return SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), stage,
+                              clock=lambda: self.clock / 1000, open_warehouse=self.server.connect)
+
+    def write(self, stage: str, effects: Any) -> None:
+        if self.server is not None:
+            self.warehouse(stage).write(effects)
+
+    def written(self, effects: Any) -> None:
+        self.write("customers", effects)
         for resolved in effects.interactions:
             self.folded[resolved.interaction.event_id] = resolved.customer_id
             self.fold_counts[resolved.interaction.event_id] += 1
+
+    def send_on(self, step: PartitionStep) -> None:
         for target, routed in step.forwarded:
             self.slots[target].inbox.extend(decode_routed(encode_routed([routed])))
         for target, handoff in step.handoffs:

@@ -137,11 +137,32 @@ def test_fronts_that_restart_fold_every_event_once_with_the_single_resolvers_res
     assert grouping(graph, arrival) == grouping(reference.graph, arrival)
 
 
+@pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (2, 4), (3, 8)])
+@settings(max_examples=60, deadline=None)
+@given(raw=_raw, seed=st.integers(0, 2**32))
+def test_customer_partitions_that_restart_fold_every_event_once_with_the_single_resolvers_result(
+        fronts: int, partitions: int, raw: list[Any], seed: int) -> None:
+    """Customer partitions (and fronts) restart at random, a partition also after writing a step's rows and
+    before its sends: it is restored from the warehouse, hands on again what it restored of merged customers and
+    reads its message again; receivers fold in only what they do not hold yet."""
+    rng = random.Random(seed)
+    arrival = build(raw, rng)
+    reference, _ = single_resolver(arrival, rng)
+    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.08)
+    split.run(arrival)
+
+    graph = split.owner.graph
+    assert set(split.fold_counts) == {e.event_id for e in arrival} and set(split.fold_counts.values()) == {1}
+    assert state(graph, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) == \
+        state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
+    assert grouping(graph, arrival) == grouping(reference.graph, arrival)
+
+
 def test_restarts_and_replays_happen_in_the_model() -> None:
     """The restart test above would pass if fronts never restarted or never replayed: show that they do."""
     rng = random.Random(3)
     raw = [(i % 48, [IDENTIFIERS[i % len(IDENTIFIERS)], IDENTIFIERS[(i * 7) % len(IDENTIFIERS)]], i % 4, None)
            for i in range(120)]
-    split = Deployment(NO_GUARDS, 3, 3, rng, restart_rate=0.08)
+    split = Deployment(NO_GUARDS, 3, 3, rng, restart_rate=0.08, partition_restart_rate=0.08)
     split.run(build(raw, rng))
-    assert split.restarts > 0 and split.replays > 0
+    assert split.restarts > 0 and split.replays > 0 and split.partition_restarts > 0
