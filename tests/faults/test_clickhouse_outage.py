@@ -112,10 +112,13 @@ def test_slow_clickhouse_throughput_drops_nothing_lost(scenario, kafka, clickhou
         s.finish(time_to_recover_s=0.0, phases=phases)
 
 
-def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kafka, clickhouse) -> None:
+@pytest.mark.parametrize("split_partitions", [0, 4], ids=["single-resolver", "split-4"])
+def test_clickhouse_connection_resets_lose_replies_nothing_doubled(scenario, kafka, clickhouse,
+                                                                   split_partitions: int) -> None:
     with DelayProxy(clickhouse.tcp_port, delay=0.01, seed=29) as proxy:
         url = f"clickhouse://default:@127.0.0.1:{proxy.port}/cem"
-        s = scenario("chresets", kafka.bootstrap, url, customers=100, seed=29)
+        s = scenario(f"chresets_split{split_partitions}", kafka.bootstrap, url, customers=100, seed=29,
+                     split_partitions=split_partitions)
         worker = s.start_worker()
         proxy.drop_match = b".interaction_log ("  # the insert that matters: a blind retry doubles its rows
         proxy.drop_probability = 0.8
