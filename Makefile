@@ -121,13 +121,17 @@ test-component: $(STAMP)
 	$(PYTEST) tests/component -q
 
 test-integration: $(STAMP) system-deps
-	$(PYTEST) tests/integration -q -m "integration and not faults"
+	$(PYTEST) tests/integration -q -m "integration and not faults" $(PARALLEL)
 
 test-faults: $(STAMP) system-deps
-	$(PYTEST) tests -q -m faults
+	$(PYTEST) tests -q -m faults $(PARALLEL)
+
+# Two test files at a time (pytest-xdist): most integration and fault tests wait on brokers, servers and worker
+# processes, so two of them share the 2 cores well. A file's tests stay together and share its services.
+PARALLEL := -n 2 --dist loadfile
 
 test: $(STAMP) system-deps check check-deploy
-	$(PYTEST) tests -q -ra
+	$(PYTEST) tests -q -ra $(PARALLEL) --durations=15
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.run
