@@ -117,6 +117,15 @@ def test_with_guards_the_split_gives_the_single_resolvers_grouping(fronts: int, 
     assert hourly(arrival, lambda e: folded_groups[e.event_id]) == hourly(arrival, lambda e: groups[e.event_id])
 
 
+def assert_folded_once_as_the_single_resolver(split: Deployment, arrival: list[Interaction],
+                                              reference: Resolver) -> None:
+    graph = split.owner.graph
+    assert set(split.fold_counts) == {e.event_id for e in arrival} and set(split.fold_counts.values()) == {1}
+    assert state(graph, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) == \
+        state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
+    assert grouping(graph, arrival) == grouping(reference.graph, arrival)
+
+
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (3, 3), (4, 5)])
 @settings(max_examples=80, deadline=None)
 @given(raw=_raw, seed=st.integers(0, 2**32))
@@ -129,12 +138,7 @@ def test_fronts_that_restart_fold_every_event_once_with_the_single_resolvers_res
     reference, _ = single_resolver(arrival, rng)
     split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.08)
     split.run(arrival)
-
-    graph = split.owner.graph
-    assert set(split.fold_counts) == {e.event_id for e in arrival} and set(split.fold_counts.values()) == {1}
-    assert state(graph, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) == \
-        state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
-    assert grouping(graph, arrival) == grouping(reference.graph, arrival)
+    assert_folded_once_as_the_single_resolver(split, arrival, reference)
 
 
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (2, 4), (3, 8)])
@@ -150,12 +154,7 @@ def test_customer_partitions_that_restart_fold_every_event_once_with_the_single_
     reference, _ = single_resolver(arrival, rng)
     split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.08)
     split.run(arrival)
-
-    graph = split.owner.graph
-    assert set(split.fold_counts) == {e.event_id for e in arrival} and set(split.fold_counts.values()) == {1}
-    assert state(graph, state_of(split.parts, "sessions"), state_of(split.parts, "journeys")) == \
-        state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
-    assert grouping(graph, arrival) == grouping(reference.graph, arrival)
+    assert_folded_once_as_the_single_resolver(split, arrival, reference)
 
 
 def test_restarts_and_replays_happen_in_the_model() -> None:
