@@ -53,13 +53,17 @@ class WarehouseUrl:
         return f"clickhouse://{self.user}:***@{self.host}:{self.port}/{self.database}"
 
 
+# The DDL and queries name the database unquoted: a name that needs quoting would fail in every statement.
+_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def parse_url(url: str) -> WarehouseUrl:
     parsed = urlparse(url)
     if parsed.scheme == "chdb":
         database = parse_qs(parsed.query).get("database", ["cem"])[0]
-        return WarehouseUrl("chdb", path=unquote(parsed.netloc + parsed.path), database=database)
-    if parsed.scheme in ("clickhouse", "tcp"):
-        return WarehouseUrl(
+        target = WarehouseUrl("chdb", path=unquote(parsed.netloc + parsed.path), database=database)
+    elif parsed.scheme in ("clickhouse", "tcp"):
+        target = WarehouseUrl(
             "clickhouse",
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 9000,
@@ -67,7 +71,12 @@ def parse_url(url: str) -> WarehouseUrl:
             password=unquote(parsed.password or ""),
             database=(parsed.path.lstrip("/") or "cem"),
         )
-    raise WarehouseError(f"CEM_CLICKHOUSE_URL must start with clickhouse:// or chdb://, got {parsed.scheme!r}")
+    else:
+        raise WarehouseError(f"CEM_CLICKHOUSE_URL must start with clickhouse:// or chdb://, got {parsed.scheme!r}")
+    if not _DATABASE_NAME.fullmatch(target.database):
+        raise WarehouseError(f"CEM_CLICKHOUSE_URL names the database {target.database!r}: use letters, digits and "
+                             "underscores, not starting with a digit")
+    return target
 
 
 def connect(url: str, read_only: bool = False, limits: QueryLimits | None = None, cluster: str = "") -> Warehouse:

@@ -77,7 +77,7 @@ def test_clickhouse_refusing_rows_isolates_them_and_writes_the_rest(scenario, ka
     # The cause is fixed; the dead letters are published again, twice: each refused event lands exactly once.
     warehouse.command(f"ALTER TABLE {db}.interaction_log DROP COLUMN refuse_guard")
     replay = [(s.settings.raw_topic(orjson.loads(d.value)["channel"]), None, d.value) for d in letters]
-    fixed = scenario("refuse-fixed", kafka.bootstrap, clickhouse.url, traffic=s.traffic)
+    fixed = scenario("refuse_fixed", kafka.bootstrap, clickhouse.url, traffic=s.traffic)
     fixed.settings, fixed.expected, fixed.records = s.settings, s.expected, replay + replay
     for channel, person, record in poison:
         fixed.expected.add_event(record["event_id"], person, channel, orjson.loads(

@@ -119,6 +119,13 @@ def test_parse_url_rejects_other_schemes(url: str) -> None:
     assert "clickhouse://" in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["clickhouse://h:9000/takeover-split4", "clickhouse://h/1db", "chdb:///d?database=a.b",
+                                 "clickhouse://h/x%20y"])
+def test_parse_url_refuses_a_database_name_the_statements_cannot_carry(url: str) -> None:
+    with pytest.raises(WarehouseError, match="letters, digits and underscores"):
+        parse_url(url)
+
+
 def test_warehouse_url_never_prints_the_password() -> None:
     target = parse_url("clickhouse://alice:Pa55word@db:9440/analytics")
     assert target.password == "Pa55word"
