@@ -23,7 +23,8 @@ from cem.domain.alerts import AlertRow, AlertSnapshot, TimerRow
 from cem.domain.resolver import RecentRow
 from cem.domain.shared import SharedIdentifier
 from sinks.clickhouse import migration_tables
-from sinks.warehouse import IdentitySetRow, JourneyRow
+from sinks.warehouse import IdentitySetRow, JourneyRow, WrittenInFull
+from sinks.writer import EARLY_TABLES
 
 Row = dict[str, Any]
 THROW_IF_NON_ZERO = 395
@@ -154,11 +155,11 @@ class FakeWarehouse:
         self.closed = True
 
     # ---- WarehouseReader, as sinks.snapshot.ClickHouseReads answers it ----------------------------------
-    def identity_sets(self) -> list[IdentitySetRow]:
+    def identity_sets(self, written: WrittenInFull | None = None) -> list[IdentitySetRow]:
         """GROUP BY identity_key: any(id_types), any(id_values), the least (first_ms, first_event_id)."""
         first: dict[str, Row] = {}
         earliest: dict[str, Row] = {}
-        for row in self._table("identity_sets"):
+        for row in _written(self._table("identity_sets"), written):
             key = row["identity_key"]
             first.setdefault(key, row)
             if key not in earliest or ((row["first_ms"], row["first_event_id"])
@@ -168,10 +169,10 @@ class FakeWarehouse:
                                int(earliest[key]["first_ms"]), str(earliest[key]["first_event_id"]))
                 for key, row in first.items()]
 
-    def shared_identifiers(self) -> list[SharedIdentifier]:
+    def shared_identifiers(self, written: WrittenInFull | None = None) -> list[SharedIdentifier]:
         """GROUP BY id_type, value: argMin(…, version), the row of the lowest version."""
         earliest: dict[tuple[str, str], Row] = {}
-        for row in self._table("shared_identifiers"):
+        for row in _written(self._table("shared_identifiers"), written):
             key = (str(row["id_type"]), str(row["value"]))
             if key not in earliest or row["version"] < earliest[key]["version"]:
                 earliest[key] = row
@@ -179,8 +180,9 @@ class FakeWarehouse:
                                  int(row["distinct_count"]))
                 for (id_type, value), row in earliest.items()]
 
-    def session_aliases(self) -> list[tuple[str, str]]:
-        latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "session")
+    def session_aliases(self, written: WrittenInFull | None = None) -> list[tuple[str, str]]:
+        latest = _latest(_written(self._table("id_aliases"), written), "alias_id",
+                         lambda row: row["kind"] == "session")
         return [(alias_id, str(row["current_id"])) for alias_id, row in latest.items()]
 
     def customer_aliases(self) -> dict[str, str]:
@@ -190,16 +192,28 @@ class FakeWarehouse:
     def last_batch_version(self) -> int:
         return max((int(row["version"]) for row in self._table("resolver_batches")), default=0)
 
+    def abandoned_batches(self) -> list[tuple[int, int]]:
+        return [(int(row["after_version"]), int(row["until_version"])) for row in self._table("abandoned_batches")]
+
+    def stale_customer_overrides(self, written: WrittenInFull) -> list[str]:
+        latest = _latest(self._table("overrides"), "id", lambda row: row["kind"] == "customer")
+        return [key for key, row in latest.items() if not written.admits(int(row["version"]))]
+
+    def newest_version_above(self, version: int, tables: tuple[str, ...] = EARLY_TABLES) -> int:
+        return max((int(row["version"]) for table in tables for row in self._table(table)
+                    if row["version"] > version), default=0)
+
     def holds_version(self, table: str, version: int) -> bool:
         return any(row["version"] == version for row in self._table(table))
 
-    def session_owners(self, since_version: int) -> dict[str, str]:
-        latest = _latest(self._table("session_log"), "session_id",
+    def session_owners(self, since_version: int, written: WrittenInFull | None = None) -> dict[str, str]:
+        latest = _latest(_written(self._table("session_log"), written), "session_id",
                          lambda row: row["customer_id"] != "" and row["version"] >= since_version)
         return {session_id: str(row["customer_id"]) for session_id, row in latest.items()}
 
-    def service_journeys(self) -> list[JourneyRow]:
-        latest = _latest(self._table("journey_log"), "journey_id", lambda row: row["kind"] == "service")
+    def service_journeys(self, written: WrittenInFull | None = None) -> list[JourneyRow]:
+        latest = _latest(_written(self._table("journey_log"), written), "journey_id",
+                         lambda row: row["kind"] == "service")
         return [JourneyRow(journey_id, str(row["merged_into"]), str(row["customer_id"]))
                 for journey_id, row in latest.items()]
 
@@ -258,6 +272,10 @@ TIMER_FIELDS = ("rule", "journey_id", "customer_id", "issue_ref", "channel", "pr
 def _alert(row: Row) -> AlertRow:
     return AlertRow(**{name: row[name] for name in AlertRow.__slots__ if name != "evidence"},  # type: ignore[attr-defined]
                     evidence=tuple(row["evidence"]))
+
+
+def _written(rows: list[Row], written: WrittenInFull | None) -> list[Row]:
+    return rows if written is None else [row for row in rows if written.admits(int(row["version"]))]
 
 
 def _latest(rows: list[Row], key: str, where: Callable[[Row], bool]) -> dict[str, Row]:

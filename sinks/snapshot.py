@@ -8,26 +8,58 @@ from typing import Any
 
 from cem.domain.resolver import RecentRow, Snapshot
 from cem.domain.shared import SharedIdentifier
-from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader
+from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader, WrittenInFull
+from sinks.writer import EARLY_TABLES
 
 
-def load_snapshot(reader: WarehouseReader, since_ingested_ms: int) -> Snapshot:
+def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in_full: bool = False
+                  ) -> Snapshot:
+    """The resolver's state as the warehouse holds it. `written_in_full`: only the batches the warehouse holds
+    in full (`written_in_full_now`). A batch a crash cut short between two of its inserts is then read as not
+    written at all, so the worker does it again from the start: read back in part, its identity rows would make
+    its events look already resolved, and the rows of its later tables (overrides, sessions) would never be
+    written."""
     snapshot = Snapshot()
-    for row in reader.identity_sets():
+    written = None
+    if written_in_full:  # rows written after these reads are newer than `written` admits: left out as well
+        snapshot.recent = reader.recent_interactions(since_ingested_ms)
+        written = written_in_full_now(reader, snapshot.recent)
+        if written is not None:
+            newest = reader.newest_version_above(written.through)
+            if newest:
+                snapshot.cut = (written.through, newest)
+                written = WrittenInFull(written.through, (*written.abandoned, snapshot.cut))
+            if written.abandoned:
+                snapshot.stale_overrides = frozenset(reader.stale_customer_overrides(written))
+            snapshot.newest_version = max(newest, written.through)
+    for row in reader.identity_sets(written):
         snapshot.identity_sets[row.identity_key] = (row.identifiers, (row.first_ms, row.first_event_id))
-    snapshot.shared = reader.shared_identifiers()
-    snapshot.session_aliases = reader.session_aliases()
+    snapshot.shared = reader.shared_identifiers(written)
+    snapshot.session_aliases = reader.session_aliases(written)
     # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
-    for journey in reader.service_journeys():
+    for journey in reader.service_journeys(written):
         if journey.merged_into:
             snapshot.journey_aliases.append((journey.journey_id, journey.merged_into))
         else:
             snapshot.journey_owners[journey.journey_id] = journey.customer_id
-    snapshot.recent = reader.recent_interactions(since_ingested_ms)
     # A session with a row ingested since then was written at that batch's version or later (versions start at
     # the batch's time in microseconds).
-    snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000)
+    snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000, written)
+    if not written_in_full:  # read last: every row it holds was written after the reads above
+        snapshot.recent = reader.recent_interactions(since_ingested_ms)
     return snapshot
+
+
+def written_in_full_now(reader: WarehouseReader, recent: list[RecentRow]) -> WrittenInFull | None:
+    """The batches the warehouse holds in full: through the last mark (written last), or a later batch whose
+    interaction rows landed (written just before the mark: every other row of it is there); without the versions
+    of batches cut short (`abandoned_batches`). None when no batch has a mark (a warehouse from before the marks):
+    every row is read."""
+    marked = reader.last_batch_version()
+    if not marked:
+        return None
+    through = max(marked, max((row.version for row in recent), default=0))
+    return WrittenInFull(through, tuple(sorted(reader.abandoned_batches())))
 
 
 # A set's earliest event is the least (first_ms, first_event_id): one fixed-width string per row, so that min()
@@ -50,51 +82,69 @@ class ClickHouseReads:
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def identity_sets(self) -> list[IdentitySetRow]:
+    def identity_sets(self, written: WrittenInFull | None = None) -> list[IdentitySetRow]:
         return [
             IdentitySetRow(str(key), tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True)),
                            *first_key(first))
             for key, types, values, first in self.query(
                 f"SELECT identity_key, any(id_types), any(id_values), {FIRST_KEY_SQL} "
-                f"FROM {self.database}.identity_sets GROUP BY identity_key")
+                f"FROM {self.database}.identity_sets {_written('WHERE', written)}GROUP BY identity_key")
         ]
 
-    def shared_identifiers(self) -> list[SharedIdentifier]:
+    def shared_identifiers(self, written: WrittenInFull | None = None) -> list[SharedIdentifier]:
         return [
             SharedIdentifier(str(t), str(v), str(e), int(ms), str(reason), int(n)) for t, v, e, ms, reason, n in
             self.query("SELECT id_type, value, argMin(event_id, version), argMin(occurred_ms, version), "
                        "argMin(reason, version), argMin(distinct_count, version) "
-                       f"FROM {self.database}.shared_identifiers GROUP BY id_type, value")
+                       f"FROM {self.database}.shared_identifiers {_written('WHERE', written)}"
+                       "GROUP BY id_type, value")
         ]
 
-    def session_aliases(self) -> list[tuple[str, str]]:
-        return self._aliases("session")
+    def session_aliases(self, written: WrittenInFull | None = None) -> list[tuple[str, str]]:
+        return self._aliases("session", written)
 
     def customer_aliases(self) -> dict[str, str]:
         return dict(self._aliases("customer"))
 
-    def _aliases(self, kind: str) -> list[tuple[str, str]]:
+    def _aliases(self, kind: str, written: WrittenInFull | None = None) -> list[tuple[str, str]]:
         return [(str(a), str(b)) for a, b in self.query(
             f"SELECT alias_id, argMax(current_id, version) FROM {self.database}.id_aliases WHERE kind = '{kind}' "
-            "GROUP BY alias_id")]
+            f"{_written('AND', written)}GROUP BY alias_id")]
 
     def last_batch_version(self) -> int:
         return int(self.query(f"SELECT max(version) FROM {self.database}.resolver_batches")[0][0])
+
+    def abandoned_batches(self) -> list[tuple[int, int]]:
+        return [(int(after), int(until)) for after, until in self.query(
+            f"SELECT after_version, until_version FROM {self.database}.abandoned_batches")]
+
+    def stale_customer_overrides(self, written: WrittenInFull) -> list[str]:
+        return [str(key) for (key,) in self.query(
+            f"SELECT id FROM {self.database}.overrides WHERE kind = 'customer' GROUP BY id "
+            f"HAVING NOT ({written.sql('max(version)')})")]
+
+    def newest_version_above(self, version: int, tables: tuple[str, ...] = EARLY_TABLES) -> int:
+        newest = " UNION ALL ".join(
+            f"SELECT max(version) AS newest FROM {self.database}.{table} WHERE version > {int(version)}"
+            for table in tables)
+        return int(self.query(f"SELECT max(newest) FROM ({newest})")[0][0])
 
     def holds_version(self, table: str, version: int) -> bool:
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         return bool(self.query(f"SELECT count() FROM {self.database}.{table} WHERE version = {int(version)}")[0][0])
 
-    def session_owners(self, since_version: int) -> dict[str, str]:
+    def session_owners(self, since_version: int, written: WrittenInFull | None = None) -> dict[str, str]:
         return {str(s): str(c) for s, c in self.query(
             f"SELECT session_id, argMax(customer_id, version) FROM {self.database}.session_log "
-            f"WHERE customer_id != '' AND version >= {int(since_version)} GROUP BY session_id")}
+            f"WHERE customer_id != '' AND version >= {int(since_version)} {_written('AND', written)}"
+            "GROUP BY session_id")}
 
-    def service_journeys(self) -> list[JourneyRow]:
+    def service_journeys(self, written: WrittenInFull | None = None) -> list[JourneyRow]:
         return [JourneyRow(str(journey_id), str(merged_into), str(owner)) for journey_id, merged_into, owner in
                 self.query("SELECT journey_id, argMax(merged_into, version), argMax(customer_id, version) "
-                           f"FROM {self.database}.journey_log WHERE kind = 'service' GROUP BY journey_id")]
+                           f"FROM {self.database}.journey_log WHERE kind = 'service' "
+                           f"{_written('AND', written)}GROUP BY journey_id")]
 
     def recent_interactions(self, since_ingested_ms: int) -> list[RecentRow]:
         return [
@@ -105,3 +155,8 @@ class ClickHouseReads:
                 f"origin_session_id, issue_ref, identity_key, journey_id FROM {self.database}.interaction_log "
                 f"WHERE ingested_ms >= {int(since_ingested_ms)} OR issue_ref != '' ORDER BY ingested_ms, version")
         ]
+
+
+def _written(keyword: str, written: WrittenInFull | None) -> str:
+    """WarehouseReader's `written` as a condition after `keyword`, ending in a space ("" when None)."""
+    return "" if written is None else f"{keyword} {written.sql()} "

@@ -20,13 +20,17 @@ from cem.domain.text import TextSignals
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
                "id_aliases", "identity_sets", "session_log", "journey_log", "overrides", "interaction_log",
                "resolver_batches")
+# What a resolver batch writes before its interaction rows and its mark (the alert revisions and timers too):
+# where the rows of a batch cut short by a crash are.
+EARLY_TABLES = (*TABLE_ORDER[:-2], "alert_timers", "alert_log")
 
 
-def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int) -> dict[str, dict[str, list[Any]]]:
-    """Columnar rows for every table a batch touches, in TABLE_ORDER."""
+def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: frozenset[str] = frozenset()
+                   ) -> dict[str, dict[str, list[Any]]]:
+    """Columnar rows for every table a batch touches, in TABLE_ORDER. `stale_overrides`: see override_rows."""
     tables = _identity_tables(effects, now_ms)
     tables.update(_session_and_journey_tables(effects, fcr_window_ms))
-    overrides = override_rows(effects)
+    overrides = override_rows(effects, stale_overrides)
     if overrides:
         tables["overrides"] = _rows_to_columns(("kind", "id", "current_id"), overrides, effects.version)
     if effects.interactions:
@@ -111,19 +115,19 @@ def _session_and_journey_tables(effects: Effects, fcr_window_ms: int) -> dict[st
     return tables
 
 
-def override_rows(effects: Effects) -> list[tuple[str, str, str]]:
+def override_rows(effects: Effects, stale: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
     """(kind, id, current id): what the `interactions` view applies over the ids an interaction row was written
     with. `customer`: an identifier set whose rows may carry another customer than the set's now (it moved after
     its first rows were written); a set first seen in this batch whose rows all carry its final customer needs
-    none, which keeps the table small. `session`, `journey`: an absorbed session or journey, and the one it
-    continues as."""
+    none, which keeps the table small, unless its key is `stale` (its latest override is a batch cut short's).
+    `session`, `journey`: an absorbed session or journey, and the one it continues as."""
     written_with: dict[str, set[str]] = {}
     for row in effects.interactions:
         written_with.setdefault(identity_key(row.interaction.identifiers), set()).add(row.customer_id)
     rows = []
     for identifiers, (owner, _) in effects.identity_sets.items():
         key = identity_key(identifiers)
-        if identifiers not in effects.first_sets or written_with.get(key, {owner}) != {owner}:
+        if identifiers not in effects.first_sets or written_with.get(key, {owner}) != {owner} or key in stale:
             rows.append(("customer", key, owner))
     rows += [("session", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.session_aliases}.values()]
     rows += [("journey", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.journey_aliases}.values()]

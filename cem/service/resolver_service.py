@@ -46,11 +46,11 @@ from sinks.errors import describe_error, error_code, is_rejection
 from sinks.identity_reads import identity_changes_between, replica_start
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import Warehouse
-from sinks.writer import TABLE_ORDER, effect_columns, row_count
+from sinks.writer import EARLY_TABLES, TABLE_ORDER, effect_columns, row_count
 
 log = logging.getLogger("cem.worker")
 # A batch's alert revisions and SLA timers land before its interaction rows: a replayed batch finds them written.
-WRITE_ORDER = (*TABLE_ORDER[:-2], "alert_timers", "alert_log", *TABLE_ORDER[-2:])  # interaction rows, then the mark
+WRITE_ORDER = (*EARLY_TABLES, *TABLE_ORDER[-2:])  # interaction rows, then the mark
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class ResolverService(WarehouseClient):
         super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.resolver: Resolver | None = None
         self.pending: PendingWrite | None = None
+        self.stale_overrides: frozenset[str] = frozenset()  # sinks.writer.override_rows
         self.rules = alert_rules(settings)  # a bad rule file stops the worker here, before it consumes anything
         self.alerts: AlertEngine | None = None
         self.store: StateStore | None = None
@@ -160,7 +161,7 @@ class ResolverService(WarehouseClient):
             raise ResolverFault(describe_error(exc)) from exc
         metrics.SINK_PENDING_EVENTS.set(len(events))
         with _cpu("columns"):
-            tables = effect_columns(effects, now_ms, self.config.fcr_window_ms)
+            tables = effect_columns(effects, now_ms, self.config.fcr_window_ms, self.stale_overrides)
             tables.update(alert_columns(alerts, effects.version))
         return self._write(PendingWrite(events, effects, tables, alerts=alerts.alerts))
 
@@ -228,7 +229,7 @@ class ResolverService(WarehouseClient):
         now_ms = self._now_ms()
         repair = repair_effects(resolver, rejected, after_version, now_ms)
         tables = effect_columns(repair, now_ms, self.config.fcr_window_ms)
-        for table in ("session_log", "journey_log"):
+        for table in ("session_log", "journey_log", "resolver_batches"):  # with its mark: a restore reads it
             if table in tables:
                 self._insert(self._ensure_warehouse(), table, tables[table])
 
@@ -270,6 +271,9 @@ class ResolverService(WarehouseClient):
         if checkpoint.version != last:
             log.info("state on disk ends at version %d, the warehouse at %d: rebuilding", checkpoint.version, last)
             return None
+        if warehouse.newest_version_above(last, (*EARLY_TABLES, "interaction_log")):
+            log.info("the warehouse holds rows of a batch after its last mark: rebuilding")
+            return None
         resolver = self._new_resolver()
         resolver.version = checkpoint.version
         metrics.STATE_RESUMED.inc()
@@ -282,7 +286,15 @@ class ResolverService(WarehouseClient):
             self.store.wipe()
         resolver = self._new_resolver()
         trim = self.store.trim if self.store is not None else (lambda: None)
-        resolver.restore(load_snapshot(warehouse, self._now_ms() - self.config.dedup_window_ms), trim)
+        snapshot = load_snapshot(warehouse, self._now_ms() - self.config.dedup_window_ms, written_in_full=True)
+        if snapshot.cut is not None:  # before any row of the batch that does their work again
+            after, until = snapshot.cut
+            log.warning("the warehouse holds rows of a batch cut short (versions %d to %d): restored without them, "
+                        "the batch is done again", after + 1, until)
+            self._insert(warehouse, "abandoned_batches",
+                         {"after_version": [after], "until_version": [until], "found_ms": [self._now_ms()]})
+        self.stale_overrides = snapshot.stale_overrides
+        resolver.restore(snapshot, trim)
         if self.store is not None:
             self.store.trim()
         return resolver
