@@ -7,19 +7,26 @@ sessions written before they had a log of their own."""
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.domain.text import analyse
 from cem.service.resolver_service import ResolverService
+from cem.service.retry import Stopping
 from cem.settings import Settings
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements, without_existing_columns
+from sinks.fake import FakeWarehouseServer
 from sinks.squash import squash
 from sinks.timeline import customer_timeline_sql
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
+from tests.unit.test_cut_batches import batches as cut_batches
+from tests.unit.test_cut_batches import views as views_on_the_fake
 
 T0 = NOW_MS - DAY_MS
 EMAIL = ("email", "x@example.com")
@@ -63,6 +70,42 @@ def _poisoned_batch(rng: random.Random) -> list[Interaction]:
 
 class ViewsContract:
     """The tests; a layer's subclass named Test... binds `engine` to its SQL engine."""
+
+    @pytest.mark.parametrize("table", ["overrides", "alert_timers"])
+    def test_a_batch_cut_short_shows_in_the_views_as_on_a_warehouse_never_cut(self, engine: Backend,
+                                                                               table: str) -> None:
+        """A worker killed after a batch's identity rows landed, before its overrides or after them: once the next
+        one did the batch again (with the one after it), `interactions` and `journeys` show what they show on a
+        warehouse never cut, as tests/unit/test_cut_batches.py reads that warehouse on the fake."""
+        first, second, third = cut_batches()
+        never_cut = FakeWarehouseServer()
+        uncut = ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory"),
+                                clock=lambda: NOW_MS / 1000, open_warehouse=never_cut.connect)
+        for batch in (first, second, third):
+            uncut.process_and_write(batch)
+        expected = views_on_the_fake(never_cut)
+
+        service_on(engine).process_and_write(first)
+        stopping = threading.Event()
+        stopping.set()
+        engine.faults.fail(table=table)
+        with pytest.raises(Stopping):
+            ResolverService(Settings(sink_retry_max_seconds=0.001, state_store="memory"), clock=lambda: NOW_MS / 1000,
+                            open_warehouse=engine.open, stopping=stopping).process_and_write(second)
+        service_on(engine).process_and_write([replace(e) for e in second] + third)
+
+        interactions = {str(e): (str(c), str(s), str(j)) for e, c, s, j in _query(
+            engine, "SELECT event_id, customer_id, session_id, journey_id FROM {db}.interactions")}
+        assert interactions == expected["interactions"]
+        sessions = {str(row[0]): (str(row[1]), *row[2:5], tuple(row[5])) for row in _query(
+            engine, "SELECT journey_id, customer_id, started_ms, ended_ms, events, channels FROM {db}.journeys "
+                    "WHERE kind = 'session'")}
+        assert sessions == expected["sessions"]
+        journeys = {str(row[0]): (str(row[1]), *row[2:4], tuple(row[4]), *row[5:]) for row in _query(
+            engine, "SELECT journey_id, customer_id, events, contacts, channels, resolved, fcr FROM {db}.journeys "
+                    "WHERE kind = 'service'")}
+        assert journeys == expected["journeys"]
+        assert len(_query(engine, "SELECT * FROM {db}.abandoned_batches")) == 1
 
     def test_views_resolve_merged_journeys_and_restore_rebuilds_them(self, engine: Backend) -> None:
         sink = service_on(engine)

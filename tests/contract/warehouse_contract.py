@@ -24,9 +24,12 @@ from cem.service.rejected_rows import WarehouseRefusesEverything
 from cem.service.resolver_service import ResolverService
 from cem.service.retry import Stopping
 from cem.settings import Settings
+from sinks.snapshot import load_snapshot
+from sinks.warehouse import WrittenInFull
 from sinks.writer import effect_columns
 from tests.contract.backends import Backend
 from tests.unit.factories import MINUTE_MS, NOW_MS, event, journey_state, mixed_batch, resolver_state
+from tests.unit.test_cut_batches import batches as cut_batches
 
 MARKER = "POISON#"
 
@@ -235,6 +238,39 @@ class WarehouseContract:
             Effects(NOW_MS * 1000 + 10**9, customer_aliases={live_again: live_again}), NOW_MS, 0)["id_aliases"])
         assert backend.open().customer_aliases() == {**merged, live_again: live_again}
 
+    def test_a_batch_cut_short_is_read_back_without_its_rows_and_recorded_as_abandoned(self, backend: Backend
+                                                                                       ) -> None:
+        """Cut after its identity rows and overrides, before its alert rows: the reads of a restore leave it out
+        (the sets it first saw, the override it wrote), find it above the last mark, and the batch done again is
+        versioned above it; then the next restore reads the redone batch and leaves the abandoned rows out."""
+        first, second, _ = cut_batches()
+        service_on(backend).process_and_write(first)
+        marked = backend.open().last_batch_version()
+        stopping = threading.Event()
+        stopping.set()
+        backend.faults.fail(table="alert_timers")
+        with pytest.raises(Stopping):
+            service_on(backend, stopping).process_and_write(second)
+        reader = backend.open()
+        cut_version = reader.newest_version_above(marked)
+        assert cut_version > marked
+        assert reader.newest_version_above(cut_version) == 0
+        every_set = {row.identity_key for row in reader.identity_sets()}
+        snapshot = load_snapshot(reader, 0, written_in_full=True)
+        assert snapshot.cut == (marked, cut_version) and snapshot.newest_version == cut_version
+        assert set(snapshot.identity_sets) == {row.identity_key for row in reader.identity_sets(
+            WrittenInFull(marked))} < every_set
+        assert snapshot.stale_overrides and snapshot.stale_overrides <= every_set
+
+        redone = service_on(backend)
+        assert redone.process_and_write([replace(e) for e in second]).effects.version > cut_version
+        assert reader.abandoned_batches() == [(marked, cut_version)]
+        again = load_snapshot(backend.open(), 0, written_in_full=True)
+        assert again.cut is None and set(again.identity_sets) == every_set
+        assert again.stale_overrides == frozenset()  # every stale one was written again by the redone batch
+        assert resolver_state(_rebuilt(backend)) == resolver_state(
+            never_stopped(redone, first, second))
+
     def test_a_restart_after_late_events_restores_what_never_stopped(self, backend: Backend) -> None:
         events = mixed_batch(shuffled=True)
         service_on(backend).process_and_write(events)
@@ -267,3 +303,10 @@ class WarehouseContract:
         least = min((e.occurred_ms, e.event_id) for batch in batches for e in batch)
         assert restarted.resolver.graph.set_key[(("email", "tie@example.org"),)] == least
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, *batches))
+
+
+def _rebuilt(backend: Backend) -> Resolver | None:
+    """The resolver a new worker rebuilds from the warehouse (it restores on its first batch)."""
+    service = service_on(backend)
+    service.process_and_write([])
+    return service.resolver

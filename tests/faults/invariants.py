@@ -107,10 +107,9 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
             "events per channel and hour differ from the ground truth"
 
         # 3. Customers.
-        batches = db.query(f"SELECT max(version), count() FROM {name}.resolver_batches")
         rows = [(str(e), str(c)) for e, c in db.query(f"SELECT event_id, customer_id FROM {name}.interactions")]
         grouped = groups(rows)
-        assert grouped == expected.groups(), f"batches then {batches}; " + _grouping_differs(rows, expected, db, name)
+        assert grouped == expected.groups(), "customer grouping: " + _grouping_differs(rows, expected, db, name)
         customers = len(grouped)
         if check_journeys and expected.journeys is not None:
             journeys = {str(r[0]): r[1:] for r in db.query(
@@ -176,7 +175,8 @@ def _original(letter: DeadLetter) -> tuple[str, str]:
 
 
 def _grouping_differs(rows: list[tuple[str, str]], expected: Expected, db: Any, name: str) -> str:
-    """Say how the grouping differs: persons spread over customers, customers holding several persons."""
+    """How the grouping differs: persons spread over customers, customers holding several persons, and for the
+    events under a merged customer their rows, their identity sets and the overrides of those."""
     customers_of_person: dict[int, set[str]] = defaultdict(set)
     persons_of_customer: dict[str, set[int]] = defaultdict(set)
     for event_id, customer in rows:
@@ -185,24 +185,23 @@ def _grouping_differs(rows: list[tuple[str, str]], expected: Expected, db: Any, 
         persons_of_customer[customer].add(person)
     spread = {p: sorted(c) for p, c in customers_of_person.items() if len(c) > 1}
     joined = {c: sorted(p) for c, p in persons_of_customer.items() if len(p) > 1}
+    found = f"persons over several customers {dict(list(spread.items())[:5])}; " \
+            f"customers holding several persons {dict(list(joined.items())[:5])}"
     involved = sorted({c for cs in spread.values() for c in cs} | set(joined))[:6]
+    if not involved:
+        return found
     listed = ", ".join(f"'{c}'" for c in involved)
     aliases = db.query(f"SELECT alias_id, current_id, version FROM {name}.id_aliases WHERE kind = 'customer' "
-                       f"AND (alias_id IN ({listed}) OR current_id IN ({listed})) ORDER BY version") if involved else []
+                       f"AND (alias_id IN ({listed}) OR current_id IN ({listed})) ORDER BY version")
     merged_away = {str(a) for a, c, _ in aliases if a != c}
-    minority = [e for e, c in rows if c in merged_away][:40]
-    events = ", ".join(f"'{e}'" for e in minority)
+    events = ", ".join(f"'{e}'" for e, c in rows if c in merged_away) or "''"
     logged = db.query(f"SELECT event_id, identity_key, origin_customer_id, version FROM {name}.interaction_log "
-                      f"WHERE event_id IN ({events})") if minority else []
-    keys = ", ".join(f"'{k}'" for k in sorted({str(r[1]) for r in logged}))
-    sets = db.query(f"SELECT identity_key, customer_id, version, id_types, id_values FROM {name}.identity_sets "
-                    f"WHERE identity_key IN ({keys}) ORDER BY identity_key, version") if logged else []
-    viewed = db.query(f"SELECT event_id, customer_id, identity_key FROM {name}.interactions "
-                      f"WHERE event_id IN ({events})") if minority else []
-    resolved = db.query(f"SELECT * FROM {name}.set_resolution WHERE identity_key IN ({keys})") if logged else []
-    return (f"view now {viewed[:10]}; set_resolution now {resolved[:10]}; "
-            f"batches {db.query(f'SELECT max(version), count() FROM {name}.resolver_batches')}; "
-            f"customer grouping: persons over several customers {dict(list(spread.items())[:5])}; "
-            f"customers holding several persons {dict(list(joined.items())[:5])}; their alias rows {aliases[:12]}; "
-            f"their events {logged[:20]}; the identity sets of those {sets[:30]}")
-
+                      f"WHERE event_id IN ({events}) LIMIT 20")
+    keys = ", ".join(f"'{r[1]}'" for r in logged) or "''"
+    sets = db.query(f"SELECT identity_key, customer_id, version FROM {name}.identity_sets "
+                    f"WHERE identity_key IN ({keys}) ORDER BY identity_key, version LIMIT 30")
+    overrides = db.query(f"SELECT id, current_id, version FROM {name}.overrides WHERE kind = 'customer' "
+                         f"AND id IN ({keys}) ORDER BY id, version LIMIT 30")
+    marks = db.query(f"SELECT version FROM {name}.resolver_batches ORDER BY version")
+    return (f"{found}; their alias rows {aliases[:12]}; the events under a merged customer {logged}; their "
+            f"identity sets {sets}; their overrides {overrides}; the batch marks {marks}")
