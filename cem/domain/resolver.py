@@ -139,9 +139,10 @@ class Resolver:
                 self.dedup.file(f"restored-{count:012d}")
                 trim()
             self.dedup.remember(row.event_id, row.fingerprint, row.ingested_ms)
-            identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
-            customer_id = row.customer_id if as_written else \
-                self.graph.customer_of_set(identifiers) or row.customer_id
+            customer_id = row.customer_id
+            if not as_written:
+                identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
+                customer_id = self.graph.customer_of_set(identifiers) or row.customer_id
             if row.session_id:
                 session_id = follow_aliases(session_alias, row.session_id)
                 owner = snapshot.session_owners.get(session_id)
