@@ -198,10 +198,21 @@ class FrontStage:
             await asyncio.sleep(RELEASE_POLL_SECONDS)
 
     async def _acknowledge(self) -> None:
-        done = [w for w in self.waiting if w.sent and not w.held]
+        """Acknowledges the messages done that no message still waiting precedes in their partition. Faust
+        commits the first run of acknowledged offsets, and when it knows no committed offset (a partition new to
+        the group, or just assigned again) it does not check that the run starts there: a later message
+        acknowledged before a held one would let the commit pass it, and a rebalance then lose it."""
+        first_waiting: dict[Any, int] = {}
+        for entry in self.waiting:
+            if entry.held or not entry.sent:
+                message = entry.event.message
+                first_waiting[message.tp] = min(message.offset, first_waiting.get(message.tp, message.offset))
+        done = [w for w in self.waiting if w.sent and not w.held
+                and w.event.message.offset < first_waiting.get(w.event.message.tp, w.event.message.offset + 1)]
         if not done:
             return
-        self.waiting = [w for w in self.waiting if not (w.sent and not w.held)]
+        acknowledged = {id(entry) for entry in done}
+        self.waiting = [w for w in self.waiting if id(w) not in acknowledged]
         for entry in done:
             await self.stream.ack(entry.event)
 

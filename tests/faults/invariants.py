@@ -85,8 +85,12 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
         if counted != [(unique, unique)]:
             doubled = db.query(f"SELECT event_id, count() AS n, groupArray(version), groupArray(ingested_ms) "
                                f"FROM {name}.interaction_log GROUP BY event_id HAVING n > 1 LIMIT 5")
+            logged = db.query(f"SELECT count(), uniqExact(event_id) FROM {name}.interaction_log")
+            missing = sorted(set(expected.person_of_event)
+                             - {str(r[0]) for r in db.query(f"SELECT event_id FROM {name}.interaction_log")})
             raise AssertionError(f"count(), uniqExact(event_id) = {counted}, expected {unique} unique valid events; "
-                                 f"doubled rows e.g. {doubled}")
+                                 f"doubled rows e.g. {doubled}; interaction_log holds {logged}, without "
+                                 f"{len(missing)} expected, e.g. {missing[:8]}")
         stored = {str(r[0]) for r in db.query(f"SELECT event_id FROM {name}.interactions")}
         missing, unexpected = set(expected.person_of_event) - stored, stored - set(expected.person_of_event)
         assert not missing and not unexpected, f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"

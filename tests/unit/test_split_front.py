@@ -121,6 +121,29 @@ def test_known_events_go_at_once_and_a_message_waits_for_its_held_events() -> No
     asyncio.run(scenario())
 
 
+def test_a_message_done_waits_for_a_held_one_before_it_in_its_partition_not_in_another() -> None:
+    """Faust commits the first run of acknowledged offsets without checking where it starts when it knows no
+    committed offset; acknowledged past a held message, a rebalance would lose it (the two-worker takeover did)."""
+    async def scenario() -> None:
+        stage, topics, stream, feed = _stage()
+        events = _events(12)
+        known = events[:2]
+        unknown = [e for e in events[2:] if e.identifiers not in {k.identifiers for k in known}][:2]
+        _answer(feed, known, 1)
+        await stage.handle([_message(10, [unknown[0]]), _message(11, [known[0]]),
+                            _message(7, [known[1]], partition=1), _message(12, [unknown[1]])])
+        assert sorted(_routed_ids(topics["customers"])) == sorted(e.event_id for e in known)
+        assert stream.acked == [7]  # 11 is routed, but 10 before it still waits for the owner
+        _answer(feed, unknown[:1], 2)
+        await stage.release()
+        assert stream.acked == [7, 10, 11]  # 12 still waits
+        _answer(feed, unknown[1:], 3)
+        await stage.release()
+        assert stream.acked == [7, 10, 11, 12]
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_send_rebuilds_the_front_and_the_retry_loses_nothing() -> None:
     async def scenario() -> None:
         stage, topics, stream, feed = _stage(customers=FakeTopic(fail_times=1))
