@@ -23,15 +23,7 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in
     written = None
     if written_in_full:  # rows written after these reads are newer than `written` admits: left out as well
         snapshot.recent = reader.recent_interactions(since_ingested_ms)
-        written = written_in_full_now(reader, snapshot.recent)
-        if written is not None:
-            newest = reader.newest_version_above(written.through)
-            if newest:
-                snapshot.cut = (written.through, newest)
-                written = WrittenInFull(written.through, (*written.abandoned, snapshot.cut))
-            if written.abandoned:
-                snapshot.stale_overrides = frozenset(reader.stale_customer_overrides(written))
-            snapshot.newest_version = max(newest, written.through)
+        written = _without_cut_batches(reader, snapshot)
     for row in reader.identity_sets(written):
         snapshot.identity_sets[row.identity_key] = (row.identifiers, (row.first_ms, row.first_event_id))
     snapshot.shared = reader.shared_identifiers(written)
@@ -48,6 +40,21 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in
     if not written_in_full:  # read last: every row it holds was written after the reads above
         snapshot.recent = reader.recent_interactions(since_ingested_ms)
     return snapshot
+
+
+def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot) -> WrittenInFull | None:
+    """The rows to read back; notes on `snapshot` the batch cut short found now (`cut`) and the overrides that
+    batches cut short left latest (`stale_overrides`)."""
+    written = written_in_full_now(reader, snapshot.recent)
+    if written is None:
+        return None
+    newest = reader.newest_version_above(written.through)
+    if newest:
+        snapshot.cut = (written.through, newest)
+        written = WrittenInFull(written.through, (*written.abandoned, snapshot.cut))
+    if written.abandoned:
+        snapshot.stale_overrides = frozenset(reader.stale_customer_overrides(written))
+    return written
 
 
 def written_in_full_now(reader: WarehouseReader, recent: list[RecentRow]) -> WrittenInFull | None:

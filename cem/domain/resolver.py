@@ -150,7 +150,8 @@ class Resolver:
             if row.issue_ref:
                 _restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id, place)
             self.version = max(self.version, row.version)
-        self.version = max(self.version, snapshot.newest_version)
+        if snapshot.cut is not None:  # the batch done again goes above the rows it supersedes
+            self.version = max(self.version, snapshot.cut[1])
         self.dedup.file("restored-end")
         self._file_restored_sessions(sessions, session_alias)
         self._file_restored_journeys(journeys, journey_alias)
@@ -236,9 +237,8 @@ class Snapshot:
     session_owners: dict[str, str] = field(default_factory=dict)  # session id -> its customer as last written
     recent: list[RecentRow] = field(default_factory=list)  # in ingestion order
     # Read without the rows of batches cut short: `cut`, the versions (after, until] they hold when found now
-    # (None: none); the next batch, which does their work again, is versioned above `newest_version`.
+    # (None: none); the next batch, which does their work again, is versioned above them.
     cut: tuple[int, int] | None = None
-    newest_version: int = 0
     # Identity keys whose latest customer override a batch cut short wrote: overridden again whenever written.
     stale_overrides: frozenset[str] = frozenset()
 

@@ -35,8 +35,7 @@ def _latest(rows: list[Row], key: str) -> dict[str, Row]:
 def views(server: FakeWarehouseServer) -> dict[str, Any]:
     """What `interactions` and `journeys` show, in the SQL views' terms."""
     overrides = {(row["kind"], row["id"]): row["current_id"]
-                 for row in _latest([{**r, "kind_id": (r["kind"], r["id"])} for r in server.rows("overrides")],
-                                    "kind_id").values()}
+                 for row in sorted(server.rows("overrides"), key=lambda row: row["version"])}  # the latest wins
     aliases = {row["alias_id"]: row["current_id"] for row in _latest(
         [r for r in server.rows("id_aliases") if r["kind"] == "customer"], "alias_id").values()}
     interactions = {
