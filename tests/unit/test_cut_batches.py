@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from cem.service.retry import Stopping
 from sinks.fake import FakeWarehouseServer
 from tests.unit.factories import HOUR_MS, NOW_MS, event, mixed_batch, resolver_state
 from tests.unit.test_resolver_service import service_on
+from tests.unit.test_state_write_back import disk_service
 
 Row = dict[str, Any]
 
@@ -136,3 +138,56 @@ def test_the_case_the_views_differed_in_merges_a_set_written_before_the_cut() ->
     service_on(server).process_and_write([replace(e) for e in second])
     customer = {event_id: found[0] for event_id, found in views(server)["interactions"].items()}
     assert customer["phone-only"] == customer["email-only"] == customer["linking"]
+
+
+@pytest.mark.parametrize(("first_cut", "second_cut"), [
+    ("identity_sets", "overrides"), ("overrides", "identity_sets"), ("alert_timers", "session_log"),
+    ("session_log", "interaction_log"), ("interaction_log", "alert_timers")])
+def test_a_batch_cut_short_twice_the_second_time_while_done_again_ends_as_never_cut(first_cut: str,
+                                                                                    second_cut: str) -> None:
+    """The worker doing a cut batch again dies too, at another table: the third restore leaves out both."""
+    first, second, third = batches()
+    never_cut = FakeWarehouseServer()
+    uncut = service_on(never_cut)
+    for batch in (first, second, third):
+        uncut.process_and_write(batch)
+
+    server = FakeWarehouseServer()
+    service_on(server).process_and_write(first)
+    cut_short(server, second, first_cut)
+    server.faults.fired.clear()
+    cut_short(server, [replace(e) for e in second] + third, second_cut)
+    service_on(server).process_and_write([replace(e) for e in second] + third)
+
+    assert views(server) == views(never_cut)
+    assert len(server.rows("abandoned_batches")) == 2
+    assert resolver_state(_restored(server)) == resolver_state(uncut.resolver)
+
+
+@pytest.mark.parametrize("table", ["identity_sets", "overrides", "alert_timers"])
+def test_a_worker_resuming_from_its_disk_rebuilds_when_a_batch_was_cut_short_after_its_checkpoint(
+        tmp_path: Path, table: str) -> None:
+    """Its files end with the last batch held in full (the cut one's write-back never ran): resumed, it would not
+    know the cut batch's rows are there, nor record them as abandoned, nor write their overrides again."""
+    first, second, third = batches()
+    never_cut = FakeWarehouseServer()
+    for batch in (first, second, third):
+        service_on(never_cut).process_and_write(batch)
+
+    server = FakeWarehouseServer()
+    stopping = threading.Event()
+    service = disk_service(server, tmp_path, stopping=stopping)
+    service.process_and_write(first)
+    assert service.write_back is not None
+    service.write_back.start = lambda checkpoint: None  # type: ignore[method-assign]  # killed before it ran
+    stopping.set()  # the first failure gives the batch up, as a process killed there would
+    server.faults.fail(times=1, table=table)
+    with pytest.raises(Stopping):
+        service.process_and_write(second)
+    service.shutdown()
+
+    restarted = disk_service(server, tmp_path)
+    restarted.process_and_write([replace(e) for e in second] + third)
+    restarted.shutdown()
+    assert views(server) == views(never_cut)
+    assert len(server.rows("abandoned_batches")) == 1
