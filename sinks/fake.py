@@ -185,8 +185,9 @@ class FakeWarehouse:
                          lambda row: row["kind"] == "session")
         return [(alias_id, str(row["current_id"])) for alias_id, row in latest.items()]
 
-    def customer_aliases(self) -> dict[str, str]:
-        latest = _latest(self._table("id_aliases"), "alias_id", lambda row: row["kind"] == "customer")
+    def customer_aliases(self, written: WrittenInFull | None = None) -> dict[str, str]:
+        latest = _latest(_written(self._table("id_aliases"), written), "alias_id",
+                         lambda row: row["kind"] == "customer")
         return {alias_id: str(row["current_id"]) for alias_id, row in latest.items()}
 
     def last_batch_version(self) -> int:

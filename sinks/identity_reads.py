@@ -19,25 +19,33 @@ class Queries(Protocol):
 def identity_changes_between(reader: Queries, after: int, upto: int | None) -> IdentityChanges:
     """Each identifier set's and customer alias's latest row with a version in (after, upto] (upto None: no bound),
     as a version numbered by the newest of them (0 when there is none). A set's customer and an alias are taken at
-    their latest version up to `upto`, so rows of a batch still being written above it are left out."""
+    their latest version up to `upto`, so rows of a batch still being written above it are left out, and so are
+    the rows of batches cut short (`abandoned_batches`): the batch done again wrote what they said."""
     db = reader.database
-    bound = "" if upto is None else f"WHERE version <= {int(upto)} "
+    kept = _kept_versions(reader, upto)
     sets: dict[Any, tuple[str, tuple[int, str]]] = {}
     newest = 0
     for types, values, customer, first, version in reader.query(
             f"SELECT any(id_types), any(id_values), argMax(customer_id, version), {FIRST_KEY_SQL}, max(version) "
-            f"FROM {db}.identity_sets {bound}GROUP BY identity_key HAVING max(version) > {int(after)}"):
+            f"FROM {db}.identity_sets WHERE {kept} GROUP BY identity_key HAVING max(version) > {int(after)}"):
         identifiers = tuple(zip((str(t) for t in types), (str(v) for v in values), strict=True))
         sets[identifiers] = (str(customer), first_key(str(first)))
         newest = max(newest, int(version))
     aliases: dict[str, str] = {}
-    where = f"WHERE kind = 'customer'{'' if upto is None else f' AND version <= {int(upto)}'} "
     for alias_id, current_id, version in reader.query(
-            f"SELECT alias_id, argMax(current_id, version), max(version) FROM {db}.id_aliases {where}"
-            f"GROUP BY alias_id HAVING max(version) > {int(after)}"):
+            f"SELECT alias_id, argMax(current_id, version), max(version) FROM {db}.id_aliases "
+            f"WHERE kind = 'customer' AND {kept} GROUP BY alias_id HAVING max(version) > {int(after)}"):
         aliases[str(alias_id)] = str(current_id)
         newest = max(newest, int(version))
     return IdentityChanges(newest, sets, aliases)
+
+
+def _kept_versions(reader: Queries, upto: int | None) -> str:
+    """The condition on `version` for rows up to `upto` (None: no bound) that no abandoned batch wrote."""
+    conditions = ["1"] if upto is None else [f"version <= {int(upto)}"]
+    for after, until in reader.query(f"SELECT after_version, until_version FROM {reader.database}.abandoned_batches"):
+        conditions.append(f"NOT (version > {int(after)} AND version <= {int(until)})")
+    return " AND ".join(conditions)
 
 
 def replica_start(reader: Queries) -> IdentityChanges:

@@ -9,7 +9,7 @@ from typing import Any
 from cem.domain.resolver import RecentRow, Snapshot
 from cem.domain.shared import SharedIdentifier
 from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader, WrittenInFull
-from sinks.writer import EARLY_TABLES
+from sinks.writer import EARLY_TABLES, OWNER_TABLES
 
 
 def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in_full: bool = False
@@ -24,30 +24,57 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in
     if written_in_full:  # rows written after these reads are newer than `written` admits: left out as well
         snapshot.recent = reader.recent_interactions(since_ingested_ms)
         written = _without_cut_batches(reader, snapshot)
-    for row in reader.identity_sets(written):
+    _read_state(reader, snapshot, since_ingested_ms, written, written)
+    if not written_in_full:  # read last: every row it holds was written after the reads above
+        snapshot.recent = reader.recent_interactions(since_ingested_ms)
+    return snapshot
+
+
+def load_split_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, owner: bool
+                        ) -> tuple[Snapshot, WrittenInFull]:
+    """The split's state (cem.service.split_service): the identity rows of the owner batches held in full (up to
+    its last mark, without the abandoned ones), the customer partitions' rows as they are. An owner batch cut
+    short is done again from the start, as the single resolver's is (load_snapshot); an owner batch being written
+    now is not published yet, and each stage applies it once published. `owner`: the graph's owner restoring,
+    which notes on the snapshot the batch cut short it finds (`cut`), above its last mark in OWNER_TABLES. Returns
+    the snapshot and what it admitted of the identity rows."""
+    snapshot = Snapshot()
+    marked = reader.last_batch_version()
+    written = WrittenInFull(marked, tuple(sorted(reader.abandoned_batches())))
+    newest = reader.newest_version_above(marked, OWNER_TABLES) if owner else 0
+    if newest:
+        snapshot.cut = (marked, newest)
+        written = WrittenInFull(marked, (*written.abandoned, snapshot.cut))
+    if written.abandoned:
+        snapshot.stale_overrides = frozenset(reader.stale_customer_overrides(written))
+    _read_state(reader, snapshot, since_ingested_ms, written, None)
+    snapshot.recent = reader.recent_interactions(since_ingested_ms)
+    return snapshot, written
+
+
+def _read_state(reader: WarehouseReader, snapshot: Snapshot, since_ingested_ms: int, identity: WrittenInFull | None,
+                rest: WrittenInFull | None) -> None:
+    """The reads of a snapshot but the recent rows: the identity tables' as `identity` admits, the others' as
+    `rest` does."""
+    for row in reader.identity_sets(identity):
         snapshot.identity_sets[row.identity_key] = (row.identifiers, (row.first_ms, row.first_event_id))
-    snapshot.shared = reader.shared_identifiers(written)
-    snapshot.session_aliases = reader.session_aliases(written)
+    snapshot.shared = reader.shared_identifiers(identity)
+    snapshot.session_aliases = reader.session_aliases(rest)
     # Service journeys: the absorbed ones (merged_into set) and the customer each live one was last written with.
-    for journey in reader.service_journeys(written):
+    for journey in reader.service_journeys(rest):
         if journey.merged_into:
             snapshot.journey_aliases.append((journey.journey_id, journey.merged_into))
         else:
             snapshot.journey_owners[journey.journey_id] = journey.customer_id
     # A session with a row ingested since then was written at that batch's version or later (versions start at
     # the batch's time in microseconds).
-    snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000, written)
-    if not written_in_full:  # read last: every row it holds was written after the reads above
-        snapshot.recent = reader.recent_interactions(since_ingested_ms)
-    return snapshot
+    snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000, rest)
 
 
-def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot) -> WrittenInFull | None:
+def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot) -> WrittenInFull:
     """The rows to read back; notes on `snapshot` the batch cut short found now (`cut`) and the overrides that
     batches cut short left latest (`stale_overrides`)."""
     written = written_in_full_now(reader, snapshot.recent)
-    if written is None:
-        return None
     newest = reader.newest_version_above(written.through)
     if newest:
         snapshot.cut = (written.through, newest)
@@ -57,15 +84,12 @@ def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot) -> Written
     return written
 
 
-def written_in_full_now(reader: WarehouseReader, recent: list[RecentRow]) -> WrittenInFull | None:
+def written_in_full_now(reader: WarehouseReader, recent: list[RecentRow]) -> WrittenInFull:
     """The batches the warehouse holds in full: through the last mark (written last), or a later batch whose
     interaction rows landed (written just before the mark: every other row of it is there); without the versions
-    of batches cut short (`abandoned_batches`). None when no batch has a mark (a warehouse from before the marks):
-    every row is read."""
-    marked = reader.last_batch_version()
-    if not marked:
-        return None
-    through = max(marked, max((row.version for row in recent), default=0))
+    of batches cut short (`abandoned_batches`). A warehouse has a mark from its migrations on (0 when new, the
+    newest row written before the marks existed otherwise)."""
+    through = max(reader.last_batch_version(), max((row.version for row in recent), default=0))
     return WrittenInFull(through, tuple(sorted(reader.abandoned_batches())))
 
 
@@ -110,8 +134,8 @@ class ClickHouseReads:
     def session_aliases(self, written: WrittenInFull | None = None) -> list[tuple[str, str]]:
         return self._aliases("session", written)
 
-    def customer_aliases(self) -> dict[str, str]:
-        return dict(self._aliases("customer"))
+    def customer_aliases(self, written: WrittenInFull | None = None) -> dict[str, str]:
+        return dict(self._aliases("customer", written))
 
     def _aliases(self, kind: str, written: WrittenInFull | None = None) -> list[tuple[str, str]]:
         return [(str(a), str(b)) for a, b in self.query(

@@ -73,7 +73,7 @@ class WarehouseReader(Protocol):
         """(alias session id, current session id), the latest version of each alias."""
         ...
 
-    def customer_aliases(self) -> dict[str, str]:
+    def customer_aliases(self, written: WrittenInFull | None = None) -> dict[str, str]:
         """Merged customer -> the customer it merged into (itself: live again), the latest version of each alias.
         A graph restored from identifier sets alone does not name a merged customer that owns no set any more."""
         ...

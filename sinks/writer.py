@@ -23,6 +23,10 @@ TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_mer
 # What a resolver batch writes before its interaction rows and its mark (the alert revisions and timers too):
 # where the rows of a batch cut short by a crash are.
 EARLY_TABLES = (*TABLE_ORDER[:-2], "alert_timers", "alert_log")
+# What only the split's graph owner writes (the customer partitions write aliases and overrides of sessions and
+# journeys too): where the rows of an owner batch cut short are. An owner batch with customer aliases or overrides
+# wrote rows here before them (merges, identity sets), or its aliases carry no more than what it writes again.
+OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: frozenset[str] = frozenset()

@@ -33,7 +33,7 @@ from cem.service.resolver_service import WRITE_ORDER
 from cem.settings import Settings
 from sinks.errors import describe_error
 from sinks.identity_reads import identity_changes_between
-from sinks.snapshot import load_snapshot
+from sinks.snapshot import load_split_snapshot
 from sinks.writer import effect_columns, row_count
 
 MARK = "resolver_batches"
@@ -50,6 +50,7 @@ class Restored:
     # under, that one's survivor and its identifier set's customer now
     folded: dict[str, tuple[str, ...]]
     merged: dict[str, str] = field(default_factory=dict)  # every merged customer -> its survivor now
+    owner_version: int = 0  # the owner's next version goes above it: its mark, or the batch cut short above it
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SplitWarehouse(WarehouseClient):
         super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.stage = stage
         self.pending: _Pending | None = None
+        self.stale_overrides: frozenset[str] = frozenset()  # sinks.writer.override_rows
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -83,11 +85,14 @@ class SplitWarehouse(WarehouseClient):
     def _restored(self) -> Restored:
         warehouse = self._ensure_warehouse()
         started = time.perf_counter()
-        last_version = warehouse.last_batch_version()  # read first: the rows below are at least this new
-        snapshot = load_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms)
+        snapshot, written = load_split_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms,
+                                                owner=self.stage == "owner")
+        if snapshot.cut is not None:  # before any row of the batch that does their work again
+            self._abandon(warehouse, *snapshot.cut)
+        self.stale_overrides = snapshot.stale_overrides
         resolver = Resolver(self.config, in_memory_maps)
         resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
-        merged = survivors(warehouse.customer_aliases())
+        merged = survivors(warehouse.customer_aliases(written))
         graph = resolver.graph
         folded = {}
         for row in snapshot.recent:
@@ -96,7 +101,16 @@ class SplitWarehouse(WarehouseClient):
                        graph.customer_of_set(identifiers) or row.customer_id)
             folded[row.event_id] = tuple(dict.fromkeys(reached))
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
-        return Restored(resolver, last_version, folded, merged)
+        owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
+        return Restored(resolver, written.through, folded, merged, owner_version)
+
+    def _abandon(self, warehouse: Any, after: int, until: int) -> None:
+        """Records an owner batch cut short: every later restore leaves its versions out."""
+        log.warning("%s: the warehouse holds rows of an owner batch cut short (versions %d to %d): restored "
+                    "without them, the batch is done again", self.stage, after + 1, until)
+        columns = {"after_version": [after], "until_version": [until], "found_ms": [self.now_ms()]}
+        warehouse.insert("abandoned_batches", columns)
+        metrics.ROWS_WRITTEN.labels("abandoned_batches").inc()
 
     def identity_written_after(self, version: int) -> IdentityChanges:
         """The identity answers written above `version`: the owner's catch-up for the replicas after a takeover."""
@@ -106,7 +120,7 @@ class SplitWarehouse(WarehouseClient):
     # ---- writes -------------------------------------------------------------------------------------------
     def write(self, effects: Effects) -> int:
         """Writes a stage's rows (the owner's with the batch mark); returns the interaction rows written."""
-        tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms)
+        tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms, self.stale_overrides)
         if self.stage != "owner":
             tables.pop(MARK)
         write = _Pending(effects.version, tables)
@@ -150,7 +164,7 @@ def survivors(aliases: dict[str, str]) -> dict[str, str]:
 def owner_from(restored: Restored) -> IdentityOwner:
     owner = IdentityOwner(restored.resolver.config)
     owner.graph = restored.resolver.graph
-    owner.version = restored.last_version
+    owner.version = restored.owner_version
     return owner
 
 

@@ -13,16 +13,21 @@ from typing import Any
 
 import pytest
 
+from cem.domain.identity_owner import IdentityRequest
+from cem.domain.identity_replica import identity_changes
 from cem.domain.model import Interaction
 from cem.domain.resolver import Resolver
 from cem.domain.text import analyse
 from cem.service.resolver_service import ResolverService
 from cem.service.retry import Stopping
+from cem.service.split_service import SplitWarehouse, owner_from
 from cem.settings import Settings
 from sinks.clickhouse import MIGRATIONS_DIR, split_statements, without_existing_columns
 from sinks.fake import FakeWarehouseServer
+from sinks.identity_reads import identity_changes_between, replica_start
 from sinks.squash import squash
 from sinks.timeline import customer_timeline_sql
+from sinks.writer import EARLY_TABLES, effect_columns
 from tests.contract.backends import Backend
 from tests.unit.factories import DAY_MS, HOUR_MS, MINUTE_MS, NOW_MS, cid, event, jid, journey_state
 from tests.unit.test_cut_batches import batches as cut_batches
@@ -200,6 +205,49 @@ class ViewsContract:
             ("s_old1", "c_1", T0, T0 + MINUTE_MS, 3, 3, ["web"], 0, None),
             ("s_old2", "c_1", T0 + HOUR_MS, T0 + HOUR_MS, 1, 1, ["mobile"], 0, None)]
         assert _query(engine, "SELECT count() FROM {db}.session_log") == [(6,)]  # copied twice, read once
+
+    def test_the_baseline_mark_is_zero_on_a_new_warehouse_and_the_newest_row_on_one_from_before_the_marks(
+            self, engine: Backend) -> None:
+        """A migrated new warehouse has a mark at 0 (a first batch cut short is then found like any other); run
+        on a warehouse with rows and no mark, the migration marks its newest row; run again, it adds nothing."""
+        db = engine.open()
+        assert _query(engine, "SELECT version FROM {db}.resolver_batches") == [(0,)]
+        db.command(f"TRUNCATE TABLE {db.database}.resolver_batches")
+        service = service_on(engine)
+        service.process_and_write(BEFORE_MERGE)
+        newest = db.newest_version_above(0, (*EARLY_TABLES, "interaction_log"))
+        db.command(f"TRUNCATE TABLE {db.database}.resolver_batches")
+        for _ in range(2):
+            for statement in split_statements((MIGRATIONS_DIR / "0013_baseline_mark.sql").read_text()):
+                db.command(statement.format(db=db.database))
+        assert newest > 0 and _query(engine, "SELECT version FROM {db}.resolver_batches") == [(newest,)]
+
+    def test_the_identity_catch_up_and_a_replicas_start_leave_an_abandoned_owner_batch_out(
+            self, engine: Backend) -> None:
+        """The split's owner cut short after its identity sets landed: once the next owner recorded the batch as
+        abandoned, the catch-up it publishes and a replica's start read none of its rows; the batch done again is
+        read by both."""
+        owner_stage = SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), "owner",
+                                     clock=lambda: NOW_MS / 1000, open_warehouse=engine.open)
+        owner = owner_from(owner_stage.restored())
+        owner_stage.write(owner.process(map(IdentityRequest.of, BEFORE_MERGE), NOW_MS))
+        db = engine.open()
+        marked = db.last_batch_version()
+        cut = owner.process(map(IdentityRequest.of, MERGE), NOW_MS)
+        for table, columns in effect_columns(cut, NOW_MS, 0).items():
+            if table in ("identity_sets", "id_aliases", "customer_merges"):
+                db.insert(table, columns)
+        assert identity_changes_between(db, marked, None).size  # what a catch-up read before the fix
+        redo_owner = owner_from(owner_stage.restored())
+        assert db.abandoned_batches() == [(marked, cut.version)]
+        assert identity_changes_between(db, marked, None).size == 0
+        assert replica_start(db) == identity_changes_between(db, -1, marked)
+        redone = redo_owner.process(map(IdentityRequest.of, MERGE), NOW_MS)
+        owner_stage.write(redone)
+        published = identity_changes_between(db, marked, None)
+        assert published.version == redone.version
+        assert published.sets == identity_changes(redone).sets and published.aliases == cut.customer_aliases
+        assert replica_start(db).sets[(EMAIL, PHONE)] == published.sets[(EMAIL, PHONE)]
 
     def test_the_squash_job_keeps_every_view_and_empties_the_overrides(self, engine: Backend) -> None:
         """Merges write overrides; squashing applies them to the interaction rows and deletes them, and the views

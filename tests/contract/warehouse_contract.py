@@ -14,19 +14,22 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.journeys import REMOVED
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, Resolver
 from cem.service.rejected_rows import WarehouseRefusesEverything
 from cem.service.resolver_service import ResolverService
 from cem.service.retry import Stopping
+from cem.service.split_service import SplitWarehouse, owner_from
 from cem.settings import Settings
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import WrittenInFull
-from sinks.writer import effect_columns
+from sinks.writer import OWNER_TABLES, effect_columns, override_rows
 from tests.contract.backends import Backend
 from tests.unit.factories import MINUTE_MS, NOW_MS, event, journey_state, mixed_batch, resolver_state
 from tests.unit.test_cut_batches import batches as cut_batches
@@ -271,6 +274,46 @@ class WarehouseContract:
         assert resolver_state(_rebuilt(backend)) == resolver_state(
             never_stopped(redone, first, second))
 
+    def test_an_owner_batch_cut_short_is_left_out_by_every_stage_and_done_again_by_the_owner(
+            self, backend: Backend) -> None:
+        """The split's graph owner killed after its identity sets landed, before its overrides and mark: a customer
+        partition restoring reads the graph without the cut rows and records nothing; the owner restoring records
+        them as abandoned and goes above them, and the batch done again writes what a never-cut owner wrote (the
+        overrides of the merged sets); the restore after that reads it and finds nothing cut."""
+        first, second, _ = cut_batches()
+        never_cut = IdentityOwner(service_on(backend).config)
+        uncut = [never_cut.process(map(IdentityRequest.of, batch), NOW_MS) for batch in (first, second)]
+        owner = owner_from(split_stage(backend, "owner").restored())
+        split_stage(backend, "owner").write(owner.process(map(IdentityRequest.of, first), NOW_MS))
+        marked = backend.open().last_batch_version()
+        stopping = threading.Event()
+        stopping.set()
+        backend.faults.fail(table="overrides")
+        with pytest.raises(Stopping):
+            split_stage(backend, "owner", stopping).write(owner.process(map(IdentityRequest.of, second), NOW_MS))
+        reader = backend.open()
+        cut_version = reader.newest_version_above(marked, OWNER_TABLES)
+        assert cut_version > marked and reader.last_batch_version() == marked
+        sets_of_first = set(reader.identity_sets(WrittenInFull(marked)))
+
+        partition = split_stage(backend, "customers").restored()
+        assert reader.abandoned_batches() == []
+        assert partition.last_version == marked
+        assert set(reader.identity_sets(WrittenInFull(marked))) == sets_of_first
+        assert set(partition.resolver.graph.set_key) == {row.identifiers for row in sets_of_first}
+
+        restored = split_stage(backend, "owner").restored()
+        assert reader.abandoned_batches() == [(marked, cut_version)]
+        assert restored.owner_version == cut_version
+        assert set(restored.resolver.graph.set_key) == {row.identifiers for row in sets_of_first}
+        redone = owner_from(restored).process(map(IdentityRequest.of, second), NOW_MS)
+        assert redone.version > cut_version
+        assert override_rows(redone) == override_rows(uncut[1]) and override_rows(redone)
+        split_stage(backend, "owner").write(redone)
+        after = split_stage(backend, "owner").restored()
+        assert reader.abandoned_batches() == [(marked, cut_version)]
+        assert customers_by_identifier(after.resolver.graph) == customers_by_identifier(never_cut.graph)
+
     def test_a_restart_after_late_events_restores_what_never_stopped(self, backend: Backend) -> None:
         events = mixed_batch(shuffled=True)
         service_on(backend).process_and_write(events)
@@ -303,6 +346,15 @@ class WarehouseContract:
         least = min((e.occurred_ms, e.event_id) for batch in batches for e in batch)
         assert restarted.resolver.graph.set_key[(("email", "tie@example.org"),)] == least
         assert resolver_state(restarted.resolver) == resolver_state(never_stopped(restarted, *batches))
+
+
+def split_stage(backend: Backend, stage: str, stopping: threading.Event | None = None) -> SplitWarehouse:
+    return SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), stage,
+                          clock=lambda: NOW_MS / 1000, open_warehouse=backend.open, stopping=stopping)
+
+
+def customers_by_identifier(graph: Any) -> dict[Any, str]:
+    return {identifier: graph.customer_of(identifier) for identifier in graph.owner}
 
 
 def _rebuilt(backend: Backend) -> Resolver | None:

@@ -6,8 +6,10 @@ may restart a front: it loses what it held in memory, its replica and the events
 keeps its dedup window and decisions (its durable state), and reads again from its committed offset. It may also
 restart a customer partition, before a step or after the step's rows were written and before its sends reached
 the broker: the partition is restored from the rows the owner and the partitions wrote (to the warehouse fake,
-through the product's SplitWarehouse) and gets the message it was processing again. The tests compare its result
-with the single resolver's."""
+through the product's SplitWarehouse) and gets the message it was processing again. And it may kill the graph's
+owner between two inserts of its batch (the batch's mark never written, nothing published): the owner is restored
+from the warehouse and reads the batch's requests again. The tests compare its result with the single
+resolver's."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from cem.domain.identity_replica import IdentityChanges, IdentityReplica, identi
 from cem.domain.model import Interaction
 from cem.domain.resolver import ResolverConfig
 from cem.domain.seen_ids import SEEN_BUCKET_MS
-from cem.service.split_service import SplitWarehouse, partition_from
+from cem.service.resolver_service import WRITE_ORDER
+from cem.service.split_service import SplitWarehouse, owner_from, partition_from
 from cem.settings import Settings
 from schemas.split_wire import (
     decode_handoff,
@@ -34,6 +37,7 @@ from schemas.split_wire import (
     encode_routed,
 )
 from sinks.fake import FakeWarehouseServer
+from sinks.writer import effect_columns
 
 
 @dataclass
@@ -55,12 +59,13 @@ class PartitionSlot:
 
 class Deployment:
     def __init__(self, config: ResolverConfig, fronts: int, partitions: int, rng: random.Random,
-                 restart_rate: float = 0.0, partition_restart_rate: float = 0.0) -> None:
+                 restart_rate: float = 0.0, partition_restart_rate: float = 0.0, owner_cut_rate: float = 0.0) -> None:
         self.rng, self.config, self.restart_rate = rng, config, restart_rate
-        self.partition_restart_rate = partition_restart_rate
-        self.server = FakeWarehouseServer() if partition_restart_rate else None
-        self.partition_restarts = 0
+        self.partition_restart_rate, self.owner_cut_rate = partition_restart_rate, owner_cut_rate
+        self.server = FakeWarehouseServer() if partition_restart_rate or owner_cut_rate else None
+        self.partition_restarts = self.owner_cuts = 0
         self.owner = IdentityOwner(config)
+        self.owner_sink = self.warehouse("owner") if self.server is not None else None
         self.owner_inbox: deque[IdentityRequest] = deque()
         self.versions: list[IdentityChanges] = []
         self.fronts = [self.started({}) for _ in range(fronts)]
@@ -121,8 +126,27 @@ class Deployment:
         if batch:
             self.clock += 1_000
             effects = self.owner.process(batch, self.clock)
-            self.write("owner", effects)
+            if self.owner_sink is not None and self.rng.random() < self.owner_cut_rate:
+                self.cut_short(effects)
+                self.owner_inbox.extendleft(reversed(batch))  # never committed: read again
+                self.owner_sink = self.warehouse("owner")
+                self.owner = owner_from(self.owner_sink.restored())
+                return
+            if self.owner_sink is not None:
+                self.owner_sink.write(effects)
             self.versions.append(identity_changes(effects))
+
+    def cut_short(self, effects: Any) -> None:
+        """The owner killed between two inserts of its batch: a random run of its tables landed, never its mark.
+        (The restarted owner's catch-up finds nothing to publish: the cut rows are left out, and the model's owner
+        published every version it wrote in full.)"""
+        assert self.server is not None
+        self.owner_cuts += 1
+        tables = effect_columns(effects, self.clock, self.config.fcr_window_ms)
+        order = [table for table in WRITE_ORDER if table in tables]
+        warehouse = self.server.connect()
+        for table in order[:self.rng.randrange(len(order))]:  # the mark is last: it never lands
+            warehouse.insert(table, tables[table])
 
     def partition_step(self, slot: PartitionSlot) -> None:
         if self.rng.random() < self.partition_restart_rate:
