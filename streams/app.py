@@ -229,9 +229,13 @@ def _split_moved(split: SplitStages, settings: Settings, moved: set[Any], revoke
     topics = {tp.topic for tp in moved}
     if settings.resolve_topic in topics:
         split.front.invalidate(moved if revoked else ())
+        if not revoked:
+            split.front.assigned(moved)
     if settings.identity_topic in topics:
         split.owner.invalidate()
-    split.customers.invalidate(tp.partition for tp in moved if tp.topic == settings.customers_topic)
+    customers = {tp.partition for tp in moved if tp.topic == settings.customers_topic}
+    split.customers.invalidate(customers)
+    split.customers.moved(customers, revoked)
 
 
 def observe(app: CemApp, settings: Settings, sink: ResolverService) -> None:

@@ -153,6 +153,15 @@ class CustomerStage:
         self.versions: list[IdentityChanges] = []  # applied by the replica, not yet by the partitions
         self.serial = asyncio.Lock()
         self.version = 0
+        # Partitions revoked and not assigned again: a batch taken before the revocation and stepped after it
+        # (it waits for the lock) leaves their messages to their next holder, which reads them again.
+        self.revoked: set[int] = set()
+
+    def moved(self, partitions: Iterable[int], revoked: bool) -> None:
+        if revoked:
+            self.revoked.update(partitions)
+        else:
+            self.revoked.difference_update(partitions)
 
     def changed(self, changes: IdentityChanges) -> None:
         """The replica applied an owner version (streams.identity_feed listener)."""
@@ -176,6 +185,7 @@ class CustomerStage:
             except InternalMessageError as err:
                 await sender.refused(message, err)
         async with self.serial:
+            inbox = [(index, item) for index, item in inbox if index not in self.revoked]
             try:
                 await self._step(inbox, sender)
                 await sender.done()

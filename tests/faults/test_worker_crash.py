@@ -75,10 +75,11 @@ def test_worker_sigkilled_at_six_points_and_restarted(scenario, kafka, clickhous
     assert figures["duplicates_before_dedup"] > s.traffic.duplicates_sent
 
 
-# Not on the split yet: its owner killed between two inserts of a batch leaves a grouping split (docs/scaling.md,
-# "Not yet").
-def test_two_workers_one_killed_survivor_takes_over_then_a_third_joins(scenario, kafka, clickhouse) -> None:
-    s = scenario("takeover", kafka.bootstrap, clickhouse.url, customers=120, seed=22, identity_replica=True)
+@pytest.mark.parametrize("split_partitions", [0, 4], ids=["single-resolver", "split-4"])
+def test_two_workers_one_killed_survivor_takes_over_then_a_third_joins(scenario, kafka, clickhouse,
+                                                                       split_partitions: int) -> None:
+    s = scenario(f"takeover_split{split_partitions}", kafka.bootstrap, clickhouse.url, customers=120, seed=22,
+                 identity_replica=True, split_partitions=split_partitions)
     tail = len(s.records) // 5  # held back until the third worker has partitions, so it must take part
     w1, w2 = s.start_worker("w1"), s.start_worker("w2")
     publisher = BackgroundPublisher(s.settings, s.records[:-tail], chunks=16, pause=1.0).start()

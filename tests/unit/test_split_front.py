@@ -179,6 +179,36 @@ def test_a_revoked_partitions_held_messages_are_left_to_their_next_holder_and_th
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("assigned_again", [False, True])
+def test_a_batch_taken_before_a_revocation_and_handled_after_it_leaves_the_revoked_partition_alone(
+        assigned_again: bool) -> None:
+    """The batch waits for the replica while its partition is revoked: its events are the next holder's (which
+    reads them again and may route them to another customer), so this front routes and acknowledges none of
+    them, unless the partition came back to it."""
+    async def scenario() -> None:
+        stage, topics, stream, feed = _stage()
+        feed.ready.clear()
+        events = _events(4)
+        _answer(feed, events, 1)
+        kept, revoked = _message(50, events[:2], partition=0), _message(51, events[2:], partition=1)
+        handling = asyncio.ensure_future(stage.handle([kept, revoked]))
+        await asyncio.sleep(0)
+        stage.invalidate({revoked.message.tp})
+        if assigned_again:
+            stage.invalidate()
+            stage.assigned({revoked.message.tp})
+        feed.ready.set()
+        await handling
+        both = sorted(e.event_id for e in events)
+        if assigned_again:
+            assert sorted(_routed_ids(topics["customers"])) == both and stream.acked == [50, 51]
+        else:
+            assert sorted(_routed_ids(topics["customers"])) == sorted(e.event_id for e in events[:2])
+            assert stream.acked == [50]
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("layout", ["same message", "next message", "same offset, other partition"])
 def test_a_second_copy_is_a_duplicate_wherever_it_sits_never_a_replay(layout: str) -> None:
     """Every event of a message has its own position: a copy in the same message, or at the same offset of
