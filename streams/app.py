@@ -229,8 +229,8 @@ def _split_moved(split: SplitStages, settings: Settings, moved: set[Any], revoke
     topics = {tp.topic for tp in moved}
     if settings.resolve_topic in topics:
         split.front.invalidate(moved if revoked else ())
-        if not revoked:
-            split.front.assigned(moved)
+    if not revoked:  # every assignment ends a rebalance, with or without partitions of the resolver topic
+        split.front.assigned({tp for tp in moved if tp.topic == settings.resolve_topic})
     if settings.identity_topic in topics:
         split.owner.invalidate()
     customers = {tp.partition for tp in moved if tp.topic == settings.customers_topic}

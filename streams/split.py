@@ -154,14 +154,19 @@ class CustomerStage:
         self.serial = asyncio.Lock()
         self.version = 0
         # Partitions revoked and not assigned again: a batch taken before the revocation and stepped after it
-        # (it waits for the lock) leaves their messages to their next holder, which reads them again.
+        # (it waits for the lock) leaves their messages to their next holder, which reads them again. While a
+        # rebalance is under way (`settled` clear) it waits: a partition revoked may come back to this worker.
         self.revoked: set[int] = set()
+        self.settled = asyncio.Event()
+        self.settled.set()
 
     def moved(self, partitions: Iterable[int], revoked: bool) -> None:
         if revoked:
             self.revoked.update(partitions)
+            self.settled.clear()
         else:
             self.revoked.difference_update(partitions)
+            self.settled.set()
 
     def changed(self, changes: IdentityChanges) -> None:
         """The replica applied an owner version (streams.identity_feed listener)."""
@@ -185,6 +190,7 @@ class CustomerStage:
             except InternalMessageError as err:
                 await sender.refused(message, err)
         async with self.serial:
+            await self.settled.wait()
             inbox = [(index, item) for index, item in inbox if index not in self.revoked]
             try:
                 await self._step(inbox, sender)

@@ -95,27 +95,34 @@ class FrontStage:
         self.asked_at = -1  # the replica version the held events were last checked against
         # Partitions revoked and not assigned again. A batch taken from the stream before a revocation may reach
         # `handle` after it (it waits for the replica and the lock): its messages of these partitions are their
-        # next holder's, which reads them again, and routing them here too would route an event twice.
+        # next holder's, which reads them again, and routing them here too would route an event twice. While a
+        # rebalance is under way (`settled` clear) it waits: a partition revoked may come back to this worker.
         self.revoked: set[Any] = set()
+        self.settled = asyncio.Event()
+        self.settled.set()
 
     def invalidate(self, revoked: Collection[Any] = ()) -> None:
         """Rebuild from the warehouse before the next batch; the messages still waiting are admitted again,
         except those of `revoked` partitions (their next holder reads them again: they were never committed)."""
         self.front = None
         metrics.FRONT_HELD.set(0)
-        self.revoked.update(revoked)
+        if revoked:
+            self.revoked.update(revoked)
+            self.settled.clear()
         self.redo = [e for e in [*(w.event for w in self.waiting), *self.redo] if e.message.tp not in revoked]
         self.waiting = []
 
     def assigned(self, partitions: Collection[Any]) -> None:
         self.revoked.difference_update(partitions)
+        self.settled.set()
 
     async def handle(self, events: list[Any]) -> None:
         await self.feed.ready.wait()
         async with self.serial:
             try:
-                front = await self._ensure_front()
+                await self.settled.wait()
                 events = [e for e in events if e.message.tp not in self.revoked]
+                front = await self._ensure_front()
                 batch, self.redo = [*self.redo, *events], []
                 await self._admit(front, batch)
             except BaseException:

@@ -170,6 +170,7 @@ def test_a_revoked_partitions_held_messages_are_left_to_their_next_holder_and_th
         assert stream.acked == []
         stage.invalidate({revoked.message.tp})
         assert stage.redo == [kept]
+        stage.assigned({kept.message.tp})  # the rebalance ends
         _answer(feed, events, 1)
         await stage.handle([])
         await stage.release()
@@ -184,7 +185,7 @@ def test_a_batch_taken_before_a_revocation_and_handled_after_it_leaves_the_revok
         assigned_again: bool) -> None:
     """The batch waits for the replica while its partition is revoked: its events are the next holder's (which
     reads them again and may route them to another customer), so this front routes and acknowledges none of
-    them, unless the partition came back to it."""
+    them, unless the partition came back to it. While the rebalance is under way, it waits for its end."""
     async def scenario() -> None:
         stage, topics, stream, feed = _stage()
         feed.ready.clear()
@@ -193,11 +194,12 @@ def test_a_batch_taken_before_a_revocation_and_handled_after_it_leaves_the_revok
         kept, revoked = _message(50, events[:2], partition=0), _message(51, events[2:], partition=1)
         handling = asyncio.ensure_future(stage.handle([kept, revoked]))
         await asyncio.sleep(0)
-        stage.invalidate({revoked.message.tp})
-        if assigned_again:
-            stage.invalidate()
-            stage.assigned({revoked.message.tp})
+        stage.invalidate({kept.message.tp, revoked.message.tp})
         feed.ready.set()
+        await asyncio.sleep(0.01)
+        assert not handling.done() and topics["customers"].sent == []  # the rebalance has not ended
+        stage.invalidate()
+        stage.assigned({kept.message.tp, revoked.message.tp} if assigned_again else {kept.message.tp})
         await handling
         both = sorted(e.event_id for e in events)
         if assigned_again:
