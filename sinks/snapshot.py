@@ -23,7 +23,7 @@ def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in
     written = None
     if written_in_full:  # rows written after these reads are newer than `written` admits: left out as well
         snapshot.recent = reader.recent_interactions(since_ingested_ms)
-        written = _without_cut_batches(reader, snapshot)
+        written = _without_cut_batches(reader, snapshot, written_in_full_now(reader, snapshot.recent), EARLY_TABLES)
     _read_state(reader, snapshot, since_ingested_ms, written, written)
     if not written_in_full:  # read last: every row it holds was written after the reads above
         snapshot.recent = reader.recent_interactions(since_ingested_ms)
@@ -39,14 +39,8 @@ def load_split_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, owne
     which notes on the snapshot the batch cut short it finds (`cut`), above its last mark in OWNER_TABLES. Returns
     the snapshot and what it admitted of the identity rows."""
     snapshot = Snapshot()
-    marked = reader.last_batch_version()
-    written = WrittenInFull(marked, tuple(sorted(reader.abandoned_batches())))
-    newest = reader.newest_version_above(marked, OWNER_TABLES) if owner else 0
-    if newest:
-        snapshot.cut = (marked, newest)
-        written = WrittenInFull(marked, (*written.abandoned, snapshot.cut))
-    if written.abandoned:
-        snapshot.stale_overrides = frozenset(reader.stale_customer_overrides(written))
+    marked = WrittenInFull(reader.last_batch_version(), tuple(sorted(reader.abandoned_batches())))
+    written = _without_cut_batches(reader, snapshot, marked, OWNER_TABLES if owner else ())
     _read_state(reader, snapshot, since_ingested_ms, written, None)
     snapshot.recent = reader.recent_interactions(since_ingested_ms)
     return snapshot, written
@@ -71,11 +65,12 @@ def _read_state(reader: WarehouseReader, snapshot: Snapshot, since_ingested_ms: 
     snapshot.session_owners = reader.session_owners(since_ingested_ms * 1000, rest)
 
 
-def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot) -> WrittenInFull:
-    """The rows to read back; notes on `snapshot` the batch cut short found now (`cut`) and the overrides that
-    batches cut short left latest (`stale_overrides`)."""
-    written = written_in_full_now(reader, snapshot.recent)
-    newest = reader.newest_version_above(written.through)
+def _without_cut_batches(reader: WarehouseReader, snapshot: Snapshot, written: WrittenInFull,
+                         tables: tuple[str, ...]) -> WrittenInFull:
+    """The rows to read back: `written`, without a batch cut short found now above it in `tables` (none looked
+    for when empty), noted on `snapshot` (`cut`) with the overrides batches cut short left latest
+    (`stale_overrides`)."""
+    newest = reader.newest_version_above(written.through, tables) if tables else 0
     if newest:
         snapshot.cut = (written.through, newest)
         written = WrittenInFull(written.through, (*written.abandoned, snapshot.cut))

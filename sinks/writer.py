@@ -119,6 +119,11 @@ def _session_and_journey_tables(effects: Effects, fcr_window_ms: int) -> dict[st
     return tables
 
 
+def abandoned_columns(cut: tuple[int, int], found_ms: int) -> dict[str, list[Any]]:
+    """The `abandoned_batches` row of a batch cut short: its versions (after, until], left out of every restore."""
+    return {"after_version": [cut[0]], "until_version": [cut[1]], "found_ms": [found_ms]}
+
+
 def override_rows(effects: Effects, stale: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
     """(kind, id, current id): what the `interactions` view applies over the ids an interaction row was written
     with. `customer`: an identifier set whose rows may carry another customer than the set's now (it moved after

@@ -46,7 +46,7 @@ from sinks.errors import describe_error, error_code, is_rejection
 from sinks.identity_reads import identity_changes_between, replica_start
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import Warehouse
-from sinks.writer import EARLY_TABLES, TABLE_ORDER, effect_columns, row_count
+from sinks.writer import EARLY_TABLES, TABLE_ORDER, abandoned_columns, effect_columns, row_count
 
 log = logging.getLogger("cem.worker")
 # A batch's alert revisions and SLA timers land before its interaction rows: a replayed batch finds them written.
@@ -291,8 +291,7 @@ class ResolverService(WarehouseClient):
             after, until = snapshot.cut
             log.warning("the warehouse holds rows of a batch cut short (versions %d to %d): restored without them, "
                         "the batch is done again", after + 1, until)
-            self._insert(warehouse, "abandoned_batches",
-                         {"after_version": [after], "until_version": [until], "found_ms": [self._now_ms()]})
+            self._insert(warehouse, "abandoned_batches", abandoned_columns(snapshot.cut, self._now_ms()))
         self.stale_overrides = snapshot.stale_overrides
         resolver.restore(snapshot, trim)
         if self.store is not None:

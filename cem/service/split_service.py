@@ -34,7 +34,7 @@ from cem.settings import Settings
 from sinks.errors import describe_error
 from sinks.identity_reads import identity_changes_between
 from sinks.snapshot import load_split_snapshot
-from sinks.writer import effect_columns, row_count
+from sinks.writer import abandoned_columns, effect_columns, row_count
 
 MARK = "resolver_batches"
 log = logging.getLogger("cem.worker")
@@ -88,7 +88,7 @@ class SplitWarehouse(WarehouseClient):
         snapshot, written = load_split_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms,
                                                 owner=self.stage == "owner")
         if snapshot.cut is not None:  # before any row of the batch that does their work again
-            self._abandon(warehouse, *snapshot.cut)
+            self._abandon(warehouse, snapshot.cut)
         self.stale_overrides = snapshot.stale_overrides
         resolver = Resolver(self.config, in_memory_maps)
         resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
@@ -104,12 +104,11 @@ class SplitWarehouse(WarehouseClient):
         owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
         return Restored(resolver, written.through, folded, merged, owner_version)
 
-    def _abandon(self, warehouse: Any, after: int, until: int) -> None:
+    def _abandon(self, warehouse: Any, cut: tuple[int, int]) -> None:
         """Records an owner batch cut short: every later restore leaves its versions out."""
         log.warning("%s: the warehouse holds rows of an owner batch cut short (versions %d to %d): restored "
-                    "without them, the batch is done again", self.stage, after + 1, until)
-        columns = {"after_version": [after], "until_version": [until], "found_ms": [self.now_ms()]}
-        warehouse.insert("abandoned_batches", columns)
+                    "without them, the batch is done again", self.stage, cut[0] + 1, cut[1])
+        warehouse.insert("abandoned_batches", abandoned_columns(cut, self.now_ms()))
         metrics.ROWS_WRITTEN.labels("abandoned_batches").inc()
 
     def identity_written_after(self, version: int) -> IdentityChanges:

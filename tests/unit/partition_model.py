@@ -126,7 +126,7 @@ class Deployment:
         if batch:
             self.clock += 1_000
             effects = self.owner.process(batch, self.clock)
-            if self.owner_sink is not None and self.rng.random() < self.owner_cut_rate:
+            if self.owner_cut_rate and self.rng.random() < self.owner_cut_rate:
                 self.cut_short(effects)
                 self.owner_inbox.extendleft(reversed(batch))  # never committed: read again
                 self.owner_sink = self.warehouse("owner")

@@ -101,15 +101,20 @@ def test_the_second_batch_writes_every_table() -> None:
     assert [t for t in WRITE_ORDER if any(row["version"] == version for row in server.rows(t))] == list(WRITE_ORDER)
 
 
+def never_cut_run() -> tuple[FakeWarehouseServer, Any]:
+    """The three batches written by a worker never cut: the warehouse and the service."""
+    never_cut = FakeWarehouseServer()
+    uncut = service_on(never_cut)
+    for batch in batches():
+        uncut.process_and_write(batch)
+    return never_cut, uncut
+
+
 @pytest.mark.parametrize("redelivery", ["whole", "with_the_next", "in_two_parts"])
 @pytest.mark.parametrize("table", WRITE_ORDER[1:])
 def test_a_batch_cut_short_before_any_table_ends_as_on_a_warehouse_never_cut(table: str, redelivery: str) -> None:
     first, second, third = batches()
-    never_cut = FakeWarehouseServer()
-    uncut = service_on(never_cut)
-    for batch in (first, second, third):
-        uncut.process_and_write(batch)
-
+    never_cut, uncut = never_cut_run()
     server = FakeWarehouseServer()
     service_on(server).process_and_write(first)
     cut_short(server, second, table)
@@ -147,11 +152,7 @@ def test_a_batch_cut_short_twice_the_second_time_while_done_again_ends_as_never_
                                                                                     second_cut: str) -> None:
     """The worker doing a cut batch again dies too, at another table: the third restore leaves out both."""
     first, second, third = batches()
-    never_cut = FakeWarehouseServer()
-    uncut = service_on(never_cut)
-    for batch in (first, second, third):
-        uncut.process_and_write(batch)
-
+    never_cut, uncut = never_cut_run()
     server = FakeWarehouseServer()
     service_on(server).process_and_write(first)
     cut_short(server, second, first_cut)
@@ -170,9 +171,7 @@ def test_a_worker_resuming_from_its_disk_rebuilds_when_a_batch_was_cut_short_aft
     """Its files end with the last batch held in full (the cut one's write-back never ran): resumed, it would not
     know the cut batch's rows are there, nor record them as abandoned, nor write their overrides again."""
     first, second, third = batches()
-    never_cut = FakeWarehouseServer()
-    for batch in (first, second, third):
-        service_on(never_cut).process_and_write(batch)
+    never_cut, _ = never_cut_run()
 
     server = FakeWarehouseServer()
     stopping = threading.Event()
