@@ -27,6 +27,8 @@ EARLY_TABLES = (*TABLE_ORDER[:-2], "alert_timers", "alert_log")
 # journeys too): where the rows of an owner batch cut short are. An owner batch with customer aliases or overrides
 # wrote rows here before them (merges, identity sets), or its aliases carry no more than what it writes again.
 OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
+# What the split's customer partitions write: a hand-over writes session and journey rows with no interaction row.
+PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "interaction_log")
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: frozenset[str] = frozenset()

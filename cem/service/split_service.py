@@ -34,7 +34,7 @@ from cem.settings import Settings
 from sinks.errors import describe_error
 from sinks.identity_reads import identity_changes_between
 from sinks.snapshot import load_split_snapshot
-from sinks.writer import abandoned_columns, effect_columns, row_count
+from sinks.writer import PARTITION_TABLES, abandoned_columns, effect_columns, row_count
 
 MARK = "resolver_batches"
 log = logging.getLogger("cem.worker")
@@ -92,6 +92,10 @@ class SplitWarehouse(WarehouseClient):
         self.stale_overrides = snapshot.stale_overrides
         resolver = Resolver(self.config, in_memory_maps)
         resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
+        # Versioned from the recent interaction rows, a restored partition could write a session again at the
+        # version of an older row of it (its own hand-over's, another worker's behind a slower clock): argMax
+        # has no tie-break. Its versions go above every row of the partitions' tables.
+        resolver.version = max(resolver.version, warehouse.newest_version_above(resolver.version, PARTITION_TABLES))
         merged = survivors(warehouse.customer_aliases(written))
         graph = resolver.graph
         folded = {}

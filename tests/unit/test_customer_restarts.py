@@ -136,6 +136,24 @@ def test_a_hand_off_lost_with_its_sender_is_sent_again_by_the_restored_sender() 
     assert_as_the_single_resolver(split, events[2], reference)
 
 
+@pytest.mark.parametrize("clock_behind_ms", [0, 60_000, 3_600_000])
+def test_a_receiver_restored_on_a_slower_clock_versions_its_rows_above_the_hand_off_it_wrote(
+        clock_behind_ms: int) -> None:
+    """A received hand-off writes session and journey rows and no interaction row. The receiver restarts on a
+    worker whose clock is behind: versioned from its interaction rows and that clock, its next rows could sort
+    before (or tie with) the hand-off's, and argMax has no tie-break, so the views and the next restore would
+    read the hand-off's older rows. Every version it writes now is above them."""
+    events, reference = merged_pair()
+    split = Split()
+    sender, receiver, [handoff] = merged_on_the_sender(split, events)
+    received = split.receive(handoff).version
+    assert not any(row["version"] == received for row in split.server.rows("interaction_log"))
+    split.clock_ms -= clock_behind_ms + 2_000  # the restart's step and the next fold each add 1 s
+    assert split.restart(receiver) == []
+    assert split.parts[receiver].version > received
+    assert_as_the_single_resolver(split, events[2], reference)
+
+
 @pytest.mark.parametrize("receiver_restarts", [False, True], ids=["receiver-running", "receiver-restarted"])
 def test_a_hand_off_received_before_the_sender_restarted_is_folded_in_once(receiver_restarts: bool) -> None:
     """The receiver took the first hand-off but had not written it when the sender was restored from the
