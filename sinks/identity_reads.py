@@ -8,6 +8,9 @@ from typing import Any, Protocol
 
 from cem.domain.identity_replica import IdentityChanges
 from sinks.snapshot import FIRST_KEY_SQL, first_key
+from sinks.warehouse import WrittenInFull
+
+NO_BOUND = 2**63 - 1  # above every version (microseconds since 1970)
 
 
 class Queries(Protocol):
@@ -42,10 +45,9 @@ def identity_changes_between(reader: Queries, after: int, upto: int | None) -> I
 
 def _kept_versions(reader: Queries, upto: int | None) -> str:
     """The condition on `version` for rows up to `upto` (None: no bound) that no abandoned batch wrote."""
-    conditions = ["1"] if upto is None else [f"version <= {int(upto)}"]
-    for after, until in reader.query(f"SELECT after_version, until_version FROM {reader.database}.abandoned_batches"):
-        conditions.append(f"NOT (version > {int(after)} AND version <= {int(until)})")
-    return " AND ".join(conditions)
+    abandoned = tuple((int(after), int(until)) for after, until in reader.query(
+        f"SELECT after_version, until_version FROM {reader.database}.abandoned_batches"))
+    return WrittenInFull(NO_BOUND if upto is None else upto, abandoned).sql()
 
 
 def replica_start(reader: Queries) -> IdentityChanges:
