@@ -144,16 +144,34 @@ class AlertEngine:
                 emit.clear_timer(timer.rule, timer.journey_id)
 
     def _follow_aliases(self, aliases: list[tuple[str, str]], emit: Emit) -> None:
-        """An absorbed journey's alerts and timers follow the journey that absorbed it (no second alert)."""
-        for from_id, into_id in aliases:
-            for (rule, journey_id), alert_id in list(self.state.by_journey.items()):
-                if journey_id == from_id:
-                    self.state.by_journey.setdefault((rule, into_id), alert_id)
-            for (rule, journey_id) in [key for key in self.state.timers if key[1] == from_id]:
-                timer = self.state.timers[(rule, journey_id)]
-                emit.clear_timer(rule, journey_id)
+        """An absorbed journey's alerts and timers follow the journey that absorbed it (no second alert). The open
+        alerts and timers are read once per batch, not once per alias: both grow with the retention kept."""
+        if not aliases:
+            return
+        absorbed = {from_id for from_id, _ in aliases}
+        alerts_of: dict[str, list[tuple[str, str]]] = {}  # absorbed journey -> (rule, alert id), as they follow
+        for (rule, journey_id), alert_id in self.state.by_journey.items():
+            if journey_id in absorbed:
+                alerts_of.setdefault(journey_id, []).append((rule, alert_id))
+        timers_of: dict[str, list[str]] = {}  # absorbed journey -> rules with a timer on it
+        for rule, journey_id in self.state.timers:
+            if journey_id in absorbed:
+                timers_of.setdefault(journey_id, []).append(rule)
+        for from_id, into_id in aliases:  # in order: a journey absorbed later in the batch passes on what it got
+            for rule, alert_id in alerts_of.get(from_id, []):
+                if (rule, into_id) not in self.state.by_journey:
+                    self.state.by_journey[(rule, into_id)] = alert_id
+                    if into_id in absorbed:
+                        alerts_of.setdefault(into_id, []).append((rule, alert_id))
+            for rule in timers_of.pop(from_id, []):
+                timer = self.state.timers.get((rule, from_id))
+                if timer is None:
+                    continue
+                emit.clear_timer(rule, from_id)
                 if (rule, into_id) not in self.state.timers:
                     emit.set_timer(replace(timer, journey_id=into_id))
+                    if into_id in absorbed:
+                        timers_of.setdefault(into_id, []).append(rule)
 
     # ---- state ---------------------------------------------------------------------------------------
     def _prune(self, horizon: int) -> None:
