@@ -36,7 +36,7 @@ from cem.domain.identity_records import (
 )
 from cem.domain.model import Identifier, stable_id
 from cem.domain.shared import DEFAULT_WEAK_THRESHOLD, DEFAULT_WEAK_TYPES, SharedIdentifier, SharedIdentifiers
-from cem.domain.state_maps import MapFactory, in_memory_maps
+from cem.domain.state_maps import MapFactory, in_memory_maps, prefetch
 
 IDENTIFIER_PRIORITY: dict[str, int] = {
     "customer_ref": 0,
@@ -111,6 +111,16 @@ class IdentityGraph:
     def customer_of_set(self, identifiers: IdentitySet) -> str | None:
         owner = self.set_owner.get(identifiers)
         return None if owner is None else self.find(owner)
+
+    def prefetch(self, sets: list[IdentitySet]) -> None:
+        """What folding these sets looks up first, read at once from maps on disk: their sets, their identifiers'
+        owners, carriers and evidence of sharing."""
+        prefetch(self.set_key, sets)
+        prefetch(self.set_owner, sets)
+        identifiers = [ident for identifiers in sets for ident in identifiers]
+        prefetch(self.owner, identifiers)
+        prefetch(self.carriers, identifiers)
+        self.shared.prefetch(identifiers)
 
     # ---- the one entry point ----------------------------------------------------------------------------
     def attribute(self, event_id: str, occurred_ms: int, identifiers: IdentitySet) -> Attribution:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -90,6 +91,9 @@ def stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}_{digest}"
 
 
+# A batch names the same identifier sets several times (its rows, the sets it attributed, their overrides), and
+# a customer's sets recur from batch to batch: a bounded memo spares the hashing.
+@functools.lru_cache(maxsize=1 << 16)
 def identity_key(identifiers: tuple[Identifier, ...]) -> str:
     """A stable, non-reversible name for one identifier set: interaction rows find their customer through it."""
     return stable_id("k", *(f"{t}:{v}" for t, v in identifiers))

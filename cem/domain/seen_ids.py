@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from enum import Enum
 
-from cem.domain.state_maps import MapFactory, in_memory_maps
+from cem.domain.state_maps import MapFactory, in_memory_maps, prefetch
 
 SEEN_BUCKET_MS = 60_000  # seen event ids expire by the minute in which they were first seen
 
@@ -37,6 +37,10 @@ class SeenIds:
         """Expire what left the window before `now_ms`; sightings of this batch are judged against it."""
         self._horizon_ms = now_ms - self.window_ms
         self._expire(self._horizon_ms)
+
+    def prefetch(self, event_ids: list[str]) -> None:
+        """A batch's ids read at once from a map on disk (most were never seen: one call answers them all)."""
+        prefetch(self.ids, event_ids)
 
     def sight(self, event_id: str, fingerprint: str, now_ms: int) -> Sighting:
         """Whether this copy is the first within the window; a first copy is remembered."""

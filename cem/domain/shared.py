@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from cem.domain.model import Identifier
-from cem.domain.state_maps import MapFactory, in_memory_maps
+from cem.domain.state_maps import MapFactory, in_memory_maps, prefetch
 
 EventKey = tuple[int, str]
 Evidence = tuple[tuple[Identifier, ...], EventKey]  # an identifier set and its earliest event
@@ -82,6 +82,9 @@ class SharedIdentifiers:
             found = {t: n for t, n in found.items() if n < UNLIMITED}
             self._thresholds[id_type] = found
         return found
+
+    def prefetch(self, identifiers: list[Identifier]) -> None:
+        prefetch(self._seen_with, identifiers)
 
     def observe(self, identifiers: tuple[Identifier, ...], key: EventKey) -> list[SharedIdentifier]:
         """Take one new identifier set as evidence. Returns (and marks) the identifiers it reveals as shared.

@@ -8,7 +8,7 @@ mutated in place (the store must then write back whatever it handed out).
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 MapFactory = Callable[[str], MutableMapping[Any, Any]]
@@ -45,3 +45,10 @@ def in_memory_maps(name: str) -> MutableMapping[Any, Any]:
     if name not in MAP_KINDS:
         raise KeyError(f"no state map named {name!r}")
     return {}
+
+
+def prefetch(mapping: MutableMapping[Any, Any], keys: Iterable[Any]) -> None:
+    """Warm a map for a batch: a map on disk reads the keys it lacks in one call (a dict has nothing to read)."""
+    warm = getattr(mapping, "prefetch", None)
+    if warm is not None:
+        warm(keys)

@@ -106,7 +106,8 @@ def test_changes_not_flushed_are_not_on_disk_and_wipe_empties_the_maps(tmp_path:
 
 KEYS = [f"c{i}" for i in range(6)]
 Op = tuple[str, str, int]
-map_ops = st.lists(st.tuples(st.sampled_from(["set", "pop", "get", "contains", "setdefault", "flush", "reopen"]),
+map_ops = st.lists(st.tuples(st.sampled_from(["set", "pop", "get", "contains", "setdefault", "prefetch", "flush",
+                                              "reopen"]),
                              st.sampled_from(KEYS), st.integers(0, 2)), max_size=60)
 
 
@@ -116,7 +117,8 @@ map_ops = st.lists(st.tuples(st.sampled_from(["set", "pop", "get", "contains", "
 def test_one_map_behaves_as_a_dict_through_evictions_rewrites_and_restarts(tmp_path_factory: pytest.TempPathFactory,
                                                                             name: str, ops: list[Op]) -> None:
     """Keys remembered as absent, values set back to what they were (not written again), keys removed and set
-    again, all across flushes that shrink the cache to one entry and restarts that keep only the files."""
+    again, keys read ahead, all across flushes that shrink the cache to one entry and restarts that keep only the
+    files."""
     path = tmp_path_factory.mktemp("map")
     model: dict[str, int] = {}
     store = StateStore(path, 32, cache_entries=1)
@@ -133,6 +135,8 @@ def test_one_map_behaves_as_a_dict_through_evictions_rewrites_and_restarts(tmp_p
                 assert (key in spill) == (key in model)
             elif op == "setdefault":
                 assert spill.setdefault(key, value) == model.setdefault(key, value)
+            elif op == "prefetch":  # a batch's keys read ahead: what the cache holds stays, the rest is read
+                spill.prefetch(KEYS[value:value + 3])
             elif op == "flush":
                 store.flush(Checkpoint(1, "w"))
             else:
