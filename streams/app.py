@@ -35,6 +35,7 @@ from streams.control import ControlStage
 from streams.identity_feed import IdentityFeed, IdentityPublisher
 from streams.ingest import Ingestor, IngestStage, limits_of  # noqa: F401  (Ingestor, limits_of: importable here)
 from streams.purge import purge_consumed
+from streams.record_order import WrittenOrder
 from streams.resolve import ResolveStage
 from streams.schema_feed import SchemaFeed
 from streams.split import CustomerStage, OwnerStage
@@ -113,6 +114,7 @@ def faust_app(settings: Settings, web: bool, app_class: type[faust.App] = faust.
         # A front holds messages unacknowledged while the owner answers; a rebalance must not wait for them (their
         # next holder reads them again)
         stream_wait_empty=not settings.split_partitions,
+        ConsumerScheduler=WrittenOrder,
     )
 
 
