@@ -66,9 +66,13 @@ class Checkpoint:
     warehouse: str  # which warehouse that version is in (a store never serves another)
 
 
-def _encode_key(name: str, key: Any) -> bytes:
+def _key_encoder(name: str) -> Callable[[Any], bytes]:
     if name in _IDENTIFIER_KEYS or name in _SET_KEYS:
-        return orjson.dumps(key)  # deterministic for tuples of strings, unlike pickle (which memoises objects)
+        return orjson.dumps  # deterministic for tuples of strings, unlike pickle (which memoises objects)
+    return _encode_text_key
+
+
+def _encode_text_key(key: Any) -> bytes:
     return str(key).encode()
 
 
@@ -93,6 +97,7 @@ class SpillMap(MutableMapping[Any, Any]):
         self.store, self.name, self.capacity = store, name, capacity
         self.mutable, self.resident = mutable, resident
         self.prefix = name.encode() + b"\x1f"
+        self.encode_key = _key_encoder(name)
         builtin = name in _MARSHAL_VALUES
         self.dumps: Callable[[Any], bytes] = marshal.dumps if builtin else _pickle
         self.loads: Callable[[bytes], Any] = marshal.loads if builtin else pickle.loads
@@ -110,7 +115,7 @@ class SpillMap(MutableMapping[Any, Any]):
         """A key not in the cache: its value read from RocksDB, or `_ABSENT`; cached either way."""
         if self.resident:
             return _ABSENT
-        raw = self.store.db.get(self.prefix + _encode_key(self.name, key))
+        raw = self.store.db.get(self.prefix + self.encode_key(key))
         if raw is None:
             self.cache[key] = _ABSENT
             return _ABSENT
@@ -125,8 +130,9 @@ class SpillMap(MutableMapping[Any, Any]):
         wanted = list({key: None for key in keys if key not in cache})
         if not wanted:
             return
-        prefix, name, loads = self.prefix, self.name, self.loads
-        found: list[bytes | None] = self.store.db.get([prefix + _encode_key(name, key) for key in wanted])  # type: ignore[assignment]  # a list of keys: a list of values
+        prefix, encode, loads = self.prefix, self.encode_key, self.loads
+        # A list of keys gives a list of values.
+        found: list[bytes | None] = self.store.db.get([prefix + encode(key) for key in wanted])  # type: ignore[assignment]
         for key, raw in zip(wanted, found, strict=True):
             cache[key] = _ABSENT if raw is None else loads(raw)
 
@@ -205,14 +211,19 @@ class SpillMap(MutableMapping[Any, Any]):
     def write_to(self, batch: WriteBatch) -> None:
         """Every change since the last write. A recompute takes a customer apart and replays it, so most keys it
         touched end as they began: for values never changed in place, those are not written again."""
-        before, cache = self.before, self.cache
-        for key in self.dirty:
-            value = cache[key]
-            if before.get(key, _UNKNOWN) != value:
-                batch.put(self.prefix + _encode_key(self.name, key), self.dumps(value))
+        before, cache, prefix, encode, dumps, put = self.before, self.cache, self.prefix, self.encode_key, self.dumps, \
+            batch.put
+        if self.mutable:  # whatever was handed out may have changed: no value from before to compare with
+            for key in self.dirty:
+                put(prefix + encode(key), dumps(cache[key]))
+        else:
+            for key in self.dirty:
+                value = cache[key]
+                if before.get(key, _UNKNOWN) != value:
+                    put(prefix + encode(key), dumps(value))
         for key in self.deleted:
             if before.get(key, _UNKNOWN) is not _ABSENT:
-                batch.delete(self.prefix + _encode_key(self.name, key))
+                batch.delete(prefix + encode(key))
         self.dirty.clear()
         self.deleted.clear()
         before.clear()
