@@ -18,6 +18,8 @@ from typing import Any
 
 from faust.transport.utils import DefaultSchedulingStrategy
 
+NO_TIMESTAMP = -1  # what Kafka itself reports for a record written without one
+
 
 def written_order(records: Mapping[Any, list[Any]]) -> Iterator[tuple[Any, Any]]:
     """(partition, record) for every record of a fetch, by record timestamp; ties and records written with a
@@ -30,7 +32,9 @@ def written_order(records: Mapping[Any, list[Any]]) -> Iterator[tuple[Any, Any]]
 
 def _keyed(index: int, tp: Any, batch: list[Any]) -> Iterator[tuple[int, int, Any, Any]]:
     for record in batch:
-        yield record.timestamp, index, tp, record
+        timestamp = record.timestamp
+        # A record without a timestamp (a message format before 0.10) goes first rather than stop the merge.
+        yield (NO_TIMESTAMP if timestamp is None else timestamp), index, tp, record
 
 
 def _timestamp_then_partition(item: tuple[int, int, Any, Any]) -> tuple[int, int]:

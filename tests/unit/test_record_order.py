@@ -14,7 +14,7 @@ from streams.record_order import WrittenOrder, written_order
 @dataclass(frozen=True)
 class Record:
     offset: int
-    timestamp: int
+    timestamp: int | None
 
 
 def fetch(timestamps: dict[str, list[int]]) -> dict[str, list[Record]]:
@@ -32,6 +32,12 @@ def test_a_partition_written_with_a_timestamp_going_back_keeps_its_offset_order(
     records = fetch({"a": [5, 1, 6], "b": [2, 3]})
     order = [(tp, record.offset) for tp, record in written_order(records)]
     assert order == [("b", 0), ("b", 1), ("a", 0), ("a", 1), ("a", 2)]
+
+
+def test_a_record_without_a_timestamp_waits_for_nothing_once_it_is_next_in_its_partition() -> None:
+    records = {"a": [Record(0, None), Record(1, 4)], "b": [Record(0, 2), Record(1, None)]}
+    order = [(tp, record.offset) for tp, record in written_order(records)]
+    assert order == [("a", 0), ("b", 0), ("b", 1), ("a", 1)]
 
 
 series = st.lists(st.integers(0, 50), max_size=12)
