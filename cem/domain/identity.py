@@ -117,10 +117,10 @@ class IdentityGraph:
         owners, carriers and evidence of sharing."""
         prefetch(self.set_key, sets)
         prefetch(self.set_owner, sets)
-        identifiers = [ident for identifiers in sets for ident in identifiers]
-        prefetch(self.owner, identifiers)
-        prefetch(self.carriers, identifiers)
-        self.shared.prefetch(identifiers)
+        # Generators: maps in memory, which read nothing, never walk them.
+        prefetch(self.owner, (ident for identifiers in sets for ident in identifiers))
+        prefetch(self.carriers, (ident for identifiers in sets for ident in identifiers))
+        self.shared.prefetch(ident for identifiers in sets for ident in identifiers)
 
     # ---- the one entry point ----------------------------------------------------------------------------
     def attribute(self, event_id: str, occurred_ms: int, identifiers: IdentitySet) -> Attribution:

@@ -70,7 +70,7 @@ class Resolver:
         effects.shared.extend(self.unrecorded_shared)
         self.unrecorded_shared = []
         # What the batch looks up first, read from a state on disk in one call per map rather than key by key.
-        self.dedup.prefetch([event.event_id for event in batch])
+        self.dedup.prefetch(event.event_id for event in batch)
         self.graph.prefetch([event.identifiers for event in batch])
         for event in batch:
             sighting = self.dedup.sight(event.event_id, event.fingerprint, now_ms)

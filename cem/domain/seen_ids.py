@@ -7,7 +7,7 @@ scans the ids themselves. The single resolver and each front of the partitioned 
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from enum import Enum
 
 from cem.domain.state_maps import MapFactory, in_memory_maps, prefetch
@@ -38,7 +38,7 @@ class SeenIds:
         self._horizon_ms = now_ms - self.window_ms
         self._expire(self._horizon_ms)
 
-    def prefetch(self, event_ids: list[str]) -> None:
+    def prefetch(self, event_ids: Iterable[str]) -> None:
         """A batch's ids read at once from a map on disk (most were never seen: one call answers them all)."""
         prefetch(self.ids, event_ids)
 

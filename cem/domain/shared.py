@@ -83,7 +83,7 @@ class SharedIdentifiers:
             self._thresholds[id_type] = found
         return found
 
-    def prefetch(self, identifiers: list[Identifier]) -> None:
+    def prefetch(self, identifiers: Iterable[Identifier]) -> None:
         prefetch(self._seen_with, identifiers)
 
     def observe(self, identifiers: tuple[Identifier, ...], key: EventKey) -> list[SharedIdentifier]:
