@@ -215,7 +215,7 @@ class Bench:
         load = procstat.load_average()
         for w in workers:
             w.spawn()
-        profiler: subprocess.Popen[bytes] | None = None
+        profilers: list[subprocess.Popen[bytes]] = []
         try:
             deadline = time.monotonic() + max(self.args.timeout, limit + 120)
             t0 = None
@@ -231,8 +231,10 @@ class Bench:
                     time.sleep(0.02)
             meter = procstat.CpuMeter({**self.service_pids(), **{w.name: pid_of(w) for w in workers}}).start()
             baseline_rss = {w.name: procstat.rss_mb(pid_of(w)) for w in workers}
-            if self.args.profile and n_workers == 1 and label == "throughput":
-                profiler = self._start_profiler(pid_of(workers[0]), label)
+            if self.args.profile and label in ("throughput", "scaling"):
+                names = [label] if n_workers == 1 else [f"{label}-worker{i}" for i in range(n_workers)]
+                profilers = [p for w, name in zip(workers, names, strict=True)
+                             if (p := self._start_profiler(pid_of(w), name)) is not None]
             samples: list[dict[str, Any]] = []
             next_sample = 0.0
             expected = traffic.unique_valid
@@ -262,9 +264,8 @@ class Bench:
                     raise TimeoutError(f"{label}: {rows}/{expected} rows, stuck")
                 time.sleep(0.1)
             cpu = meter.stop()
-            if profiler is not None:
-                self._stop_profiler(profiler)
-                profiler = None
+            while profilers:
+                self._stop_profiler(profilers.pop())
             seconds = t_end - t0
             # records/s; an incomplete phase counts the records its visible rows stand for
             rate = len(traffic.records) * min(1.0, rows / expected) / seconds
@@ -297,8 +298,8 @@ class Bench:
                     w.stop()
             return out, workers
         except BaseException:
-            if profiler is not None:
-                self._stop_profiler(profiler)
+            while profilers:
+                self._stop_profiler(profilers.pop())
             for w in workers:
                 w.kill()
             raise
@@ -839,8 +840,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")
     p.add_argument("--profile", action="store_true",
-                   help="py-spy the worker during the throughput and latency phases "
-                   "(bench/results/profile-<phase>.txt, collapsed stacks; summarise with python -m bench.profile)")
+                   help="py-spy the workers during the throughput, scaling and latency phases "
+                   "(bench/results/profile-<phase>[-worker<i>].txt, collapsed stacks; "
+                   "summarise with python -m bench.profile)")
     p.add_argument("--with-proposals", default="", metavar="NAME[,NAME]",
                    help="what-if: run the workers with these bench/proposals patches applied ("
                    + ", ".join(PROPOSALS) + "); the summary says so")

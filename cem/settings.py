@@ -95,6 +95,9 @@ class Settings:
     sink_batch_max: int = 50_000
     sink_flush_seconds: float = 0.25  # p99 0.88 s at half load (docs/performance.md); ~4 inserts/s per table
     sink_retry_max_seconds: float = 10.0
+    # The most one fetch brings of each partition. Kafka's usual 1 MiB left the worker waiting on fetches once
+    # Faust's hand-over of records got cheaper (docs/performance.md, "Fetching a backlog").
+    consumer_fetch_bytes: int = 4 * 1024 * 1024
     # Kafka consumer group liveness (short in tests)
     session_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 3.0
@@ -150,6 +153,8 @@ class Settings:
             object.__setattr__(self, "identity_replica", True)
         if self.state_store not in ("disk", "memory"):
             raise ValueError(f"CEM_STATE_STORE must be disk or memory, not {self.state_store!r}")
+        if self.consumer_fetch_bytes < 65_536:
+            raise ValueError(f"CEM_CONSUMER_FETCH_BYTES must be at least 65536, not {self.consumer_fetch_bytes}")
         if self.state_memory_mb < 32:
             raise ValueError(f"CEM_STATE_MEMORY_MB must be at least 32, not {self.state_memory_mb}")
         if self.identity_replica_memory_mb < 16:

@@ -1,0 +1,182 @@
+"""The consumer hands each fetched record to its handler at once: a handler that does not wait runs to the end
+without a task; one that waits goes on as a task would, and a suspension of the flow still ends it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams.kafka_transport import EagerApp, EagerConsumer, resume, step
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def consumer() -> EagerConsumer:
+    app = EagerApp("eager-test", broker="kafka://127.0.0.1:1")  # never connects: no service is started
+    assert isinstance(app.consumer, EagerConsumer)
+    return app.consumer
+
+
+async def put_and_report(queue: asyncio.Queue[int], item: int, log: list[str]) -> str:
+    try:
+        await queue.put(item)
+    except asyncio.CancelledError:
+        log.append("cancelled")
+        raise
+    log.append(f"put {item}")
+    return f"put {item}"
+
+
+def test_a_coroutine_that_never_waits_is_run_to_its_end_in_one_step() -> None:
+    async def scenario() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        log: list[str] = []
+        assert step(put_and_report(queue, 7, log)) == (True, "put 7")
+        assert queue.get_nowait() == 7 and log == ["put 7"]
+    run(scenario())
+
+
+def test_a_waiting_coroutine_carried_on_by_resume_finishes_once_the_queue_has_room() -> None:
+    async def scenario() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)
+        log: list[str] = []
+        coroutine = put_and_report(queue, 2, log)
+        done, waiting_on = step(coroutine)
+        assert not done
+        task = asyncio.ensure_future(resume(coroutine, waiting_on))
+        await asyncio.sleep(0)
+        assert log == []  # still waiting for room
+        assert queue.get_nowait() == 1
+        assert await task == "put 2"
+        assert queue.get_nowait() == 2 and log == ["put 2"]
+    run(scenario())
+
+
+def test_cancelling_the_task_that_carries_a_coroutine_on_cancels_the_coroutine_where_it_waits() -> None:
+    async def scenario() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)
+        log: list[str] = []
+        coroutine = put_and_report(queue, 2, log)
+        task = asyncio.ensure_future(resume(coroutine, step(coroutine)[1]))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert log == ["cancelled"]
+        assert queue.get_nowait() == 1
+        queue.put_nowait(3)  # the cancelled put left no waiter behind: the next put is the next item
+        assert queue.get_nowait() == 3 and queue.empty()
+    run(scenario())
+
+
+def test_a_coroutine_reads_the_failure_or_cancellation_of_the_future_it_waited_on() -> None:
+    async def read(future: asyncio.Future[int]) -> str:
+        try:
+            return str(await future)
+        except asyncio.CancelledError:
+            return "its future was cancelled"
+        except ValueError as exc:
+            return f"failed: {exc}"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        outcomes = []
+        for settle in (lambda f: f.set_result(4), lambda f: f.set_exception(ValueError("bad")), lambda f: f.cancel()):
+            future: asyncio.Future[int] = loop.create_future()
+            coroutine = read(future)
+            task = asyncio.ensure_future(resume(coroutine, step(coroutine)[1]))
+            await asyncio.sleep(0)
+            settle(future)
+            outcomes.append(await task)
+        assert outcomes == ["4", "failed: bad", "its future was cancelled"]
+    run(scenario())
+
+
+def test_a_coroutine_that_yields_to_the_loop_is_carried_on_to_its_end() -> None:
+    async def turns(n: int) -> int:
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return n
+
+    async def scenario() -> None:
+        coroutine = turns(3)
+        done, waiting_on = step(coroutine)
+        assert (done, waiting_on) == (False, None)
+        assert await resume(coroutine, waiting_on) == 3
+    run(scenario())
+
+
+def test_the_consumer_runs_a_handler_that_does_not_wait_before_anything_else_gets_the_loop() -> None:
+    async def scenario() -> None:
+        eager = consumer()
+        log: list[str] = []
+        other = asyncio.ensure_future(asyncio.sleep(0, result="other"))
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+        handler = put_and_report(queue, 5, log)
+        result = await eager.wait_first(handler, eager.suspend_flow.wait())
+        assert (result.done, result.results, result.stopped) == ([handler], ["put 5"], False)
+        assert not other.done()  # the handler never gave the loop up
+        await other
+    run(scenario())
+
+
+def test_a_handler_waiting_on_a_full_queue_is_cancelled_when_the_flow_is_suspended() -> None:
+    async def scenario() -> None:
+        eager = consumer()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)
+        log: list[str] = []
+        waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        eager.suspend_flow.set()  # what a rebalance does
+        result = await waiting
+        assert result.done and result.done[0] is not None and result.stopped is False
+        await asyncio.sleep(0)
+        assert log == ["cancelled"]
+        assert queue.get_nowait() == 1 and queue.empty()
+    run(scenario())
+
+
+def test_a_handler_waiting_on_a_full_queue_finishes_once_the_stream_takes_a_record() -> None:
+    async def scenario() -> None:
+        eager = consumer()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)
+        log: list[str] = []
+        waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
+        await asyncio.sleep(0.01)
+        assert queue.get_nowait() == 1
+        result = await waiting
+        assert result.results == ["put 2"] and log == ["put 2"] and queue.get_nowait() == 2
+    run(scenario())
+
+
+def test_while_the_flow_is_suspended_the_consumer_waits_as_faust_does() -> None:
+    async def scenario() -> None:
+        eager = consumer()
+        eager.suspend_flow.set()
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        log: list[str] = []
+        result = await eager.wait_first(put_and_report(queue, 9, log), eager.suspend_flow.wait())
+        # Faust's own wait: the handler and the suspension both run, and the suspension is among those that ended.
+        assert True in result.results
+        await asyncio.sleep(0)
+    run(scenario())
+
+
+def test_a_handler_that_raises_at_once_raises_out_of_the_wait() -> None:
+    async def broken() -> None:
+        raise ValueError("no channel")
+
+    async def scenario() -> None:
+        eager = consumer()
+        with pytest.raises(ValueError, match="no channel"):
+            await eager.wait_first(broken(), eager.suspend_flow.wait())
+    run(scenario())
