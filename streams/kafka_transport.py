@@ -37,17 +37,20 @@ def step(coroutine: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
 async def resume(coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
     """Carries on a `coroutine` that `step` left waiting on `waiting_on`, as a task of its own would have: it is
     woken when that future is done, and a cancellation of this task is passed on to it."""
+    task = asyncio.current_task()
+    cancellations = task.cancelling() if task is not None else 0
     while True:
+        if waiting_on is not None and not asyncio.isfuture(waiting_on):
+            coroutine.close()
+            raise RuntimeError(f"a coroutine of the consumer's handler yielded {waiting_on!r}")
         try:
             if waiting_on is None:
                 await asyncio.sleep(0)
-            elif asyncio.isfuture(waiting_on):
-                await _settled(waiting_on)
             else:
-                raise RuntimeError(f"a coroutine of the consumer's handler yielded {waiting_on!r}")
+                await _settled(waiting_on)
         except asyncio.CancelledError as cancelled:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # this task is cancelled: so is the coroutine, where it waits
+            if task is not None and task.cancelling() > cancellations:  # this task was cancelled: so is the
+                cancellations = task.cancelling()                      # coroutine, where it waits
                 try:
                     waiting_on = coroutine.throw(cancelled)
                 except StopIteration as finished:

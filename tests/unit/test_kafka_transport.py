@@ -4,6 +4,7 @@ without a task; one that waits goes on as a task would, and a suspension of the 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
@@ -179,4 +180,49 @@ def test_a_handler_that_raises_at_once_raises_out_of_the_wait() -> None:
         eager = consumer()
         with pytest.raises(ValueError, match="no channel"):
             await eager.wait_first(broken(), eager.suspend_flow.wait())
+    run(scenario())
+
+
+def test_a_coroutine_that_swallows_its_cancellation_carries_on_to_its_next_wait() -> None:
+    async def stubborn(first: asyncio.Future[int], second: asyncio.Future[int], log: list[str]) -> str:
+        try:
+            await first
+        except asyncio.CancelledError:
+            log.append("told to stop, carried on")
+        try:
+            await second
+        except asyncio.CancelledError:
+            return "its second future was cancelled"
+        return "second done"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        log: list[str] = []
+        coroutine = stubborn(first, second, log)
+        task = asyncio.ensure_future(resume(coroutine, step(coroutine)[1]))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0)
+        assert log == ["told to stop, carried on"] and not task.done()
+        second.cancel()  # someone else cancels the future it waits on next
+        assert await task == "its second future was cancelled"
+    run(scenario())
+
+
+def test_a_coroutine_yielding_what_no_task_could_wait_on_is_closed_with_an_error() -> None:
+    class Odd:
+        def __await__(self) -> Any:
+            yield "not a future"
+
+    async def odd() -> None:
+        await Odd()
+
+    async def scenario() -> None:
+        coroutine = odd()
+        done, waiting_on = step(coroutine)
+        assert (done, waiting_on) == (False, "not a future")
+        with pytest.raises(RuntimeError, match="not a future"):
+            await resume(coroutine, waiting_on)
+        assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
     run(scenario())
