@@ -96,7 +96,7 @@ class Settings:
     sink_flush_seconds: float = 0.25  # p99 0.88 s at half load (docs/performance.md); ~4 inserts/s per table
     sink_retry_max_seconds: float = 10.0
     # The most one fetch brings of each partition. Kafka's usual 1 MiB left the worker waiting on fetches once
-    # Faust's hand-over of records got cheaper (docs/performance.md, "Fetching a backlog").
+    # Faust's hand-over of records got cheaper (docs/performance.md, "Faust's hand-over of each record").
     consumer_fetch_bytes: int = 4 * 1024 * 1024
     # Kafka consumer group liveness (short in tests)
     session_timeout_seconds: float = 30.0

@@ -127,15 +127,22 @@ def test_the_consumer_runs_a_handler_that_does_not_wait_before_anything_else_get
     run(scenario())
 
 
+async def handing_over_to_a_full_queue(eager: EagerConsumer) -> tuple[asyncio.Future[Any], asyncio.Queue[int],
+                                                                           list[str]]:
+    """The consumer handing the record 2 to a queue already holding 1, with room for one: it waits."""
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(1)
+    log: list[str] = []
+    waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    return waiting, queue, log
+
+
 def test_a_handler_waiting_on_a_full_queue_is_cancelled_when_the_flow_is_suspended() -> None:
     async def scenario() -> None:
         eager = consumer()
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(1)
-        log: list[str] = []
-        waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
-        await asyncio.sleep(0.01)
-        assert not waiting.done()
+        waiting, queue, log = await handing_over_to_a_full_queue(eager)
         eager.suspend_flow.set()  # what a rebalance does
         result = await waiting
         assert result.done and result.done[0] is not None and result.stopped is False
@@ -147,12 +154,7 @@ def test_a_handler_waiting_on_a_full_queue_is_cancelled_when_the_flow_is_suspend
 
 def test_a_handler_waiting_on_a_full_queue_finishes_once_the_stream_takes_a_record() -> None:
     async def scenario() -> None:
-        eager = consumer()
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(1)
-        log: list[str] = []
-        waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
-        await asyncio.sleep(0.01)
+        waiting, queue, log = await handing_over_to_a_full_queue(consumer())
         assert queue.get_nowait() == 1
         result = await waiting
         assert result.results == ["put 2"] and log == ["put 2"] and queue.get_nowait() == 2
