@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from itertools import chain
 
 from cem.domain.identity_records import (
     Attribution,
@@ -117,10 +118,10 @@ class IdentityGraph:
         owners, carriers and evidence of sharing."""
         prefetch(self.set_key, sets)
         prefetch(self.set_owner, sets)
-        # Generators: maps in memory, which read nothing, never walk them.
-        prefetch(self.owner, (ident for identifiers in sets for ident in identifiers))
-        prefetch(self.carriers, (ident for identifiers in sets for ident in identifiers))
-        self.shared.prefetch(ident for identifiers in sets for ident in identifiers)
+        # Lazy: maps in memory, which read nothing, never walk them.
+        prefetch(self.owner, chain.from_iterable(sets))
+        prefetch(self.carriers, chain.from_iterable(sets))
+        self.shared.prefetch(chain.from_iterable(sets))
 
     # ---- the one entry point ----------------------------------------------------------------------------
     def attribute(self, event_id: str, occurred_ms: int, identifiers: IdentitySet) -> Attribution:

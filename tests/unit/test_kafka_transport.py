@@ -32,6 +32,14 @@ async def put_and_report(queue: asyncio.Queue[int], item: int, log: list[str]) -
     return f"put {item}"
 
 
+def putting_into_a_full_queue() -> tuple[asyncio.Queue[int], list[str], Any]:
+    """A coroutine about to put 2 on a queue that holds 1 and has room for one: it will wait."""
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(1)
+    log: list[str] = []
+    return queue, log, put_and_report(queue, 2, log)
+
+
 def test_a_coroutine_that_never_waits_is_run_to_its_end_in_one_step() -> None:
     async def scenario() -> None:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
@@ -43,10 +51,7 @@ def test_a_coroutine_that_never_waits_is_run_to_its_end_in_one_step() -> None:
 
 def test_a_waiting_coroutine_carried_on_by_resume_finishes_once_the_queue_has_room() -> None:
     async def scenario() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(1)
-        log: list[str] = []
-        coroutine = put_and_report(queue, 2, log)
+        queue, log, coroutine = putting_into_a_full_queue()
         done, waiting_on = step(coroutine)
         assert not done
         task = asyncio.ensure_future(resume(coroutine, waiting_on))
@@ -60,10 +65,7 @@ def test_a_waiting_coroutine_carried_on_by_resume_finishes_once_the_queue_has_ro
 
 def test_cancelling_the_task_that_carries_a_coroutine_on_cancels_the_coroutine_where_it_waits() -> None:
     async def scenario() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-        queue.put_nowait(1)
-        log: list[str] = []
-        coroutine = put_and_report(queue, 2, log)
+        queue, log, coroutine = putting_into_a_full_queue()
         task = asyncio.ensure_future(resume(coroutine, step(coroutine)[1]))
         await asyncio.sleep(0)
         task.cancel()
@@ -130,10 +132,8 @@ def test_the_consumer_runs_a_handler_that_does_not_wait_before_anything_else_get
 async def handing_over_to_a_full_queue(eager: EagerConsumer) -> tuple[asyncio.Future[Any], asyncio.Queue[int],
                                                                            list[str]]:
     """The consumer handing the record 2 to a queue already holding 1, with room for one: it waits."""
-    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
-    queue.put_nowait(1)
-    log: list[str] = []
-    waiting = asyncio.ensure_future(eager.wait_first(put_and_report(queue, 2, log), eager.suspend_flow.wait()))
+    queue, log, handler = putting_into_a_full_queue()
+    waiting = asyncio.ensure_future(eager.wait_first(handler, eager.suspend_flow.wait()))
     await asyncio.sleep(0.01)
     assert not waiting.done()
     return waiting, queue, log
