@@ -255,7 +255,7 @@ class IdentityGraph:
     def _detach(self, roots: set[str], identifiers: IdentitySet, key: EventKey) -> _Detached:
         """Take the customers `roots` out of the graph, with everything they owned, ready to be replayed."""
         detached = _Detached(replay={identifiers: key})
-        for root in roots:
+        for root in sorted(roots):  # a set's order hangs on its history, which differs once read back from disk
             customer = self.customers.pop(root)
             detached.old_ids.extend((root, *customer.members))
             for member_set, member_key in customer.sets.items():

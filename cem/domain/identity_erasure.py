@@ -47,7 +47,8 @@ def forget_in_graph(graph: IdentityGraph, customer_ids: Iterable[str], erased: I
     removed_owners = {graph.find(graph.set_owner[s]) for s in removed}
     gone = {root: graph.customers.pop(root) for root in persons}
     touched = {graph.find(c) for s in removed for ident in s for c in graph.carriers.get(ident, ())}
-    replayed = {root: graph.customers.pop(root) for root in graph._closure(touched | removed_owners | unshared_roots)}
+    closure = sorted(graph._closure(touched | removed_owners | unshared_roots))  # one order, in memory or on disk
+    replayed = {root: graph.customers.pop(root) for root in closure}
     person_ids = {cid for root, c in gone.items() for cid in (root, *c.members)}
     every = {**gone, **replayed}
     all_ids = {cid for root, c in every.items() for cid in (root, *c.members)}
