@@ -82,7 +82,8 @@ def decode_routed(value: bytes | None) -> list[Routed]:
 
 # ---- hand-offs --------------------------------------------------------------------------------------------
 def encode_handoff(handoff: HandOff) -> bytes:
-    sessions = [[s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, sorted(s.channels), s.members]
+    sessions = [[s.session_id, s.customer_id, s.start_ms, s.end_ms, s.events, sorted(s.channels), s.members,
+                 None if s.lines is None else [[sid, cid, n] for (sid, cid), n in sorted(s.lines.items())]]
                 for s in handoff.sessions]
     journeys = [[j.journey_id, j.issue_ref, j.customer_id, j.events, j.members] for j in handoff.journeys]
     return orjson.dumps({"from": handoff.from_id, "into": handoff.into_id, "version": handoff.version,
@@ -101,11 +102,19 @@ def decode_handoff(value: bytes | None) -> HandOff:
 
 
 def _session(index: int, row: Any) -> Session:
-    if not (isinstance(row, list) and len(row) == 7 and isinstance(row[0], str) and isinstance(row[1], str)
+    if not (isinstance(row, list) and len(row) in (7, 8) and isinstance(row[0], str) and isinstance(row[1], str)
             and all(_is_int(n) for n in row[2:5]) and row[2] <= row[3] and row[4] > 0
-            and _strings(row[5]) and _strings(row[6])):
-        raise _bad(f"session {index}: [id, customer, start_ms, end_ms, events, channels, members] expected")
-    return Session(row[0], row[1], row[2], row[3], row[4], set(row[5]), list(row[6]))
+            and _strings(row[5]) and _strings(row[6]) and (len(row) == 7 or _lines(row[7], row[4]))):
+        raise _bad(f"session {index}: [id, customer, start_ms, end_ms, events, channels, members, lines] expected")
+    lines = None if len(row) == 7 or row[7] is None else {(sid, cid): n for sid, cid, n in row[7]}
+    return Session(row[0], row[1], row[2], row[3], row[4], set(row[5]), list(row[6]), lines)
+
+
+def _lines(lines: Any, events: int) -> bool:
+    """None (a session counted as a whole), or [session, customer, events] rows that add up to its events."""
+    return lines is None or (isinstance(lines, list) and all(
+        isinstance(line, list) and len(line) == 3 and _strings(line[:2]) and _is_int(line[2]) and line[2] > 0
+        for line in lines) and sum(line[2] for line in lines) == events)
 
 
 def _journey(index: int, row: Any) -> ServiceJourney:

@@ -10,6 +10,9 @@ full or paused.
 scheduled at all. When it does wait, the rest of it becomes a task raced against the flow's suspension exactly as
 Faust does, so a rebalance still cancels a handler stuck on a full queue. Records, their order and their offsets are
 the same either way.
+
+It also keeps the records Faust skips after a rebalance out of the next commit (`EagerConsumer.ack`): they are read
+again, and only the copy read again may move the committed offset.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Any, ClassVar
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
 from mode.services import WaitResults
+from mode.utils.futures import notify
 
 
 def step(coroutine: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
@@ -94,6 +99,23 @@ class EagerConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]  # faust's c
 
     def _flow_held(self) -> bool:
         return bool(self.suspend_flow.is_set() or self._stopped.is_set() or self._crashed.is_set())
+
+    def ack(self, message: Any) -> bool:
+        """Records an acknowledged offset for the next commit, unless the record was read before a rebalance.
+
+        Faust's stream acknowledges the records it skips after a rebalance (read in an earlier generation, or
+        while the flow is suspended) without handing them on. Their partitions are sought to the committed offset
+        at the end of every rebalance and read again, so the copy read again is the one that counts. But Faust
+        commits the first run of acknowledged offsets, and with no committed offset yet it does not check where
+        that run starts: a skipped record acknowledged while the copy read again is still being processed would
+        let the commit pass it, and a crash or the next rebalance would then lose it."""
+        if message.generation_id != self.app.consumer_generation_id or not self.app.flow_control.is_active():
+            with ack_lock:
+                message.acked = True
+                self._unacked_messages.discard(message)  # nothing waits for it before a rebalance
+            notify(self._waiting_for_ack)
+            return False
+        return bool(super().ack(message))
 
 
 def _discard(waitable: Any) -> None:

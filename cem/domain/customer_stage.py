@@ -17,7 +17,11 @@ instead: a customer that merged away and back can send it through a partition tw
 
 Restarts. A restored partition files sessions and journeys under the customer they were last written under. A
 merged customer that still holds state there had its hand-off lost with the sender, or not yet written by the
-receiver: it is handed on again, and a receiver folds in only the sessions and journeys it does not hold yet.
+receiver: it is handed on again, to the survivor known now, which may not be where the first copy went. The two
+copies can then be folded in at different places and meet later, one inside the other. So a receiver joins what
+it holds already instead of adding it: a journey by its event ids, a session by line (Session.lines: its events
+counted by the session and customer they were folded under, each line growing in one place only, so the larger
+count of a line holds the smaller).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-from cem.domain.customer_state import fold_event, move_customer_state
+from cem.domain.customer_state import fold_event, move_customer_state, note_sessions
 from cem.domain.effects import Effects, next_version
 from cem.domain.front import Routed
 from cem.domain.identity_replica import IdentityChanges
@@ -64,7 +68,7 @@ class CustomerPartition:
                  maps: MapFactory = in_memory_maps) -> None:
         self.index = index
         self.partitions = partitions
-        self.sessions = SessionBook(session_gap_ms, maps)
+        self.sessions = SessionBook(session_gap_ms, maps, by_line=True)
         self.journeys = JourneyBook(maps)
         self.handed: MutableMapping[str, str] = maps("handed")  # merged customer -> the survivor it went to
         self.folded: MutableMapping[str, str] = maps("folded")  # event id -> the customer it was folded under here
@@ -145,7 +149,8 @@ class CustomerPartition:
         if survivor is not None:
             self._send(HandOff(old_id, survivor, sessions, journeys, effects.version), effects, step)
             return
-        sessions, journeys = self._not_held(sessions, journeys, (old_id, into_id))
+        sessions = self._fold_copies(sessions, (old_id, into_id), effects)
+        journeys = self._news(journeys, (old_id, into_id))
         if not sessions and not journeys:
             return
         self.sessions.by_customer[old_id] = sorted([*self.sessions.by_customer.get(old_id, []), *sessions])
@@ -154,18 +159,27 @@ class CustomerPartition:
             self.journeys.place(journey)
         move_customer_state(self.sessions, self.journeys, old_id, into_id, effects)
 
-    def _not_held(self, sessions: list[Session], journeys: list[ServiceJourney], customer_ids: tuple[str, ...]
-                  ) -> tuple[list[Session], list[ServiceJourney]]:
-        """What a hand-off brings that these customers do not hold yet, by id (absorbed ones included): a
-        hand-off sent again after a restart, or redelivered, is folded in once."""
-        held: set[str] = set()
+    def _fold_copies(self, sessions: list[Session], customer_ids: tuple[str, ...], effects: Effects) -> list[Session]:
+        """Folds in the sessions these customers hold already (by id, absorbed ones included: a hand-off sent
+        again after a restart, or redelivered) by line, so each event counts once; returns the others."""
+        fresh = []
+        for session in sessions:
+            holder = next((c for c in customer_ids if self.sessions.holds(c, session.session_id)), None)
+            if holder is None:
+                fresh.append(session)
+            elif session.lines is not None:  # a copy without lines (written before them) adds nothing known
+                note_sessions(effects, *self.sessions.take_copy(holder, session))
+        return fresh
+
+    def _news(self, journeys: list[ServiceJourney], customer_ids: tuple[str, ...]) -> list[ServiceJourney]:
+        """The journeys that bring events these customers' journeys lack (a journey sent again brings none):
+        placed, they join the journey holding them by their event ids."""
+        held: dict[str, ServiceJourney] = {}
         for customer_id in customer_ids:
-            for session in self.sessions.by_customer.get(customer_id, []):
-                held.update((session.session_id, *session.members))
             for journey in self.journeys.by_customer.get(customer_id, {}).values():
-                held.update((journey.journey_id, *journey.members))
-        return ([s for s in sessions if s.session_id not in held],
-                [j for j in journeys if j.journey_id not in held])
+                held.update(dict.fromkeys((journey.journey_id, *journey.members), journey))
+        return [j for j in journeys
+                if j.journey_id not in held or not j.events.keys() <= held[j.journey_id].events.keys()]
 
     def _send(self, handoff: HandOff, effects: Effects, step: PartitionStep) -> None:
         target = customer_partition(handoff.into_id, self.partitions)

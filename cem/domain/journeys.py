@@ -37,9 +37,35 @@ class Session:
     events: int
     channels: set[str] = field(default_factory=set)
     members: list[str] = field(default_factory=list)  # absorbed session ids, transitively: all alias to this one
+    # A customer partition's count of events by where they were folded: (session, customer) of their interaction
+    # row -> events. Each key grows in one place only, so two copies of a session (a hand-off sent, then sent
+    # again by its restored sender) join by the larger count per key, never counting an event twice. None
+    # outside the partitions, where sessions add up.
+    lines: dict[tuple[str, str], int] | None = field(default=None, compare=False)
 
     def __lt__(self, other: Session) -> bool:
         return (self.start_ms, self.session_id) < (other.start_ms, other.session_id)
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Sessions pickled before `lines` existed load with none."""
+        self.lines = None
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def join(self, other: Session) -> None:
+        """Folds `other`'s events in: added up, or by line when both count by line (a copy may overlap)."""
+        self.start_ms = min(self.start_ms, other.start_ms)
+        self.end_ms = max(self.end_ms, other.end_ms)
+        self.channels |= other.channels
+        if self.lines is not None and other.lines is not None:
+            for key, count in other.lines.items():
+                self.lines[key] = max(count, self.lines.get(key, 0))
+            self.events = sum(self.lines.values())
+        else:
+            self.events += other.events
+        known = {self.session_id, *self.members}
+        self.members.extend(m for m in dict.fromkeys((other.session_id, *other.members)) if m not in known)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +77,10 @@ class SessionAlias:
 class SessionBook:
     """Every customer's sessions, sorted by start."""
 
-    def __init__(self, gap_ms: int, maps: MapFactory = in_memory_maps) -> None:
+    def __init__(self, gap_ms: int, maps: MapFactory = in_memory_maps, by_line: bool = False) -> None:
         self.gap_ms = gap_ms
         self.by_customer: MutableMapping[str, list[Session]] = maps("sessions")
+        self.by_line = by_line  # sessions count their events by line (Session.lines)
 
     def add(
         self, customer_id: str, event_id: str, occurred_ms: int, channel: str
@@ -61,7 +88,8 @@ class SessionBook:
         sessions = self.by_customer.setdefault(customer_id, [])
         touching = self._touching(sessions, occurred_ms, occurred_ms)
         if not touching:
-            session = Session(stable_id("s", event_id), customer_id, occurred_ms, occurred_ms, 0)
+            session = Session(stable_id("s", event_id), customer_id, occurred_ms, occurred_ms, 0,
+                              lines={} if self.by_line else None)
             insort(sessions, session)
             touching = [session]
         session, aliases = self._coalesce(sessions, touching)
@@ -69,6 +97,9 @@ class SessionBook:
         session.end_ms = max(session.end_ms, occurred_ms)
         session.events += 1
         session.channels.add(channel)
+        if session.lines is not None:  # the line of this event's row: (its session, its customer)
+            line = (session.session_id, customer_id)
+            session.lines[line] = session.lines.get(line, 0) + 1
         return session, aliases
 
     def move_customer(self, from_customer: str, into_customer: str) -> tuple[list[Session], list[SessionAlias]]:
@@ -99,6 +130,27 @@ class SessionBook:
             found.append(sessions[index])
         return found
 
+    def take_copy(self, customer_id: str, copy: Session) -> tuple[list[Session], list[SessionAlias]]:
+        """Folds in a copy of a session this customer holds already (by id, or absorbed): a hand-off sent again.
+        Counted by line, the copy adds only what the held session lacks; it may also reach further in time."""
+        sessions = self.by_customer.get(customer_id, [])
+        held = next(s for s in sessions if copy.session_id == s.session_id or copy.session_id in s.members)
+        before = (held.start_ms, held.end_ms, held.events, len(held.channels), len(held.members))
+        new_members = [m for m in (copy.session_id, *copy.members) if m != held.session_id and m not in held.members]
+        held.join(copy)
+        if (held.start_ms, held.end_ms, held.events, len(held.channels), len(held.members)) == before:
+            return [], []  # sent again with nothing new: no row to write
+        sessions.remove(held)
+        touching = self._touching(sessions, held.start_ms, held.end_ms)
+        insort(sessions, held)
+        kept, aliases = self._coalesce(sessions, [*touching, held])
+        aliases += [SessionAlias(member, kept.session_id) for member in new_members]
+        return [kept], aliases
+
+    def holds(self, customer_id: str, session_id: str) -> bool:
+        return any(session_id == s.session_id or session_id in s.members
+                   for s in self.by_customer.get(customer_id, []))
+
     @staticmethod
     def _coalesce(sessions: list[Session], touching: list[Session]) -> tuple[Session, list[SessionAlias]]:
         keep = min(touching)
@@ -106,13 +158,9 @@ class SessionBook:
         for other in touching:
             if other is keep:
                 continue
-            keep.start_ms = min(keep.start_ms, other.start_ms)
-            keep.end_ms = max(keep.end_ms, other.end_ms)
-            keep.events += other.events
-            keep.channels |= other.channels
             sessions.remove(other)
-            absorbed = [other.session_id, *other.members]
-            keep.members.extend(absorbed)
+            absorbed = [i for i in (other.session_id, *other.members) if i != keep.session_id]
+            keep.join(other)
             aliases.extend(SessionAlias(absorbed_id, keep.session_id) for absorbed_id in absorbed)
         return keep, aliases
 
@@ -214,7 +262,8 @@ class JourneyBook:
             return journey, []
         keep, gone = (journey, other) if journey.started() < other.started() else (other, journey)
         keep.events.update(gone.events)
-        absorbed = [gone.journey_id, *gone.members]
+        known = {keep.journey_id, *keep.members}  # a copy of a journey held here brings no new id
+        absorbed = [i for i in dict.fromkeys((gone.journey_id, *gone.members)) if i not in known]
         keep.members.extend(absorbed)
         journeys[journey.issue_ref] = keep
         return keep, [JourneyAlias(absorbed_id, keep.journey_id, keep.issue_ref) for absorbed_id in absorbed]

@@ -149,7 +149,7 @@ class Resolver:
             if row.session_id:
                 session_id = follow_aliases(session_alias, row.session_id)
                 owner = snapshot.session_owners.get(session_id)
-                _restore_session_event(sessions, session_id, place(owner) if owner else customer_id, row)
+                _restore_session_event(sessions, session_id, place(owner) if owner else customer_id, row, as_written)
             if row.issue_ref:
                 _restore_journey_event(journeys, journey_alias, snapshot.journey_owners, row, customer_id, place)
             self.version = max(self.version, row.version)
@@ -260,16 +260,22 @@ def _restore_journey_event(journeys: dict[str, ServiceJourney], alias: Mapping[s
     journey.add(row.event_id, row.occurred_ms, row.channel, row.type)
 
 
-def _restore_session_event(sessions: dict[str, Session], session_id: str, customer_id: str, row: RecentRow) -> None:
+def _restore_session_event(sessions: dict[str, Session], session_id: str, customer_id: str, row: RecentRow,
+                           by_line: bool) -> None:
     """A session belongs to the customer it was last written with (as live: a recompute that later split that
-    customer leaves the session where it was), so every row of it lands in the same place."""
+    customer leaves the session where it was), so every row of it lands in the same place. `by_line`: counted as
+    a customer partition counts (Session.lines), by the session and customer the row was written with."""
     session = sessions.get(session_id)
     if session is None:
-        session = sessions[session_id] = Session(session_id, customer_id, row.occurred_ms, row.occurred_ms, 0)
+        session = sessions[session_id] = Session(session_id, customer_id, row.occurred_ms, row.occurred_ms, 0,
+                                                 lines={} if by_line else None)
     session.start_ms = min(session.start_ms, row.occurred_ms)
     session.end_ms = max(session.end_ms, row.occurred_ms)
     session.events += 1
     session.channels.add(row.channel)
+    if session.lines is not None:
+        line = (row.session_id, row.customer_id)
+        session.lines[line] = session.lines.get(line, 0) + 1
 
 
 class AliasCycle(Exception):

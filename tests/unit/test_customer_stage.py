@@ -195,3 +195,48 @@ def test_a_replay_whose_first_copy_was_never_sent_is_folded_once_at_the_survivor
         pending += [routed for _, routed in step.forwarded]
     assert (folded, pending) == ([b], [])
     assert there.folded == {"x": b}
+
+
+def _two_copies_of_one_session() -> tuple[CustomerPartition, Session, Session]:
+    """Partition 0 of 1 folds e1, e2 under A, hands a copy of that session on (to B's side, modelled by a second
+    book), then folds e3 into it: the copy B absorbed is older than the session A holds."""
+    part = CustomerPartition(0, 1, GAP)
+    for i in (1, 2):
+        part.fold(Routed(event(f"e{i}", NOW_MS + i * MINUTE_MS, [("email", "a@x.io")]), "A"),
+                  part.start_batch(NOW_MS), PartitionStep())
+    [session] = part.sessions.by_customer["A"]
+    sent = decode_handoff(encode_handoff(HandOff("A", "B", [session], [], 1))).sessions[0]
+    part.fold(Routed(event("e3", NOW_MS + 3 * MINUTE_MS, [("email", "a@x.io")]), "A"),
+              part.start_batch(NOW_MS), PartitionStep())
+    elsewhere = CustomerPartition(0, 1, GAP)
+    elsewhere.fold(Routed(event("b1", NOW_MS, [("phone", "+15550100")]), "B"),
+                   elsewhere.start_batch(NOW_MS), PartitionStep())
+    elsewhere.sessions.by_customer["A"] = [sent]
+    elsewhere.sessions.move_customer("A", "B")
+    [absorbed] = elsewhere.sessions.by_customer["B"]
+    [grown] = part.sessions.by_customer["A"]
+    return part, absorbed, grown
+
+
+def test_a_session_that_absorbed_an_older_copy_of_a_held_one_counts_each_event_once() -> None:
+    """The held session grew (e3) after its copy was handed on and absorbed into B's session (b1): B's session
+    handed back to A brings e1, e2 again, and only b1 is new."""
+    part, absorbed, _ = _two_copies_of_one_session()
+    assert absorbed.events == 3
+    effects = part.start_batch(NOW_MS + 10 * MINUTE_MS, after_version=part.version)
+    part.receive(HandOff("B", "A", [absorbed], [], part.version - 1), effects, PartitionStep())
+    [session] = part.sessions.by_customer["A"]
+    assert (session.events, session.start_ms, session.end_ms) == (4, NOW_MS, NOW_MS + 3 * MINUTE_MS)
+    assert list(effects.sessions.values()) == [session] and session.events == sum(session.lines.values())
+
+
+def test_a_grown_copy_of_a_session_held_as_absorbed_adds_only_its_new_events() -> None:
+    """The other way round: B's session (holding the older copy) is here, and the grown session arrives."""
+    _, absorbed, grown = _two_copies_of_one_session()
+    part = CustomerPartition(0, 1, GAP)
+    part.sessions.by_customer["B"] = [absorbed]
+    effects = part.start_batch(NOW_MS + 10 * MINUTE_MS)
+    part.receive(HandOff("A", "B", [grown], [], part.version - 1), effects, PartitionStep())
+    [session] = part.sessions.by_customer["B"]
+    assert (session.events, session.start_ms, session.end_ms) == (4, NOW_MS, NOW_MS + 3 * MINUTE_MS)
+    assert list(effects.sessions.values()) == [session]

@@ -8,6 +8,7 @@ import inspect
 from typing import Any
 
 import pytest
+from faust.types import TP, Message
 
 from streams.kafka_transport import EagerApp, EagerConsumer, resume, step
 
@@ -228,3 +229,42 @@ def test_a_coroutine_yielding_what_no_task_could_wait_on_is_closed_with_an_error
             await resume(coroutine, waiting_on)
         assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
     run(scenario())
+
+
+def acking_consumer(generation: int) -> EagerConsumer:
+    """A consumer whose app is in consumer generation `generation`, its flow running, acknowledging topic t."""
+    eager = consumer()
+    eager.app.consumer_generation_id = generation
+    eager.app.flow_control.resume()
+    eager.app.topics._acking_topics.add("t")  # as a stream that acknowledges t registers it
+    return eager
+
+
+def record(offset: int, generation: int) -> Message:
+    return Message("t", 0, offset, 0.0, 0, None, None, b"v", None, tp=TP("t", 0), generation_id=generation)
+
+
+def test_a_record_of_this_generation_is_committed_once_acknowledged() -> None:
+    eager = acking_consumer(generation=2)
+    assert eager.ack(record(0, generation=2)) is True
+    assert eager._filter_committable_offsets([TP("t", 0)]) == {TP("t", 0): 1}
+
+
+def test_a_record_read_before_the_rebalance_acknowledged_after_it_lets_no_commit_pass_its_copy_read_again() -> None:
+    """Offset 0 read in generation 1 is skipped and acknowledged by the stream in generation 2, while its copy
+    read again is still processed: nothing may be committed until that copy is acknowledged."""
+    eager = acking_consumer(generation=2)
+    stale, again = record(0, generation=1), record(0, generation=2)
+    eager._unacked_messages.add(stale)
+    assert eager.ack(stale) is False
+    assert stale.acked and stale not in eager._unacked_messages
+    assert eager._filter_committable_offsets([TP("t", 0)]) == {}
+    assert eager.ack(again) is True
+    assert eager._filter_committable_offsets([TP("t", 0)]) == {TP("t", 0): 1}
+
+
+def test_a_record_acknowledged_while_the_flow_is_suspended_is_read_again_not_committed() -> None:
+    eager = acking_consumer(generation=2)
+    eager.app.flow_control.suspend()  # a rebalance began: every partition is sought to its committed offset after
+    assert eager.ack(record(0, generation=2)) is False
+    assert eager._filter_committable_offsets([TP("t", 0)]) == {}

@@ -157,6 +157,24 @@ def test_customer_partitions_that_restart_fold_every_event_once_with_the_single_
     assert_folded_once_as_the_single_resolver(split, arrival, reference)
 
 
+def test_a_session_handed_on_twice_by_a_restarted_sender_counts_its_events_once() -> None:
+    """Found by Hypothesis: a partition hands a session on, restarts before the receiver wrote it, and hands the
+    restored copy on again to the survivor known now. The first copy is folded into another session on the way,
+    which later reaches the survivor too: the two copies meet there and must count each event once."""
+    raw = [(0, [("email", "e1")], 0, "1"), (0, [("email", "e0")], 0, "1"),
+           (0, [("email", "e0"), ("email", "e1")], 0, "1"), (0, [("email", "e2")], 0, "1"),
+           (0, [("email", "e0")], 0, "1"), (1, [("email", "e0")], 0, "1"), (0, [("email", "e1")], 0, "1"),
+           (0, [("email", "e0")], 0, "1"), (0, [("email", "e1")], 0, "1"), (1, [("email", "e0")], 0, "1"),
+           (0, [("email", "e0")], 0, "1"), (0, [("email", "e0")], 0, "1")]
+    rng = random.Random(0)
+    arrival = build(raw, rng)
+    reference, _ = single_resolver(arrival, rng)
+    split = Deployment(NO_GUARDS, 2, 4, rng, restart_rate=0.05, partition_restart_rate=0.08)
+    split.run(arrival)
+    assert split.partition_restarts > 0
+    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+
+
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (2, 4), (3, 8)])
 @settings(max_examples=60, deadline=None)
 @given(raw=_raw, seed=st.integers(0, 2**32))

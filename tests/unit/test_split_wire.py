@@ -34,6 +34,13 @@ def test_requests_routed_events_and_hand_offs_come_back_equal() -> None:
     handoff = HandOff("a", "b", [Session("s1", "a", NOW_MS, NOW_MS + 60_000, 3, {"web", "mobile"}, ["s0"])],
                       [ServiceJourney("j1", "7", "a", {"e1": (NOW_MS, "chat", "chat_message")}, ["j0"])], 42)
     assert decode_handoff(encode_handoff(handoff)) == handoff
+    assert decode_handoff(encode_handoff(handoff)).sessions[0].lines is None
+
+
+def test_a_session_counted_by_line_keeps_its_lines_across_the_wire() -> None:
+    lines = {("s1", "a"): 2, ("s0", "z"): 1}
+    handoff = HandOff("a", "b", [Session("s1", "a", NOW_MS, NOW_MS + 60_000, 3, {"web"}, ["s0"], dict(lines))], [], 42)
+    assert decode_handoff(encode_handoff(handoff)).sessions[0].lines == lines
 
 
 @pytest.mark.parametrize(("decode", "value", "problem"), [
@@ -49,6 +56,9 @@ def test_requests_routed_events_and_hand_offs_come_back_equal() -> None:
                                    "sessions": [["s1", "a", 5, 4, 1, ["web"], []]], "journeys": []}), "session 0"),
     (decode_handoff, orjson.dumps({"from": "a", "into": "b", "version": 1, "sessions": [],
                                    "journeys": [["j1", "7", "a", {}, []]]}), "journey 0"),
+    (decode_handoff, orjson.dumps({"from": "a", "into": "b", "version": 1,
+                                   "sessions": [["s1", "a", 4, 5, 3, ["web"], [], [["s1", "a", 2]]]], "journeys": []}),
+     "session 0"),  # lines that do not add up to the session's events
 ])
 def test_a_malformed_message_is_refused_with_its_reason(decode, value: bytes, problem: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InternalMessageError) as refused:
