@@ -268,3 +268,29 @@ def test_a_record_acknowledged_while_the_flow_is_suspended_is_read_again_not_com
     eager.app.flow_control.suspend()  # a rebalance began: every partition is sought to its committed offset after
     assert eager.ack(record(0, generation=2)) is False
     assert eager._filter_committable_offsets([TP("t", 0)]) == {}
+
+
+def test_partitions_without_a_committed_offset_are_sought_to_their_first_offset() -> None:
+    """The Kafka client seeks only partitions committed above 0; the others keep their fetch position, which
+    after a rebalance may be past records that were never handed on. They go back to their first offset."""
+    eager = consumer()
+    committed_at_5, never_committed, committed_at_0 = TP("t", 0), TP("t", 1), TP("t", 2)
+    sought: dict[TP, int] = {}
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {committed_at_5: 5, never_committed: None, committed_at_0: 0}
+
+    async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+        return {tp: {never_committed: 0, committed_at_0: 3}[tp] for tp in partitions}
+
+    async def client_seek(tp: TP, offset: int) -> None:
+        sought[tp] = offset
+
+    eager.seek_to_committed = seek_to_committed  # the Kafka client's side of the consumer, faked
+    eager.earliest_offsets = earliest_offsets
+    eager._seek = client_seek
+    eager.assignment = lambda: {committed_at_5, never_committed, committed_at_0}
+    run(eager.perform_seek())
+    assert sought == {never_committed: 0, committed_at_0: 3}
+    assert eager._read_offset[never_committed] is None and eager._read_offset[committed_at_0] == 3
+    assert eager._read_offset[committed_at_5] == 5
