@@ -8,7 +8,8 @@ is either wholly present or absent, so no FINAL, OPTIMIZE or insert-deduplicatio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from cem.domain.effects import Effects
@@ -16,6 +17,7 @@ from cem.domain.journeys import JourneyMetrics
 from cem.domain.model import identity_key
 from cem.domain.text import TextSignals
 
+EMPTY: Mapping[str, str] = MappingProxyType({})
 # The order matters: interaction rows go last (see the module docstring).
 TABLE_ORDER = ("customer_log", "identity_links", "customer_merges", "refused_merge_log", "shared_identifiers",
                "id_aliases", "identity_sets", "session_log", "journey_log", "overrides", "interaction_log",
@@ -31,7 +33,7 @@ OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
 PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "interaction_log")
 
 
-def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: frozenset[str] = frozenset()
+def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: Mapping[str, str] = EMPTY
                    ) -> dict[str, dict[str, list[Any]]]:
     """Columnar rows for every table a batch touches, in TABLE_ORDER. `stale_overrides`: see override_rows."""
     tables = _identity_tables(effects, now_ms)
@@ -126,11 +128,14 @@ def abandoned_columns(cut: tuple[int, int], found_ms: int) -> dict[str, list[Any
     return {"after_version": [cut[0]], "until_version": [cut[1]], "found_ms": [found_ms]}
 
 
-def override_rows(effects: Effects, stale: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+def override_rows(effects: Effects, stale: Mapping[str, str] = EMPTY) -> list[tuple[str, str, str]]:
     """(kind, id, current id): what the `interactions` view applies over the ids an interaction row was written
     with. `customer`: an identifier set whose rows may carry another customer than the set's now (it moved after
     its first rows were written); a set first seen in this batch whose rows all carry its final customer needs
     none, which keeps the table small, unless its key is `stale` (its latest override is a batch cut short's).
+    A stale key the batch leaves alone is overridden with the customer `stale` gives it (its set's as restored, if
+    known):
+    the batch done again may not be the one cut short and need not write every key that one did.
     `session`, `journey`: an absorbed session or journey, and the one it continues as."""
     written_with: dict[str, set[str]] = {}
     for row in effects.interactions:
@@ -140,6 +145,8 @@ def override_rows(effects: Effects, stale: frozenset[str] = frozenset()) -> list
         key = identity_key(identifiers)
         if identifiers not in effects.first_sets or written_with.get(key, {owner}) != {owner} or key in stale:
             rows.append(("customer", key, owner))
+    written = {key for _, key, _ in rows}
+    rows += [("customer", key, owner) for key, owner in sorted(stale.items()) if owner and key not in written]
     rows += [("session", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.session_aliases}.values()]
     rows += [("journey", a.from_id, a.into_id) for a in {a.from_id: a for a in effects.journey_aliases}.values()]
     return rows

@@ -246,6 +246,16 @@ class Snapshot:
     stale_overrides: frozenset[str] = frozenset()
 
 
+def stale_override_owners(snapshot: Snapshot, graph: IdentityGraph) -> dict[str, str]:
+    """Each stale override's identity set with its customer as restored, without the batch cut short; "" for a
+    set only that batch made (the batch done again makes it again, and overrides it then)."""
+    owners = {}
+    for key in snapshot.stale_overrides:
+        identifiers = snapshot.identity_sets.get(key, ((), (0, "")))[0]
+        owners[key] = (graph.customer_of_set(identifiers) if identifiers else None) or ""
+    return owners
+
+
 def _restore_journey_event(journeys: dict[str, ServiceJourney], alias: Mapping[str, str], owners: Mapping[str, str],
                            row: RecentRow, customer_id: str, place: Callable[[str], str]) -> None:
     """Rows are grouped by the journey their journey_id resolves to now; the owner is the journey's customer as

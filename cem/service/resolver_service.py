@@ -34,7 +34,7 @@ from cem.domain.effects import Effects, ResolvedInteraction
 from cem.domain.erasure import ErasureRequest, InvalidRequest
 from cem.domain.identity_replica import IdentityChanges
 from cem.domain.model import Interaction
-from cem.domain.resolver import Resolver
+from cem.domain.resolver import Resolver, stale_override_owners
 from cem.domain.state_maps import MapFactory, in_memory_maps
 from cem.service.connection import WarehouseClient
 from cem.service.rejected_rows import Columns, isolate_rejected_rows, repair_effects
@@ -91,7 +91,7 @@ class ResolverService(WarehouseClient):
         super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.resolver: Resolver | None = None
         self.pending: PendingWrite | None = None
-        self.stale_overrides: frozenset[str] = frozenset()  # sinks.writer.override_rows
+        self.stale_overrides: dict[str, str] = {}  # sinks.writer.override_rows
         self.rules = alert_rules(settings)  # a bad rule file stops the worker here, before it consumes anything
         self.alerts: AlertEngine | None = None
         self.store: StateStore | None = None
@@ -163,6 +163,7 @@ class ResolverService(WarehouseClient):
         with _cpu("columns"):
             tables = effect_columns(effects, now_ms, self.config.fcr_window_ms, self.stale_overrides)
             tables.update(alert_columns(alerts, effects.version))
+        self.stale_overrides = {}  # overridden by this batch's rows, kept for its retries
         return self._write(PendingWrite(events, effects, tables, alerts=alerts.alerts))
 
     def _erase(self, request: ErasureRequest, key: bytes) -> ErasureOutcome:
@@ -292,8 +293,8 @@ class ResolverService(WarehouseClient):
             log.warning("the warehouse holds rows of a batch cut short (versions %d to %d): restored without them, "
                         "the batch is done again", after + 1, until)
             self._insert(warehouse, "abandoned_batches", abandoned_columns(snapshot.cut, self._now_ms()))
-        self.stale_overrides = snapshot.stale_overrides
         resolver.restore(snapshot, trim)
+        self.stale_overrides = stale_override_owners(snapshot, resolver.graph)
         if self.store is not None:
             self.store.trim()
         return resolver

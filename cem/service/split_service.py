@@ -26,7 +26,7 @@ from cem.domain.effects import Effects
 from cem.domain.front import Front
 from cem.domain.identity_owner import IdentityOwner
 from cem.domain.identity_replica import IdentityChanges, IdentityReplica
-from cem.domain.resolver import Resolver, follow_aliases
+from cem.domain.resolver import Resolver, follow_aliases, stale_override_owners
 from cem.domain.state_maps import in_memory_maps
 from cem.service.connection import WarehouseClient
 from cem.service.resolver_service import WRITE_ORDER
@@ -71,7 +71,7 @@ class SplitWarehouse(WarehouseClient):
         super().__init__(settings, **connection)  # cem.service.connection.WarehouseClient's keywords
         self.stage = stage
         self.pending: _Pending | None = None
-        self.stale_overrides: frozenset[str] = frozenset()  # sinks.writer.override_rows
+        self.stale_overrides: dict[str, str] = {}  # sinks.writer.override_rows
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -89,9 +89,10 @@ class SplitWarehouse(WarehouseClient):
                                                 owner=self.stage == "owner")
         if snapshot.cut is not None:  # before any row of the batch that does their work again
             self._abandon(warehouse, snapshot.cut)
-        self.stale_overrides = snapshot.stale_overrides
         resolver = Resolver(self.config, in_memory_maps)
         resolver.restore(snapshot, as_written=True)  # a customer partition hands merged customers on itself
+        # Only the owner writes customer overrides: its next batch overrides the stale ones.
+        self.stale_overrides = stale_override_owners(snapshot, resolver.graph) if self.stage == "owner" else {}
         # Versioned from the recent interaction rows, a restored partition could write a session again at the
         # version of an older row of it (its own hand-over's, another worker's behind a slower clock): argMax
         # has no tie-break. Its versions go above every row of the partitions' tables.
@@ -124,6 +125,7 @@ class SplitWarehouse(WarehouseClient):
     def write(self, effects: Effects) -> int:
         """Writes a stage's rows (the owner's with the batch mark); returns the interaction rows written."""
         tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms, self.stale_overrides)
+        self.stale_overrides = {}  # overridden by this batch's rows, kept for its retries
         if self.stage != "owner":
             tables.pop(MARK)
         write = _Pending(effects.version, tables)

@@ -190,3 +190,24 @@ def test_a_worker_resuming_from_its_disk_rebuilds_when_a_batch_was_cut_short_aft
     restarted.shutdown()
     assert views(server) == views(never_cut)
     assert len(server.rows("abandoned_batches")) == 1
+
+
+def test_a_batch_done_again_as_another_batch_overrides_what_the_cut_one_moved_and_it_did_not() -> None:
+    """The split's owner does a batch cut short again as whatever its fronts asked since, which need not move what
+    the cut one moved: here it only brings a new customer. The cut batch's override of the phone-only event's set
+    (onto the e-mail customer) is then the latest: the batch after the restart overrides it back to the set's
+    customer as restored, so the view shows what a warehouse that never held the cut batch shows."""
+    first, second, _ = batches()
+    server = FakeWarehouseServer()
+    service_on(server).process_and_write(first)
+    cut_short(server, second, "interaction_log")  # its overrides landed
+    assert views(server)["interactions"]["phone-only"][0] == views(server)["interactions"]["email-only"][0]
+    other = event("someone-else", NOW_MS - 27 * HOUR_MS, [("email", "else@example.com")])
+    service_on(server).process_and_write([other])
+    only_first = FakeWarehouseServer()
+    service_on(only_first).process_and_write(first)
+    service_on(only_first).process_and_write([replace(other)])
+    shown = views(server)["interactions"]
+    assert shown["phone-only"][0] != shown["email-only"][0]
+    assert {e: shown[e][0] for e in ("phone-only", "email-only")} == \
+        {e: views(only_first)["interactions"][e][0] for e in ("phone-only", "email-only")}

@@ -134,3 +134,16 @@ def test_customer_overrides_only_for_sets_whose_rows_may_carry_another_customer(
     assert moved == {identity_key(s): owner for s, (owner, _) in third.identity_sets.items()
                      if s not in third.first_sets}
     assert moved and set(moved.values()) == {cid("e4")}
+
+
+def test_a_stale_override_is_written_again_once_by_the_batch_or_with_its_sets_customer_as_restored() -> None:
+    """A stale key the batch writes gets the batch's customer, once; one it leaves alone the customer given, if
+    known."""
+    batch = Resolver(ResolverConfig()).process([event("e1", NOW_MS, [("email", "a@x.io")])], NOW_MS)
+    [(identifiers, (owner, _))] = batch.identity_sets.items()
+    touched, untouched = identity_key(identifiers), identity_key((("phone", "+15550100"),))
+    unknown = identity_key((("phone", "+15550199"),))  # a set only the cut batch made: left to the batch
+    rows = override_rows(batch, {touched: "c_restored", untouched: "c_other", unknown: ""})
+    assert sorted(r for r in rows if r[0] == "customer") == \
+        sorted([("customer", touched, owner), ("customer", untouched, "c_other")])
+    assert [r for r in override_rows(batch) if r[0] == "customer"] == []  # a first set needs none otherwise
