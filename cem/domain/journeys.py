@@ -52,6 +52,13 @@ class Session:
         for name, value in state[1].items():
             setattr(self, name, value)
 
+    def count(self, session_id: str, customer_id: str) -> None:
+        """One more event, whose interaction row carries this session and customer."""
+        self.events += 1
+        if self.lines is not None:
+            line = (session_id, customer_id)
+            self.lines[line] = self.lines.get(line, 0) + 1
+
     def join(self, other: Session) -> None:
         """Folds `other`'s events in: added up, or by line when both count by line (a copy may overlap)."""
         self.start_ms = min(self.start_ms, other.start_ms)
@@ -95,11 +102,8 @@ class SessionBook:
         session, aliases = self._coalesce(sessions, touching)
         session.start_ms = min(session.start_ms, occurred_ms)
         session.end_ms = max(session.end_ms, occurred_ms)
-        session.events += 1
+        session.count(session.session_id, customer_id)
         session.channels.add(channel)
-        if session.lines is not None:  # the line of this event's row: (its session, its customer)
-            line = (session.session_id, customer_id)
-            session.lines[line] = session.lines.get(line, 0) + 1
         return session, aliases
 
     def move_customer(self, from_customer: str, into_customer: str) -> tuple[list[Session], list[SessionAlias]]:

@@ -281,11 +281,8 @@ def _restore_session_event(sessions: dict[str, Session], session_id: str, custom
                                                  lines={} if by_line else None)
     session.start_ms = min(session.start_ms, row.occurred_ms)
     session.end_ms = max(session.end_ms, row.occurred_ms)
-    session.events += 1
+    session.count(row.session_id, row.customer_id)
     session.channels.add(row.channel)
-    if session.lines is not None:
-        line = (row.session_id, row.customer_id)
-        session.lines[line] = session.lines.get(line, 0) + 1
 
 
 class AliasCycle(Exception):
