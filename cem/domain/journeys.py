@@ -59,8 +59,9 @@ class Session:
             line = (session_id, customer_id)
             self.lines[line] = self.lines.get(line, 0) + 1
 
-    def join(self, other: Session) -> None:
-        """Folds `other`'s events in: added up, or by line when both count by line (a copy may overlap)."""
+    def join(self, other: Session) -> list[str]:
+        """Folds `other`'s events in: added up, or by line when both count by line (a copy may overlap). Returns
+        the session ids it absorbed that this one did not hold yet (each becomes an alias of this one)."""
         self.start_ms = min(self.start_ms, other.start_ms)
         self.end_ms = max(self.end_ms, other.end_ms)
         self.channels |= other.channels
@@ -71,7 +72,9 @@ class Session:
         else:
             self.events += other.events
         known = {self.session_id, *self.members}
-        self.members.extend(m for m in dict.fromkeys((other.session_id, *other.members)) if m not in known)
+        absorbed = [m for m in dict.fromkeys((other.session_id, *other.members)) if m not in known]
+        self.members.extend(absorbed)
+        return absorbed
 
 
 
@@ -139,10 +142,9 @@ class SessionBook:
         Counted by line, the copy adds only what the held session lacks; it may also reach further in time."""
         sessions = self.by_customer.get(customer_id, [])
         held = next(s for s in sessions if copy.session_id == s.session_id or copy.session_id in s.members)
-        before = (held.start_ms, held.end_ms, held.events, len(held.channels), len(held.members))
-        new_members = [m for m in (copy.session_id, *copy.members) if m != held.session_id and m not in held.members]
-        held.join(copy)
-        if (held.start_ms, held.end_ms, held.events, len(held.channels), len(held.members)) == before:
+        before = (held.start_ms, held.end_ms, held.events, len(held.channels))
+        new_members = held.join(copy)
+        if not new_members and (held.start_ms, held.end_ms, held.events, len(held.channels)) == before:
             return [], []  # sent again with nothing new: no row to write
         sessions.remove(held)
         touching = self._touching(sessions, held.start_ms, held.end_ms)
@@ -163,8 +165,7 @@ class SessionBook:
             if other is keep:
                 continue
             sessions.remove(other)
-            absorbed = [i for i in (other.session_id, *other.members) if i != keep.session_id]
-            keep.join(other)
+            absorbed = keep.join(other)
             aliases.extend(SessionAlias(absorbed_id, keep.session_id) for absorbed_id in absorbed)
         return keep, aliases
 
