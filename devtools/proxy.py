@@ -48,6 +48,15 @@ class DelayProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
+    def close_connections(self) -> None:
+        """Closes every connection through the proxy, as a server that drops its clients does; new connections
+        are still taken."""
+        asyncio.run_coroutine_threadsafe(self._close_writers(), self._loop).result(10)
+
+    async def _close_writers(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+
     def __enter__(self) -> DelayProxy:
         return self.start()
 

@@ -96,7 +96,7 @@ class ServerWarehouse(ClickHouseReads):
 
     def __init__(self, target: WarehouseUrl, read_only: bool = False, limits: QueryLimits | None = None,
                  cluster: str = "") -> None:
-        from clickhouse_driver import Client
+        from sinks.native_connection import client_checking_by_poll
 
         self.database = target.database
         self.cluster = check_cluster_name(cluster) if cluster else ""
@@ -104,7 +104,7 @@ class ServerWarehouse(ClickHouseReads):
         self.limits = limits or QueryLimits()
         # readonly goes last: once it is set, the server refuses to change any other setting.
         self._query_settings: dict[str, Any] = {**self.limits.engine_settings(), "readonly": 1} if read_only else {}
-        self._client = Client(
+        self._client = client_checking_by_poll(
             host=target.host, port=target.port, user=target.user, password=target.password,
             connect_timeout=5, send_receive_timeout=max(60, self.limits.timeout_seconds + 30),
             # An insert into a Distributed table returns once its shard has the rows, not when they are queued:
