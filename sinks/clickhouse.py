@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,8 +227,21 @@ def open_migrated(url: str, cluster: str = "") -> Warehouse:
 
 
 # ---- migrations ---------------------------------------------------------------------------------------
+# One migration run at a time in a process. The stages of a worker open their connections at once, and a run that
+# read the list of applied migrations before another run applied more would apply an older one again after them:
+# 0007 and 0008 both create the `interactions` view, so 0007 run last leaves it without 0008's columns for good.
+_MIGRATING = threading.Lock()
+
+
 def migrate(warehouse: Warehouse) -> list[str]:
-    """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied."""
+    """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied. Runs in one
+    process are serialised; runs in several processes at once are not (`cem migrate` runs once before the workers,
+    docs/operations.md)."""
+    with _MIGRATING:
+        return _migrate(warehouse)
+
+
+def _migrate(warehouse: Warehouse) -> list[str]:
     db = warehouse.database
     # Only when missing: on a cluster every DDL waits for every replica, and a worker must start while one is down.
     if not warehouse.query(f"SELECT count() FROM system.tables WHERE database = {sql_string(db)} "
