@@ -7,7 +7,7 @@ thread. ClickHouse's own client dropped the same ping in 2026 for a check that n
 connection has nothing to read, so a socket that is readable while idle was closed by the server (end of file) or
 is out of step. The same check is made here. A connection that dies between the check and the query fails that
 query; the resolver's retries then reconnect and resume the batch, as for any failed insert (a lost reply
-included: docs/architecture.md, "State and exactly-once").
+included: docs/architecture.md, "State and exactly-once into ClickHouse").
 """
 
 from __future__ import annotations
