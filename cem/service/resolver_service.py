@@ -150,6 +150,7 @@ class ResolverService(WarehouseClient):
             if self.pending.events is events:
                 return self._write(self.pending)
             self.invalidate()  # another batch: the state reflects one whose write was given up
+        self._written_back()  # the last batch's write-back, before this batch changes the state
         resolver = self._ensure_resolver()
         engine = self._ensure_alerts()
         now_ms = self._now_ms()
@@ -187,7 +188,6 @@ class ResolverService(WarehouseClient):
         started = time.perf_counter()
         rejected: list[tuple[Interaction, str]] = []
         version = write.effects.version
-        self._write_back_during_inserts(version)
         for table in WRITE_ORDER:
             columns = write.tables.get(table)
             if columns is None or table in write.landed:
@@ -206,7 +206,8 @@ class ResolverService(WarehouseClient):
                 rejected = self._set_rejected_aside(warehouse, write.effects, columns, exc)
             write.landed.add(table)
         self.pending = None
-        self._written_back()
+        if not rejected:  # setting rows aside rebuilt the state from the warehouse: no checkpoint of this batch
+            self._write_back_after_inserts(version)
         metrics.SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
         for row in write.alerts:
             metrics.ALERT_REVISIONS.labels(row.rule, row.state).inc()
@@ -235,10 +236,10 @@ class ResolverService(WarehouseClient):
                 self._insert(self._ensure_warehouse(), table, tables[table])
 
     # ---- state and connection ------------------------------------------------------------------------
-    def _write_back_during_inserts(self, version: int) -> None:
-        """The state store's write-back runs in its own thread while the batch's rows are inserted: it is CPU, the
-        inserts mostly wait for ClickHouse. Its checkpoint may then land before the batch's mark: a worker that dies
-        in between finds its files ahead of the warehouse at its next start, and rebuilds (`_resumed`)."""
+    def _write_back_after_inserts(self, version: int) -> None:
+        """The state's write-back, in its own thread once the rows are in (beside them, each insert's reply waited
+        for the interpreter lock it held); the next batch waits for it. A worker that dies before it is done finds
+        its files behind the warehouse at its next start, and rebuilds (`_resumed`)."""
         if self.write_back is not None:
             self.write_back.start(Checkpoint(version, self.warehouse_name))
 

@@ -1,12 +1,12 @@
-"""The resolver's state on disk is written back while a batch's rows are inserted (cem.state_store.WriteBack), on
-the in-memory warehouse (sinks.fake) and a real RocksDB store: the write-back overlaps the inserts, a worker that
-dies between its checkpoint and the batch's mark rebuilds at its next start, and rejected rows or failed inserts
-leave the same rows and state as a resolver that never failed."""
+"""The resolver's state on disk is written back once a batch's rows are in (cem.state_store.WriteBack), on the
+in-memory warehouse (sinks.fake) and a real RocksDB store: the write-back runs after the inserts and before the next
+batch changes the state, a worker whose files are behind or ahead of the warehouse rebuilds at its next start, and
+rejected rows, failed inserts or a failed write-back leave the same rows and state as a resolver that never
+failed."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -51,30 +51,36 @@ def resumed() -> float:
     return metrics.STATE_RESUMED._value.get()  # type: ignore[attr-defined]
 
 
-def test_the_state_is_written_back_while_the_rows_are_inserted(tmp_path: Path) -> None:
-    """The first table's insert waits (up to 10 s) for the batch's checkpoint on disk: it comes only if the
-    write-back runs beside the inserts, not after them."""
+def test_the_state_is_written_back_after_the_rows_are_in_and_before_the_next_batch(tmp_path: Path) -> None:
+    """A batch's inserts never run beside its own write-back (each reply would wait for the interpreter lock it
+    holds), and the next batch's inserts find it on disk: the checkpoint seen by every insert is the previous
+    batch's (none before the first batch's, a restore leaves none)."""
     server = FakeWarehouseServer()
     seen: list[int | None] = []
 
-    class Waiting(FakeWarehouse):
+    class Watching(FakeWarehouse):
         def insert(self, table: str, columns: dict[str, list[Any]]) -> None:
-            if not seen:
-                deadline = time.monotonic() + 10
-                while (found := service.store.checkpoint() if service.store else None) is None and \
-                        time.monotonic() < deadline:
-                    time.sleep(0.01)
-                seen.append(found.version if found else None)
+            found = service.store.checkpoint() if service.store else None
+            seen.append(found.version if found else None)
             super().insert(table, columns)
 
-    service = disk_service(server, tmp_path, open=lambda: Waiting(server))
-    result = service.process_and_write(mixed_batch())
-    assert seen == [result.effects.version]
-    assert result.written == 60
+    service = disk_service(server, tmp_path, open=lambda: Watching(server))
+    first = service.process_and_write(mixed_batch(prefix="a"))
+    inserts_of_the_first = len(seen)
+    second = service.process_and_write(mixed_batch(seed=6, prefix="b", first_person=5))
+    assert (first.written, second.written) == (60, 60)
+    assert set(seen[:inserts_of_the_first]) == {None}
+    assert set(seen[inserts_of_the_first:]) == {first.effects.version}
+    assert service.write_back is not None and service.store is not None
+    service.write_back.wait()
+    checkpoint = service.store.checkpoint()
+    assert checkpoint is not None and checkpoint.version == second.effects.version
     service.shutdown()
 
 
-def test_a_worker_dying_between_its_checkpoint_and_the_mark_rebuilds_at_its_next_start(tmp_path: Path) -> None:
+def test_a_worker_dying_with_rows_above_its_last_mark_rebuilds_at_its_next_start(tmp_path: Path) -> None:
+    """The second batch's rows land and its mark never does: the files end with the first batch, as the warehouse's
+    last mark does, but rows above it are there."""
     server = FakeWarehouseServer()
     stopping = threading.Event()
     first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
@@ -87,17 +93,39 @@ def test_a_worker_dying_between_its_checkpoint_and_the_mark_rebuilds_at_its_next
     assert service.store is not None
     checkpoint = service.store.checkpoint()
     service.shutdown()
-    assert checkpoint is not None and checkpoint.version > max(row["version"] for row in
-                                                               server.rows("resolver_batches"))
+    assert checkpoint is not None and checkpoint.version == max(row["version"] for row in
+                                                                server.rows("resolver_batches"))
 
     server.faults.pending.clear()
     before = resumed()
     restarted = disk_service(server, tmp_path)
     again = restarted.process_and_write(list(second))  # Kafka delivers the unacknowledged batch again
-    assert resumed() == before  # the files were ahead of the warehouse: rebuilt from it
+    assert resumed() == before  # rows above the files' checkpoint: rebuilt from the warehouse
     assert (again.written, again.effects.duplicates) == (0, 60)  # its rows were there; the mark lands now
     assert landed(server) == Counter(e.event_id for e in first + second)
     assert resolver_state(restarted.resolver) == never_failed(first, second)
+    restarted.shutdown()
+
+
+def test_a_worker_dying_before_the_write_back_of_a_batch_it_acknowledged_rebuilds(tmp_path: Path) -> None:
+    """The batch is in the warehouse with its mark, and acknowledged; the process dies before its write-back ran:
+    the files are behind the warehouse and are rebuilt, not resumed."""
+    server = FakeWarehouseServer()
+    first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
+    service = disk_service(server, tmp_path)
+    service.process_and_write(first)
+    assert service.write_back is not None
+    service.write_back.start = lambda checkpoint: None  # type: ignore[method-assign]  # killed before it ran
+    assert service.process_and_write(second).written == 60
+    service.shutdown()
+
+    before = resumed()
+    restarted = disk_service(server, tmp_path)
+    later = mixed_batch(seed=7, prefix="c", first_person=9)
+    assert restarted.process_and_write(later).written == 60
+    assert resumed() == before
+    assert resolver_state(restarted.resolver) == never_failed(first, second, later)
+    assert landed(server) == Counter(e.event_id for e in first + second + later)
     restarted.shutdown()
 
 
@@ -115,6 +143,8 @@ def test_rejected_rows_with_the_state_on_disk_leave_no_checkpoint_and_the_same_r
     assert landed(server) == Counter(e.event_id for e in accepted)
     later = mixed_batch(seed=6, prefix="b", first_person=5)
     assert service.process_and_write(later).written == 60
+    assert service.write_back is not None
+    service.write_back.wait()
     checkpoint = service.store.checkpoint()
     assert checkpoint is not None and checkpoint.version == max(row["version"] for row in
                                                                 server.rows("resolver_batches"))
@@ -141,14 +171,15 @@ def test_a_failed_insert_resumes_and_the_next_start_resumes_from_disk(tmp_path: 
 
 def test_a_failed_write_back_has_the_state_rebuilt_not_written_again(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The write-back fails while an insert of the same batch fails too: the files may lack what it held (the caches
-    no longer mark it as changed), so the resolver is rebuilt from the warehouse instead of resuming the write."""
+    """The second batch's write-back fails after its rows are in: the files may lack what it held (the caches no
+    longer mark it as changed), so the next batch rebuilds the resolver from the warehouse instead of going on."""
     server = FakeWarehouseServer()
     first, second = mixed_batch(prefix="a"), mixed_batch(seed=6, prefix="b", first_person=5)
+    third = mixed_batch(seed=7, prefix="c", first_person=9)
     service = disk_service(server, tmp_path)
     service.process_and_write(first)
-    kept = service.resolver
-    assert service.store is not None
+    assert service.store is not None and service.write_back is not None
+    service.write_back.wait()
     flush = type(service.store).flush
     failures = iter([OSError("No space left on device")])
 
@@ -158,14 +189,15 @@ def test_a_failed_write_back_has_the_state_rebuilt_not_written_again(tmp_path: P
             raise error
         flush(store, checkpoint)
     monkeypatch.setattr(type(service.store), "flush", failing_once)
-    server.faults.fail(times=1, table="interaction_log")
     assert service.process_and_write(second).written == 60
-    assert service.resolver is not kept  # rebuilt, where a failed insert alone keeps the state and resumes
+    kept = service.resolver
+    assert service.process_and_write(third).written == 60
+    assert service.resolver is not kept  # rebuilt before the third batch changed anything
     service.shutdown()
     before = resumed()
     restarted = disk_service(server, tmp_path)
-    assert restarted.process_and_write(list(second)).effects.duplicates == 60
+    assert restarted.process_and_write(list(third)).effects.duplicates == 60
     assert resumed() == before + 1
-    assert resolver_state(restarted.resolver) == never_failed(first, second)
-    assert landed(server) == Counter(e.event_id for e in first + second)
+    assert resolver_state(restarted.resolver) == never_failed(first, second, third)
+    assert landed(server) == Counter(e.event_id for e in first + second + third)
     restarted.shutdown()
