@@ -235,8 +235,8 @@ _MIGRATING = threading.Lock()
 
 def migrate(warehouse: Warehouse) -> list[str]:
     """Apply every migration not yet recorded in {db}.schema_migrations. Returns the names applied. Runs in one
-    process are serialised; runs in several processes at once are not (`cem migrate` runs once before the workers,
-    docs/operations.md)."""
+    process are serialised; runs in several processes at once are not (`cem migrate` runs once before the workers:
+    the README's commands, deploy/)."""
     with _MIGRATING:
         return _migrate(warehouse)
 

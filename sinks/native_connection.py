@@ -2,8 +2,8 @@
 
 clickhouse-driver sends Ping and waits for Pong before each query on an open connection, to reconnect when the
 server closed it. That is one more round trip per insert: with a dozen tables written per resolver batch, a
-dozen round trips per batch, each of which also waits for the interpreter lock behind the state's write-back
-thread. ClickHouse's own client dropped the same ping in 2026 for a check that needs no round trip: an idle
+dozen round trips per batch, each of which also waits for the interpreter lock when another thread of the worker is
+busy. ClickHouse's own client dropped the same ping in 2026 for a check that needs no round trip: an idle
 connection has nothing to read, so a socket that is readable while idle was closed by the server (end of file) or
 is out of step. The same check is made here. A connection that dies between the check and the query fails that
 query; the resolver's retries then reconnect and resume the batch, as for any failed insert (a lost reply
