@@ -74,8 +74,9 @@ RECOMPUTED_MEASURES = (
 
 
 def assert_invariants(settings: Settings, expected: Expected, *, check_journeys: bool = True,
-                      dead_letters: list[DeadLetter] | None = None) -> dict[str, Any]:
-    """Assert every invariant; returns the figures a scenario reports (rows, customers, dead letters)."""
+                      dead_letters: list[DeadLetter] | None = None, check_sessions: bool = True) -> dict[str, Any]:
+    """Assert every invariant; returns the figures a scenario reports (rows, customers, dead letters).
+    `check_sessions` false leaves out the sessions per person alone (a known gap of the split, docs/scaling.md)."""
     db = connect(settings.clickhouse_url)
     name = db.database
     try:
@@ -124,7 +125,7 @@ def assert_invariants(settings: Settings, expected: Expected, *, check_journeys:
                 contacts, channels, resolved, fcr, ttr = journeys[issue_ref]
                 assert (contacts, tuple(channels), bool(resolved), bool(fcr), ttr) == (
                     truth.contacts, truth.channels, truth.resolved, truth.fcr, truth.time_to_resolution_s), issue_ref
-        if check_journeys and expected.sessions_per_person is not None:
+        if check_journeys and check_sessions and expected.sessions_per_person is not None:
             person_of_customer = {c: expected.person_of_event[e] for e, c in rows}
             sessions = db.query(
                 f"SELECT customer_id, count() FROM {name}.journeys WHERE kind = 'session' GROUP BY customer_id")

@@ -90,14 +90,15 @@ class Scenario:
         return diagnose(self.workers, log_chars=chars)
 
     # ---- the end -----------------------------------------------------------------------------------------
-    def finish(self, *, check_journeys: bool = True, **figures: Any) -> dict[str, Any]:
+    def finish(self, *, check_journeys: bool = True, check_sessions: bool = True, **figures: Any) -> dict[str, Any]:
         """Stop the workers (gracefully, after a last scrape), assert every invariant and report the figures."""
         self.scrape()
         duplicates = self.total("cem_duplicates_dropped_total")
         for worker in self.running:
             self.ended.add(worker.name)
             worker.stop()
-        checked = assert_invariants(self.settings, self.expected, check_journeys=check_journeys)
+        checked = assert_invariants(self.settings, self.expected, check_journeys=check_journeys,
+                                    check_sessions=check_sessions)
         if self.settings.identity_replica:  # a replica reading only the topic answers as the warehouse does
             replica = topic_feed(self.settings)
             follow(replica, warehouse_identity(self.settings).version)
