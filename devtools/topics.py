@@ -32,7 +32,8 @@ class DeadLetter:
 
 
 def read_topic(settings: Settings, topic: str, idle_seconds: float = 3.0) -> list[DeadLetter]:
-    """Every record of a topic, from the beginning, until nothing new arrives for idle_seconds."""
+    """Every record of a topic, from the beginning: at least up to the end offsets it had when reading began,
+    however slow the broker is to serve them, then until nothing new arrives for idle_seconds."""
 
     async def read() -> list[DeadLetter]:
         from aiokafka import AIOKafkaConsumer
@@ -42,14 +43,23 @@ def read_topic(settings: Settings, topic: str, idle_seconds: float = 3.0) -> lis
         await consumer.start()
         out: list[DeadLetter] = []
         try:
+            # Without a group, start() assigns every partition of a topic that exists.
+            partitions = sorted(consumer.assignment())
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            deadline = time.monotonic() + 120
             idle_since = time.monotonic()
-            while time.monotonic() - idle_since < idle_seconds:
+            while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 for messages in batch.values():
                     for m in messages:
                         headers = {k: v.decode("utf-8", "replace") for k, v in (m.headers or ())}
                         out.append(DeadLetter(m.key, m.value or b"", headers))
                     idle_since = time.monotonic()
+                behind = [p for p in partitions if await consumer.position(p) < ends[p]]
+                if behind and time.monotonic() < deadline:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= idle_seconds:
+                    break
         finally:
             await consumer.stop()
         return out
