@@ -24,7 +24,7 @@ from cem.domain.resolver import RecentRow
 from cem.domain.shared import SharedIdentifier
 from sinks.clickhouse import migration_tables
 from sinks.warehouse import IdentitySetRow, JourneyRow, WrittenInFull
-from sinks.writer import EARLY_TABLES
+from sinks.writer import EARLY_TABLES, PARTITION_NAMES
 
 Row = dict[str, Any]
 THROW_IF_NON_ZERO = 395
@@ -207,6 +207,17 @@ class FakeWarehouse:
     def holds_version(self, table: str, version: int) -> bool:
         return any(row["version"] == version for row in self._table(table))
 
+    def unmarked_partition_ids(self, since_version: int) -> tuple[set[str], set[str]]:
+        marked = {row["version"] for row in self._table("partition_batches")}
+        found: tuple[set[str], set[str]] = (set(), set())
+        for kind, table, column, where in PARTITION_NAMES:
+            for row in self._table(table):
+                value = str(row[column])
+                if row["version"] >= since_version and row["version"] not in marked and value not in ("", "-") \
+                        and _kind_matches(row, where):
+                    found[0 if kind == "session" else 1].add(value)
+        return found
+
     def session_owners(self, since_version: int, written: WrittenInFull | None = None) -> dict[str, str]:
         latest = _latest(_written(self._table("session_log"), written), "session_id",
                          lambda row: row["customer_id"] != "" and row["version"] >= since_version)
@@ -288,3 +299,8 @@ def _latest(rows: list[Row], key: str, where: Callable[[Row], bool]) -> dict[str
             if known is None or row["version"] > known["version"]:
                 latest[row[key]] = row
     return latest
+
+
+def _kind_matches(row: Row, where: str) -> bool:
+    """The one condition PARTITION_NAMES uses: `kind = '<kind>'`, or none."""
+    return not where or row["kind"] == where.split("'")[1]

@@ -9,7 +9,7 @@ from typing import Any
 from cem.domain.resolver import RecentRow, Snapshot
 from cem.domain.shared import SharedIdentifier
 from sinks.warehouse import IdentitySetRow, JourneyRow, WarehouseReader, WrittenInFull
-from sinks.writer import EARLY_TABLES, OWNER_TABLES
+from sinks.writer import EARLY_TABLES, OWNER_TABLES, PARTITION_NAMES
 
 
 def load_snapshot(reader: WarehouseReader, since_ingested_ms: int, *, written_in_full: bool = False
@@ -159,6 +159,18 @@ class ClickHouseReads:
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         return bool(self.query(f"SELECT count() FROM {self.database}.{table} WHERE version = {int(version)}")[0][0])
+
+    def unmarked_partition_ids(self, since_version: int) -> tuple[set[str], set[str]]:
+        db, since = self.database, int(since_version)
+        unmarked = (f"version >= {since} AND version NOT IN "
+                    f"(SELECT version FROM {db}.partition_batches WHERE version >= {since})")
+        named = " UNION ALL ".join(
+            f"SELECT '{kind}' AS kind, {column} AS id FROM {db}.{table} WHERE {unmarked} AND {column} NOT IN ('', '-')"
+            f"{' AND ' + where if where else ''}" for kind, table, column, where in PARTITION_NAMES)
+        found: tuple[set[str], set[str]] = (set(), set())
+        for kind, id_ in self.query(f"SELECT kind, id FROM ({named}) GROUP BY kind, id"):
+            found[0 if kind == "session" else 1].add(str(id_))
+        return found
 
     def session_owners(self, since_version: int, written: WrittenInFull | None = None) -> dict[str, str]:
         return {str(s): str(c) for s, c in self.query(

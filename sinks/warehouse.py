@@ -116,6 +116,12 @@ class WarehouseReader(Protocol):
         (an insert is all or none)."""
         ...
 
+    def unmarked_partition_ids(self, since_version: int) -> tuple[set[str], set[str]]:
+        """(session ids, journey ids) named by the customer partitions' rows at or above `since_version` whose
+        version has no mark in `partition_batches`: written by a batch cut short, or one being written now. (Two
+        writers never share a version: cem.domain.effects.own_version.)"""
+        ...
+
 
 class Warehouse(WarehouseReader, Protocol):
     database: str

@@ -31,6 +31,25 @@ EARLY_TABLES = (*TABLE_ORDER[:-2], "alert_timers", "alert_log")
 OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
 # What the split's customer partitions write: a hand-over writes session and journey rows with no interaction row.
 PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "interaction_log")
+# A partition's batch writes its interaction rows first and its mark last: cut short, it leaves rows at a version
+# with no mark, and every session or journey they name is rebuilt from interaction rows that landed.
+PARTITION_MARK = "partition_batches"
+PARTITION_WRITE_ORDER = ("interaction_log", "id_aliases", "session_log", "journey_log", "overrides", PARTITION_MARK)
+# Where the customer partitions' rows name a session or a journey: (kind, table, column, condition).
+PARTITION_NAMES = (
+    ("session", "interaction_log", "origin_session_id", ""),
+    ("journey", "interaction_log", "journey_id", ""),
+    ("session", "session_log", "session_id", ""),
+    ("session", "session_log", "merged_into", ""),
+    ("journey", "journey_log", "journey_id", "kind = 'service'"),
+    ("journey", "journey_log", "merged_into", "kind = 'service'"),
+    ("session", "id_aliases", "alias_id", "kind = 'session'"),
+    ("session", "id_aliases", "current_id", "kind = 'session'"),
+    ("session", "overrides", "id", "kind = 'session'"),
+    ("session", "overrides", "current_id", "kind = 'session'"),
+    ("journey", "overrides", "id", "kind = 'journey'"),
+    ("journey", "overrides", "current_id", "kind = 'journey'"),
+)
 
 
 def effect_columns(effects: Effects, now_ms: int, fcr_window_ms: int, stale_overrides: Mapping[str, str] = EMPTY
@@ -225,3 +244,9 @@ def _rows_to_columns(names: tuple[str, ...], rows: list[tuple[Any, ...]], versio
 
 def row_count(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values())))
+
+
+def partition_mark_columns(effects: Effects, now_ms: int, partitions: Sequence[int]) -> dict[str, list[Any]]:
+    """The `partition_batches` row of a customer partitions' batch, written last: the partitions its writer held."""
+    return {"version": [effects.version], "partitions": [sorted(partitions)],
+            "interactions": [len(effects.interactions)], "written_ms": [now_ms]}

@@ -21,7 +21,7 @@ from typing import Any
 
 from cem import metrics
 from cem.domain.customer_stage import CustomerPartition, HandOff, PartitionStep
-from cem.domain.effects import Effects, next_version
+from cem.domain.effects import Effects, next_version, own_version
 from cem.domain.front import Routed
 from cem.domain.identity_owner import IdentityOwner, IdentityRequest
 from cem.domain.identity_replica import IdentityChanges
@@ -222,8 +222,8 @@ class CustomerStage:
         if missing:
             self.parts.update(await loop.run_in_executor(None, self._restored, missing))
         after = max((item.version for _, item in inbox if isinstance(item, HandOff)), default=0)
-        self.version = next_version(max([self.version, *(self.parts[i].version for i in indexes)]),
-                                    int(self.clock() * 1000), after)
+        self.version = own_version(next_version(max([self.version, *(self.parts[i].version for i in indexes)]),
+                                                int(self.clock() * 1000), after), min(self.parts, default=0))
         effects, step = Effects(self.version), PartitionStep()
         for index in missing:
             self.parts[index].hand_on_restored(effects, step)
@@ -238,12 +238,12 @@ class CustomerStage:
             elif item is not None:
                 self.parts[index].fold(item, effects, step)
         if effects.interactions or effects.sessions or effects.journeys:
-            written = await loop.run_in_executor(None, self.warehouse.write, effects)
+            written = await loop.run_in_executor(None, self.warehouse.write, effects, sorted(self.parts))
             self.status.written += written
         await sender.routed(self.topics["customers"], step.forwarded)
         for target, handoff in step.handoffs:
             await sender.send(self.topics["customers"], encode_handoff(handoff), target, HANDOFF)
 
     def _restored(self, indexes: list[int]) -> dict[int, CustomerPartition]:
-        restored = self.warehouse.restored()
+        restored = self.warehouse.restored(indexes)
         return {index: partition_from(restored, index, self.partitions) for index in indexes}

@@ -31,10 +31,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from cem.domain.customer_state import fold_event, move_customer_state, note_sessions
-from cem.domain.effects import Effects, next_version
+from cem.domain.effects import Effects, next_version, own_version
 from cem.domain.front import Routed
 from cem.domain.identity_replica import IdentityChanges
-from cem.domain.journeys import JourneyBook, ServiceJourney, Session, SessionBook
+from cem.domain.journeys import JourneyAlias, JourneyBook, ServiceJourney, Session, SessionAlias, SessionBook
 from cem.domain.state_maps import MapFactory, in_memory_maps
 
 
@@ -78,11 +78,14 @@ class CustomerPartition:
         self.received: MutableMapping[tuple[str, str], int] = maps("received")
         self.applied = 0  # the newest owner version applied
         self.version = 0
+        # (session ids, journey ids) named by rows of partition batches cut short (or being written) when this
+        # partition was restored: its first step writes again what it holds of them
+        self.unmarked: tuple[set[str], set[str]] = (set(), set())
 
     def start_batch(self, now_ms: int, after_version: int = 0) -> Effects:
         """A batch's rows. Its version is above any hand-off it receives (`after_version`): the moved rows must
         supersede what the sender wrote."""
-        self.version = next_version(self.version, now_ms, after_version)
+        self.version = own_version(next_version(self.version, now_ms, after_version), self.index)
         return Effects(self.version)
 
     def fold(self, routed: Routed, effects: Effects, step: PartitionStep) -> None:
@@ -119,12 +122,33 @@ class CustomerPartition:
         self.applied = changes.version
 
     def hand_on_restored(self, effects: Effects, step: PartitionStep) -> None:
-        """Just restored (state filed as written): a merged customer's rows still written under it mean its
-        survivor's partition had not written the hand-off, which may never have reached the broker. Hand it on
-        again: the receiver skips what it holds already."""
+        """Just restored (state filed as written): first the sessions and journeys a batch cut short named are
+        written again as the interaction rows make them. Then a merged customer's rows still written under it
+        mean its survivor's partition had not written the hand-off, which may never have reached the broker.
+        Hand it on again: the receiver skips what it holds already."""
+        self._rewrite_unmarked(effects)
         held = {*self.sessions.by_customer, *self.journeys.by_customer}
         for old_id in sorted(held.intersection(self.handed)):
             self._hand_over(old_id, effects, step)
+
+    def _rewrite_unmarked(self, effects: Effects) -> None:
+        """A batch cut short wrote its interaction rows and maybe some of its other rows: the rest (a session's
+        new count, the alias that joined two sessions, a journey) is missing, or a row is there that the batch
+        done again will not write over. Every session and journey those rows name is written again, with all
+        the ids it absorbed, as this partition holds it; a customer's sessions are first made disjoint again."""
+        sessions_named, journeys_named = self.unmarked
+        self.unmarked = (set(), set())
+        for customer_id in [c for c, held in self.sessions.by_customer.items()
+                            if any(_named(s.session_id, s.members, sessions_named) for s in held)]:
+            kept, aliases = self.sessions.recoalesce(customer_id)
+            members = [SessionAlias(member, s.session_id) for s in kept for member in s.members]
+            note_sessions(effects, kept, aliases + members)
+        for journeys in self.journeys.by_customer.values():
+            for journey in journeys.values():
+                if _named(journey.journey_id, journey.members, journeys_named):
+                    effects.journeys[journey.journey_id] = journey
+                    effects.journey_aliases.extend(JourneyAlias(member, journey.journey_id, journey.issue_ref)
+                                                   for member in journey.members)
 
     def _hand_over(self, old_id: str, effects: Effects, step: PartitionStep) -> None:
         sessions = self.sessions.by_customer.pop(old_id, [])
@@ -187,3 +211,7 @@ class CustomerPartition:
             self._deliver(handoff.from_id, handoff.into_id, handoff.sessions, handoff.journeys, effects, step)
         else:
             step.handoffs.append((target, handoff))
+
+
+def _named(identifier: str, members: list[str], named: set[str]) -> bool:
+    return identifier in named or not named.isdisjoint(members)

@@ -20,6 +20,16 @@ def next_version(previous: int, now_ms: int, after: int = 0) -> int:
     return max(previous + 1, after + 1, now_ms * 1000)
 
 
+OWN_VERSIONS = 1000  # writers told apart by a version's last digits: as many customer partitions at most
+
+
+def own_version(version: int, writer: int) -> int:
+    """The first version from `version` on that ends in the writer's own digits (`writer` < OWN_VERSIONS): two
+    writers of customer partitions (each holding other partitions, named by its lowest) never write at the same
+    version, so a batch's mark at a version is that batch's (sinks.writer.PARTITION_MARK)."""
+    return version + (writer - version) % OWN_VERSIONS
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedInteraction:
     interaction: Interaction

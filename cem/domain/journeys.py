@@ -153,6 +153,28 @@ class SessionBook:
         aliases += [SessionAlias(member, kept.session_id) for member in new_members]
         return [kept], aliases
 
+    def recoalesce(self, customer_id: str) -> tuple[list[Session], list[SessionAlias]]:
+        """A customer's sessions made disjoint again: those within the gap of each other become one, as folding
+        their events would have made them. Restored rows can hold two such sessions when the alias that joined
+        them was never written. Returns every session kept and the aliases of those absorbed now."""
+        sessions = sorted(self.by_customer.get(customer_id, []))
+        runs: list[list[Session]] = []
+        run_end = 0
+        for session in sessions:
+            if runs and session.start_ms <= run_end + self.gap_ms:
+                runs[-1].append(session)
+            else:
+                runs.append([session])
+            run_end = session.end_ms if len(runs[-1]) == 1 else max(run_end, session.end_ms)
+        kept: list[Session] = []
+        aliases: list[SessionAlias] = []
+        for run in runs:
+            keep, absorbed = self._coalesce(sessions, run)
+            kept.append(keep)
+            aliases.extend(absorbed)
+        self.by_customer[customer_id] = sessions
+        return kept, aliases
+
     def holds(self, customer_id: str, session_id: str) -> bool:
         return any(session_id == s.session_id or session_id in s.members
                    for s in self.by_customer.get(customer_id, []))

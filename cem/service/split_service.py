@@ -10,13 +10,16 @@ the partition's until the survivor's partition writes them again (cem.domain.cus
 
 A stage's rows are written as the single resolver's are (sinks.writer): table by table in one order, a failed
 insert retried after checking whether it landed, every call returning only once all is written. Only the owner
-writes the batch mark (`resolver_batches`): a replica starts from the owner's last complete version.
+writes the batch mark (`resolver_batches`): a replica starts from the owner's last complete version. A customer
+partition's batch writes its interaction rows first and its own mark (`partition_batches`) last: the partition
+restored after a batch cut short writes again what it holds of the sessions and journeys its rows name.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +37,15 @@ from cem.settings import Settings
 from sinks.errors import describe_error
 from sinks.identity_reads import identity_changes_between
 from sinks.snapshot import load_split_snapshot
-from sinks.writer import PARTITION_TABLES, abandoned_columns, effect_columns, row_count
+from sinks.writer import (
+    PARTITION_MARK,
+    PARTITION_TABLES,
+    PARTITION_WRITE_ORDER,
+    abandoned_columns,
+    effect_columns,
+    partition_mark_columns,
+    row_count,
+)
 
 MARK = "resolver_batches"
 log = logging.getLogger("cem.worker")
@@ -51,6 +62,9 @@ class Restored:
     folded: dict[str, tuple[str, ...]]
     merged: dict[str, str] = field(default_factory=dict)  # every merged customer -> its survivor now
     owner_version: int = 0  # the owner's next version goes above it: its mark, or the batch cut short above it
+    # (session ids, journey ids) the customer partitions' rows name at versions with no mark: a partition restored
+    # writes what it holds of them again (CustomerPartition.unmarked)
+    unmarked: tuple[set[str], set[str]] = field(default_factory=lambda: (set(), set()))
 
 
 @dataclass
@@ -59,6 +73,7 @@ class _Pending:
 
     version: int
     tables: dict[str, dict[str, list[Any]]]
+    order: tuple[str, ...] = WRITE_ORDER
     landed: set[str] = field(default_factory=set)
     uncertain: str = ""
 
@@ -77,16 +92,17 @@ class SplitWarehouse(WarehouseClient):
         return int(self.clock() * 1000)
 
     # ---- restore ------------------------------------------------------------------------------------------
-    def restored(self) -> Restored:
-        """The single resolver's state as the warehouse holds it now."""
+    def restored(self, partitions: Sequence[int] = ()) -> Restored:
+        """The single resolver's state as the warehouse holds it now; for the customer `partitions` restored,
+        what their batches cut short named (`Restored.unmarked`)."""
         with self.lock:
-            return self.retry.run(self._restored)
+            return self.retry.run(lambda: self._restored(partitions))
 
-    def _restored(self) -> Restored:
+    def _restored(self, partitions: Sequence[int]) -> Restored:
         warehouse = self._ensure_warehouse()
         started = time.perf_counter()
-        snapshot, written = load_split_snapshot(warehouse, self.now_ms() - self.config.dedup_window_ms,
-                                                owner=self.stage == "owner")
+        since_ms = self.now_ms() - self.config.dedup_window_ms
+        snapshot, written = load_split_snapshot(warehouse, since_ms, owner=self.stage == "owner")
         if snapshot.cut is not None:  # before any row of the batch that does their work again
             self._abandon(warehouse, snapshot.cut)
         resolver = Resolver(self.config, in_memory_maps)
@@ -107,7 +123,8 @@ class SplitWarehouse(WarehouseClient):
             folded[row.event_id] = tuple(dict.fromkeys(reached))
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
-        return Restored(resolver, written.through, folded, merged, owner_version)
+        unmarked = warehouse.unmarked_partition_ids(since_ms * 1000) if partitions else (set(), set())
+        return Restored(resolver, written.through, folded, merged, owner_version, unmarked)
 
     def _abandon(self, warehouse: Any, cut: tuple[int, int]) -> None:
         """Records an owner batch cut short: every later restore leaves its versions out."""
@@ -122,20 +139,25 @@ class SplitWarehouse(WarehouseClient):
             return self.retry.run(lambda: identity_changes_between(self._ensure_warehouse(), version, None))
 
     # ---- writes -------------------------------------------------------------------------------------------
-    def write(self, effects: Effects) -> int:
-        """Writes a stage's rows (the owner's with the batch mark); returns the interaction rows written."""
+    def write(self, effects: Effects, partitions: Sequence[int] = ()) -> int:
+        """Writes a stage's rows (the owner's with the batch mark, the customer stage's with its own, naming the
+        `partitions` it holds); returns the interaction rows written."""
         tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms, self.stale_overrides)
         self.stale_overrides = {}  # overridden by this batch's rows, kept for its retries
+        order: tuple[str, ...] = WRITE_ORDER
         if self.stage != "owner":
             tables.pop(MARK)
-        write = _Pending(effects.version, tables)
+        if self.stage == "customers" and tables:
+            tables[PARTITION_MARK] = partition_mark_columns(effects, self.now_ms(), partitions)
+            order = PARTITION_WRITE_ORDER
+        write = _Pending(effects.version, tables, order)
         with self.lock:
             self.retry.run(lambda: self._write(write))
         return len(effects.interactions)
 
     def _write(self, write: _Pending) -> None:
         warehouse = self._ensure_warehouse()
-        for table in WRITE_ORDER:
+        for table in write.order:
             columns = write.tables.get(table)
             if columns is None or table in write.landed:
                 continue
@@ -210,4 +232,5 @@ def partition_from(restored: Restored, index: int, partitions: int) -> CustomerP
                 part.folded[event_id] = customer_id
     part.applied = restored.last_version
     part.version = resolver.version
+    part.unmarked = restored.unmarked
     return part

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from cem.domain.customer_stage import CustomerPartition, PartitionStep
+from cem.domain.front import Routed
 from cem.domain.identity_owner import IdentityOwner, IdentityRequest
-from cem.domain.journeys import REMOVED
+from cem.domain.journeys import REMOVED, journey_id_for
 from cem.domain.model import Interaction
 from cem.domain.resolver import Effects, Resolver
 from cem.service.rejected_rows import WarehouseRefusesEverything
@@ -29,9 +31,9 @@ from cem.service.split_service import SplitWarehouse, owner_from
 from cem.settings import Settings
 from sinks.snapshot import load_snapshot
 from sinks.warehouse import WrittenInFull
-from sinks.writer import OWNER_TABLES, effect_columns, override_rows
+from sinks.writer import OWNER_TABLES, PARTITION_WRITE_ORDER, effect_columns, override_rows, partition_mark_columns
 from tests.contract.backends import Backend
-from tests.unit.factories import MINUTE_MS, NOW_MS, event, journey_state, mixed_batch, resolver_state
+from tests.unit.factories import MINUTE_MS, NOW_MS, event, journey_state, mixed_batch, resolver_state, sid
 from tests.unit.test_cut_batches import batches as cut_batches
 
 MARKER = "POISON#"
@@ -240,6 +242,33 @@ class WarehouseContract:
         backend.open().insert("id_aliases", effect_columns(
             Effects(NOW_MS * 1000 + 10**9, customer_aliases={live_again: live_again}), NOW_MS, 0)["id_aliases"])
         assert backend.open().customer_aliases() == {**merged, live_again: live_again}
+
+    def test_the_ids_a_partition_batch_cut_short_names_are_found_until_its_version_is_marked(
+            self, backend: Backend) -> None:
+        """A customer partitions' batch written in full ends with its mark; one cut short after two inserts
+        leaves rows at a version with no mark: the session and journey ids they name are found, from the window's
+        start on."""
+        sink = SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), "customers",
+                              clock=lambda: NOW_MS / 1000, open_warehouse=backend.open)
+        part = CustomerPartition(0, 2, 30 * MINUTE_MS)
+
+        def folded(event_id: str, minutes: int) -> Effects:
+            effects = part.start_batch(NOW_MS)
+            part.fold(Routed(event(event_id, NOW_MS + minutes * MINUTE_MS, [("email", "p@x.io")], issue_ref="7"),
+                             "c_p"), effects, PartitionStep())
+            return effects
+
+        sink.write(folded("p1", 0), [0])
+        assert backend.open().unmarked_partition_ids(0) == (set(), set())
+        cut = folded("p2", 90)
+        tables = effect_columns(cut, NOW_MS, 0)
+        for table in [table for table in PARTITION_WRITE_ORDER if table in tables][:2]:
+            backend.open().insert(table, tables[table])
+        reader = backend.open()
+        assert reader.unmarked_partition_ids(0) == ({sid("p2")}, {journey_id_for("7", "p1")})
+        assert reader.unmarked_partition_ids(cut.version + 1) == (set(), set())
+        reader.insert("partition_batches", partition_mark_columns(cut, NOW_MS, [0]))
+        assert reader.unmarked_partition_ids(0) == (set(), set())
 
     def test_a_batch_cut_short_is_read_back_without_its_rows_and_recorded_as_abandoned(self, backend: Backend
                                                                                        ) -> None:

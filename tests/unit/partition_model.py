@@ -8,8 +8,8 @@ restart a customer partition, before a step or after the step's rows were writte
 the broker: the partition is restored from the rows the owner and the partitions wrote (to the warehouse fake,
 through the product's SplitWarehouse) and gets the message it was processing again. And it may kill the graph's
 owner between two inserts of its batch (the batch's mark never written, nothing published): the owner is restored
-from the warehouse and reads the batch's requests again. The tests compare its result with the single
-resolver's."""
+from the warehouse and reads the batch's requests again; or a customer partition the same way: restored, it reads
+its message again. The tests compare its result with the single resolver's."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from schemas.split_wire import (
     encode_routed,
 )
 from sinks.fake import FakeWarehouseServer
-from sinks.writer import effect_columns
+from sinks.writer import PARTITION_WRITE_ORDER, effect_columns
 
 
 @dataclass
@@ -59,11 +59,14 @@ class PartitionSlot:
 
 class Deployment:
     def __init__(self, config: ResolverConfig, fronts: int, partitions: int, rng: random.Random,
-                 restart_rate: float = 0.0, partition_restart_rate: float = 0.0, owner_cut_rate: float = 0.0) -> None:
+                 restart_rate: float = 0.0, partition_restart_rate: float = 0.0, owner_cut_rate: float = 0.0,
+                 partition_cut_rate: float = 0.0) -> None:
         self.rng, self.config, self.restart_rate = rng, config, restart_rate
         self.partition_restart_rate, self.owner_cut_rate = partition_restart_rate, owner_cut_rate
-        self.server = FakeWarehouseServer() if partition_restart_rate or owner_cut_rate else None
-        self.partition_restarts = self.owner_cuts = 0
+        self.partition_cut_rate = partition_cut_rate
+        self.server = FakeWarehouseServer() if partition_restart_rate or owner_cut_rate or partition_cut_rate \
+            else None
+        self.partition_restarts = self.owner_cuts = self.partition_cuts = 0
         self.owner = IdentityOwner(config)
         self.owner_sink = self.warehouse("owner") if self.server is not None else None
         self.owner_inbox: deque[IdentityRequest] = deque()
@@ -148,6 +151,19 @@ class Deployment:
         for table in order[:self.rng.randrange(len(order))]:  # the mark is last: it never lands
             warehouse.insert(table, tables[table])
 
+    def partition_cut_short(self, effects: Any) -> None:
+        """A customer partition killed between two inserts of its batch: a random run of its tables landed, in
+        the order the product writes them, never its mark; nothing it would send reached the broker."""
+        assert self.server is not None
+        self.partition_cuts += 1
+        tables = effect_columns(effects, self.clock, self.config.fcr_window_ms)
+        order = [table for table in PARTITION_WRITE_ORDER if table in tables]
+        warehouse = self.server.connect()
+        for table in order[:self.rng.randint(0, len(order))]:  # no mark among them: it is never cut short after
+            warehouse.insert(table, tables[table])
+            if table == "interaction_log":
+                self.counted(effects)
+
     def partition_step(self, slot: PartitionSlot) -> None:
         if self.rng.random() < self.partition_restart_rate:
             self.restart(slot)
@@ -166,7 +182,13 @@ class Deployment:
         else:
             return
         self.replays += step.replays
-        self.written(effects)
+        if self.partition_cut_rate and self.rng.random() < self.partition_cut_rate:
+            self.partition_cut_short(effects)
+            if item is not None:
+                slot.inbox.appendleft(item)  # never committed: read again
+            self.restart(slot)
+            return
+        self.written(effects, part.index)
         if self.rng.random() < self.partition_restart_rate:  # died before its sends reached the broker
             if item is not None:
                 slot.inbox.appendleft(item)  # never committed: read again
@@ -177,10 +199,11 @@ class Deployment:
     def restart(self, slot: PartitionSlot) -> None:
         """The partition rebuilt from the warehouse; its first step hands on what it restored of merged customers."""
         self.partition_restarts += 1
-        slot.part = partition_from(self.warehouse("customers").restored(), slot.part.index, len(self.slots))
+        index = slot.part.index
+        slot.part = partition_from(self.warehouse("customers").restored([index]), index, len(self.slots))
         effects, step = slot.part.start_batch(self.clock), PartitionStep()
         slot.part.hand_on_restored(effects, step)
-        self.written(effects)
+        self.written(effects, index)
         self.send_on(step)
 
     def warehouse(self, stage: str) -> SplitWarehouse:
@@ -188,12 +211,16 @@ class Deployment:
         return SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), stage,
                               clock=lambda: self.clock / 1000, open_warehouse=self.server.connect)
 
-    def write(self, stage: str, effects: Any) -> None:
+    def write(self, stage: str, effects: Any, partition: int | None = None) -> None:
         if self.server is not None:
-            self.warehouse(stage).write(effects)
+            self.warehouse(stage).write(effects, () if partition is None else (partition,))
 
-    def written(self, effects: Any) -> None:
-        self.write("customers", effects)
+    def written(self, effects: Any, partition: int) -> None:
+        self.write("customers", effects, partition)
+        self.counted(effects)
+
+    def counted(self, effects: Any) -> None:
+        """Its interaction rows landed: the events are folded."""
         for resolved in effects.interactions:
             self.folded[resolved.interaction.event_id] = resolved.customer_id
             self.fold_counts[resolved.interaction.event_id] += 1

@@ -20,7 +20,8 @@ from cem.service.split_service import SplitWarehouse, partition_from
 from cem.settings import Settings
 from schemas.split_wire import decode_handoff, encode_handoff
 from sinks.fake import FakeWarehouseServer
-from tests.unit.factories import MINUTE_MS, NOW_MS, cid, event
+from sinks.writer import PARTITION_WRITE_ORDER, effect_columns
+from tests.unit.factories import MINUTE_MS, NOW_MS, cid, event, sid
 from tests.unit.test_customer_stage import spread
 
 PARTITIONS = 2
@@ -51,22 +52,22 @@ class Split:
         self.clock_ms += 1_000
         return self.parts[index].start_batch(self.clock_ms, after_version), PartitionStep()
 
-    def write(self, effects: Effects) -> None:
-        self.warehouse("customers").write(effects)
+    def write(self, effects: Effects, partition: int | None = None) -> None:
+        self.warehouse("customers").write(effects, () if partition is None else (partition,))
 
     def fold(self, event: Interaction, customer_id: str) -> None:
         index = customer_partition(customer_id, PARTITIONS)
         effects, step = self.step(index)
         self.parts[index].fold(Routed(event, customer_id), effects, step)
         assert step.forwarded == []
-        self.write(effects)
+        self.write(effects, index)
 
     def restart(self, index: int) -> list[HandOff]:
         """The partition restored from the warehouse; its first step: the hand-offs it sends (over the wire)."""
-        self.parts[index] = partition_from(self.warehouse("customers").restored(), index, PARTITIONS)
+        self.parts[index] = partition_from(self.warehouse("customers").restored([index]), index, PARTITIONS)
         effects, step = self.step(index)
         self.parts[index].hand_on_restored(effects, step)
-        self.write(effects)
+        self.write(effects, index)
         return [decode_handoff(encode_handoff(handoff)) for _, handoff in step.handoffs]
 
     def receive(self, handoff: HandOff, write: bool = True) -> Effects:
@@ -194,3 +195,38 @@ def test_a_copy_read_again_after_every_partition_restarted_is_dropped_where_its_
         folded += [r.interaction.event_id for r in effects.interactions]
         pending += [item for _, item in step.forwarded]
     assert folded == []
+
+
+def test_a_bridge_cut_short_after_its_interaction_row_is_written_again_by_the_restored_partition() -> None:
+    """An event bridges a customer's two sessions; its batch dies after its first insert (the interaction row,
+    written with the session it joined) and before the alias and the sessions' rows. The partition restored next
+    holds the two sessions apart, as their rows say: it joins them again and writes the session, the alias and
+    its override, so the warehouse has one session of three events, as folding the three gives."""
+    split = Split()
+    ids = [("email", "b@x.io")]
+    first, last, bridge = (event("b1", NOW_MS, ids), event("b2", NOW_MS + 50 * MINUTE_MS, ids),
+                           event("b3", NOW_MS + 25 * MINUTE_MS, ids))
+    customer = cid("b1")
+    split.fold(first, customer)
+    split.fold(last, customer)
+    index = customer_partition(customer, PARTITIONS)
+    effects, step = split.step(index)
+    split.parts[index].fold(Routed(bridge, customer), effects, step)
+    assert [(a.from_id, a.into_id) for a in effects.session_aliases] == [(sid("b2"), sid("b1"))]
+    tables = effect_columns(effects, split.clock_ms, ResolverConfig().fcr_window_ms)
+    assert PARTITION_WRITE_ORDER[0] == "interaction_log"
+    split.server.insert("interaction_log", tables["interaction_log"])  # killed after its first insert
+
+    assert split.restart(index) == []
+    [held] = split.parts[index].sessions.by_customer[customer]
+    assert (held.session_id, held.events, held.members) == (sid("b1"), 3, [sid("b2")])
+    latest = {}
+    for row in sorted(split.server.rows("session_log"), key=lambda row: row["version"]):
+        latest[row["session_id"]] = (row["events"], row["merged_into"])
+    assert latest == {sid("b1"): (3, ""), sid("b2"): (0, sid("b1"))}
+    overrides = {row["id"]: row["current_id"] for row in split.server.rows("overrides") if row["kind"] == "session"}
+    assert overrides == {sid("b2"): sid("b1")}
+    # Restored again, it finds the batch still unmarked and writes the same again: nothing changes.
+    split.restart(index)
+    [again] = split.parts[index].sessions.by_customer[customer]
+    assert (again.session_id, again.events) == (sid("b1"), 3)

@@ -155,6 +155,68 @@ def test_customer_partitions_that_restart_fold_every_event_once_with_the_single_
     split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.08)
     split.run(arrival)
     assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    assert_views_as_the_single_resolver(split, reference)
+
+
+@pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (2, 4), (3, 8)])
+@settings(max_examples=60, deadline=None)
+@given(raw=_raw, seed=st.integers(0, 2**32))
+def test_customer_partitions_killed_between_two_inserts_leave_the_single_resolvers_sessions_in_the_views(
+        fronts: int, partitions: int, raw: list[Any], seed: int) -> None:
+    """A customer partition dies after a random run of its batch's tables landed (never its mark), with fronts
+    and partitions restarting too: the partition restored next reads its message again, and the warehouse's
+    sessions and journeys (as the `journeys` view reads them) end as the single resolver's, with no row of the cut
+    batch left live."""
+    rng = random.Random(seed)
+    arrival = build(raw, rng)
+    reference, _ = single_resolver(arrival, rng)
+    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.05,
+                       partition_cut_rate=0.15)
+    split.run(arrival)
+    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    assert_views_as_the_single_resolver(split, reference)
+
+
+def assert_views_as_the_single_resolver(split: Deployment, reference: Resolver) -> None:
+    sessions, _ = state(reference.graph, reference.sessions.by_customer, reference.journeys.by_customer)
+    assert view_sessions(split) == sessions
+    fcr_window_ms = reference.config.fcr_window_ms
+    assert view_journeys(split) == Counter(
+        (reference.graph.find(customer), issue_ref, *_journey_figures(journey.metrics(fcr_window_ms)))
+        for customer, by_issue in reference.journeys.by_customer.items() for issue_ref, journey in by_issue.items())
+
+
+def _journey_figures(m: Any) -> tuple[Any, ...]:
+    return m.started_ms, m.ended_ms, m.contacts, tuple(m.channels), bool(m.resolved), m.resolved_ms or 0, bool(m.fcr)
+
+
+def _live(split: Deployment, table: str, key: str) -> list[dict[str, Any]]:
+    """The latest row of each id (argMax by version, which has no tie-break: a tie must not differ), if live."""
+    assert split.server is not None
+    latest: dict[str, list[dict[str, Any]]] = {}
+    for row in split.server.rows(table):
+        held = latest.setdefault(row[key], [row])
+        if row["version"] > held[0]["version"]:
+            latest[row[key]] = [row]
+        elif row["version"] == held[0]["version"] and row is not held[0]:
+            held.append(row)
+    for rows in latest.values():
+        assert all(r == rows[0] for r in rows), f"rows of {rows[0][key]} tie at one version: {rows}"
+    return [rows[0] for rows in latest.values() if rows[0]["merged_into"] == ""]
+
+
+def view_sessions(split: Deployment) -> Counter[Any]:
+    """Sessions as the `journeys` view reads them, under each customer's survivor."""
+    find = split.owner.graph.find
+    return Counter((find(r["customer_id"]), r["started_ms"], r["ended_ms"], r["events"], frozenset(r["channels"]))
+                   for r in _live(split, "session_log", "session_id"))
+
+
+def view_journeys(split: Deployment) -> Counter[Any]:
+    find = split.owner.graph.find
+    return Counter((find(r["customer_id"]), r["issue_ref"], r["started_ms"], r["ended_ms"], r["contacts"],
+                    tuple(r["channels"]), bool(r["resolved"]), r["resolved_ms"], bool(r["fcr"]))
+                   for r in _live(split, "journey_log", "journey_id") if r["kind"] == "service")
 
 
 def test_a_session_handed_on_twice_by_a_restarted_sender_counts_its_events_once() -> None:
