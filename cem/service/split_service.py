@@ -124,6 +124,10 @@ class SplitWarehouse(WarehouseClient):
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
         unmarked = warehouse.unmarked_partition_ids(since_ms * 1000) if partitions else (set(), set())
+        if any(unmarked):
+            log.warning("customers: rows with no batch mark (a batch cut short, or one being written) name %d "
+                        "sessions and %d journeys: the partitions restored write what they hold of them again",
+                        len(unmarked[0]), len(unmarked[1]))
         return Restored(resolver, written.through, folded, merged, owner_version, unmarked)
 
     def _abandon(self, warehouse: Any, cut: tuple[int, int]) -> None:
