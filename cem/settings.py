@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from cem.domain.effects import OWN_VERSIONS
 from cem.domain.keyed import key_bytes
 
 CHANNELS: tuple[str, ...] = (
@@ -147,8 +148,9 @@ class Settings:
     split_partitions: int = 0
 
     def __post_init__(self) -> None:
-        if self.split_partitions < 0:
-            raise ValueError(f"CEM_SPLIT_PARTITIONS must be 0 (off) or more, not {self.split_partitions}")
+        if not 0 <= self.split_partitions <= OWN_VERSIONS:
+            # a writer of customer partitions versions its batches in the last digits of its lowest partition
+            raise ValueError(f"CEM_SPLIT_PARTITIONS must be 0 (off) to {OWN_VERSIONS}, not {self.split_partitions}")
         if self.split_partitions:
             object.__setattr__(self, "identity_replica", True)
         if self.state_store not in ("disk", "memory"):

@@ -21,11 +21,13 @@ from streams.split import routed_messages
 NOW_MS = recent_base_ms() + 30 * 86_400_000
 
 
-def test_the_split_turns_the_replica_on_and_refuses_a_negative_count() -> None:
+def test_the_split_turns_the_replica_on_and_refuses_a_negative_count_or_more_than_its_versions_tell_apart() -> None:
     assert Settings(split_partitions=3).identity_replica is True
+    assert Settings(split_partitions=1000).split_partitions == 1000
     assert Settings().identity_replica is False
-    with pytest.raises(ValueError, match="CEM_SPLIT_PARTITIONS"):
-        Settings(split_partitions=-1)
+    for refused in (-1, 1001):
+        with pytest.raises(ValueError, match="CEM_SPLIT_PARTITIONS must be 0 \\(off\\) to 1000"):
+            Settings(split_partitions=refused)
 
 
 def test_the_split_creates_its_topics_and_checks_their_limits() -> None:
