@@ -210,12 +210,12 @@ class FakeWarehouse:
     def unmarked_partition_ids(self, since_version: int) -> tuple[set[str], set[str]]:
         marked = {row["version"] for row in self._table("partition_batches")}
         found: tuple[set[str], set[str]] = (set(), set())
-        for kind, table, column, where in PARTITION_NAMES:
+        for names, table, row_kind, columns in PARTITION_NAMES:
             for row in self._table(table):
-                value = str(row[column])
-                if row["version"] >= since_version and row["version"] not in marked and value not in ("", "-") \
-                        and _kind_matches(row, where):
-                    found[0 if kind == "session" else 1].add(value)
+                if row["version"] < since_version or row["version"] in marked or (row_kind and row["kind"] != row_kind):
+                    continue
+                found[0 if names == "session" else 1].update(
+                    str(row[column]) for column in columns if row[column] not in ("", "-"))
         return found
 
     def session_owners(self, since_version: int, written: WrittenInFull | None = None) -> dict[str, str]:
@@ -299,8 +299,3 @@ def _latest(rows: list[Row], key: str, where: Callable[[Row], bool]) -> dict[str
             if known is None or row["version"] > known["version"]:
                 latest[row[key]] = row
     return latest
-
-
-def _kind_matches(row: Row, where: str) -> bool:
-    """The one condition PARTITION_NAMES uses: `kind = '<kind>'`, or none."""
-    return not where or row["kind"] == where.split("'")[1]

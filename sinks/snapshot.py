@@ -165,8 +165,9 @@ class ClickHouseReads:
         unmarked = (f"version >= {since} AND version NOT IN "
                     f"(SELECT version FROM {db}.partition_batches WHERE version >= {since})")
         named = " UNION ALL ".join(
-            f"SELECT '{kind}' AS kind, {column} AS id FROM {db}.{table} WHERE {unmarked} AND {column} NOT IN ('', '-')"
-            f"{' AND ' + where if where else ''}" for kind, table, column, where in PARTITION_NAMES)
+            f"SELECT '{names}' AS kind, {column} AS id FROM {db}.{table} WHERE {unmarked} "
+            f"AND {column} NOT IN ('', '-')" + (f" AND kind = '{row_kind}'" if row_kind else "")
+            for names, table, row_kind, columns in PARTITION_NAMES for column in columns)
         found: tuple[set[str], set[str]] = (set(), set())
         for kind, id_ in self.query(f"SELECT kind, id FROM ({named}) GROUP BY kind, id"):
             found[0 if kind == "session" else 1].add(str(id_))

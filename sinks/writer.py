@@ -35,20 +35,16 @@ PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "in
 # with no mark, and every session or journey they name is rebuilt from interaction rows that landed.
 PARTITION_MARK = "partition_batches"
 PARTITION_WRITE_ORDER = ("interaction_log", "id_aliases", "session_log", "journey_log", "overrides", PARTITION_MARK)
-# Where the customer partitions' rows name a session or a journey: (kind, table, column, condition).
+# Where the customer partitions' rows name a session or a journey: (what it names, table, the row's `kind` when
+# the table holds several kinds, columns).
 PARTITION_NAMES = (
-    ("session", "interaction_log", "origin_session_id", ""),
-    ("journey", "interaction_log", "journey_id", ""),
-    ("session", "session_log", "session_id", ""),
-    ("session", "session_log", "merged_into", ""),
-    ("journey", "journey_log", "journey_id", "kind = 'service'"),
-    ("journey", "journey_log", "merged_into", "kind = 'service'"),
-    ("session", "id_aliases", "alias_id", "kind = 'session'"),
-    ("session", "id_aliases", "current_id", "kind = 'session'"),
-    ("session", "overrides", "id", "kind = 'session'"),
-    ("session", "overrides", "current_id", "kind = 'session'"),
-    ("journey", "overrides", "id", "kind = 'journey'"),
-    ("journey", "overrides", "current_id", "kind = 'journey'"),
+    ("session", "interaction_log", "", ("origin_session_id",)),
+    ("journey", "interaction_log", "", ("journey_id",)),
+    ("session", "session_log", "", ("session_id", "merged_into")),
+    ("journey", "journey_log", "service", ("journey_id", "merged_into")),
+    ("session", "id_aliases", "session", ("alias_id", "current_id")),
+    ("session", "overrides", "session", ("id", "current_id")),
+    ("journey", "overrides", "journey", ("id", "current_id")),
 )
 
 
@@ -246,7 +242,6 @@ def row_count(columns: dict[str, list[Any]]) -> int:
     return len(next(iter(columns.values())))
 
 
-def partition_mark_columns(effects: Effects, now_ms: int, partitions: Sequence[int]) -> dict[str, list[Any]]:
-    """The `partition_batches` row of a customer partitions' batch, written last: the partitions its writer held."""
-    return {"version": [effects.version], "partitions": [sorted(partitions)],
-            "interactions": [len(effects.interactions)], "written_ms": [now_ms]}
+def partition_mark_columns(effects: Effects, now_ms: int) -> dict[str, list[Any]]:
+    """The `partition_batches` row of a customer partitions' batch, written last."""
+    return {"version": [effects.version], "interactions": [len(effects.interactions)], "written_ms": [now_ms]}

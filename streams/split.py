@@ -238,12 +238,12 @@ class CustomerStage:
             elif item is not None:
                 self.parts[index].fold(item, effects, step)
         if effects.interactions or effects.sessions or effects.journeys:
-            written = await loop.run_in_executor(None, self.warehouse.write, effects, sorted(self.parts))
+            written = await loop.run_in_executor(None, self.warehouse.write, effects)
             self.status.written += written
         await sender.routed(self.topics["customers"], step.forwarded)
         for target, handoff in step.handoffs:
             await sender.send(self.topics["customers"], encode_handoff(handoff), target, HANDOFF)
 
     def _restored(self, indexes: list[int]) -> dict[int, CustomerPartition]:
-        restored = self.warehouse.restored(indexes)
+        restored = self.warehouse.restored()
         return {index: partition_from(restored, index, self.partitions) for index in indexes}

@@ -163,9 +163,10 @@ class SessionBook:
         for session in sessions:
             if runs and session.start_ms <= run_end + self.gap_ms:
                 runs[-1].append(session)
+                run_end = max(run_end, session.end_ms)
             else:
                 runs.append([session])
-            run_end = session.end_ms if len(runs[-1]) == 1 else max(run_end, session.end_ms)
+                run_end = session.end_ms
         kept: list[Session] = []
         aliases: list[SessionAlias] = []
         for run in runs:

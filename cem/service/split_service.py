@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,13 +91,13 @@ class SplitWarehouse(WarehouseClient):
         return int(self.clock() * 1000)
 
     # ---- restore ------------------------------------------------------------------------------------------
-    def restored(self, partitions: Sequence[int] = ()) -> Restored:
-        """The single resolver's state as the warehouse holds it now; for the customer `partitions` restored,
-        what their batches cut short named (`Restored.unmarked`)."""
+    def restored(self) -> Restored:
+        """The single resolver's state as the warehouse holds it now; for the customer stage, also what the
+        partitions' batches cut short named (`Restored.unmarked`)."""
         with self.lock:
-            return self.retry.run(lambda: self._restored(partitions))
+            return self.retry.run(self._restored)
 
-    def _restored(self, partitions: Sequence[int]) -> Restored:
+    def _restored(self) -> Restored:
         warehouse = self._ensure_warehouse()
         started = time.perf_counter()
         since_ms = self.now_ms() - self.config.dedup_window_ms
@@ -123,7 +122,7 @@ class SplitWarehouse(WarehouseClient):
             folded[row.event_id] = tuple(dict.fromkeys(reached))
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
-        unmarked = warehouse.unmarked_partition_ids(since_ms * 1000) if partitions else (set(), set())
+        unmarked = warehouse.unmarked_partition_ids(since_ms * 1000) if self.stage == "customers" else (set(), set())
         if any(unmarked):
             log.warning("customers: rows with no batch mark (a batch cut short, or one being written) name %d "
                         "sessions and %d journeys: the partitions restored write what they hold of them again",
@@ -143,16 +142,16 @@ class SplitWarehouse(WarehouseClient):
             return self.retry.run(lambda: identity_changes_between(self._ensure_warehouse(), version, None))
 
     # ---- writes -------------------------------------------------------------------------------------------
-    def write(self, effects: Effects, partitions: Sequence[int] = ()) -> int:
-        """Writes a stage's rows (the owner's with the batch mark, the customer stage's with its own, naming the
-        `partitions` it holds); returns the interaction rows written."""
+    def write(self, effects: Effects) -> int:
+        """Writes a stage's rows (the owner's with the batch mark, the customer stage's with its own); returns the
+        interaction rows written."""
         tables = effect_columns(effects, self.now_ms(), self.config.fcr_window_ms, self.stale_overrides)
         self.stale_overrides = {}  # overridden by this batch's rows, kept for its retries
         order: tuple[str, ...] = WRITE_ORDER
         if self.stage != "owner":
             tables.pop(MARK)
         if self.stage == "customers" and tables:
-            tables[PARTITION_MARK] = partition_mark_columns(effects, self.now_ms(), partitions)
+            tables[PARTITION_MARK] = partition_mark_columns(effects, self.now_ms())
             order = PARTITION_WRITE_ORDER
         write = _Pending(effects.version, tables, order)
         with self.lock:

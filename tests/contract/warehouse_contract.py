@@ -258,7 +258,7 @@ class WarehouseContract:
                              "c_p"), effects, PartitionStep())
             return effects
 
-        sink.write(folded("p1", 0), [0])
+        sink.write(folded("p1", 0))
         assert backend.open().unmarked_partition_ids(0) == (set(), set())
         cut = folded("p2", 90)
         tables = effect_columns(cut, NOW_MS, 0)
@@ -267,7 +267,7 @@ class WarehouseContract:
         reader = backend.open()
         assert reader.unmarked_partition_ids(0) == ({sid("p2")}, {journey_id_for("7", "p1")})
         assert reader.unmarked_partition_ids(cut.version + 1) == (set(), set())
-        reader.insert("partition_batches", partition_mark_columns(cut, NOW_MS, [0]))
+        reader.insert("partition_batches", partition_mark_columns(cut, NOW_MS))
         assert reader.unmarked_partition_ids(0) == (set(), set())
 
     def test_a_batch_cut_short_is_read_back_without_its_rows_and_recorded_as_abandoned(self, backend: Backend

@@ -26,7 +26,7 @@ from cem.domain.model import Interaction
 from cem.domain.resolver import ResolverConfig
 from cem.domain.seen_ids import SEEN_BUCKET_MS
 from cem.service.resolver_service import WRITE_ORDER
-from cem.service.split_service import SplitWarehouse, owner_from, partition_from
+from cem.service.split_service import MARK, SplitWarehouse, owner_from, partition_from
 from cem.settings import Settings
 from schemas.split_wire import (
     decode_handoff,
@@ -37,7 +37,7 @@ from schemas.split_wire import (
     encode_routed,
 )
 from sinks.fake import FakeWarehouseServer
-from sinks.writer import PARTITION_WRITE_ORDER, effect_columns
+from sinks.writer import PARTITION_MARK, PARTITION_WRITE_ORDER, effect_columns
 
 
 @dataclass
@@ -145,24 +145,26 @@ class Deployment:
         published every version it wrote in full.)"""
         assert self.server is not None
         self.owner_cuts += 1
-        tables = effect_columns(effects, self.clock, self.config.fcr_window_ms)
-        order = [table for table in WRITE_ORDER if table in tables]
-        warehouse = self.server.connect()
-        for table in order[:self.rng.randrange(len(order))]:  # the mark is last: it never lands
-            warehouse.insert(table, tables[table])
+        self.land_some(effects, WRITE_ORDER)
 
     def partition_cut_short(self, effects: Any) -> None:
         """A customer partition killed between two inserts of its batch: a random run of its tables landed, in
         the order the product writes them, never its mark; nothing it would send reached the broker."""
-        assert self.server is not None
         self.partition_cuts += 1
+        if "interaction_log" in self.land_some(effects, PARTITION_WRITE_ORDER):
+            self.counted(effects)
+
+    def land_some(self, effects: Any, write_order: tuple[str, ...]) -> list[str]:
+        """A random run of a batch's tables lands, in its write order, never its mark (written last). Returns the
+        tables landed."""
+        assert self.server is not None
         tables = effect_columns(effects, self.clock, self.config.fcr_window_ms)
-        order = [table for table in PARTITION_WRITE_ORDER if table in tables]
+        order = [table for table in write_order if table in tables and table not in (MARK, PARTITION_MARK)]
+        landed = order[:self.rng.randint(0, len(order))]
         warehouse = self.server.connect()
-        for table in order[:self.rng.randint(0, len(order))]:  # no mark among them: it is never cut short after
+        for table in landed:
             warehouse.insert(table, tables[table])
-            if table == "interaction_log":
-                self.counted(effects)
+        return landed
 
     def partition_step(self, slot: PartitionSlot) -> None:
         if self.rng.random() < self.partition_restart_rate:
@@ -188,7 +190,7 @@ class Deployment:
                 slot.inbox.appendleft(item)  # never committed: read again
             self.restart(slot)
             return
-        self.written(effects, part.index)
+        self.written(effects)
         if self.rng.random() < self.partition_restart_rate:  # died before its sends reached the broker
             if item is not None:
                 slot.inbox.appendleft(item)  # never committed: read again
@@ -199,11 +201,10 @@ class Deployment:
     def restart(self, slot: PartitionSlot) -> None:
         """The partition rebuilt from the warehouse; its first step hands on what it restored of merged customers."""
         self.partition_restarts += 1
-        index = slot.part.index
-        slot.part = partition_from(self.warehouse("customers").restored([index]), index, len(self.slots))
+        slot.part = partition_from(self.warehouse("customers").restored(), slot.part.index, len(self.slots))
         effects, step = slot.part.start_batch(self.clock), PartitionStep()
         slot.part.hand_on_restored(effects, step)
-        self.written(effects, index)
+        self.written(effects)
         self.send_on(step)
 
     def warehouse(self, stage: str) -> SplitWarehouse:
@@ -211,12 +212,12 @@ class Deployment:
         return SplitWarehouse(Settings(sink_retry_max_seconds=0.001, state_store="memory"), stage,
                               clock=lambda: self.clock / 1000, open_warehouse=self.server.connect)
 
-    def write(self, stage: str, effects: Any, partition: int | None = None) -> None:
+    def write(self, stage: str, effects: Any) -> None:
         if self.server is not None:
-            self.warehouse(stage).write(effects, () if partition is None else (partition,))
+            self.warehouse(stage).write(effects)
 
-    def written(self, effects: Any, partition: int) -> None:
-        self.write("customers", effects, partition)
+    def written(self, effects: Any) -> None:
+        self.write("customers", effects)
         self.counted(effects)
 
     def counted(self, effects: Any) -> None:

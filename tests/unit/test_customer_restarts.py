@@ -52,22 +52,22 @@ class Split:
         self.clock_ms += 1_000
         return self.parts[index].start_batch(self.clock_ms, after_version), PartitionStep()
 
-    def write(self, effects: Effects, partition: int | None = None) -> None:
-        self.warehouse("customers").write(effects, () if partition is None else (partition,))
+    def write(self, effects: Effects) -> None:
+        self.warehouse("customers").write(effects)
 
     def fold(self, event: Interaction, customer_id: str) -> None:
         index = customer_partition(customer_id, PARTITIONS)
         effects, step = self.step(index)
         self.parts[index].fold(Routed(event, customer_id), effects, step)
         assert step.forwarded == []
-        self.write(effects, index)
+        self.write(effects)
 
     def restart(self, index: int) -> list[HandOff]:
         """The partition restored from the warehouse; its first step: the hand-offs it sends (over the wire)."""
-        self.parts[index] = partition_from(self.warehouse("customers").restored([index]), index, PARTITIONS)
+        self.parts[index] = partition_from(self.warehouse("customers").restored(), index, PARTITIONS)
         effects, step = self.step(index)
         self.parts[index].hand_on_restored(effects, step)
-        self.write(effects, index)
+        self.write(effects)
         return [decode_handoff(encode_handoff(handoff)) for _, handoff in step.handoffs]
 
     def receive(self, handoff: HandOff, write: bool = True) -> Effects:

@@ -126,6 +126,19 @@ def assert_folded_once_as_the_single_resolver(split: Deployment, arrival: list[I
     assert grouping(graph, arrival) == grouping(reference.graph, arrival)
 
 
+def folded_once_as_the_single_resolver(raw: list[Any], seed: int, fronts: int, partitions: int,
+                                       **faults: float) -> tuple[Deployment, list[Interaction], Resolver]:
+    """The split run with `faults` (Deployment's rates) on the arrival `raw` and `seed` give; every event folded
+    once, as the single resolver folds them. Returns the deployment, the arrival and the single resolver."""
+    rng = random.Random(seed)
+    arrival = build(raw, rng)
+    reference, _ = single_resolver(arrival, rng)
+    split = Deployment(NO_GUARDS, fronts, partitions, rng, **faults)
+    split.run(arrival)
+    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    return split, arrival, reference
+
+
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (3, 3), (4, 5)])
 @settings(max_examples=80, deadline=None)
 @given(raw=_raw, seed=st.integers(0, 2**32))
@@ -133,12 +146,7 @@ def test_fronts_that_restart_fold_every_event_once_with_the_single_resolvers_res
         fronts: int, partitions: int, raw: list[Any], seed: int) -> None:
     """Fronts restart at random: they lose what they held and their replica, and read again from their committed
     offset. Replays are routed as first decided and dropped where their first copy was folded."""
-    rng = random.Random(seed)
-    arrival = build(raw, rng)
-    reference, _ = single_resolver(arrival, rng)
-    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.08)
-    split.run(arrival)
-    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    folded_once_as_the_single_resolver(raw, seed, fronts, partitions, restart_rate=0.08)
 
 
 @pytest.mark.parametrize(("fronts", "partitions"), [(1, 2), (2, 4), (3, 8)])
@@ -149,12 +157,8 @@ def test_customer_partitions_that_restart_fold_every_event_once_with_the_single_
     """Customer partitions (and fronts) restart at random, a partition also after writing a step's rows and
     before its sends: it is restored from the warehouse, hands on again what it restored of merged customers and
     reads its message again; receivers fold in only what they do not hold yet."""
-    rng = random.Random(seed)
-    arrival = build(raw, rng)
-    reference, _ = single_resolver(arrival, rng)
-    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.08)
-    split.run(arrival)
-    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    split, _, reference = folded_once_as_the_single_resolver(raw, seed, fronts, partitions, restart_rate=0.05,
+                                                             partition_restart_rate=0.08)
     assert_views_as_the_single_resolver(split, reference)
 
 
@@ -167,13 +171,8 @@ def test_customer_partitions_killed_between_two_inserts_leave_the_single_resolve
     and partitions restarting too: the partition restored next reads its message again, and the warehouse's
     sessions and journeys (as the `journeys` view reads them) end as the single resolver's, with no row of the cut
     batch left live."""
-    rng = random.Random(seed)
-    arrival = build(raw, rng)
-    reference, _ = single_resolver(arrival, rng)
-    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.05,
-                       partition_cut_rate=0.15)
-    split.run(arrival)
-    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    split, _, reference = folded_once_as_the_single_resolver(raw, seed, fronts, partitions, restart_rate=0.05,
+                                                             partition_restart_rate=0.05, partition_cut_rate=0.15)
     assert_views_as_the_single_resolver(split, reference)
 
 
@@ -246,13 +245,8 @@ def test_an_owner_killed_between_two_inserts_of_its_batch_leaves_the_single_reso
     partitions restarting too: the owner restored next does the batch again, and every stage ends as the single
     resolver does, the warehouse's `interactions` view included (its customer is the override of the event's
     identifier set, which only the owner writes)."""
-    rng = random.Random(seed)
-    arrival = build(raw, rng)
-    reference, _ = single_resolver(arrival, rng)
-    split = Deployment(NO_GUARDS, fronts, partitions, rng, restart_rate=0.05, partition_restart_rate=0.05,
-                       owner_cut_rate=0.25)
-    split.run(arrival)
-    assert_folded_once_as_the_single_resolver(split, arrival, reference)
+    split, arrival, reference = folded_once_as_the_single_resolver(
+        raw, seed, fronts, partitions, restart_rate=0.05, partition_restart_rate=0.05, owner_cut_rate=0.25)
     assert view_grouping(split) == grouping(reference.graph, arrival)
 
 
