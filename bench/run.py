@@ -9,7 +9,8 @@ Phases (docs/performance.md explains each method and its resolution):
   3. latency             produce at half of (2), each record's send time against the time its row became
                          visible (ClickHouse polled every --poll-ms); then again on records delivered in random
                          order over their whole time span (a backfill or a replay)
-  4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process;
+  4. scaling             two workers on a copy of the same records, ratio to (2), CPU seconds per process,
+                         and how long one stage worked alone (bench/pipeline_timeline.py);
                          then the split resolver (CEM_SPLIT_PARTITIONS=--split-partitions) with one worker and
                          with two, its own ratio
   5. memory              one worker over many customers with few events each; RSS sampled as it consumes,
@@ -59,6 +60,7 @@ import orjson
 
 from bench import alert_cost, collector, kiosk, procstat, serial_share, split_inproc, text_cost, views
 from bench.cpu_budget import scale_bound
+from bench.pipeline_timeline import Sample, fill_and_drain
 from bench.proposals import PROPOSALS
 from bench.traffic import (
     ORDERS,
@@ -79,6 +81,8 @@ from devtools.simulate import recent_base_ms
 
 RESULTS_DIR = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+# How often a pipeline phase asks its workers what they consumed (bench/pipeline_timeline.py)
+STAGE_SAMPLE_SECONDS = 0.2
 
 
 def log(message: str) -> None:
@@ -236,7 +240,8 @@ class Bench:
                 profilers = [p for w, name in zip(workers, names, strict=True)
                              if (p := self._start_profiler(pid_of(w), name)) is not None]
             samples: list[dict[str, Any]] = []
-            next_sample = 0.0
+            next_sample = next_stage_sample = 0.0
+            stage_samples: list[Sample] = []
             expected = traffic.unique_valid
             incomplete = False
             while True:
@@ -254,6 +259,10 @@ class Bench:
                     break
                 for w in workers:
                     w.check_alive()
+                if polled >= next_stage_sample:  # every phase alike: the polls cost each worker the same
+                    next_stage_sample = polled + STAGE_SAMPLE_SECONDS
+                    stage_samples.append(Sample(polled - t0, rows, sum((w.status() or {}).get("consumed", 0)
+                                                                       for w in workers)))
                 if rss_samples and polled >= next_sample:
                     next_sample = polled + 1.0
                     status = workers[0].status() or {}
@@ -286,6 +295,9 @@ class Bench:
             }
             if samples:
                 out["rss_samples"] = samples
+            stages = fill_and_drain(stage_samples, len(traffic.records), seconds) if not incomplete else None
+            if stages is not None:
+                out["fill_and_drain"] = stages.as_dict()
             log(f"{label}: {n_workers} worker(s), {len(traffic.records)} records -> {expected} rows in {seconds:.2f} s "
                 f"= {rate:,.0f}/s; cpu {cpu}; peak RSS "
                 f"{ {k: v['peak_rss_mb'] for k, v in per_worker.items()} } MB; load {load}; "
@@ -714,6 +726,11 @@ def summary_table(r: dict[str, Any]) -> str:
             add("scale 2w bound: spent CPU / free split", f"{b['at_spent_cpu']:.2f} / {b['free_split']:.2f}",
                 f"all cores busy at the pipeline CPU per event of the 2-worker / 1-worker phase (bench/cpu_budget.py);"
                 f" 2 workers kept {b['busy_cores']:.2f} cores busy, {b['extra_cpu']:+.0%} CPU per event")
+        if "fill_and_drain" in two:
+            fd = two["fill_and_drain"]
+            add("2 workers: fill / drain", f"{fd['fill_s']:.2f} / {fd['drain_s']:.2f} s",
+                f"first row after {fd['fill_s']:.2f} s, last row {fd['drain_s']:.2f} s after the last record consumed: "
+                f"both stages at work {fd['overlap_share']:.0%} of {fd['phase_s']:.1f} s (bench/pipeline_timeline.py)")
     if "scale_2w_split" in r:
         one_split, two_split = r["split_throughput_1w"], r["split_throughput_2w"]
         add("split resolver, 1 / 2 workers", f"{one_split['events_per_s']:,.0f} / {two_split['events_per_s']:,.0f}/s",
