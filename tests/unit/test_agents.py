@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import faust.app  # noqa: F401  # imported now: croniter, under it, runs `file` at import, refused in a test
 import pytest
 
 from cem.settings import Settings
