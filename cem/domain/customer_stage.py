@@ -13,7 +13,9 @@ the partition the first copy reached, after it (the first copy was acknowledged 
 Each partition remembers the events it folded, and for each event and the customer it was addressed to, the
 survivor it was forwarded to: a replay takes the same hops as its first copy and is dropped where the first copy
 was folded, even if a customer merged away or came back to life since. A first copy takes the current merges
-instead: a customer that merged away and back can send it through a partition twice.
+instead: a customer that merged away and back can send it through a partition twice. The hops are not restored:
+a restored partition drops any copy of an event that had an interaction row when it was restored, wherever that
+row was written (`written_before`); the front's dedup window makes every such copy a replay.
 
 Restarts. A restored partition files sessions and journeys under the customer they were last written under. A
 merged customer that still holds state there had its hand-off lost with the sender, or not yet written by the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import MutableMapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from cem.domain.customer_state import fold_event, move_customer_state, note_sessions
@@ -72,6 +75,9 @@ class CustomerPartition:
         self.journeys = JourneyBook(maps)
         self.handed: MutableMapping[str, str] = maps("handed")  # merged customer -> the survivor it went to
         self.folded: MutableMapping[str, str] = maps("folded")  # event id -> the customer it was folded under here
+        # A restored partition: the recent events with an interaction row when it was restored, wherever folded
+        # (shared by the worker's partitions restored together)
+        self.written_before: AbstractSet[str] = frozenset()
         # (event id, customer it was addressed to) -> the survivor it was forwarded to from here
         self.forwards: MutableMapping[tuple[str, str], str] = maps("forwards")
         # hand-offs received, by (merged customer, addressee, sender's version): a redelivered one is skipped
@@ -92,7 +98,7 @@ class CustomerPartition:
         """File a routed event here, or forward it when its customer merged away from this partition; a replay
         takes the hop its first copy took from here."""
         event_id, customer_id = routed.event.event_id, routed.customer_id
-        if event_id in self.folded:
+        if event_id in self.folded or event_id in self.written_before:
             step.replays += 1
             return
         hop = (event_id, customer_id)

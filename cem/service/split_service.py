@@ -2,8 +2,9 @@
 from the warehouse, and each stage's rows written.
 
 Every stage starts from one snapshot of the warehouse, restored as the single resolver restores it, and keeps its
-share: the graph's owner the identity graph; a customer partition the sessions, journeys and folded events of the
-customers that hash to it, and the merged customers it hands on; a front the dedup window. So a stage restored
+share: the graph's owner the identity graph; a customer partition the sessions and journeys of the customers that
+hash to it, and the merged customers it hands on (and every partition the recent events written, to drop their
+copies read again); a front the dedup window. So a stage restored
 after others wrote holds exactly what their rows say, as a restarted single resolver does. Sessions and journeys
 are filed under the customer they were last written under, not its survivor: the rows of a merged customer are
 the partition's until the survivor's partition writes them again (cem.domain.customer_stage, "Restarts").
@@ -56,9 +57,9 @@ class Restored:
 
     resolver: Resolver
     last_version: int  # the owner's last complete version (its batch mark)
-    # event id of every recent interaction row -> the customers a copy of it reaches: the one it was written
-    # under, that one's survivor and its identifier set's customer now
-    folded: dict[str, tuple[str, ...]]
+    # the event id of every recent interaction row: a copy of one read again is dropped at whichever customer
+    # partition it reaches (CustomerPartition.written_before)
+    written: frozenset[str]
     merged: dict[str, str] = field(default_factory=dict)  # every merged customer -> its survivor now
     owner_version: int = 0  # the owner's next version goes above it: its mark, or the batch cut short above it
     # (session ids, journey ids) the customer partitions' rows name at versions with no mark: a partition restored
@@ -113,13 +114,7 @@ class SplitWarehouse(WarehouseClient):
         # has no tie-break. Its versions go above every row of the partitions' tables.
         resolver.version = max(resolver.version, warehouse.newest_version_above(resolver.version, PARTITION_TABLES))
         merged = survivors(warehouse.customer_aliases(written))
-        graph = resolver.graph
-        folded = {}
-        for row in snapshot.recent:
-            identifiers = snapshot.identity_sets.get(row.identity_key, ((), (0, "")))[0]
-            reached = (row.customer_id, merged.get(row.customer_id, graph.find(row.customer_id)),
-                       graph.customer_of_set(identifiers) or row.customer_id)
-            folded[row.event_id] = tuple(dict.fromkeys(reached))
+        events_written = frozenset(row.event_id for row in snapshot.recent)
         metrics.STATE_RESTORE_SECONDS.set(time.perf_counter() - started)
         owner_version = max(written.through, snapshot.cut[1] if snapshot.cut else 0)
         unmarked = warehouse.unmarked_partition_ids(since_ms * 1000) if self.stage == "customers" else (set(), set())
@@ -127,7 +122,7 @@ class SplitWarehouse(WarehouseClient):
             log.warning("customers: rows with no batch mark (a batch cut short, or one being written) name %d "
                         "sessions and %d journeys: the partitions restored write what they hold of them again",
                         len(unmarked[0]), len(unmarked[1]))
-        return Restored(resolver, written.through, folded, merged, owner_version, unmarked)
+        return Restored(resolver, written.through, events_written, merged, owner_version, unmarked)
 
     def _abandon(self, warehouse: Any, cut: tuple[int, int]) -> None:
         """Records an owner batch cut short: every later restore leaves its versions out."""
@@ -206,9 +201,9 @@ def front_from(restored: Restored, replica: IdentityReplica) -> Front:
 
 
 def partition_from(restored: Restored, index: int, partitions: int) -> CustomerPartition:
-    """Customer partition `index` as the warehouse holds it: the sessions, journeys and folded events of the
-    customers that hash to it, and its merged customers with their survivors; the owner's version its rows
-    reflect is applied. A merged customer's sessions and journeys still here are handed on by the partition's
+    """Customer partition `index` as the warehouse holds it: the sessions and journeys of the customers that hash
+    to it, its merged customers with their survivors, and the recent events written anywhere; the owner's version
+    its rows reflect is applied. A merged customer's sessions and journeys still here are handed on by the partition's
     first step (CustomerPartition.hand_on_restored)."""
     resolver = restored.resolver
     part = CustomerPartition(index, partitions, resolver.config.session_gap_ms)
@@ -229,10 +224,7 @@ def partition_from(restored: Restored, index: int, partitions: int) -> CustomerP
     for merged_id, survivor in restored.merged.items():
         if here(merged_id):
             part.handed[merged_id] = survivor
-    for event_id, customers in restored.folded.items():
-        for customer_id in customers:
-            if here(customer_id):
-                part.folded[event_id] = customer_id
+    part.written_before = restored.written
     part.applied = restored.last_version
     part.version = resolver.version
     part.unmarked = restored.unmarked

@@ -197,6 +197,40 @@ def test_a_copy_read_again_after_every_partition_restarted_is_dropped_where_its_
     assert folded == []
 
 
+def test_a_copy_read_again_after_a_restart_is_dropped_though_the_customer_it_was_addressed_to_came_back() -> None:
+    """A front with a stale replica addressed an event to a customer that had merged away: its partition forwarded
+    it to the survivor, which folded and wrote it. Every partition restarts (the hop is not restored), and the
+    addressee comes back to life (a recompute) before the copy read again arrives. The restored partitions know
+    every recent event with an interaction row as written, so the copy is dropped where it arrives instead of
+    being folded a second time under the customer come back."""
+    events, _ = merged_pair()
+    split = Split()
+    sender, receiver, [handoff] = merged_on_the_sender(split, events)
+    split.receive(handoff)
+    loser, survivor = handoff.from_id, handoff.into_id
+    late = event("late", NOW_MS + 60 * MINUTE_MS, [("email", "a@x.io")] if cid(events[0].event_id) == loser
+                 else [("phone", "+15550100")])
+    effects, step = split.step(sender)
+    split.parts[sender].fold(Routed(late, loser), effects, step)
+    [(to, forwarded)] = step.forwarded
+    assert (to, forwarded.customer_id) == (receiver, survivor)
+    effects, step = split.step(receiver)
+    split.parts[receiver].fold(forwarded, effects, step)
+    split.write(effects)
+    assert [r.interaction.event_id for r in effects.interactions] == ["late"]
+    for index in range(PARTITIONS):
+        split.restart(index)
+    effects, step = split.step(sender)
+    split.parts[sender].apply(IdentityChanges(split.parts[sender].applied + 1, aliases={loser: loser}), effects,
+                              step)
+    assert loser not in split.parts[sender].handed  # come back to life: what it receives now is folded here
+
+    effects, step = split.step(sender)
+    split.parts[sender].fold(Routed(late, loser, replay=True), effects, step)
+
+    assert (effects.interactions, step.forwarded, step.replays) == ([], [], 1)
+
+
 def test_a_bridge_cut_short_after_its_interaction_row_is_written_again_by_the_restored_partition() -> None:
     """An event bridges a customer's two sessions; its batch dies after its first insert (the interaction row,
     written with the session it joined) and before the alias and the sessions' rows. The partition restored next

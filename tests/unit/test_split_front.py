@@ -58,7 +58,7 @@ class FakeWarehouse:
 
     def restored(self) -> Restored:
         self.restores += 1
-        return Restored(Resolver(resolver_config(SETTINGS)), 0, {})
+        return Restored(Resolver(resolver_config(SETTINGS)), 0, frozenset())
 
 
 def _events(count: int) -> list[Interaction]:

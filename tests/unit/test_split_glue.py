@@ -7,7 +7,7 @@ import pytest
 
 from bench.traffic import parsed_interactions, simulated
 from cem.config import resolver_config
-from cem.domain.customer_stage import customer_partition
+from cem.domain.customer_stage import PartitionStep, customer_partition
 from cem.domain.front import Routed, front_partition
 from cem.domain.resolver import AliasCycle, Resolver
 from cem.kafka import wanted_topics
@@ -17,6 +17,7 @@ from cem.topic_limits import internal_topics
 from devtools.simulate import recent_base_ms
 from schemas.split_wire import decode_routed
 from streams.split import routed_messages
+from tests.unit.factories import event
 
 NOW_MS = recent_base_ms() + 30 * 86_400_000
 
@@ -63,11 +64,10 @@ def test_routed_events_are_cut_into_messages_under_the_limit() -> None:
 
 def test_each_customer_partition_takes_exactly_its_customers_of_a_restored_resolver() -> None:
     _, resolver, interactions = _resolved(2_000)
-    folded = {e.event_id: (resolver.graph.customer_of_set(e.identifiers) or "",) for e in interactions}
-    parts = [partition_from(Restored(resolver, 42, folded), index, 3) for index in range(3)]
-    assert {e: (c,) for p in parts for e, c in p.folded.items()} == folded
+    written = frozenset(e.event_id for e in interactions)
+    parts = [partition_from(Restored(resolver, 42, written), index, 3) for index in range(3)]
     for part in parts:
-        assert all(customer_partition(c, 3) == part.index for c in part.folded.values())
+        assert part.written_before == written
         assert part.applied == 42
         assert all(customer_partition(c, 3) == part.index for c in part.sessions.by_customer)
         assert all(customer_partition(c, 3) == part.index for c in part.journeys.by_customer)
@@ -85,16 +85,19 @@ def test_every_copy_of_an_event_id_has_one_front() -> None:
 
 def test_a_merged_customer_the_restored_graph_does_not_name_is_known_from_the_alias_rows() -> None:
     """A customer that owns no identifier set any more is absent from a graph restored from the sets; the owner's
-    alias rows still name it, so its partition forwards what is addressed to it, and an event folded under it
-    is known as folded where a copy addressed to it arrives and where its survivor lives."""
+    alias rows still name it, so its partition forwards what is addressed to it; an event written under it is
+    known as written at every partition, so a copy of it read again is dropped wherever it arrives."""
     old, survivor = "c_old", next(f"c_s{i}" for i in range(100) if customer_partition(f"c_s{i}", 4) !=
                                   customer_partition("c_old", 4))
-    restored = Restored(Resolver(resolver_config(Settings())), 7, {"e1": (old, survivor)},
+    restored = Restored(Resolver(resolver_config(Settings())), 7, frozenset({"e1"}),
                         survivors({old: "c_mid", "c_mid": survivor, "c_back": "c_back"}))
     assert restored.merged == {old: survivor, "c_mid": survivor}
     parts = [partition_from(restored, index, 4) for index in range(4)]
-    sender, receiver = parts[customer_partition(old, 4)], parts[customer_partition(survivor, 4)]
+    sender = parts[customer_partition(old, 4)]
     assert sender.handed[old] == survivor
-    assert (sender.folded, receiver.folded) == ({"e1": old}, {"e1": survivor})
+    assert all(part.written_before == {"e1"} for part in parts)
+    effects, step = sender.start_batch(NOW_MS), PartitionStep()
+    sender.fold(Routed(event("e1", NOW_MS, [("email", "e1@x.io")]), old, replay=True), effects, step)
+    assert (effects.interactions, step.forwarded, step.replays) == ([], [], 1)
     with pytest.raises(AliasCycle):
         survivors({"a": "b", "b": "a"})
