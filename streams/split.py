@@ -222,9 +222,12 @@ class CustomerStage:
         if missing:
             self.parts.update(await loop.run_in_executor(None, self._restored, missing))
         after = max((item.version for _, item in inbox if isinstance(item, HandOff)), default=0)
+        now_ms = int(self.clock() * 1000)
         self.version = own_version(next_version(max([self.version, *(self.parts[i].version for i in indexes)]),
-                                                int(self.clock() * 1000), after), min(self.parts, default=0))
+                                                now_ms, after), min(self.parts, default=0))
         effects, step = Effects(self.version), PartitionStep()
+        for part in self.parts.values():
+            part.expire(now_ms)
         for index in missing:
             self.parts[index].hand_on_restored(effects, step)
         versions, self.versions = self.versions, []

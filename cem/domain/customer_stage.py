@@ -40,6 +40,9 @@ from cem.domain.identity_replica import IdentityChanges
 from cem.domain.journeys import JourneyAlias, JourneyBook, ServiceJourney, Session, SessionAlias, SessionBook
 from cem.domain.state_maps import MapFactory, in_memory_maps
 
+# Events folded and hops taken are forgotten by the minute they were added in, once the dedup window is past
+EXPIRY_BUCKET_MS = 60_000
+
 
 def customer_partition(customer_id: str, partitions: int) -> int:
     """The partition that holds a customer's state: stable across processes and restarts."""
@@ -68,9 +71,15 @@ class PartitionStep:
 
 class CustomerPartition:
     def __init__(self, index: int, partitions: int, session_gap_ms: int,
-                 maps: MapFactory = in_memory_maps) -> None:
+                 maps: MapFactory = in_memory_maps, window_ms: int = 0) -> None:
         self.index = index
         self.partitions = partitions
+        # How long a folded event and a hop are remembered (the dedup window: a copy older than that is new to the
+        # fronts too); 0 remembers them as long as the partition lives
+        self.window_ms = window_ms
+        self._minute = 0  # the minute of the step under way
+        self._added: dict[int, list[str | tuple[str, str]]] = {}  # minute -> events folded, hops taken in it
+        self._first_minute: int | None = None  # of the partition's first step: `written_before` is as old
         self.sessions = SessionBook(session_gap_ms, maps, by_line=True)
         self.journeys = JourneyBook(maps)
         self.handed: MutableMapping[str, str] = maps("handed")  # merged customer -> the survivor it went to
@@ -91,8 +100,34 @@ class CustomerPartition:
     def start_batch(self, now_ms: int, after_version: int = 0) -> Effects:
         """A batch's rows. Its version is above any hand-off it receives (`after_version`): the moved rows must
         supersede what the sender wrote."""
+        self.expire(now_ms)
         self.version = own_version(next_version(self.version, now_ms, after_version), self.index)
         return Effects(self.version)
+
+    def expire(self, now_ms: int) -> None:
+        """At the start of a step: forget the events folded and the hops taken before the dedup window, and what
+        was written before the restore once a whole window has passed since."""
+        self._minute = now_ms // EXPIRY_BUCKET_MS
+        if self._first_minute is None:
+            self._first_minute = self._minute
+        if not self.window_ms:
+            return
+        horizon = (now_ms - self.window_ms) // EXPIRY_BUCKET_MS
+        if self._first_minute < horizon:
+            self.written_before = frozenset()
+        while self._added:  # minutes are added in time order: stop at the first one inside the window
+            minute = next(iter(self._added))
+            if minute >= horizon:
+                break
+            for key in self._added.pop(minute):
+                if isinstance(key, str):
+                    self.folded.pop(key, None)
+                else:
+                    self.forwards.pop(key, None)
+
+    def _remember(self, key: str | tuple[str, str]) -> None:
+        if self.window_ms:
+            self._added.setdefault(self._minute, []).append(key)
 
     def fold(self, routed: Routed, effects: Effects, step: PartitionStep) -> None:
         """File a routed event here, or forward it when its customer merged away from this partition; a replay
@@ -105,11 +140,14 @@ class CustomerPartition:
         taken = self.forwards.get(hop) if routed.replay else None
         survivor = taken if taken is not None else self.handed.get(customer_id)
         if survivor is not None:
+            if hop not in self.forwards:
+                self._remember(hop)
             self.forwards[hop] = survivor
             step.forwarded.append((customer_partition(survivor, self.partitions),
                                    Routed(routed.event, survivor, routed.replay)))
             return
         self.folded[event_id] = customer_id
+        self._remember(event_id)
         fold_event(self.sessions, self.journeys, routed.event, customer_id, effects)
 
     def apply(self, changes: IdentityChanges, effects: Effects, step: PartitionStep) -> None:

@@ -206,7 +206,8 @@ def partition_from(restored: Restored, index: int, partitions: int) -> CustomerP
     its rows reflect is applied. A merged customer's sessions and journeys still here are handed on by the partition's
     first step (CustomerPartition.hand_on_restored)."""
     resolver = restored.resolver
-    part = CustomerPartition(index, partitions, resolver.config.session_gap_ms)
+    part = CustomerPartition(index, partitions, resolver.config.session_gap_ms,
+                             window_ms=resolver.config.dedup_window_ms)
 
     def here(customer_id: str) -> bool:
         return customer_partition(customer_id, partitions) == index
