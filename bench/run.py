@@ -259,13 +259,14 @@ class Bench:
                     break
                 for w in workers:
                     w.check_alive()
+                statuses = None
                 if polled >= next_stage_sample:  # every phase alike: the polls cost each worker the same
                     next_stage_sample = polled + STAGE_SAMPLE_SECONDS
-                    stage_samples.append(Sample(polled - t0, rows, sum((w.status() or {}).get("consumed", 0)
-                                                                       for w in workers)))
+                    statuses = [w.status() or {} for w in workers]
+                    stage_samples.append(Sample(polled - t0, rows, sum(s.get("consumed", 0) for s in statuses)))
                 if rss_samples and polled >= next_sample:
                     next_sample = polled + 1.0
-                    status = workers[0].status() or {}
+                    status = statuses[0] if statuses is not None else workers[0].status() or {}
                     samples.append({"t": round(polled - t0, 2), "consumed": status.get("consumed", 0),
                                     "resolved": status.get("resolved", 0), "rows": rows,
                                     "rss_mb": procstat.rss_mb(pid_of(workers[0]))})

@@ -3,8 +3,8 @@ from the warehouse, and each stage's rows written.
 
 Every stage starts from one snapshot of the warehouse, restored as the single resolver restores it, and keeps its
 share: the graph's owner the identity graph; a customer partition the sessions and journeys of the customers that
-hash to it, and the merged customers it hands on (and every partition the recent events written, to drop their
-copies read again); a front the dedup window. So a stage restored
+hash to it and the merged customers it hands on, and knows every recent event written, so that it drops their
+copies read again; a front the dedup window. So a stage restored
 after others wrote holds exactly what their rows say, as a restarted single resolver does. Sessions and journeys
 are filed under the customer they were last written under, not its survivor: the rows of a merged customer are
 the partition's until the survivor's partition writes them again (cem.domain.customer_stage, "Restarts").
