@@ -45,7 +45,9 @@ def normalised(text: str) -> str:
     text = re.sub(r"marked by event \S+ at \S+ \S+", "marked by event <event> at <time>", text)
     # So does the event (and rule) that first linked an identifier: an identifier is linked by the first event
     # that carried it in the order the worker saw them (the customer it belongs to does not depend on it).
-    text = re.sub(r"linked \S+ \S+ by event \S+ \[\w+\]", "linked <when> by event <event> [<rule>]", text)
+    # The customer it was linked to first is that order too (a customer merged into this one since, or not).
+    text = re.sub(r"linked \S+ \S+ by event \S+ \[\w+\](?: \(linked to \S+, merged since\))?",
+                  "linked <when> by event <event> [<rule>]", text)
     text = re.sub(r"since event \S+$", "since event <event>", text, flags=re.M)
     # The report's identity figures: the merges and refused merges counted are that history too.
     text = re.sub(r"^(\s*\d+\s+\d+)\s+\d+\s+\d+$", r"\1 <merges> <refused>", text, flags=re.M)

@@ -40,6 +40,14 @@ def test_normalised_keeps_what_does_not_depend_on_the_run() -> None:
     assert normalised("   12       1       2               0") != normalised("   13  1  2  0")
 
 
+def test_normalised_ignores_which_customer_an_identifier_was_first_linked_to_but_not_the_identifier() -> None:
+    shown = "  anonymous_id   a-81f2     linked 2026-11-20 09:00:00.000Z by event w-1 [first_seen]"
+    other = ("  anonymous_id   a-81f2     linked 2026-11-20 09:02:10.000Z by event w-2 [shared_identifier]"
+             " (linked to c_8abcc47f54c8115a, merged since)")
+    assert normalised(shown) == normalised(other)
+    assert normalised(shown) != normalised(other.replace("a-81f2", "a-81f3"))
+
+
 def test_the_section_holds_the_walk() -> None:
     commands = [step.command for step in readme_steps((ROOT / "README.md").read_text())]
     assert commands[:len(DONE_BY_THE_FIXTURE)] == list(DONE_BY_THE_FIXTURE)
