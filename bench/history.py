@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from bench import views
-from bench.run import RESULTS_DIR, Bench, bench_worker, log
+from bench.harness import RESULTS_DIR, Bench, bench_worker, log
 from bench.traffic import many_customers, simulated
 from cem.settings import Settings
 from devtools.harness import wait_until
