@@ -243,6 +243,13 @@ def _git_head() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    _phase_options(p)
+    _run_options(p)
+    return _checked(p, p.parse_args(argv))
+
+
+def _phase_options(p: argparse.ArgumentParser) -> None:
+    """How large each phase is (0 skips an optional one)."""
     p.add_argument("--events", type=int, default=200_000, help="records pre-produced for phases 1, 2 and 4")
     p.add_argument("--quick", action="store_true", help="small smoke run: 20k events, 10 s latency, 20k memory")
     p.add_argument("--latency-seconds", type=float, default=30.0, help="how long the fixed-rate produce lasts")
@@ -270,6 +277,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(bench/split_inproc.py: the partitioned stages against the single resolver; 0: skip)")
     p.add_argument("--split-partitions", type=int, default=4, help="partitions of the split resolver's scaling "
                    "phase: 1 then 2 workers with CEM_SPLIT_PARTITIONS (0: skip)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """What runs, how, and where the results go."""
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--skip-scaling", action="store_true")
     p.add_argument("--skip-shuffled", action="store_true", help="skip the latency phase's second, shuffled run")
@@ -293,7 +304,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", help="keep services' data here instead of a temp dir")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
-    args = p.parse_args(argv)
+
+
+def _checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """--quick applied, every --set and --with-proposals name known, the memory phase's customers defaulted."""
     if args.quick:
         args.events = min(args.events, 20_000)
         args.latency_seconds = min(args.latency_seconds, 10.0)
