@@ -32,9 +32,12 @@ OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
 # What the split's customer partitions write: a hand-over writes session and journey rows with no interaction row.
 PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "interaction_log")
 # A partition's batch writes its interaction rows first and its mark last: cut short, it leaves rows at a version
-# with no mark, and every session or journey they name is rebuilt from interaction rows that landed.
+# with no mark, and every session or journey they name is rebuilt from interaction rows that landed. Its session
+# aliases land only after the rows of the sessions they point into: a session absorbed one received in a hand-off,
+# whose latest row is still the sender's, and an alias landing alone would file the absorbed events under the
+# sender's customer, in another partition.
 PARTITION_MARK = "partition_batches"
-PARTITION_WRITE_ORDER = ("interaction_log", "id_aliases", "session_log", "journey_log", "overrides", PARTITION_MARK)
+PARTITION_WRITE_ORDER = ("interaction_log", "session_log", "journey_log", "id_aliases", "overrides", PARTITION_MARK)
 # Where the customer partitions' rows name a session or a journey: (what it names, table, the row's `kind` when
 # the table holds several kinds, columns).
 PARTITION_NAMES = (

@@ -179,15 +179,20 @@ class CustomerPartition:
         """A batch cut short wrote its interaction rows and maybe some of its other rows: the rest (a session's
         new count, the alias that joined two sessions, a journey) is missing, or a row is there that the batch
         done again will not write over. Every session and journey those rows name is written again, with all
-        the ids it absorbed, as this partition holds it; a customer's sessions are first made disjoint again."""
+        the ids it absorbed, as this partition holds it; a customer's sessions are first made disjoint again.
+        A merged customer's are not: they are handed on, and their rows are the survivor's partition's to write.
+        Written here, above every row of the partitions, they would revive a session or journey that partition
+        absorbed since (its alias row is below them)."""
         sessions_named, journeys_named = self.unmarked
         self.unmarked = (set(), set())
-        for customer_id in [c for c, held in self.sessions.by_customer.items()
-                            if any(_named(s.session_id, s.members, sessions_named) for s in held)]:
+        for customer_id in [c for c, held in self.sessions.by_customer.items() if c not in self.handed
+                            and any(_named(s.session_id, s.members, sessions_named) for s in held)]:
             kept, aliases = self.sessions.recoalesce(customer_id)
             members = [SessionAlias(member, s.session_id) for s in kept for member in s.members]
             note_sessions(effects, kept, aliases + members)
-        for journeys in self.journeys.by_customer.values():
+        for customer_id, journeys in self.journeys.by_customer.items():
+            if customer_id in self.handed:
+                continue
             for journey in journeys.values():
                 if _named(journey.journey_id, journey.members, journeys_named):
                     effects.journeys[journey.journey_id] = journey

@@ -189,6 +189,10 @@ class SessionBook:
                 continue
             sessions.remove(other)
             absorbed = keep.join(other)
+            # `other` was live here, and may be so in the warehouse: it is aliased even when `keep` had absorbed a
+            # copy of it already (a hand-off sent twice reached this partition by two ways)
+            if other.session_id != keep.session_id:
+                absorbed = list(dict.fromkeys((other.session_id, *absorbed)))
             aliases.extend(SessionAlias(absorbed_id, keep.session_id) for absorbed_id in absorbed)
         return keep, aliases
 
@@ -294,6 +298,10 @@ class JourneyBook:
         absorbed = [i for i in dict.fromkeys((gone.journey_id, *gone.members)) if i not in known]
         keep.members.extend(absorbed)
         journeys[journey.issue_ref] = keep
+        # The one that goes was live here or where it came from: it is aliased even when `keep` had absorbed a copy
+        # of it already (a hand-off sent twice reached this partition by two ways)
+        if gone.journey_id != keep.journey_id:
+            absorbed = list(dict.fromkeys((gone.journey_id, *absorbed)))
         return keep, [JourneyAlias(absorbed_id, keep.journey_id, keep.issue_ref) for absorbed_id in absorbed]
 
     def containing(self, journey_ids: set[str]) -> list[ServiceJourney]:
