@@ -33,9 +33,9 @@ OWNER_TABLES = TABLE_ORDER[:5] + ("identity_sets",)
 PARTITION_TABLES = ("id_aliases", "session_log", "journey_log", "overrides", "interaction_log")
 # A partition's batch writes its interaction rows first and its mark last: cut short, it leaves rows at a version
 # with no mark, and every session or journey they name is rebuilt from interaction rows that landed. Its session
-# aliases land only after the rows of the sessions they point into: a session absorbed one received in a hand-off,
-# whose latest row is still the sender's, and an alias landing alone would file the absorbed events under the
-# sender's customer, in another partition.
+# aliases land only after the rows of the sessions they point into: a session received in a hand-off may absorb
+# one held here while its latest row is still the sender's, and an alias landing alone would file the absorbed
+# events under the sender's customer, in another partition.
 PARTITION_MARK = "partition_batches"
 PARTITION_WRITE_ORDER = ("interaction_log", "session_log", "journey_log", "id_aliases", "overrides", PARTITION_MARK)
 # Where the customer partitions' rows name a session or a journey: (what it names, table, the row's `kind` when
